@@ -1,0 +1,7 @@
+"""``python -m catbus`` is the ``catbus`` command (the launcher starts nodes this way)."""
+
+import sys
+
+from catbus.cli import main
+
+sys.exit(main())

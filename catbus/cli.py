@@ -1,0 +1,198 @@
+"""``catbus`` command line: a thin layer over the Python API.
+
+Every command turns a :class:`~catbus.errors.CatbusError` into one line on stderr and a non-zero
+exit code; a traceback is shown only for bugs in catbus itself and for failing nodes (whose
+traceback is the point).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+from catbus.errors import CatbusError, NodeFailed
+
+MODES = ("parallel", "stepped", "inline")
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mode", choices=MODES, help="how nodes run (default: the file's mode, "
+                        "else parallel)")
+    end = parser.add_mutually_exclusive_group()
+    end.add_argument("--steps", type=int, help="environment steps after the reset")
+    end.add_argument("--duration", type=float, help="seconds (sim time; wall time in parallel)")
+    parser.add_argument("--seed", type=int, help="run seed (default: the file's, else 0)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="NODE.PARAM=VALUE", help="override a node parameter "
+                        "(repeatable), e.g. --set robot.safe_controller=Unsafe")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="catbus", description="Benchmark agents against simulated environments: nodes "
+        "exchanging topics over ZeroMQ, run in parallel, stepped or inline mode.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = commands.add_parser("launch", help="run a launch file")
+    p.add_argument("file", help="launch file (YAML)")
+    _add_run_options(p)
+    p.add_argument("--record", metavar="PATH", help="record every topic to this MCAP file")
+    p.add_argument("--remote", action="append", default=[], metavar="NODE",
+                   help="do not start NODE here; wait for it to join with `catbus node`")
+    p.add_argument("--deadline", type=float, default=30.0, metavar="S",
+                   help="a node silent for this long (e.g. stuck in a step) fails the run "
+                        "(default 30)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_launch)
+
+    p = commands.add_parser("node", help="run one node and join a run (`catbus node list`: "
+                            "list the nodes of a running run)")
+    p.add_argument("target", metavar="CLASS|list", help="module:Class of the node, or 'list'")
+    p.add_argument("--name", help="node name (its identity in the run)")
+    p.add_argument("--bus", help="registry address, e.g. tcp://10.0.0.1:7700 (default: the run "
+                   "on this machine)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="parameter, when the registry has none for this node (repeatable)")
+    p.add_argument("--remap", action="append", default=[], metavar="DECLARED=TOPIC",
+                   help="rename a declared topic (repeatable)")
+    p.add_argument("--period", type=float, help="override the class's period (seconds)")
+    p.add_argument("--advertise", metavar="IP", help="address other hosts reach this one at")
+    p.add_argument("--timeout", type=float, default=10.0,
+                   help="seconds to wait for the registry (default 10)")
+    p.set_defaults(func=cmd_node)
+
+    p = commands.add_parser("bus", help="host a registry alone; nodes join with `catbus node`")
+    p.add_argument("--bind", default="tcp://127.0.0.1:7700", help="address to bind")
+    p.add_argument("--mode", choices=("parallel",), default="parallel")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_bus)
+
+    p = commands.add_parser("topic", help="inspect topics of a running run")
+    p.add_argument("action", choices=("list", "echo", "hz"))
+    p.add_argument("topic", nargs="?")
+    p.add_argument("--bus", help="registry address (default: the run on this machine)")
+    p.add_argument("--count", type=int, help="echo: stop after N messages; hz: after N windows")
+    p.set_defaults(func=cmd_topic)
+
+    p = commands.add_parser("eval", help="score a recording")
+    p.add_argument("file", help="MCAP recording")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--d-min", dest="d_min", type=float, default=None,
+                   help="safety distance for the steps-below count (default: the evaluator's)")
+    p.set_defaults(func=cmd_eval)
+
+    p = commands.add_parser("plot", help="draw a recording")
+    p.add_argument("file", help="MCAP recording")
+    p.add_argument("-o", "--output", default=None, help="PNG to write (default: FILE.png)")
+    p.add_argument("--mp4", action="store_true", help="also write an animation (needs ffmpeg)")
+    p.set_defaults(func=cmd_plot)
+
+    p = commands.add_parser("verify", help="run inline and stepped and compare the recordings")
+    p.add_argument("file", help="launch file")
+    _add_run_options(p)
+    p.set_defaults(func=cmd_verify)
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except NodeFailed as exc:
+        print(f"catbus: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except CatbusError as exc:
+        print(f"catbus: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("catbus: interrupted", file=sys.stderr)
+        return 130
+
+
+# -- commands -------------------------------------------------------------------------------------
+def cmd_launch(args: argparse.Namespace) -> int:
+    from catbus.api import run
+    from catbus.evaluate import format_table
+
+    result = run(args.file, mode=args.mode, seed=args.seed, steps=args.steps,
+                 duration=args.duration, overrides=args.overrides, record=args.record,
+                 remote=args.remote, progress=None if not args.no_progress else False,
+                 deadline=args.deadline)
+    if args.json:
+        print(json.dumps(result.summary(), default=str, indent=2))
+        return 130 if result.interrupted else 0
+    print(result.table())
+    if result.record is not None:
+        print(f"recorded: {result.record}")
+    if result.scores:
+        print(format_table(result.scores))
+    return 130 if result.interrupted else 0
+
+
+def cmd_node(args: argparse.Namespace) -> int:
+    if args.target == "list":
+        from catbus.introspect import node_list
+
+        return node_list(args.bus)
+    if not args.name:
+        print("catbus: node: --name is required (the node's identity in the run)",
+              file=sys.stderr)
+        return 2
+    from catbus.nodemain import run_node
+
+    return run_node(args.target, name=args.name, bus=args.bus, params=args.param,
+                    remaps=args.remap, period=args.period, advertise=args.advertise,
+                    timeout=args.timeout)
+
+
+def cmd_bus(args: argparse.Namespace) -> int:
+    from catbus.introspect import host_bus
+
+    return host_bus(args.bind, mode=args.mode, seed=args.seed)
+
+
+def cmd_topic(args: argparse.Namespace) -> int:
+    from catbus import introspect
+
+    if args.action != "list" and not args.topic:
+        print(f"catbus: topic {args.action}: name the topic, e.g. catbus topic {args.action} "
+              "robot/sensors", file=sys.stderr)
+        return 2
+    if args.action == "list":
+        return introspect.topic_list(args.bus)
+    if args.action == "echo":
+        return introspect.topic_echo(args.topic, args.bus, count=args.count)
+    return introspect.topic_hz(args.topic, args.bus, count=args.count)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from catbus.cli_recording import cmd_eval as run_eval
+
+    return run_eval(args)
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from catbus.cli_recording import cmd_plot as run_plot
+
+    if args.output is None:
+        args.output = str(args.file).removesuffix(".mcap") + ".png"
+    return run_plot(args)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from catbus.verify import verify
+
+    return verify(args.file, seed=args.seed, steps=args.steps, duration=args.duration,
+                  overrides=args.overrides)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, default=str, indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""The catbus wire format: how one message becomes ZeroMQ frames and back.
+
+A message on the bus is a multipart ZeroMQ message::
+
+    [topic, header, payload, *buffers]
+
+* ``topic``   -- UTF-8 topic name followed by one NUL byte (``b"robot/sensors\\0"``). The terminator
+  makes ZeroMQ's prefix matching exact: a subscription to ``robot/sensors`` never receives
+  ``robot/sensors_raw``.
+* ``header``  -- msgpack array ``[version, publisher, seq, tick, sim_time, wall_time]`` (see
+  :class:`Header`).
+* ``payload`` -- msgpack of the message value. Every numpy array inside it (at any depth of dicts
+  and lists) is replaced by the msgpack extension type 1 whose data is the msgpack array
+  ``[dtype_descr, shape, index]``; the array's bytes travel raw, in C order, as frame
+  ``buffers[index]``. numpy scalars use extension type 2, data ``[dtype_descr, raw bytes]``.
+  ``dtype_descr`` is numpy's portable descriptor (``"<f8"``, ``"|b1"``, or a list of fields for a
+  structured dtype).
+
+Arrays are not copied on send when they are C-contiguous (the frame is a view of the array's
+memory; others are made contiguous once), and not copied on receive (a decoded array is a read-only
+``np.frombuffer`` view of the received frame). Because the array must stay unchanged until ZeroMQ
+has sent it, a node must not modify an array in place after returning it from ``step``; a message
+is a value.
+
+Everything here is pure (no sockets), so the inline runner and the recorder use the very same
+bytes as the wire.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import msgpack
+import numpy as np
+
+FORMAT_VERSION = 1
+TOPIC_TERMINATOR = b"\0"
+EXT_NDARRAY = 1
+EXT_NPSCALAR = 2
+
+
+class DecodeError(ValueError):
+    """A frame set that is not a valid catbus message (counted and dropped by receivers)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """Per-message metadata, the second frame.
+
+    ``seq`` is per (publisher, topic) and starts at 0, so a gap means a lost message. ``tick`` is
+    the schedule tick the message belongs to (in ``parallel`` mode, the publisher's cycle index).
+    ``sim_time`` is seconds of simulated time (``parallel``: seconds since the run started);
+    ``wall_time`` is the publisher's ``time.time()``.
+    """
+
+    publisher: str
+    seq: int
+    tick: int
+    sim_time: float
+    wall_time: float
+
+    def pack(self) -> bytes:
+        return msgpack.packb(
+            [FORMAT_VERSION, self.publisher, self.seq, self.tick, self.sim_time, self.wall_time]
+        )
+
+    @staticmethod
+    def unpack(data: bytes | memoryview) -> "Header":
+        try:
+            fields = msgpack.unpackb(data)
+        except Exception as exc:
+            raise DecodeError(f"header is not msgpack: {exc}") from None
+        if not isinstance(fields, list) or len(fields) < 6 or fields[0] != FORMAT_VERSION:
+            raise DecodeError(f"header has an unknown layout or version: {fields!r:.80}")
+        _, publisher, seq, tick, sim_time, wall_time = fields[:6]
+        if not (isinstance(publisher, str) and isinstance(seq, int) and isinstance(tick, int)):
+            raise DecodeError("header fields have the wrong types")
+        return Header(publisher, seq, tick, float(sim_time), float(wall_time))
+
+
+def topic_frame(topic: str) -> bytes:
+    """The first frame for ``topic``; also the exact ZeroMQ subscription prefix for it."""
+    return topic.encode() + TOPIC_TERMINATOR
+
+
+def topic_from_frame(frame: bytes | memoryview) -> str:
+    raw = bytes(frame)
+    if not raw.endswith(TOPIC_TERMINATOR):
+        raise DecodeError("topic frame lacks its NUL terminator")
+    try:
+        return raw[:-1].decode()
+    except UnicodeDecodeError:
+        raise DecodeError("topic frame is not UTF-8") from None
+
+
+def _dtype_descr(dtype: np.dtype) -> Any:
+    return np.lib.format.dtype_to_descr(dtype)
+
+
+def _descr_dtype(descr: Any) -> np.dtype:
+    if isinstance(descr, list):  # structured: msgpack turned the tuples into lists
+        descr = [tuple(_descr_tuple(field)) for field in descr]
+    return np.lib.format.descr_to_dtype(descr)
+
+
+def _descr_tuple(field: list) -> tuple:
+    name, sub = field[0], field[1]
+    sub = [tuple(_descr_tuple(f)) for f in sub] if isinstance(sub, list) else sub
+    return (name, sub, tuple(field[2])) if len(field) > 2 else (name, sub)
+
+
+def encode_payload(value: Any) -> tuple[bytes, list[memoryview]]:
+    """Serialise ``value`` into the payload frame and the raw buffer frames of its arrays."""
+    buffers: list[memoryview] = []
+
+    def default(obj: Any) -> Any:
+        if isinstance(obj, np.ndarray):
+            if obj.dtype.hasobject:
+                raise TypeError("numpy arrays of dtype object cannot be sent; convert them first")
+            contiguous = obj if obj.flags.c_contiguous else np.ascontiguousarray(obj)
+            buffers.append(memoryview(contiguous.reshape(-1).view(np.uint8)))
+            meta = msgpack.packb([_dtype_descr(obj.dtype), list(obj.shape), len(buffers) - 1])
+            return msgpack.ExtType(EXT_NDARRAY, meta)
+        if isinstance(obj, np.generic):
+            if obj.dtype.hasobject:
+                raise TypeError("numpy object scalars cannot be sent")
+            data = np.asarray(obj).tobytes()
+            return msgpack.ExtType(EXT_NPSCALAR, msgpack.packb([_dtype_descr(obj.dtype), data]))
+        if isinstance(obj, tuple):
+            return list(obj)
+        raise TypeError(f"cannot send a value of type {type(obj).__name__}")
+
+    payload = msgpack.packb(value, default=default, strict_types=True)
+    return payload, buffers
+
+
+def decode_payload(payload: bytes | memoryview, buffers: Sequence[Any] = ()) -> Any:
+    """Inverse of :func:`encode_payload`; arrays come back as read-only views of ``buffers``."""
+
+    def ext_hook(code: int, data: bytes) -> Any:
+        if code == EXT_NDARRAY:
+            descr, shape, index = msgpack.unpackb(data)
+            if not 0 <= index < len(buffers):
+                raise DecodeError(f"array refers to buffer frame {index}, which is missing")
+            dtype = _descr_dtype(descr)
+            array = np.frombuffer(buffers[index], dtype=dtype)
+            return array.reshape(shape)
+        if code == EXT_NPSCALAR:
+            descr, raw = msgpack.unpackb(data)
+            return np.frombuffer(raw, dtype=_descr_dtype(descr))[0]
+        return msgpack.ExtType(code, data)
+
+    try:
+        return msgpack.unpackb(payload, ext_hook=ext_hook, strict_map_key=False)
+    except DecodeError:
+        raise
+    except Exception as exc:
+        raise DecodeError(f"payload cannot be decoded: {exc}") from None
+
+
+def encode_message(topic: str, header: Header, value: Any) -> list[Any]:
+    """All frames of one message, ready for ``socket.send_multipart``."""
+    payload, buffers = encode_payload(value)
+    return [topic_frame(topic), header.pack(), payload, *buffers]
+
+
+def decode_message(frames: Sequence[Any]) -> tuple[str, Header, Any]:
+    """Parse received frames (bytes, memoryviews or zmq.Frame buffers). Raises DecodeError."""
+    if len(frames) < 3:
+        raise DecodeError(f"a message has at least 3 frames, got {len(frames)}")
+    topic = topic_from_frame(frames[0])
+    header = Header.unpack(frames[1])
+    return topic, header, decode_payload(frames[2], frames[3:])
+
+
+def record_bytes(payload: bytes | memoryview, buffers: Sequence[Any]) -> bytes:
+    """The bytes a recording stores for one message: ``msgpack([payload, *buffers])``.
+
+    Built from the frames as received; nothing is decoded and re-encoded, so a recording holds
+    exactly what travelled.
+    """
+    return msgpack.packb([bytes(payload), *(bytes(b) for b in buffers)])
+
+
+def split_record_bytes(data: bytes) -> tuple[bytes, list[bytes]]:
+    """Inverse of :func:`record_bytes`."""
+    parts = msgpack.unpackb(data)
+    return parts[0], parts[1:]

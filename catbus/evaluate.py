@@ -1,0 +1,179 @@
+"""Scoring and plotting recordings with the functions the recording itself names.
+
+An environment node names its evaluator (``Node.evaluator = "module:function"``) and, optionally,
+its plotter; the runtime writes both into the recording's metadata (``evaluators``,
+``plotters``). So ``catbus eval run.mcap`` needs no other argument, and an old recording is scored
+by the evaluator of the scenario it came from, whatever the current launch file says.
+
+An evaluator is ``fn(recording, **options) -> dict`` of scores; a plotter is
+``fn(recording, out, mp4=False, **options) -> None``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from catbus.errors import CatbusError
+from catbus.recording import Recording
+
+
+def evaluate_file(path: str | os.PathLike[str] | Recording, **options: Any) -> dict[str, Any]:
+    """Scores of a recording from the evaluator(s) its metadata names.
+
+    ``options`` (e.g. ``d_min=10``) go to the evaluator; ``None`` values are left out so a CLI
+    can pass its unset flags through. With several evaluators the results are merged; a key two
+    evaluators share is prefixed with the evaluator's name.
+    """
+    recording = _open(path)
+    functions = _named_functions(recording, "evaluators", "evaluator")
+    scores: dict[str, Any] = {}
+    for ref, fn in functions:
+        result = fn(recording, **_options_for(fn, ref, options, recording))
+        if not isinstance(result, Mapping):
+            raise CatbusError(f"{recording.path}: evaluator {ref} returned "
+                              f"{type(result).__name__}, not a dict of scores")
+        for key, value in result.items():
+            scores[f"{ref}/{key}" if key in scores else str(key)] = value
+    return scores
+
+
+def plot_file(path: str | os.PathLike[str] | Recording, out: str | os.PathLike[str],
+              mp4: bool = False, **options: Any) -> list[str]:
+    """Draw a recording with the plotter(s) its metadata names; returns the files written.
+
+    With several plotters the second and later write ``<stem>.<n><suffix>`` beside ``out``.
+    """
+    recording = _open(path)
+    functions = _named_functions(recording, "plotters", "plotter")
+    out_path = Path(out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    written: list[str] = []
+    for index, (ref, fn) in enumerate(functions):
+        target = out_path if index == 0 else out_path.with_name(
+            f"{out_path.stem}.{index + 1}{out_path.suffix}")
+        fn(recording, str(target), mp4=mp4, **_options_for(fn, ref, options, recording))
+        written.append(str(target))
+    return written
+
+
+def format_table(scores: Mapping[str, Any]) -> str:
+    """Scores as an aligned two-column table for people; nested dicts become dotted keys."""
+    rows = list(_flatten(scores))
+    if not rows:
+        return "(no scores)"
+    width = max(len(key) for key, _ in rows)
+    return "\n".join(f"{key:<{width}}  {_format_value(value)}" for key, value in rows)
+
+
+def to_jsonable(value: Any) -> Any:
+    """Scores with numpy scalars and arrays turned into plain Python, for ``json.dumps``."""
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy array or scalar
+        return to_jsonable(value.tolist())
+    return value
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def _open(path: str | os.PathLike[str] | Recording) -> Recording:
+    return path if isinstance(path, Recording) else Recording(path)
+
+
+def _named_functions(recording: Recording, key: str,
+                     what: str) -> list[tuple[str, Callable[..., Any]]]:
+    refs = recording.metadata.get(key)
+    if isinstance(refs, str):
+        refs = [refs]
+    if not refs:
+        raise CatbusError(f"{recording.path}: the recording names no {what} (metadata "
+                          f"'{key}' is {'missing' if key not in recording.metadata else 'empty'}); "
+                          f"the run's environment node declares none")
+    return [(str(ref), load_function(str(ref), where=str(recording.path))) for ref in refs]
+
+
+def load_function(ref: str, *, where: str = "") -> Callable[..., Any]:
+    """Import ``"package.module:function"``.
+
+    The current folder is tried as a last resort: ``catbus eval`` is often run from the project
+    folder whose ``nodes`` package is not installed.
+    """
+    prefix = f"{where}: " if where else ""
+    module_name, sep, attr = ref.partition(":")
+    if not sep or not module_name or not attr:
+        raise CatbusError(f"{prefix}'{ref}' is not of the form module:function")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        cwd = os.getcwd()
+        if cwd in sys.path or "" in sys.path:
+            raise CatbusError(f"{prefix}cannot import {module_name} for {ref}: {exc}") from None
+        sys.path.append(cwd)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as again:
+            raise CatbusError(f"{prefix}cannot import {module_name} for {ref}: {again}") from None
+    fn = module
+    for part in attr.split("."):
+        fn = getattr(fn, part, None)
+        if fn is None:
+            raise CatbusError(f"{prefix}{module_name} has no {attr} (named as {ref})")
+    if not callable(fn):
+        raise CatbusError(f"{prefix}{ref} is not callable")
+    return fn  # type: ignore[return-value]
+
+
+def _options_for(fn: Callable[..., Any], ref: str, options: Mapping[str, Any],
+                 recording: Recording) -> dict[str, Any]:
+    """The options ``fn`` accepts; an option it does not accept is an error, not ignored."""
+    given = {k: v for k, v in options.items() if v is not None}
+    try:
+        parameters = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return given
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return given
+    unknown = [k for k in given if k not in parameters]
+    if unknown:
+        accepted = [name for name, p in list(parameters.items())[1:]
+                    if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        raise CatbusError(f"{recording.path}: {ref} has no option {', '.join(unknown)} "
+                          f"(it takes: {', '.join(accepted) or 'none'})")
+    return given
+
+
+def _flatten(scores: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    rows: list[tuple[str, Any]] = []
+    for key, value in scores.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            rows.extend(_flatten(value, name + "."))
+        else:
+            rows.append((name, value))
+    return rows
+
+
+def _format_value(value: Any) -> str:
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return str(value)
+        if value == 0:
+            return "0"
+        return f"{value:.6g}" if 1e-4 <= abs(value) < 1e7 else f"{value:.4e}"
+    return str(value)
+
+
+__all__ = ["evaluate_file", "plot_file", "format_table", "to_jsonable", "load_function"]

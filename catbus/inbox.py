@@ -1,0 +1,195 @@
+"""What a node has received, and which of it the node sees at a step.
+
+The inbox is pure bookkeeping (no sockets), shared by the three runners so that they hand a node
+exactly the same inputs:
+
+* ``stepped`` / ``inline``: inputs are selected *by tick*, not by arrival. At tick ``t`` an input
+  holds the newest message whose tick its publisher is allowed to show (``t`` for publishers
+  earlier in the launch file, ``t - 1`` for later ones); a publisher running ahead changes
+  nothing. ``catbus/progress`` messages tell how far each peer has completed.
+* ``parallel``: inputs are the newest message received (``latest``) or everything received since
+  the last step (``all``).
+
+Frames are kept raw and decoded only when a node actually gets to see them, so a node that steps
+slower than its inputs arrive does not pay for decoding messages it never reads.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import msgpack
+
+from catbus import codec
+from catbus.dataplane import PROGRESS_TOPIC
+
+ALL = "*"
+
+
+@dataclass(frozen=True)
+class InputBinding:
+    """One declared input after name resolution (what the registry tells the runtime)."""
+
+    declared: str
+    topic: str
+    policy: str = "latest"
+
+
+@dataclass(slots=True)
+class Received:
+    """One data message as it came off the wire; ``value`` is decoded on first use."""
+
+    topic: str
+    header: codec.Header
+    payload: Any
+    buffers: list
+    _value: Any = field(default=None)
+    _decoded: bool = False
+
+    @property
+    def value(self) -> Any:
+        if not self._decoded:
+            self._value = codec.decode_payload(self.payload, self.buffers)
+            self._decoded = True
+        return self._value
+
+
+@dataclass
+class PeerProgress:
+    through: int = -1
+    end: int | None = None
+    final: bool = False
+
+
+class Inbox:
+    """Per-node message buffers, progress of peers and loss counters."""
+
+    def __init__(self, inputs: Sequence[InputBinding], order: Mapping[str, int], *,
+                 reactive: bool = False) -> None:
+        self.inputs = list(inputs)
+        self.wildcard = any(b.topic == ALL for b in self.inputs)
+        # Nodes without a period get every message, in order, rather than a selection per step.
+        self.in_order = reactive or self.wildcard
+        self.order = dict(order)
+        self.by_topic = {b.topic: b for b in self.inputs if b.topic != ALL}
+        self.queues: dict[str, deque[tuple[int, Received]]] = {t: deque() for t in self.by_topic}
+        self.current: dict[str, Received | None] = {t: None for t in self.by_topic}
+        self.pending_all: dict[str, list[Received]] = {t: [] for t in self.by_topic}
+        self.raw: list[tuple[int, int, int, Received]] = []   # in-order (reactive) buffer
+        self.progress: dict[str, PeerProgress] = {}
+        self.last_seq: dict[tuple[str, str], int] = {}
+        self.received = 0
+        self.dropped = 0        # sequence gaps: messages lost before they reached us
+        self.malformed = 0      # frames that are not catbus messages: counted, never fatal
+
+    # -- receiving ------------------------------------------------------------------------------
+    def add_frames(self, frames: Sequence[Any]) -> Received | None:
+        """Take one multipart message (zmq.Frame objects or bytes). Returns the data message, or
+        None for progress, malformed frames and topics we did not ask for."""
+        try:
+            raw = [f.buffer if hasattr(f, "buffer") else f for f in frames]
+            if len(raw) < 3:
+                raise codec.DecodeError("too few frames")
+            topic = codec.topic_from_frame(raw[0])
+            header = codec.Header.unpack(raw[1])
+            if topic == PROGRESS_TOPIC:
+                self._add_progress(raw[2])
+                return None
+        except (codec.DecodeError, ValueError, TypeError, msgpack.UnpackException):
+            self.malformed += 1
+            return None
+        if topic.startswith("catbus/hello/"):
+            return None
+        message = Received(topic, header, raw[2], raw[3:])
+        self._count_gap(header.publisher, topic, header.seq)
+        self.received += 1
+        if self.in_order:
+            if not (self.wildcard or topic in self.queues):
+                return None
+            rank = self.order.get(header.publisher, len(self.order))
+            self.raw.append((header.tick, rank, header.seq, message))
+        elif topic in self.queues:
+            self.queues[topic].append((header.tick, message))
+        else:
+            return None
+        return message
+
+    def _add_progress(self, payload: Any) -> None:
+        name, _tick, through, end, final, _counts = msgpack.unpackb(payload)
+        peer = self.progress.setdefault(name, PeerProgress())
+        peer.through = max(peer.through, through)
+        if end is not None:
+            peer.end = end if peer.end is None else min(peer.end, end)
+        peer.final = peer.final or bool(final)
+
+    def _count_gap(self, publisher: str, topic: str, seq: int) -> None:
+        key = (publisher, topic)
+        previous = self.last_seq.get(key)
+        if previous is not None and seq > previous + 1:
+            self.dropped += seq - previous - 1
+        self.last_seq[key] = seq
+
+    # -- progress -------------------------------------------------------------------------------
+    def through(self, peer: str) -> int:
+        progress = self.progress.get(peer)
+        return progress.through if progress else -1
+
+    def end_tick(self) -> int | None:
+        ends = [p.end for p in self.progress.values() if p.end is not None]
+        return min(ends) if ends else None
+
+    def all_final(self, peers: Sequence[str]) -> bool:
+        return all(self.progress.get(p, PeerProgress()).final for p in peers)
+
+    # -- selecting inputs -----------------------------------------------------------------------
+    def take_by_tick(self, limits: Mapping[str, int]) -> dict[str, Any]:
+        """Inputs for a stepped/inline step: ``limits`` maps each input topic to the newest tick
+        its publisher may show. Returns ``{declared: value}`` in declaration order."""
+        for topic, queue in self.queues.items():
+            limit = limits.get(topic, -1)
+            while queue and queue[0][0] <= limit:
+                _, message = queue.popleft()
+                self.current[topic] = message
+                self.pending_all[topic].append(message)
+        return self._assemble()
+
+    def take_latest(self) -> dict[str, Any]:
+        """Inputs for a parallel step: everything received so far counts."""
+        for topic, queue in self.queues.items():
+            while queue:
+                _, message = queue.popleft()
+                self.current[topic] = message
+                self.pending_all[topic].append(message)
+        return self._assemble()
+
+    def _assemble(self) -> dict[str, Any]:
+        inputs: dict[str, Any] = {}
+        for binding in self.inputs:
+            if binding.topic == ALL:
+                continue
+            if binding.policy == "all":
+                inputs[binding.declared] = [m.value for m in self.pending_all[binding.topic]]
+            else:
+                message = self.current[binding.topic]
+                inputs[binding.declared] = None if message is None else message.value
+            self.pending_all[binding.topic].clear()
+        return inputs
+
+    def take_raw_through(self, tick: int) -> list[Received]:
+        """In-order messages with tick <= ``tick`` in schedule order (tick, launch order, seq)."""
+        ready = [entry for entry in self.raw if entry[0] <= tick]
+        if not ready:
+            return []
+        self.raw = [entry for entry in self.raw if entry[0] > tick]
+        ready.sort(key=lambda entry: entry[:3])
+        return [entry[3] for entry in ready]
+
+    def take_raw_all(self) -> list[Received]:
+        """In-order messages in arrival order (parallel mode)."""
+        ready, self.raw = self.raw, []
+        return [entry[3] for entry in ready]
+
+    def topic_of(self, declared: str) -> str:
+        return next(b.topic for b in self.inputs if b.declared == declared)

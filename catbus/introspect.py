@@ -1,0 +1,188 @@
+"""Looking into a running run: ``catbus topic list|echo|hz``, ``catbus node list``, ``catbus bus``.
+
+A run on this machine is found through its run folder (see :mod:`catbus.rundir`); ``--bus`` names
+any other. ``echo`` and ``hz`` connect a SUB socket straight to the topic's publisher, like any
+node, so they observe the run without slowing it down through a broker.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from typing import Any
+
+import zmq
+
+from catbus import codec
+from catbus.control import pack, unpack
+from catbus.errors import CatbusError
+from catbus.rundir import running_runs
+
+
+def find_registry(bus: str | None) -> str:
+    """``bus`` if given, else the registry of the newest run on this machine."""
+    if bus:
+        return bus
+    runs = running_runs()
+    if not runs:
+        raise CatbusError("no catbus run is running on this machine; start one with "
+                          "`catbus launch FILE`, or name its registry with --bus ADDR")
+    return runs[0]["registry"]
+
+
+def query_graph(bus: str | None, timeout: float = 3.0) -> dict[str, Any]:
+    """Ask the registry who is in the run (the same ``graph`` nodes receive)."""
+    address = find_registry(bus)
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.connect(address)
+        sock.send(pack("graph?"))
+        if not sock.poll(timeout * 1000):
+            raise CatbusError(f"the registry at {address} did not answer within {timeout:g} s")
+        reply = unpack(sock.recv())
+    finally:
+        sock.close()
+    if reply is None or reply.get("op") != "graph":
+        raise CatbusError(f"{address} is not a catbus registry")
+    return reply
+
+
+def _topics(graph: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    topics: dict[str, dict[str, Any]] = {}
+    for node in graph["nodes"]:
+        for _, topic in node["outputs"]:
+            topics.setdefault(topic, {"publishers": [], "subscribers": [], "endpoints": []})
+            topics[topic]["publishers"].append(node["name"])
+            topics[topic]["endpoints"].append(node["endpoint"])
+    for node in graph["nodes"]:
+        for _, topic, _ in node["inputs"]:
+            if topic in topics:
+                topics[topic]["subscribers"].append(node["name"])
+    return topics
+
+
+def topic_list(bus: str | None) -> int:
+    topics = _topics(query_graph(bus))
+    width = max((len(t) for t in topics), default=5)
+    for topic in sorted(topics):
+        info = topics[topic]
+        print(f"{topic.ljust(width)}  from {', '.join(info['publishers'])}"
+              f"  to {', '.join(info['subscribers']) or '-'}")
+    return 0
+
+
+def node_list(bus: str | None) -> int:
+    graph = query_graph(bus)
+    print(f"mode {graph.get('mode')}, {'running' if graph.get('started') else 'starting'}")
+    for node in graph["nodes"]:
+        period = f"{node['period']:g} s" if node.get("period") else "reactive"
+        print(f"{node['name']:<12} {node['state']:<10} pid {node['pid']:<8} {node['host']:<12} "
+              f"{period:<10} tick {node['tick']:<8} {node['cls']}")
+    return 0
+
+
+def _subscribe(topic: str, bus: str | None) -> tuple[zmq.Socket, zmq.Context]:
+    topics = _topics(query_graph(bus))
+    if topic not in topics:
+        known = ", ".join(sorted(topics)) or "none"
+        raise CatbusError(f"no node publishes {topic!r} in this run (topics: {known})")
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.SUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SUBSCRIBE, codec.topic_frame(topic))
+    for endpoint in topics[topic]["endpoints"]:
+        sock.connect(endpoint)
+    return sock, ctx
+
+
+def _printable(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return value.tolist() if value.size <= 64 else f"<array {value.dtype} {value.shape}>"
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: _printable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_printable(v) for v in value]
+    return value
+
+
+def topic_echo(topic: str, bus: str | None, count: int | None = None) -> int:
+    sock, _ = _subscribe(topic, bus)
+    seen = 0
+    try:
+        while count is None or seen < count:
+            if not sock.poll(1000):
+                continue
+            frames = sock.recv_multipart()
+            try:
+                _, header, value = codec.decode_message(frames)
+            except codec.DecodeError as exc:
+                print(f"# malformed message dropped: {exc}", file=sys.stderr)
+                continue
+            print(f"--- {topic}  tick {header.tick}  t {header.sim_time:.4f}  seq {header.seq}")
+            print(json.dumps(_printable(value), default=str))
+            seen += 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+    return 0
+
+
+def topic_hz(topic: str, bus: str | None, count: int | None = None, window: float = 1.0) -> int:
+    """Messages per second on ``topic``, printed every ``window`` seconds (wall clock)."""
+    sock, _ = _subscribe(topic, bus)
+    windows = 0
+    try:
+        while count is None or windows < count:
+            began, received = time.monotonic(), 0
+            while time.monotonic() - began < window:
+                if sock.poll(50):
+                    sock.recv_multipart()
+                    received += 1
+            rate = received / (time.monotonic() - began)
+            print(f"{topic}: {rate:.1f} Hz ({received} messages in {window:g} s)", flush=True)
+            windows += 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+    return 0
+
+
+def host_bus(bind: str, *, mode: str = "parallel", seed: int = 0) -> int:
+    """``catbus bus``: a registry with no launch file; nodes start as soon as they connect."""
+    from catbus.registry import Registry
+    from catbus.rundir import RunDir
+
+    ctx = zmq.Context.instance()
+    rundir = RunDir.create("bus")
+    registry = Registry(ctx, bind, expected=None, mode=mode, seed=seed,
+                        run_info={"name": "bus", "mode": mode, "seed": seed})
+    rundir.publish(registry.endpoint, "bus")
+    print(f"catbus bus: registry at {registry.endpoint}; join with "
+          f"catbus node module:Class --name NAME --bus {registry.endpoint}", flush=True)
+    stopping = []
+    previous = signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    try:
+        while not stopping:
+            for event in registry.poll(200):
+                detail = f": {event.message}" if event.message else ""
+                print(f"{event.kind} {event.node}{detail}", flush=True)
+                if event.detail:
+                    print(event.detail, file=sys.stderr, flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        registry.stop("the bus is shutting down")
+        registry.close()
+        rundir.remove()
+        signal.signal(signal.SIGTERM, previous)
+    return 0

@@ -1,0 +1,136 @@
+"""The node API: a node is a step function over topics.
+
+A node class declares what it reads, what it writes, its parameters and its period, and implements
+``step``. It never learns how it is run: the same class runs in ``parallel`` (own process, wall
+clock), ``stepped`` (own process, lockstep on simulated time) and ``inline`` (one process, plain
+calls). A minimal node::
+
+    from catbus import Node, Param
+
+    class Counter(Node):
+        outputs = ["~/count"]                 # "~/" is this node's name: counter/count
+        params = {"start": Param(int, 0, "first value")}
+        period = 0.1                           # seconds; None means it only reacts to messages
+
+        def setup(self, params):
+            self.n = params["start"]
+
+        def step(self, t, inputs):
+            self.n += 1
+            return {"~/count": {"n": self.n, "t": t}}
+
+Names used inside the node (``inputs`` keys, ``step`` return keys) are always the *declared* names;
+renaming and remapping happen outside (see :mod:`catbus.topics`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Mapping, Sequence
+
+import numpy as np
+
+from catbus.params import Param
+
+Policy = Literal["latest", "all"]
+ALL_TOPICS = "*"
+
+
+@dataclass(frozen=True)
+class Input:
+    """A declared input: a topic name and how messages are kept until the next step.
+
+    ``latest`` (the default, like a ROS QoS depth of 1) hands ``step`` the newest message or
+    ``None``; ``all`` hands it the list of every message received since the previous step, oldest
+    first (possibly empty). The topic ``"*"`` subscribes to every topic on the bus (the recorder).
+    """
+
+    topic: str
+    policy: Policy = "latest"
+
+
+class Node:
+    """Base class of every node. Override ``setup``, ``step`` and, if needed, ``close``.
+
+    Attributes set by catbus before ``setup`` is called:
+
+    * ``name``   -- this instance's name from the launch file (its identity on the bus);
+    * ``period`` -- the effective period in seconds (launch file may override the class default),
+      or ``None`` for a node that only reacts to messages;
+    * ``seed``   -- the run seed (an int), for nodes that need a generator of their own kind;
+    * ``rng``    -- ``numpy.random.Generator`` seeded from ``SeedSequence([seed, *name.encode()])``,
+      so every node gets its own reproducible stream, the same in every mode and process;
+    * ``log``    -- a ``logging.Logger`` named ``catbus.node.<name>``.
+    """
+
+    inputs: ClassVar[Sequence[str | Input]] = ()
+    outputs: ClassVar[Sequence[str]] = ()
+    params: ClassVar[Mapping[str, Any]] = {}
+    period: float | None = None
+    #: ``"module:function"`` scoring a recording of a run that contains this node (environments).
+    evaluator: ClassVar[str | None] = None
+    #: Built-in nodes such as the recorder receive raw frames in :meth:`on_raw` instead of decoded
+    #: messages in ``step`` / ``on_message``.
+    wants_raw: ClassVar[bool] = False
+
+    name: str
+    seed: int
+    rng: np.random.Generator
+    log: logging.Logger
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def setup(self, params: dict[str, Any]) -> None:
+        """Called once, with validated parameters (declared defaults merged with given values)."""
+
+    def step(self, t: float, inputs: dict[str, Any]) -> dict[str, Any] | None:
+        """Called when the period is due. ``t`` is the time in seconds (simulated in ``stepped``
+        and ``inline``, since the start in ``parallel``). ``inputs`` is keyed by the declared input
+        names in declaration order. Return ``{declared_output: message}`` for what to publish."""
+        return None
+
+    def on_message(self, topic: str, message: Any) -> dict[str, Any] | None:
+        """Called for every message on an input of a node without a period, as it is received."""
+        return None
+
+    def on_raw(self, topic: str, header: Any, payload: bytes, buffers: Sequence[Any]) -> None:
+        """Raw frames of every received message, for nodes with ``wants_raw = True``."""
+
+    def close(self) -> None:
+        """Always called at the end, also after an error or Ctrl-C: release files and devices."""
+
+    # -- services for node code -----------------------------------------------------------------
+    def end_episode(self, reason: str = "") -> None:
+        """Ask for the episode to end after the current tick (like Gymnasium's terminated).
+
+        Every node stops at the same tick; the run's summary records ``reason``.
+        """
+        self._end_requested = reason or f"ended by {self.name}"
+
+    # -- runtime plumbing (not for node code) ---------------------------------------------------
+    _end_requested: str | None = None
+    #: Metadata of the run (launch spec, mode, seed, versions, evaluators) for built-in nodes such
+    #: as the recorder. Ordinary nodes must not depend on it: that would break mode independence.
+    run_info: dict[str, Any] = {}
+
+    @classmethod
+    def declared_inputs(cls) -> list[Input]:
+        return [item if isinstance(item, Input) else Input(item) for item in cls.inputs]
+
+    def bind(self, name: str, seed: int, period: float | None, run_info: dict[str, Any]) -> None:
+        """Give the node its identity before ``setup``; called by every runner the same way."""
+        self.name = name
+        self.seed = int(seed)
+        self.period = period
+        self.rng = np.random.default_rng(np.random.SeedSequence([int(seed), *name.encode()]))
+        self.log = logging.getLogger(f"catbus.node.{name}")
+        self.run_info = run_info
+        self._end_requested = None
+
+
+def param_declarations(node_class: type[Node]) -> Mapping[str, Any]:
+    """The nested ``{name: Param}`` declaration of a node class."""
+    return node_class.params
+
+
+__all__ = ["Node", "Input", "Param", "ALL_TOPICS", "Policy", "param_declarations"]

@@ -1,0 +1,68 @@
+"""``catbus node module:Class --name NAME --bus ADDR``: one node process joining a run.
+
+The launcher starts local nodes with this very command; a user starts a remote node with it on
+another host. Parameters and the seed come from the registry when the run's launch file has the
+node; ``--param`` values are used only by an open bus (``catbus bus``) that has no launch file.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Sequence
+
+from catbus import params as params_mod
+from catbus.errors import CatbusError, ConfigError
+from catbus.inbox import InputBinding
+from catbus.launchfile import import_node_class
+from catbus.noderuntime import Interrupted, NodeRuntime, install_signal_handlers, \
+    set_parent_death_signal
+from catbus.topics import resolve_topic
+
+
+def _parse_remaps(remaps: Sequence[str]) -> dict[str, str]:
+    result = {}
+    for item in remaps:
+        if "=" not in item:
+            raise ConfigError("--remap", item, "expected DECLARED=TOPIC, e.g. ~/sensors=robot/sensors")
+        declared, topic = item.split("=", 1)
+        result[declared] = topic
+    return result
+
+
+def _find_bus(bus: str | None) -> str:
+    if bus:
+        return bus
+    from catbus.introspect import find_registry
+
+    return find_registry(None)
+
+
+def run_node(class_path: str, *, name: str, bus: str | None, params: Sequence[str] = (),
+             remaps: Sequence[str] = (), period: float | None = None,
+             advertise: str | None = None, timeout: float = 10.0) -> int:
+    """Run one node until the run ends; returns the exit code."""
+    parent = os.environ.pop("CATBUS_PARENT_PID", None)
+    runtime: NodeRuntime | None = None
+    try:
+        set_parent_death_signal(int(parent) if parent else None)
+        _, node_class = import_node_class(class_path, "catbus node", "node")
+        given: dict = {}
+        for assignment in params:
+            parts, value = params_mod.parse_assignment(assignment, where="--param")
+            given = params_mod.deep_merge(given, params_mod.nest(parts, value))
+        params_mod.resolve(node_class.params, given, where="--param", prefix="")
+        remap = _parse_remaps(remaps)
+        inputs = [InputBinding(i.topic, resolve_topic(i.topic, name, remap), i.policy)
+                  for i in node_class.declared_inputs()]
+        outputs = [(o, resolve_topic(o, name, remap)) for o in node_class.outputs]
+        runtime = NodeRuntime(node_class, name, _find_bus(bus), class_path=class_path,
+                              params=given, inputs=inputs, outputs=outputs, period=period,
+                              advertise=advertise, registry_timeout=timeout)
+        install_signal_handlers(runtime)
+    except Interrupted:
+        return 1
+    except CatbusError as exc:
+        print(f"catbus: {exc}", file=sys.stderr)
+        return 2
+    return runtime.run()

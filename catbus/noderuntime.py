@@ -1,0 +1,488 @@
+"""Runs one node in its own process: join the run, connect to peers, step, leave.
+
+The same code serves a node started by the launcher and one started by hand on another host with
+``catbus node module:Class --name robot --bus tcp://...``: both register with the registry, get
+their parameters and the run seed from it, connect peer to peer, and wait for ``start``.
+
+``stepped``: lockstep by progress (DESIGN.md). A node steps tick ``t`` once every publisher it
+reads has completed the tick the schedule says it must see, and once none of its subscribers is
+more than :data:`WINDOW` ticks behind. There is no central clock: the registry is only told, by
+heartbeats, how far everyone is.
+
+``parallel``: the node steps at its period in wall time on the newest inputs; a cycle missed
+because a step overran is skipped and counted.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+from catbus import params as params_mod
+from catbus.control import DEFAULT_REGISTRY_TIMEOUT, ControlLink
+from catbus.dataplane import DataPlane, data_endpoint_for
+from catbus.errors import CatbusError
+from catbus.inbox import ALL, Inbox, InputBinding
+from catbus.node import Node
+from catbus.schedule import Schedule
+from catbus.stats import NodeStats
+
+#: How many ticks a publisher may run ahead of its slowest subscriber in stepped mode.
+WINDOW = 8
+
+
+class Stopped(Exception):
+    """The registry said stop (Ctrl-C, another node failed, or the end of the run)."""
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM reached this process (also: the launcher died, via PDEATHSIG)."""
+
+
+class RegistryLost(CatbusError):
+    """The registry stopped answering: the launcher is gone, so this node exits."""
+
+
+@dataclass
+class Peers:
+    """Who this node reads from and who reads from it, with their data endpoints."""
+
+    publisher_of: dict[str, str] = field(default_factory=dict)   # topic -> node name
+    publishers: list[str] = field(default_factory=list)
+    subscribers: list[str] = field(default_factory=list)
+    endpoints: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def neighbours(self) -> set[str]:
+        return set(self.publishers) | set(self.subscribers)
+
+
+def compute_peers(name: str, inputs: list[InputBinding], graph: list[dict]) -> Peers:
+    """From the registry's graph: publishers of our inputs and subscribers of our outputs."""
+    peers = Peers()
+    my_topics = {b.topic for b in inputs}
+    wildcard = ALL in my_topics
+    me = next((n for n in graph if n["name"] == name), {"outputs": []})
+    my_outputs = {topic for _, topic in me["outputs"]}
+    for other in graph:
+        other_name = other["name"]
+        if other_name == name:
+            continue
+        peers.endpoints[other_name] = other["endpoint"]
+        outputs = {topic for _, topic in other["outputs"]}
+        for topic in outputs:
+            if topic in my_topics:
+                peers.publisher_of[topic] = other_name
+        if wildcard or outputs & my_topics:
+            peers.publishers.append(other_name)
+        their_inputs = {topic for _, topic, _ in other["inputs"]}
+        if ALL in their_inputs or their_inputs & my_outputs:
+            peers.subscribers.append(other_name)
+    return peers
+
+
+def set_parent_death_signal(parent_pid: int | None) -> None:
+    """Ask Linux to send SIGTERM when the launcher dies (prctl PR_SET_PDEATHSIG), then close the
+    race where it died before we asked."""
+    if parent_pid is None:
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:
+        raise Interrupted()
+
+
+class NodeRuntime:
+    """One node's life: register, set up, connect, run, report, close."""
+
+    def __init__(self, node_class: type[Node], name: str, bus: str, *, class_path: str,
+                 params: dict | None = None, inputs: list[InputBinding] | None = None,
+                 outputs: list[tuple[str, str]] | None = None, period: float | None = None,
+                 advertise: str | None = None,
+                 registry_timeout: float = DEFAULT_REGISTRY_TIMEOUT) -> None:
+        self.node_class = node_class
+        self.name = name
+        self.bus = bus
+        self.class_path = class_path
+        self.given_params = params or {}
+        self.inputs = inputs if inputs is not None else [
+            InputBinding(i.topic, i.topic, i.policy) for i in node_class.declared_inputs()]
+        self.outputs = outputs if outputs is not None else [(o, o) for o in node_class.outputs]
+        self.period = period if period is not None else node_class.period
+        self.advertise = advertise
+        self.registry_timeout = registry_timeout
+        self.stats = NodeStats()
+        self.node: Node | None = None
+        self.peers = Peers()
+        self.schedule: Schedule | None = None
+        self.mode = "parallel"
+        self.stop_reason: str | None = None
+        self.end_tick: int | None = None
+        self.started: float | None = None
+        self.graph_complete = False
+        self._interrupted = False
+
+    # -- entry point ----------------------------------------------------------------------------
+    def run(self) -> int:
+        """Returns the process exit code: 0 on a clean end, 1 if the node failed."""
+        self.ctx = zmq.Context()
+        self.control = ControlLink(self.ctx, self.bus)
+        self.data = DataPlane(self.ctx, self.name, data_endpoint_for(self.bus, self.name,
+                                                                     self.advertise))
+        self.poller = zmq.Poller()
+        for sock in (self.data.sub, self.data.pub, self.control.socket):
+            self.poller.register(sock, zmq.POLLIN)
+        code = 0
+        where = "startup"
+        try:
+            self._join()
+            where = "setup"
+            self._setup()
+            where = "connect"
+            self._connect_and_wait_start()
+            where = "step"
+            if self.mode == "parallel":
+                self._run_parallel()
+            else:
+                self._run_stepped()
+        except (Stopped, Interrupted, KeyboardInterrupt):
+            pass
+        except RegistryLost as exc:
+            print(f"catbus: node {self.name}: {exc}", flush=True)
+            code = 1
+        except Exception as exc:
+            code = 1
+            self._report_error(where, exc)
+        finally:
+            code = self._finish(code)
+        return code
+
+    def _report_error(self, where: str, exc: BaseException) -> None:
+        text = traceback.format_exc()
+        try:
+            self.control.send("error", where=where, message=f"{type(exc).__name__}: {exc}",
+                              traceback=text)
+        except zmq.ZMQError:
+            pass
+        if isinstance(exc, CatbusError):
+            print(f"catbus: node {self.name}: {exc}", flush=True)
+
+    def _finish(self, code: int) -> int:
+        if self.node is not None:
+            try:
+                self.node.close()
+            except Exception as exc:
+                self._report_error("close", exc)
+                code = 1
+        try:
+            self._publish_final()
+            self.control.send("done", code=code, end=self.stop_reason, end_tick=self.end_tick,
+                              stats=self.stats.to_dict(self.data, getattr(self, "inbox", None)))
+        except zmq.ZMQError:
+            pass
+        self.data.close()
+        self.control.close()
+        self.ctx.term()
+        return code
+
+    # -- joining the run ------------------------------------------------------------------------
+    def _join(self) -> None:
+        self.control.send(
+            "register", name=self.name, pid=os.getpid(), host=socket.gethostname(),
+            cls=self.class_path, endpoint=self.data.endpoint, period=self.period,
+            inputs=[[b.declared, b.topic, b.policy] for b in self.inputs],
+            outputs=[list(o) for o in self.outputs], params=self.given_params)
+        welcome = self._wait_for("welcome")
+        self.mode = welcome["mode"]
+        self.seed = int(welcome["seed"])
+        self.run_info = welcome.get("run_info") or {}
+        self.params = welcome.get("params", self.given_params)
+        self.period = welcome.get("period", self.period)
+        if welcome.get("inputs") is not None:
+            self.inputs = [InputBinding(*b) for b in welcome["inputs"]]
+            self.outputs = [tuple(o) for o in welcome["outputs"]]
+        if welcome.get("schedule"):
+            self.schedule = Schedule.from_dict(welcome["schedule"])
+        self.duration = welcome.get("duration")
+        self.output_topics = dict(self.outputs)
+        order = {name: i for i, name in enumerate(welcome.get("order", []))}
+        self.order = order
+        self.inbox = Inbox(self.inputs, order, reactive=self.period is None)
+
+    def _setup(self) -> None:
+        declared = self.node_class.params
+        params = params_mod.resolve(declared, self.params, where=f"node {self.name}",
+                                    prefix="params")
+        node = self.node_class()
+        node.bind(self.name, self.seed, self.period, self.run_info)
+        self.node = node
+        node.setup(params)
+
+    def _wait_for(self, op: str) -> dict[str, Any]:
+        """Wait for one control message, handling the others; the registry must answer."""
+        deadline = time.monotonic() + self.registry_timeout
+        while True:
+            for message in self.control.receive_nowait():
+                if message["op"] == op:
+                    return message
+                self._on_control(message)
+            if time.monotonic() > deadline:
+                raise RegistryLost(f"no answer from the registry at {self.bus} within "
+                                   f"{self.registry_timeout:g} s; is a run started there "
+                                   "(catbus launch ... or catbus bus)?")
+            self._poll(100)
+
+    def _connect_and_wait_start(self) -> None:
+        self.ready_sent = False
+        self.data.subscribe([b.topic for b in self.inputs if b.topic != ALL],
+                            everything=self.inbox.wildcard)
+        while self.started is None:
+            self._service(100)
+            if (self.graph_complete and not self.ready_sent
+                    and self.peers.neighbours <= self.data.hellos):
+                self.control.send("ready")
+                self.ready_sent = True
+
+    def _on_control(self, message: dict[str, Any]) -> None:
+        op = message["op"]
+        if op == "graph":
+            self.peers = compute_peers(self.name, self.inputs, message["nodes"])
+            self.data.connect(self.peers.endpoints[n] for n in self.peers.neighbours)
+            self.graph_complete = bool(message.get("complete", True))
+        elif op == "start":
+            self.started = time.monotonic() + float(message.get("delay", 0.0))
+        elif op == "end":
+            tick = int(message["tick"])
+            self.end_tick = tick if self.end_tick is None else min(self.end_tick, tick)
+        elif op == "stop":
+            self.stop_reason = message.get("reason")
+            raise Stopped()
+        elif op == "reject":
+            raise CatbusError(f"the registry refused node {self.name}: {message.get('reason')}")
+
+    # -- I/O ------------------------------------------------------------------------------------
+    def _poll(self, timeout_ms: float) -> None:
+        self.poller.poll(timeout_ms)
+
+    def _service(self, timeout_ms: float) -> None:
+        """Wait up to ``timeout_ms`` for I/O, then handle everything pending."""
+        events = dict(self.poller.poll(timeout_ms))
+        if self.data.sub in events:
+            self._drain_data()
+        if self.data.pub in events:
+            self.data.drain_subscriptions()
+        for message in self.control.receive_nowait():
+            self._on_control(message)
+        self._keep_alive()
+
+    def _drain_data(self) -> None:
+        sub = self.data.sub
+        inbox = self.inbox
+        while True:
+            try:
+                frames = sub.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            inbox.add_frames(frames)
+
+    def _keep_alive(self) -> None:
+        if self.control.heartbeat_due():
+            self.control.send("hb", tick=self.stats.tick, steps=self.stats.steps,
+                              state=self.stats.state)
+        if self.control.silent_for() > self.registry_timeout:
+            raise RegistryLost(f"the registry at {self.bus} has been silent for "
+                               f"{self.registry_timeout:g} s; the run is gone, stopping")
+
+    def _interrupt(self, signum: int, frame: Any) -> None:
+        if not self._interrupted:
+            self._interrupted = True
+            raise Interrupted()
+
+    # -- stepping -------------------------------------------------------------------------------
+    def _call_step(self, t: float, tick: int, inputs: dict[str, Any]) -> None:
+        self.stats.state = f"stepping tick {tick}"
+        began = time.perf_counter()
+        outputs = self.node.step(t, inputs)
+        self.stats.record_step(time.perf_counter() - began)
+        self._publish(outputs, tick, t)
+        self.stats.tick = tick
+
+    def _publish(self, outputs: dict[str, Any] | None, tick: int, t: float) -> None:
+        if not outputs:
+            return
+        for declared, value in outputs.items():
+            topic = self.output_topics.get(declared)
+            if topic is None:
+                raise ValueError(f"node {self.name} returned {declared!r}, which is not one of its "
+                                 f"declared outputs {list(self.output_topics)}")
+            self.data.publish(topic, value, tick, t)
+
+    def _deliver_in_order(self, messages: list) -> None:
+        node = self.node
+        for message in messages:
+            if node.wants_raw:
+                node.on_raw(message.topic, message.header, message.payload, message.buffers)
+            else:
+                declared = next((b.declared for b in self.inputs if b.topic == message.topic),
+                                message.topic)
+                outputs = node.on_message(declared, message.value)
+                self._publish(outputs, message.header.tick, message.header.sim_time)
+
+    def _run_stepped(self) -> None:
+        schedule = self.schedule
+        assert schedule is not None
+        k = schedule.period_ticks(self.name)
+        last = schedule.last_tick
+        while self.started > time.monotonic():
+            self._service(1)
+        if k is None:
+            self._run_stepped_reactive(last)
+            return
+        node = self.node
+        tick = 0
+        publisher_of = self.peers.publisher_of
+        limits_of = {
+            topic: (0 if schedule.precedes(publisher, self.name) else -1)
+            for topic, publisher in publisher_of.items()}
+        while True:
+            end = self._known_end(last)
+            if tick > end:
+                break
+            waited = time.perf_counter()
+            self.stats.state = f"waiting for tick {tick}"
+            while not self._ready(tick, schedule):
+                self._service(50)
+                end = self._known_end(last)
+                if tick > end:
+                    return
+            self._drain_data()
+            self.stats.wait_time += time.perf_counter() - waited
+            inputs = self.inbox.take_by_tick({t: tick + off for t, off in limits_of.items()})
+            self._call_step(schedule.sim_time(tick), tick, inputs)
+            ended = node._end_requested is not None
+            if ended:
+                self.stop_reason = node._end_requested
+                self.end_tick = tick
+            through = tick if ended else schedule.completes_through(self.name, tick)
+            self.data.publish_progress(tick, through, tick if ended else None, False)
+            if ended:
+                return
+            tick += k
+            self._keep_alive()
+
+    def _known_end(self, last: int) -> int:
+        ends = [last]
+        if self.end_tick is not None:
+            ends.append(self.end_tick)
+        inbox_end = self.inbox.end_tick()
+        if inbox_end is not None:
+            ends.append(inbox_end)
+        return min(ends)
+
+    def _ready(self, tick: int, schedule: Schedule) -> bool:
+        inbox = self.inbox
+        for publisher in self.peers.publishers:
+            if inbox.through(publisher) < schedule.required_tick(self.name, publisher, tick):
+                return False
+        for subscriber in self.peers.subscribers:
+            if inbox.through(subscriber) < tick - WINDOW:
+                return False
+        return True
+
+    def _run_stepped_reactive(self, last: int) -> None:
+        """A node without a period (the recorder): handle messages in schedule order as soon as
+        every publisher has completed their tick."""
+        publishers = self.peers.publishers
+        done = -1
+        while done < self._known_end(last):
+            self.stats.state = f"waiting for tick {done + 1}"
+            self._service(50)
+            self._drain_data()
+            end = self._known_end(last)
+            frontier = min([self.inbox.through(p) for p in publishers] + [end])
+            if frontier > done:
+                began = time.perf_counter()
+                self._deliver_in_order(self.inbox.take_raw_through(frontier))
+                self.stats.record_step(time.perf_counter() - began)
+                done = frontier
+                self.stats.tick = done
+                self.data.publish_progress(done, done, None, False)
+
+    def _run_parallel(self) -> None:
+        period = self.period
+        while self.started > time.monotonic():
+            self._service(max(0.0, (self.started - time.monotonic()) * 1000))
+        start = self.started
+        end_time = self.duration
+        if period is None:
+            self._run_parallel_reactive(start, end_time)
+            return
+        cycle = 0
+        node = self.node
+        while True:
+            due = start + cycle * period
+            now = time.monotonic()
+            if now < due:
+                self._service((due - now) * 1000)
+                continue
+            late = int((now - due) / period)
+            if late:
+                self.stats.overruns += late
+                cycle += late
+            if end_time is not None and cycle * period > end_time + 1e-9:
+                return
+            if self.end_tick is not None or self.inbox.end_tick() is not None:
+                return
+            self._drain_data()
+            inputs = self.inbox.take_latest()
+            self._call_step(now - start, cycle, inputs)
+            if node._end_requested is not None:
+                self.stop_reason = node._end_requested
+                self.end_tick = cycle
+                self.data.publish_progress(cycle, cycle, cycle, False)
+                return
+            cycle += 1
+            self._keep_alive()
+
+    def _run_parallel_reactive(self, start: float, end_time: float | None) -> None:
+        publishers = self.peers.publishers
+        while True:
+            self._service(50)
+            self._drain_data()
+            messages = self.inbox.take_raw_all()
+            if messages:
+                began = time.perf_counter()
+                self._deliver_in_order(messages)
+                self.stats.record_step(time.perf_counter() - began)
+            if publishers and self.inbox.all_final(publishers):
+                self._drain_data()
+                self._deliver_in_order(self.inbox.take_raw_all())
+                return
+            if not publishers and end_time is not None and \
+                    time.monotonic() - start > end_time:
+                return
+
+    def _publish_final(self) -> None:
+        """Tell peers we are done: everything up to the end is complete."""
+        last = self.schedule.last_tick if self.schedule else 2**62
+        end = self.end_tick
+        self.data.publish_progress(self.stats.tick, last if end is None else end, end, True)
+
+
+def install_signal_handlers(runtime: NodeRuntime) -> None:
+    """SIGINT and SIGTERM end the node gracefully: ``close()`` runs, the recording is finished."""
+    signal.signal(signal.SIGINT, runtime._interrupt)
+    signal.signal(signal.SIGTERM, runtime._interrupt)
+

@@ -1,0 +1,276 @@
+"""The built-in recorder node: every message on the bus, as it travelled, into one MCAP file.
+
+The recorder is an ordinary node subscribed to ``*`` with the ``all`` policy; the runtime hands it
+raw frames (``wants_raw``) in the order they must be written (stepped/inline: tick, then
+launch-file order, then sequence). File layout (see DESIGN.md, "Recording (MCAP)"):
+
+* one channel per topic, ``message_encoding="catbus-msgpack"``, no schema, registered on the
+  topic's first message;
+* each message's ``data`` is :func:`catbus.codec.record_bytes` of the received frames -- never
+  decoded and re-encoded, so a recording holds exactly the bytes that travelled;
+* ``publish_time`` = sim time in ns (so ``tick = publish_time // base_tick_ns`` in
+  stepped/inline), ``log_time`` = wall time of receipt in ns, ``sequence`` = the publisher's
+  per-topic sequence number (MCAP stores 32 bits);
+* a metadata record named ``catbus`` with the run's launch text, seed, mode, base tick, versions,
+  evaluators and plotters, written first so even a file cut short carries it; a second one named
+  ``catbus.end`` with counts, written at a clean close;
+* bookkeeping under ``catbus/``: everything the bus carries there except the chatty
+  ``catbus/progress``, plus one ``catbus/drops`` message written at close.
+
+Why these choices: a file must survive the recorder being killed (SIGKILL, power of a laptop lid),
+so data goes to the OS as soon as each chunk is complete (the file object is unbuffered) and chunks
+are moderate in size and also closed after ``flush_interval`` seconds of wall time. A reader then
+recovers everything up to the last complete chunk (see :mod:`catbus.recording`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from mcap.writer import CompressionType, Writer
+
+from catbus import codec
+from catbus.node import Input, Node
+from catbus.params import Param
+
+MESSAGE_ENCODING = "catbus-msgpack"
+PROFILE = "catbus"
+METADATA_NAME = "catbus"
+END_METADATA_NAME = "catbus.end"
+#: Metadata key listing the keys whose values are JSON (every other value is a plain string).
+JSON_KEYS = "_json_keys"
+PROGRESS_TOPIC = "catbus/progress"
+DROPS_TOPIC = "catbus/drops"
+RUN_INFO_KEYS = ("launch", "seed", "mode", "base_tick_ns", "versions", "evaluators", "plotters")
+_UINT32 = 0xFFFFFFFF
+
+
+def metadata_strings(values: Mapping[str, Any]) -> dict[str, str]:
+    """MCAP metadata values must be strings: JSON-encode every non-string value and list those
+    keys under ``_json_keys``, so a reader knows exactly which values to decode (a launch text
+    that happens to look like JSON stays text)."""
+    result: dict[str, str] = {}
+    encoded: list[str] = []
+    for key, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, str):
+            result[str(key)] = value
+        else:
+            result[str(key)] = json.dumps(value, default=str, sort_keys=False)
+            encoded.append(str(key))
+    result[JSON_KEYS] = json.dumps(encoded)
+    return result
+
+
+class _DirectFile:
+    """An unbuffered, write-everything file for :class:`mcap.writer.Writer`.
+
+    The writer keeps the chunk in progress in memory and writes whole records; with a buffered
+    file the last complete chunk could still sit in Python's buffer when the process is killed.
+    Writing straight to the OS makes "everything up to the last complete chunk" hold. (The class
+    deliberately is not a ``RawIOBase``: the writer would wrap that in a ``BufferedWriter``.)
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._raw = open(path, "wb", buffering=0)
+
+    def write(self, data: bytes | memoryview) -> int:
+        view = memoryview(data)
+        total = 0
+        while total < len(view):
+            written = self._raw.write(view[total:])
+            if written is None:  # pragma: no cover - only for non-blocking files
+                continue
+            total += written
+        return total
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def flush(self) -> None:
+        """Nothing is buffered here; the data is with the OS after each ``write``."""
+
+    def close(self) -> None:
+        self._raw.close()
+
+
+class Recorder(Node):
+    """Records every message on the bus into an MCAP file (``path``).
+
+    After :meth:`close`, ``drops`` is the number of messages lost before they reached the
+    recorder (gaps in a (publisher, topic) sequence) and ``drops_by_stream`` says where.
+    """
+
+    inputs = [Input("*", "all")]
+    outputs = ()
+    wants_raw = True
+    period = None
+    params = {
+        "path": Param(str, "run.mcap", "MCAP file to write; parent folders are created"),
+        "chunk_size": Param(int, 256 * 1024,
+                            "bytes per MCAP chunk (compressed one by one); a file cut short keeps "
+                            "every complete chunk, so smaller loses less and compresses less well"),
+        "flush_interval": Param(float, 2.0,
+                                "also close the chunk in progress after this many seconds of wall "
+                                "time, so a slow run killed midway loses little; 0 disables"),
+    }
+
+    # Class-level defaults keep close() safe even when setup never ran or failed halfway.
+    _writer: Writer | None = None
+    _file: _DirectFile | None = None
+    _closed: bool = False
+    path: Path | None = None
+    drops: int = 0
+    messages_written: int = 0
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def setup(self, params: dict[str, Any]) -> None:
+        """Open the file and write the run's metadata before any message arrives."""
+        self._channels: dict[str, int] = {}
+        self._last_seq: dict[tuple[str, str], int] = {}
+        self._received: dict[tuple[str, str], int] = {}
+        self.drops_by_stream: dict[tuple[str, str], int] = {}
+        self.restarts_by_stream: dict[tuple[str, str], int] = {}
+        self.drops = 0
+        self.messages_written = 0
+        self._last_publish_time = 0
+        self._closed = False
+        self._flush_interval = float(params.get("flush_interval", 2.0))
+        self._last_flush = time.monotonic()
+        self._tick_warned = False
+        info = getattr(self, "run_info", None) or {}
+        base = info.get("base_tick_ns")
+        self._base_tick_ns = base if isinstance(base, int) and base > 0 else None
+        self._check_ticks = info.get("mode") in ("stepped", "inline")
+
+        self.path = Path(os.path.expanduser(str(params.get("path", "run.mcap"))))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = _DirectFile(self.path)
+        chunk_size = max(1024, int(params.get("chunk_size", 256 * 1024)))
+        self._writer = Writer(self._file, chunk_size=chunk_size,
+                              compression=CompressionType.ZSTD)
+        self._writer.start(profile=PROFILE, library=f"catbus-recorder ({self._versions(info)})")
+        self._writer.add_metadata(METADATA_NAME, metadata_strings(self._run_metadata(info)))
+
+    def on_raw(self, topic: str, header: codec.Header, payload: bytes | memoryview,
+               buffers: Sequence[Any]) -> None:
+        """Write one received message, in call order (the runtime already ordered the calls)."""
+        if topic == PROGRESS_TOPIC:
+            return
+        writer = self._writer
+        if writer is None:
+            raise RuntimeError("Recorder.on_raw called before setup() or after close()")
+        channel = self._channels.get(topic)
+        if channel is None:
+            channel = writer.register_channel(topic=topic, message_encoding=MESSAGE_ENCODING,
+                                              schema_id=0)
+            self._channels[topic] = channel
+        self._count_sequence(header.publisher, topic, header.seq)
+        publish_time = max(0, round(header.sim_time * 1e9))
+        self._check_tick(topic, header, publish_time)
+        self._last_publish_time = max(self._last_publish_time, publish_time)
+        writer.add_message(channel_id=channel, log_time=time.time_ns(),
+                           data=codec.record_bytes(payload, buffers),
+                           publish_time=publish_time, sequence=header.seq & _UINT32)
+        self.messages_written += 1
+        if self._flush_interval > 0 and time.monotonic() - self._last_flush > self._flush_interval:
+            writer.flush()
+            self._last_flush = time.monotonic()
+
+    def close(self) -> None:
+        """Write the drop report and the summary, and close the file. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        writer, self._writer = self._writer, None
+        file, self._file = self._file, None
+        try:
+            if writer is not None:
+                self._write_drops(writer)
+                writer.add_metadata(END_METADATA_NAME, metadata_strings({
+                    "messages": self.messages_written, "drops": self.drops,
+                    "closed_at_ns": time.time_ns()}))
+                writer.finish()
+        finally:
+            if file is not None:
+                file.close()
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _count_sequence(self, publisher: str, topic: str, seq: int) -> None:
+        """Sequence numbers are per (publisher, topic) and start at 0, so a gap is a loss.
+
+        A number lower than expected means the publisher restarted (a hot swap starts a new
+        process under the same name): it is counted as a restart, not as a loss.
+        """
+        key = (publisher, topic)
+        expected = self._last_seq.get(key, -1) + 1
+        if seq > expected:
+            lost = seq - expected
+            self.drops += lost
+            self.drops_by_stream[key] = self.drops_by_stream.get(key, 0) + lost
+        elif seq < expected:
+            self.restarts_by_stream[key] = self.restarts_by_stream.get(key, 0) + 1
+        self._last_seq[key] = seq
+        self._received[key] = self._received.get(key, 0) + 1
+
+    def _check_tick(self, topic: str, header: codec.Header, publish_time: int) -> None:
+        """Readers derive the tick from ``publish_time``; say so once if that would be wrong."""
+        if self._tick_warned or not self._check_ticks or self._base_tick_ns is None:
+            return
+        if publish_time // self._base_tick_ns != header.tick:
+            self._tick_warned = True
+            log = getattr(self, "log", None)
+            if log is not None:
+                log.warning("recorder: %s from %s has tick %d but sim time %r s; readers will "
+                            "derive tick %d", topic, header.publisher, header.tick,
+                            header.sim_time, publish_time // self._base_tick_ns)
+
+    def _write_drops(self, writer: Writer) -> None:
+        """One ``catbus/drops`` message with the totals, always written (also when nothing was
+        lost) so every recording has the same channels and a reader can tell "none lost" from
+        "not checked"."""
+        streams = [
+            {"publisher": publisher, "topic": topic, "received": received,
+             "lost": self.drops_by_stream.get((publisher, topic), 0),
+             "restarts": self.restarts_by_stream.get((publisher, topic), 0)}
+            for (publisher, topic), received in sorted(self._received.items())
+        ]
+        value = {"total": self.drops, "streams": streams}
+        payload, buffers = codec.encode_payload(value)
+        channel = self._channels.get(DROPS_TOPIC)
+        if channel is None:
+            channel = writer.register_channel(topic=DROPS_TOPIC,
+                                              message_encoding=MESSAGE_ENCODING, schema_id=0)
+            self._channels[DROPS_TOPIC] = channel
+        writer.add_message(channel_id=channel, log_time=time.time_ns(),
+                           data=codec.record_bytes(payload, buffers),
+                           publish_time=self._last_publish_time, sequence=0)
+
+    @staticmethod
+    def _run_metadata(info: Mapping[str, Any]) -> dict[str, Any]:
+        """The run info as metadata: known keys first, then anything else the runtime adds."""
+        values: dict[str, Any] = {"format": "catbus-recording/1"}
+        for key in RUN_INFO_KEYS:
+            if key in info:
+                values[key] = info[key]
+        for key, value in info.items():
+            if key not in values:
+                values[str(key)] = value
+        values["recorder_started_ns"] = time.time_ns()
+        return values
+
+    @staticmethod
+    def _versions(info: Mapping[str, Any]) -> str:
+        versions = info.get("versions")
+        if isinstance(versions, Mapping) and "catbus" in versions:
+            return f"catbus {versions['catbus']}"
+        return "catbus"
+
+
+__all__ = ["Recorder", "metadata_strings", "MESSAGE_ENCODING", "METADATA_NAME",
+           "END_METADATA_NAME", "DROPS_TOPIC", "PROGRESS_TOPIC", "JSON_KEYS"]

@@ -1,0 +1,267 @@
+"""The run's registry: one ROUTER socket that every node registers with.
+
+It is the control plane only -- no data passes through it. It hands each node its parameters, the
+run seed and the schedule, tells every node who publishes what and where (the graph), holds the
+start barrier (every expected node registered, set up, and connected to all its peers), relays the
+end of an episode, watches heartbeats, and says stop.
+
+The registry never blocks: :meth:`Registry.poll` handles what is pending and returns events for
+its host (the launcher, or ``catbus bus``) to act on.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+from catbus.control import HEARTBEAT_INTERVAL, pack, unpack
+
+
+@dataclass
+class Member:
+    """A node as the registry knows it."""
+
+    name: str
+    identity: bytes | None = None
+    pid: int = 0
+    host: str = ""
+    cls: str = ""
+    endpoint: str = ""
+    period: float | None = None
+    inputs: list = field(default_factory=list)     # [[declared, topic, policy], ...]
+    outputs: list = field(default_factory=list)    # [[declared, topic], ...]
+    state: str = "expected"    # expected | registered | ready | running | done | failed
+    last_seen: float = 0.0
+    tick: int = -1
+    steps: int = 0
+    activity: str = ""
+    stats: dict = field(default_factory=dict)
+    code: int | None = None
+
+    def graph_entry(self) -> dict[str, Any]:
+        return {"name": self.name, "endpoint": self.endpoint, "inputs": self.inputs,
+                "outputs": self.outputs, "period": self.period, "pid": self.pid,
+                "host": self.host, "cls": self.cls, "state": self.state, "tick": self.tick,
+                "steps": self.steps}
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something the host must know: ``kind`` in registered, started, failed, done, timeout,
+    end."""
+
+    kind: str
+    node: str = ""
+    message: str = ""
+    detail: str = ""
+
+
+class Registry:
+    """Control plane of one run. ``expected`` maps node name to its launch configuration
+    (``params``, ``period``, ``inputs``, ``outputs``); ``None`` means an open bus that admits any
+    node and starts each as soon as it is connected (``catbus bus``)."""
+
+    def __init__(self, ctx: zmq.Context, bind: str, *, expected: dict[str, dict] | None,
+                 mode: str = "parallel", seed: int = 0, run_info: dict | None = None,
+                 schedule: dict | None = None, duration: float | None = None,
+                 order: list[str] | None = None, deadline: float = 30.0,
+                 start_delay: float = 0.05) -> None:
+        self.socket = ctx.socket(zmq.ROUTER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted node may reuse its identity
+        self.socket.bind(bind)
+        self.endpoint = self.socket.getsockopt(zmq.LAST_ENDPOINT).decode()
+        self.expected = expected
+        self.members: dict[str, Member] = {name: Member(name) for name in (expected or {})}
+        self.by_identity: dict[bytes, str] = {}
+        self.mode, self.seed = mode, seed
+        self.run_info = run_info or {}
+        self.schedule, self.duration = schedule, duration
+        self.order = order or list(self.members)
+        self.deadline = deadline
+        self.start_delay = start_delay
+        self.started = False
+        self.started_at = 0.0
+        self.end_tick: int | None = None
+        self.end_reason: str | None = None
+        self.last_beat = 0.0
+        self.malformed = 0
+
+    # -- public ---------------------------------------------------------------------------------
+    def poll(self, timeout_ms: float) -> list[Event]:
+        events: list[Event] = []
+        if self.socket.poll(timeout_ms):
+            while True:
+                try:
+                    identity, data = self.socket.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                except ValueError:
+                    self.malformed += 1
+                    continue
+                message = unpack(data)
+                if message is None:
+                    self.malformed += 1
+                    continue
+                events.extend(self._handle(identity, message))
+        now = time.monotonic()
+        if now - self.last_beat >= HEARTBEAT_INTERVAL:
+            self.last_beat = now
+            for member in self.members.values():
+                if member.identity is not None and member.state not in ("done", "failed"):
+                    self._send(member, "hb")
+            events.extend(self._check_deadlines(now))
+        return events
+
+    def stop(self, reason: str) -> None:
+        """Tell every node still running to stop (gracefully: ``close`` runs)."""
+        for member in self.members.values():
+            if member.identity is not None and member.state not in ("done", "failed"):
+                self._send(member, "stop", reason=reason)
+
+    def missing(self) -> list[str]:
+        """Expected nodes that have not registered yet."""
+        return [m.name for m in self.members.values() if m.state == "expected"]
+
+    def not_ready(self) -> list[str]:
+        return [m.name for m in self.members.values() if m.state in ("expected", "registered")]
+
+    def running(self) -> list[Member]:
+        return [m for m in self.members.values() if m.state not in ("done", "failed", "expected")]
+
+    def min_tick(self) -> int:
+        ticks = [m.tick for m in self.members.values() if m.state != "failed" and m.period]
+        return min(ticks) if ticks else -1
+
+    def close(self) -> None:
+        self.socket.close(0)
+
+    # -- protocol -------------------------------------------------------------------------------
+    def _send(self, member: Member, op: str, **fields: Any) -> None:
+        try:
+            self.socket.send_multipart([member.identity, pack(op, **fields)], zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass
+
+    def _handle(self, identity: bytes, message: dict[str, Any]) -> list[Event]:
+        op = message["op"]
+        if op == "register":
+            return self._register(identity, message)
+        if op == "graph?":
+            self.socket.send_multipart([identity, pack(
+                "graph", nodes=[m.graph_entry() for m in self.members.values()],
+                mode=self.mode, started=self.started, run=self.run_info.get("name", ""))])
+            return []
+        name = self.by_identity.get(identity)
+        member = self.members.get(name) if name else None
+        if member is None:
+            return []
+        member.last_seen = time.monotonic()
+        if op == "hb":
+            member.tick = int(message.get("tick", member.tick))
+            member.steps = int(message.get("steps", member.steps))
+            member.activity = str(message.get("state", ""))
+        elif op == "ready":
+            member.state = "ready"
+            return self._maybe_start()
+        elif op == "done":
+            return self._done(member, message)
+        elif op == "error":
+            member.state = "failed"
+            return [Event("failed", member.name, str(message.get("message", "")),
+                          str(message.get("traceback", "")))]
+        return []
+
+    def _register(self, identity: bytes, message: dict[str, Any]) -> list[Event]:
+        name = str(message.get("name", ""))
+        member = self.members.get(name)
+        if member is None and self.expected is not None:
+            self.socket.send_multipart([identity, pack(
+                "reject", reason=f"no node named {name!r} in this run "
+                                 f"(nodes: {', '.join(self.members)})")])
+            return []
+        if member is not None and member.state not in ("expected", "done", "failed"):
+            self.socket.send_multipart([identity, pack(
+                "reject", reason=f"a node named {name!r} is already running "
+                                 f"(pid {member.pid} on {member.host})")])
+            return []
+        if member is None:
+            member = self.members[name] = Member(name)
+            self.order.append(name)
+        config = (self.expected or {}).get(name)
+        member.identity = identity
+        member.pid, member.host = int(message.get("pid", 0)), str(message.get("host", ""))
+        member.cls, member.endpoint = str(message.get("cls", "")), str(message["endpoint"])
+        member.state, member.last_seen = "registered", time.monotonic()
+        if config is not None:
+            member.period, member.inputs, member.outputs = (
+                config["period"], config["inputs"], config["outputs"])
+            params = config["params"]
+        else:
+            member.period = message.get("period")
+            member.inputs, member.outputs = message["inputs"], message["outputs"]
+            params = message.get("params", {})
+        self.by_identity[identity] = name
+        self._send(member, "welcome", mode=self.mode, seed=self.seed, params=params,
+                   period=member.period, inputs=member.inputs, outputs=member.outputs,
+                   schedule=self.schedule, duration=self.duration, order=self.order,
+                   run_info=self.run_info)
+        if self.expected is None or not self.missing():
+            self._send_graph()
+        return [Event("registered", name)]
+
+    def _send_graph(self) -> None:
+        nodes = [m.graph_entry() for m in self.members.values() if m.identity is not None]
+        for member in self.members.values():
+            if member.identity is not None and member.state not in ("done", "failed"):
+                self._send(member, "graph", nodes=nodes, complete=True)
+
+    def _maybe_start(self) -> list[Event]:
+        if self.expected is None:
+            for member in self.members.values():
+                if member.state == "ready":
+                    member.state = "running"
+                    self._send(member, "start", delay=0.0)
+            return []
+        if self.started or self.not_ready():
+            return []
+        self.started = True
+        self.started_at = time.monotonic()
+        for member in self.members.values():
+            member.state = "running"
+            self._send(member, "start", delay=self.start_delay)
+        return [Event("started")]
+
+    def _done(self, member: Member, message: dict[str, Any]) -> list[Event]:
+        member.stats = dict(message.get("stats") or {})
+        member.code = int(message.get("code", 0))
+        member.tick = int(member.stats.get("tick", member.tick))
+        member.steps = int(member.stats.get("steps", member.steps))
+        events = []
+        if member.state != "failed":
+            member.state = "done"
+        reason = message.get("end")
+        end_tick = message.get("end_tick")
+        if reason and end_tick is not None and self.end_tick is None:
+            # The end of the episode travels with progress to a node's peers; tell everyone else.
+            self.end_tick, self.end_reason = int(end_tick), str(reason)
+            for other in self.members.values():
+                if other.identity is not None and other.state not in ("done", "failed"):
+                    self._send(other, "end", tick=self.end_tick, reason=self.end_reason)
+            events.append(Event("end", member.name, self.end_reason))
+        events.append(Event("done", member.name))
+        return events
+
+    def _check_deadlines(self, now: float) -> list[Event]:
+        events = []
+        for member in self.members.values():
+            if member.state in ("registered", "ready", "running") and \
+                    now - member.last_seen > self.deadline:
+                member.state = "failed"
+                doing = f" ({member.activity})" if member.activity else ""
+                events.append(Event("timeout", member.name,
+                                    f"no heartbeat for {self.deadline:g} s{doing}"))
+        return events

@@ -1,0 +1,62 @@
+"""The outcome of a run, and the summary table people read at its end."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from catbus.launchfile import LaunchSpec
+
+
+@dataclass
+class RunResult:
+    """What ``catbus.run`` returns: per-node statistics, the recording and its scores."""
+
+    spec: LaunchSpec
+    nodes: dict[str, dict[str, Any]]
+    wall_time: float
+    end_reason: str | None = None
+    interrupted: bool = False
+    failures: list = field(default_factory=list)
+    scores: dict[str, Any] | None = None
+
+    @property
+    def record(self) -> Path | None:
+        return self.spec.record
+
+    @property
+    def mode(self) -> str:
+        return self.spec.mode
+
+    def summary(self) -> dict[str, Any]:
+        return {"name": self.spec.name, "mode": self.spec.mode, "seed": self.spec.seed,
+                "wall_time_s": round(self.wall_time, 3), "end_reason": self.end_reason,
+                "interrupted": self.interrupted, "nodes": self.nodes,
+                "record": str(self.record) if self.record else None, "scores": self.scores}
+
+    def table(self) -> str:
+        """Per node: steps, achieved period, step-time percentiles, waiting, messages, losses."""
+        header = ("node", "steps", "period", "p50 ms", "p99 ms", "wait s", "in", "out", "drops",
+                  "skipped")
+        rows = [header]
+        for name, stats in self.nodes.items():
+            steps = stats.get("steps", 0)
+            period = self.wall_time / steps if steps else 0.0
+            rows.append((name, str(steps), f"{period * 1e3:.2f} ms" if steps else "-",
+                         f"{stats.get('p50_ms', 0):.3f}", f"{stats.get('p99_ms', 0):.3f}",
+                         f"{stats.get('wait_s', 0):.2f}", str(stats.get("received", "-")),
+                         str(stats.get("sent", "-")),
+                         str(stats.get("dropped", 0) + stats.get("malformed", 0)),
+                         str(stats.get("overruns", 0))))
+        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+        lines = ["  ".join(cell.rjust(w) if i else cell.ljust(w)
+                           for i, (cell, w) in enumerate(zip(row, widths))) for row in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        title = (f"run {self.spec.name}: mode {self.spec.mode}, seed {self.spec.seed}, "
+                 f"{self.wall_time:.2f} s wall")
+        if self.end_reason:
+            title += f", ended: {self.end_reason}"
+        if self.interrupted:
+            title += ", interrupted"
+        return "\n".join([title, *lines])

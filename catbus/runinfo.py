@@ -1,0 +1,56 @@
+"""What every runner needs to know about a run before it starts: schedule and metadata.
+
+Computed once from the launch spec, the same way for every mode, so that a recording made in
+``stepped`` and one made in ``inline`` carry the same description of the run.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from importlib import metadata
+from typing import Any
+
+from catbus.launchfile import LaunchSpec
+from catbus.schedule import Schedule, build_schedule
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version(), "machine": platform.machine()}
+    for package in ("catbus", "numpy", "pyzmq", "msgpack", "mcap"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def schedule_for(spec: LaunchSpec) -> Schedule | None:
+    """The tick schedule (stepped/inline); parallel runs have none but use the same end."""
+    if spec.mode == "parallel" and spec.steps is None and spec.duration is None:
+        return None
+    return build_schedule([(n.name, n.period) for n in spec.nodes], steps=spec.steps,
+                          duration=spec.duration, where=str(spec.path or "<launch>"))
+
+
+def parallel_duration(spec: LaunchSpec) -> float | None:
+    """Seconds a parallel run lasts: ``steps`` periods of the first periodic node, or
+    ``duration``; None means until Ctrl-C."""
+    if spec.duration is not None:
+        return float(spec.duration)
+    if spec.steps is not None:
+        first = next((n.period for n in spec.nodes if n.period is not None), None)
+        return None if first is None else spec.steps * float(first)
+    return None
+
+
+def build_run_info(spec: LaunchSpec, schedule: Schedule | None) -> dict[str, Any]:
+    """Metadata for built-in nodes (the recorder writes it into the MCAP file)."""
+    def declared(attr: str) -> list[str]:
+        return sorted({value for n in spec.nodes if (value := getattr(n.node_class, attr, None))})
+
+    return {"name": spec.name, "launch": spec.to_yaml(), "seed": spec.seed, "mode": spec.mode,
+            "base_tick_ns": schedule.base_tick_ns if schedule else None,
+            "last_tick": schedule.last_tick if schedule else None,
+            "versions": package_versions(), "evaluators": declared("evaluator"),
+            "plotters": declared("plotter"), "argv": sys.argv}

@@ -1,0 +1,46 @@
+"""Per-node run statistics: steps, step-time percentiles, waiting, messages, losses.
+
+Collected in every runner the same way and shown in the summary table at the end of a run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+#: Step times kept for percentiles; a long run keeps an even sample rather than growing forever.
+MAX_SAMPLES = 20_000
+
+
+@dataclass
+class NodeStats:
+    steps: int = 0
+    tick: int = -1
+    overruns: int = 0            # parallel: cycles skipped because a step ran past its period
+    wait_time: float = 0.0       # stepped: seconds spent waiting for peers
+    step_time: float = 0.0       # total seconds inside step / on_message
+    state: str = "starting"
+    samples: list[float] = field(default_factory=list)
+
+    def record_step(self, seconds: float) -> None:
+        self.steps += 1
+        self.step_time += seconds
+        if len(self.samples) < MAX_SAMPLES:
+            self.samples.append(seconds)
+        elif self.steps % 2 == 0:
+            self.samples[self.steps % MAX_SAMPLES] = seconds
+
+    def to_dict(self, data: Any = None, inbox: Any = None) -> dict[str, Any]:
+        p50, p99 = (np.percentile(self.samples, [50, 99]).tolist() if self.samples
+                    else (0.0, 0.0))
+        result = {"steps": self.steps, "tick": self.tick, "overruns": self.overruns,
+                  "wait_s": round(self.wait_time, 6), "step_s": round(self.step_time, 6),
+                  "p50_ms": p50 * 1e3, "p99_ms": p99 * 1e3}
+        if data is not None:
+            result["sent"] = data.sent
+        if inbox is not None:
+            result.update(received=inbox.received, dropped=inbox.dropped,
+                          malformed=inbox.malformed)
+        return result

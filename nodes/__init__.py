@@ -1,0 +1,1 @@
+"""Reusable catbus nodes (environments, agents, adapters); each scenario is a subpackage."""
