@@ -40,13 +40,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    """``catbus plot FILE [-o OUT] [--mp4]``: draw the run (PNG, or MP4 with ``--mp4``)."""
+    """``catbus plot FILE [-o OUT] [--mp4]``: draw the run as a PNG (default ``FILE.png``); with
+    ``--mp4`` also an animation beside it (``.mp4``, needs ffmpeg)."""
     mp4 = bool(getattr(args, "mp4", False))
     try:
         recording = Recording(args.file)
         _warn_about(recording)
         output = getattr(args, "output", None)
-        out = Path(output) if output else Path(args.file).with_suffix(".mp4" if mp4 else ".png")
+        out = Path(output) if output else Path(args.file).with_suffix(".png")
         written = plot_file(recording, out, mp4=mp4)
     except CatbusError as exc:
         print(f"catbus plot: {exc}", file=sys.stderr)

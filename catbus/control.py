@@ -43,13 +43,14 @@ class ControlLink:
         self.bus = bus
         self.last_heard = time.monotonic()
         self.last_sent = 0.0
+        self.backlog: list[dict[str, Any]] = []   # received but not yet handled
 
     def send(self, op: str, **fields: Any) -> None:
         self.socket.send(pack(op, **fields))
         self.last_sent = time.monotonic()
 
     def receive_nowait(self) -> list[dict[str, Any]]:
-        messages = []
+        messages, self.backlog = self.backlog, []
         while True:
             try:
                 data = self.socket.recv(zmq.NOBLOCK)

@@ -47,7 +47,8 @@ def plot_file(path: str | os.PathLike[str] | Recording, out: str | os.PathLike[s
               mp4: bool = False, **options: Any) -> list[str]:
     """Draw a recording with the plotter(s) its metadata names; returns the files written.
 
-    With several plotters the second and later write ``<stem>.<n><suffix>`` beside ``out``.
+    A plotter writes the picture to ``out`` and, with ``mp4``, an animation beside it (same name,
+    ``.mp4``). With several plotters the second and later get ``<stem>.<n><suffix>``.
     """
     recording = _open(path)
     functions = _named_functions(recording, "plotters", "plotter")
@@ -57,8 +58,11 @@ def plot_file(path: str | os.PathLike[str] | Recording, out: str | os.PathLike[s
     for index, (ref, fn) in enumerate(functions):
         target = out_path if index == 0 else out_path.with_name(
             f"{out_path.stem}.{index + 1}{out_path.suffix}")
+        candidates = list(dict.fromkeys(
+            [target, target.with_suffix(".png"), target.with_suffix(".mp4")] if mp4 else [target]))
+        before = {c: _mtime(c) for c in candidates}
         fn(recording, str(target), mp4=mp4, **_options_for(fn, ref, options, recording))
-        written.append(str(target))
+        written += [str(c) for c in candidates if _mtime(c) not in (None, before[c])]
     return written
 
 
@@ -83,6 +87,13 @@ def to_jsonable(value: Any) -> Any:
 
 
 # -- helpers ------------------------------------------------------------------------------------
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
 def _open(path: str | os.PathLike[str] | Recording) -> Recording:
     return path if isinstance(path, Recording) else Recording(path)
 

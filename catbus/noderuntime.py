@@ -234,8 +234,11 @@ class NodeRuntime:
         """Wait for one control message, handling the others; the registry must answer."""
         deadline = time.monotonic() + self.registry_timeout
         while True:
-            for message in self.control.receive_nowait():
+            messages = self.control.receive_nowait()
+            for index, message in enumerate(messages):
                 if message["op"] == op:
+                    # Whatever came in the same batch (the graph, often) is handled next.
+                    self.control.backlog.extend(messages[index + 1:])
                     return message
                 self._on_control(message)
             if time.monotonic() > deadline:

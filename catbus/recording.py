@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,7 @@ MCAP_MAGIC = b"\x89MCAP0\r\n"
 #: error type for it): end of data, short reads, bad lengths, failed decompression or CRC.
 _TRUNCATION_ERRORS: tuple[type[BaseException], ...] = (
     McapError, CRCValidationError, EOFError, ValueError, KeyError, IndexError, OverflowError,
-    MemoryError, UnicodeDecodeError, zlib.error, __import__("struct").error,
+    MemoryError, UnicodeDecodeError, zlib.error, struct.error,
 )
 try:  # zstandard is how the recorder compresses; its error type is not a ValueError
     import zstandard as _zstd
@@ -125,7 +126,9 @@ class Recording:
         ``decode=False`` leaves ``value`` as ``None``, for byte comparisons of long runs. A
         channel with another encoding than ``catbus-msgpack`` gives ``value=None``.
         """
-        wanted = {topics} if isinstance(topics, str) else (set(topics) if topics else None)
+        wanted = {topics} if isinstance(topics, str) else (None if topics is None else set(topics))
+        if wanted is not None and not wanted:
+            return
         for channel, message in self._channel_messages(wanted):
             data = bytes(message.data)
             value = None
@@ -165,10 +168,16 @@ class Recording:
         if self.complete:
             with open(self.path, "rb") as handle:
                 # log_time_order=False keeps file order (chunk offset, then position in chunk).
-                for _, channel, message in SeekingReader(handle).iter_messages(
-                        topics=wanted, log_time_order=False):
+                messages = SeekingReader(handle).iter_messages(topics=wanted, log_time_order=False)
+                while True:
+                    try:
+                        _, channel, message = next(messages)
+                    except StopIteration:
+                        return
+                    except _TRUNCATION_ERRORS as exc:
+                        raise CatbusError(f"{self.path}: the file is damaged: "
+                                          f"{type(exc).__name__}: {exc}") from None
                     yield channel, message
-            return
         channels: dict[int, Channel] = {}
         for record in self._stream_records():
             if isinstance(record, Channel):
