@@ -42,8 +42,9 @@ class RunResult:
         rows = [header]
         for name, stats in self.nodes.items():
             steps = stats.get("steps", 0)
-            period = self.wall_time / steps if steps else 0.0
-            rows.append((name, str(steps), f"{period * 1e3:.2f} ms" if steps else "-",
+            # Achieved period: from the node's first step to its last, so start-up is excluded.
+            period = stats.get("active_s", 0.0) / (steps - 1) if steps > 1 else 0.0
+            rows.append((name, str(steps), f"{period * 1e3:.2f} ms" if period else "-",
                          f"{stats.get('p50_ms', 0):.3f}", f"{stats.get('p99_ms', 0):.3f}",
                          f"{stats.get('wait_s', 0):.2f}", str(stats.get("received", "-")),
                          str(stats.get("sent", "-")),

@@ -5,6 +5,7 @@ Collected in every runner the same way and shown in the summary table at the end
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,8 +24,14 @@ class NodeStats:
     step_time: float = 0.0       # total seconds inside step / on_message
     state: str = "starting"
     samples: list[float] = field(default_factory=list)
+    first_step: float | None = None   # perf_counter at the start of the first step
+    last_step: float = 0.0            # ... and at the end of the latest one
 
     def record_step(self, seconds: float) -> None:
+        now = time.perf_counter()
+        if self.first_step is None:
+            self.first_step = now - seconds
+        self.last_step = now
         self.steps += 1
         self.step_time += seconds
         if len(self.samples) < MAX_SAMPLES:
@@ -35,7 +42,9 @@ class NodeStats:
     def to_dict(self, data: Any = None, inbox: Any = None) -> dict[str, Any]:
         p50, p99 = (np.percentile(self.samples, [50, 99]).tolist() if self.samples
                     else (0.0, 0.0))
+        active = self.last_step - self.first_step if self.first_step is not None else 0.0
         result = {"steps": self.steps, "tick": self.tick, "overruns": self.overruns,
+                  "active_s": round(active, 6),
                   "wait_s": round(self.wait_time, 6), "step_s": round(self.step_time, 6),
                   "p50_ms": p50 * 1e3, "p99_ms": p99 * 1e3}
         if data is not None:
