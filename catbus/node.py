@@ -70,6 +70,8 @@ class Node:
     period: float | None = None
     #: ``"module:function"`` scoring a recording of a run that contains this node (environments).
     evaluator: ClassVar[str | None] = None
+    #: ``"module:function"`` drawing such a recording (``catbus plot``).
+    plotter: ClassVar[str | None] = None
     #: Built-in nodes such as the recorder receive raw frames in :meth:`on_raw` instead of decoded
     #: messages in ``step`` / ``on_message``.
     wants_raw: ClassVar[bool] = False

@@ -123,6 +123,30 @@ def _limits(track: Track) -> tuple[tuple[float, float], tuple[float, float]]:
     return (low[0] - margin, high[0] + margin), (low[1] - margin, high[1] + margin)
 
 
+def _free_spot(anchor: np.ndarray, points: np.ndarray, xlim: tuple[float, float],
+               ylim: tuple[float, float]) -> np.ndarray:
+    """Where to put a label near ``anchor`` so it covers as little of the drawing as possible:
+    of eight directions, the one whose spot is farthest from every plotted point (paths often
+    run along one line, e.g. the human chasing the robot down the diagonal)."""
+    span = max(xlim[1] - xlim[0], ylim[1] - ylim[0])
+    step = max(1, len(points) // 2000)
+    sample = points[::step]
+    best, best_score = anchor, -np.inf
+    for angle in np.deg2rad([45, 135, 315, 225, 0, 90, 180, 270]):
+        spot = anchor + 0.14 * span * np.array([np.cos(angle), np.sin(angle)])
+        # the box grows away from the anchor (see ha/va in _draw): it must fit in the view
+        width, height = 0.22 * span, 0.09 * span
+        x0 = spot[0] if spot[0] >= anchor[0] else spot[0] - width
+        y0 = spot[1] if spot[1] >= anchor[1] else spot[1] - height
+        inside = (xlim[0] <= x0 and x0 + width <= xlim[1]
+                  and ylim[0] <= y0 and y0 + height <= ylim[1])
+        center = np.array([x0 + width / 2, y0 + height / 2])
+        score = float(np.min(np.linalg.norm(sample - center, axis=1))) - (0 if inside else span)
+        if score > best_score:
+            best, best_score = spot, score
+    return best
+
+
 def _draw(track: Track, scores: dict[str, Any], d_min: float,
           title: str) -> tuple[Figure, dict[str, Any]]:
     figure = Figure(figsize=(13.5, 6.4), layout="constrained")
@@ -153,7 +177,7 @@ def _draw(track: Track, scores: dict[str, Any], d_min: float,
                                       ("human_goal", "X", 90, "human goals")):
         goals = _distinct_positions(getattr(track, key))
         ax_map.scatter(goals[:, 0], goals[:, 1], marker=marker, s=size, color=COLORS[key],
-                       edgecolor="white", linewidth=0.8, zorder=4, label=label)
+                       edgecolor="white", linewidth=0.8, zorder=5, label=label)
         for index, (gx, gy) in enumerate(goals, start=1):
             if 1 < len(goals) <= 20:  # numbers tell the order; past 20 they only clutter
                 ax_map.annotate(str(index), (gx, gy), xytext=(5, 4), textcoords="offset points",
@@ -163,13 +187,13 @@ def _draw(track: Track, scores: dict[str, Any], d_min: float,
         path = getattr(track, body)
         (line,) = ax_map.plot(path[:, 0], path[:, 1], color=COLORS[body], lw=1.8, zorder=3,
                               label=body)
-        ax_map.scatter(*path[0], s=60, marker="o", facecolor="white", edgecolor=COLORS[body],
+        ax_map.scatter(*path[0], s=70, marker="o", facecolor="none", edgecolor=COLORS[body],
                        linewidth=2, zorder=6)
         ax_map.scatter(*path[-1], s=60, marker="s", color=COLORS[body], edgecolor="white",
                        linewidth=0.8, zorder=6)
         artists[f"{body}_path"] = line
     # proxies so the legend explains start/end markers once
-    ax_map.scatter([], [], s=60, marker="o", facecolor="white", edgecolor="#555555", lw=2,
+    ax_map.scatter([], [], s=70, marker="o", facecolor="none", edgecolor="#555555", lw=2,
                    label="start")
     ax_map.scatter([], [], s=60, marker="s", color="#555555", label="end")
 
@@ -179,13 +203,12 @@ def _draw(track: Track, scores: dict[str, Any], d_min: float,
     ax_map.plot([a[0], b[0]], [a[1], b[1]], color="black", lw=1.2, ls="--", zorder=7)
     ax_map.scatter([a[0], b[0]], [a[1], b[1]], s=22, color="black", zorder=7)
     middle = (a + b) / 2
-    toward_center = np.sign(np.array([np.mean(xlim), np.mean(ylim)]) - middle)
-    toward_center[toward_center == 0] = 1
+    label = _free_spot(middle, np.vstack([track.robot, track.human, track.robot_goal,
+                                          track.human_goal]), xlim, ylim)
     ax_map.annotate(f"closest {distance[closest]:.2f}\nat t = {track.time[closest]:.2f} s",
-                    middle, xytext=(22 * toward_center[0], 22 * toward_center[1]),
-                    textcoords="offset points", fontsize=9,
-                    ha="left" if toward_center[0] > 0 else "right",
-                    va="bottom" if toward_center[1] > 0 else "top",
+                    middle, xytext=label, textcoords="data", fontsize=9,
+                    ha="left" if label[0] >= middle[0] else "right",
+                    va="bottom" if label[1] >= middle[1] else "top",
                     bbox=dict(boxstyle="round,pad=0.3", fc="white", ec="#999999", alpha=0.9),
                     arrowprops=dict(arrowstyle="-", color="#666666", lw=0.8), zorder=8)
     ax_map.legend(loc="best", fontsize=8.5, framealpha=0.92, ncol=2)
@@ -203,11 +226,15 @@ def _draw(track: Track, scores: dict[str, Any], d_min: float,
                         label="robot reached a goal" if n == 0 else None, zorder=1)
     ax_dist.scatter([track.time[closest]], [distance[closest]], s=40, color="black", zorder=5)
     late = track.time[closest] > track.time[0] + 0.75 * (track.time[-1] - track.time[0])
+    top = max(float(distance.max()), d_min) * 1.08
+    # above the point, unless that would sit on the d_min line and there is room below
+    below = (0 < d_min - distance[closest] < 0.07 * top) and distance[closest] > 0.08 * top
     ax_dist.annotate(f"min {distance[closest]:.2f}", (track.time[closest], distance[closest]),
-                     xytext=(-8 if late else 8, 10), textcoords="offset points", fontsize=9,
-                     ha="right" if late else "left")
+                     xytext=(-8 if late else 8, -10 if below else 10),
+                     textcoords="offset points", fontsize=9, ha="right" if late else "left",
+                     va="top" if below else "bottom")
     ax_dist.set_xlim(track.time[0], max(track.time[-1], track.time[0] + 1e-9))
-    ax_dist.set_ylim(0, max(float(distance.max()), d_min) * 1.08)
+    ax_dist.set_ylim(0, top)
     ax_dist.set_xlabel("sim time [s]")
     ax_dist.set_ylabel("distance")
     ax_dist.grid(True, color="#e2e2e2", lw=0.6)
