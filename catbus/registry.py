@@ -261,7 +261,11 @@ class Registry:
             if member.state in ("registered", "ready", "running") and \
                     now - member.last_seen > self.deadline:
                 member.state = "failed"
-                doing = f" ({member.activity})" if member.activity else ""
+                # A node stuck inside step() cannot say so; its last report and the last tick it
+                # completed are the best lead (its peers' ticks show where the run stands).
+                last = f"; last report: {member.activity}" if member.activity else ""
                 events.append(Event("timeout", member.name,
-                                    f"no heartbeat for {self.deadline:g} s{doing}"))
+                                    f"no heartbeat for {self.deadline:g} s (stuck in a step, "
+                                    f"or its host is unreachable; completed tick {member.tick}"
+                                    f"{last})"))
         return events

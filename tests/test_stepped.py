@@ -1,0 +1,140 @@
+"""Stepped and inline modes: DESIGN.md's schedule, the determinism contract, failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import catbus
+from catbus.errors import ConfigError, NodeFailed
+from catbus.recording import Recording
+from catbus.verify import first_difference
+
+FLAT_EVADE = Path(__file__).resolve().parent.parent / "launch" / "flat_evade.yaml"
+
+
+def witness_graph(steps: int = 6) -> dict:
+    """a, b, c with periods of 1, 2 and 3 base ticks (0.1 s), each watching the other two."""
+    def node(period: float, left: str, right: str) -> dict:
+        return {"class": "tests.schedule_nodes:Witness", "period": period,
+                "remap": {"~/left": left, "~/right": right}}
+
+    return {"name": "witness", "steps": steps, "seed": 0, "nodes": {
+        "a": node(0.1, "b/out", "c/out"),
+        "b": node(0.2, "a/out", "c/out"),
+        "c": node(0.3, "a/out", "b/out")}}
+
+
+# By hand, from the rules: at tick t a node sees the newest message from tick <= t of publishers
+# listed before it, and from tick <= t - 1 of those after it. a is due every tick, b every 2nd,
+# c every 3rd; "n" counts a node's own steps. Rows: (tick, n, left, right).
+EXPECTED = {
+    "a/out": [(0, 0, None, None), (1, 1, 0, 0), (2, 2, 0, 0), (3, 3, 1, 0), (4, 4, 1, 1),
+              (5, 5, 2, 1), (6, 6, 2, 1)],
+    "b/out": [(0, 0, 0, None), (2, 1, 2, 0), (4, 2, 4, 1), (6, 3, 6, 1)],
+    "c/out": [(0, 0, 0, 0), (3, 1, 3, 1), (6, 2, 6, 3)],
+}
+
+
+def observed(path: Path) -> dict[str, list[tuple]]:
+    rows: dict[str, list[tuple]] = {}
+    for message in Recording(path).messages():
+        if not message.topic.startswith("catbus/"):
+            v = message.value
+            rows.setdefault(message.topic, []).append((message.tick, v["n"], v["left"],
+                                                       v["right"]))
+    return rows
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("mode", ["inline", "stepped"])
+def test_multi_rate_schedule_matches_hand_computed_table(mode: str, tmp_path: Path) -> None:
+    record = tmp_path / f"{mode}.mcap"
+    catbus.run(witness_graph(), mode=mode, record=record)
+    assert observed(record) == EXPECTED
+
+
+@pytest.mark.timeout(120)
+def test_flat_evade_inline_and_stepped_recordings_are_identical(tmp_path: Path) -> None:
+    inline, stepped = tmp_path / "inline.mcap", tmp_path / "stepped.mcap"
+    catbus.run(FLAT_EVADE, mode="inline", seed=3, steps=200, record=inline)
+    result = catbus.run(FLAT_EVADE, mode="stepped", seed=3, steps=200, record=stepped)
+    assert first_difference(inline, stepped) is None
+    channels = {m.topic for m in Recording(stepped).messages(decode=False)}
+    assert {"env/state", "robot/sensors", "human/sensors", "robot/action",
+            "human/action"} <= channels
+    # Nothing lost or dropped between processes.
+    assert all(stats.get("dropped", 0) == 0 and stats.get("malformed", 0) == 0
+               for stats in result.nodes.values())
+
+
+@pytest.mark.timeout(120)
+def test_repeated_stepped_runs_are_identical(tmp_path: Path) -> None:
+    first, second = tmp_path / "1.mcap", tmp_path / "2.mcap"
+    for path in (first, second):
+        catbus.run(FLAT_EVADE, mode="stepped", seed=5, steps=120, record=path)
+    assert first_difference(first, second) is None
+
+
+@pytest.mark.timeout(60)
+def test_a_different_seed_gives_a_different_recording(tmp_path: Path) -> None:
+    """Guards the equality tests above against comparing recordings that cannot differ."""
+    one, two = tmp_path / "1.mcap", tmp_path / "2.mcap"
+    catbus.run(FLAT_EVADE, mode="inline", seed=1, steps=50, record=one)
+    catbus.run(FLAT_EVADE, mode="inline", seed=2, steps=50, record=two)
+    assert first_difference(one, two) is not None
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("mode", ["inline", "stepped"])
+def test_end_of_episode_stops_every_node_at_the_same_tick(mode: str, tmp_path: Path) -> None:
+    launch = {"name": "ending", "steps": 50, "nodes": {
+        "talker": {"class": "tests.toy_nodes:Talker", "params": {"stop_after": 7}},
+        "listener": {"class": "tests.toy_nodes:Listener"}}}
+    record = tmp_path / "end.mcap"
+    result = catbus.run(launch, mode=mode, record=record)
+    assert result.end_reason == "talker said 7 things"
+    ticks = {}
+    for message in Recording(record).messages():
+        if not message.topic.startswith("catbus/"):
+            ticks.setdefault(message.topic, []).append(message.tick)
+    assert ticks["talker/out"] == list(range(7))
+    assert ticks["listener/count"] == list(range(7))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("mode", ["inline", "stepped"])
+def test_a_crashing_node_stops_the_run_with_its_name_and_traceback(mode: str) -> None:
+    launch = {"name": "crash", "steps": 20, "nodes": {
+        "bad": {"class": "tests.schedule_nodes:Crasher", "params": {"crash_at": 3}},
+        "listener": {"class": "tests.toy_nodes:Listener",
+                     "remap": {"talker/out": "bad/out"}}}}
+    with pytest.raises(NodeFailed) as failure:
+        catbus.run(launch, mode=mode)
+    text = str(failure.value)
+    assert "bad" in text and "deliberate failure at step 3" in text
+    assert "Traceback" in text
+
+
+@pytest.mark.timeout(60)
+def test_a_node_stuck_in_a_step_is_reported_by_name_after_the_deadline() -> None:
+    launch = {"name": "stall", "steps": 20, "nodes": {
+        "stuck": {"class": "tests.schedule_nodes:Staller", "params": {"stall_at": 2}},
+        "listener": {"class": "tests.toy_nodes:Listener",
+                     "remap": {"talker/out": "stuck/out"}}}}
+    with pytest.raises(NodeFailed) as failure:
+        catbus.run(launch, mode="stepped", deadline=2.0)
+    text = str(failure.value)
+    assert "node stuck failed" in text and "no heartbeat for 2 s" in text
+
+
+@pytest.mark.timeout(30)
+def test_a_period_too_fine_for_the_base_tick_is_refused_before_anything_starts() -> None:
+    launch = {"name": "fine", "steps": 5, "nodes": {
+        "fast": {"class": "tests.toy_nodes:Talker", "period": 0.001},
+        "slow": {"class": "tests.toy_nodes:Listener", "period": 1.5}}}
+    with pytest.raises(ConfigError) as error:
+        catbus.run(launch, mode="stepped")
+    assert "slow (period 1.5 s = 1500 ticks)" in str(error.value)
+    assert "base tick is 0.001 s" in str(error.value)
