@@ -111,6 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("catbus: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `catbus topic echo ... | head`: the reader left; that is not an error.
+        sys.stderr.close()
+        return 0
 
 
 # -- commands -------------------------------------------------------------------------------------

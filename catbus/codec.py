@@ -7,16 +7,20 @@ A message on the bus is a multipart ZeroMQ message::
 * ``topic``   -- UTF-8 topic name followed by one NUL byte (``b"robot/sensors\\0"``). The terminator
   makes ZeroMQ's prefix matching exact: a subscription to ``robot/sensors`` never receives
   ``robot/sensors_raw``.
-* ``header``  -- msgpack array ``[version, publisher, seq, tick, sim_time, wall_time]`` (see
-  :class:`Header`).
+* ``header``  -- msgpack array ``[version, publisher, seq, tick, sim_time, wall_time, through]``
+  (see :class:`Header`).
 * ``payload`` -- msgpack of the message value. Every numpy array inside it (at any depth of dicts
   and lists) is replaced by the msgpack extension type 1 whose data is the msgpack array
   ``[dtype_descr, shape, index]``; the array's bytes travel raw, in C order, as frame
-  ``buffers[index]``. numpy scalars use extension type 2, data ``[dtype_descr, raw bytes]``.
+  ``buffers[index]``. An array of at most :data:`INLINE_MAX_BYTES` bytes instead uses extension
+  type 3, data ``[dtype_descr, shape, raw bytes]``, inside the payload: a frame costs more than
+  copying a few hundred bytes (ZeroMQ copies frames that small anyway), and a sensor message of a
+  dozen 2x1 vectors then travels as 3 frames instead of 15. numpy scalars use extension type 2,
+  data ``[dtype_descr, raw bytes]``.
   ``dtype_descr`` is numpy's portable descriptor (``"<f8"``, ``"|b1"``, or a list of fields for a
   structured dtype).
 
-Arrays are not copied on send when they are C-contiguous (the frame is a view of the array's
+Arrays larger than that are not copied on send when they are C-contiguous (the frame is a view of the array's
 memory; others are made contiguous once), and not copied on receive (a decoded array is a read-only
 ``np.frombuffer`` view of the received frame). Because the array must stay unchanged until ZeroMQ
 has sent it, a node must not modify an array in place after returning it from ``step``; a message
@@ -38,6 +42,9 @@ FORMAT_VERSION = 1
 TOPIC_TERMINATOR = b"\0"
 EXT_NDARRAY = 1
 EXT_NPSCALAR = 2
+EXT_NDARRAY_INLINE = 3
+#: Arrays up to this size travel inside the payload (see the module docstring).
+INLINE_MAX_BYTES = 1024
 
 
 class DecodeError(ValueError):
@@ -51,7 +58,10 @@ class Header:
     ``seq`` is per (publisher, topic) and starts at 0, so a gap means a lost message. ``tick`` is
     the schedule tick the message belongs to (in ``parallel`` mode, the publisher's cycle index).
     ``sim_time`` is seconds of simulated time (``parallel``: seconds since the run started);
-    ``wall_time`` is the publisher's ``time.time()``.
+    ``wall_time`` is the publisher's ``time.time()``. ``through``, when not None, is progress
+    carried by this message: after it, the publisher has sent everything it will send for ticks
+    ``<= through`` (stepped mode saves a separate ``catbus/progress`` message this way when every
+    peer receives this topic anyway).
     """
 
     publisher: str
@@ -59,11 +69,11 @@ class Header:
     tick: int
     sim_time: float
     wall_time: float
+    through: int | None = None
 
     def pack(self) -> bytes:
-        return msgpack.packb(
-            [FORMAT_VERSION, self.publisher, self.seq, self.tick, self.sim_time, self.wall_time]
-        )
+        return msgpack.packb([FORMAT_VERSION, self.publisher, self.seq, self.tick, self.sim_time,
+                              self.wall_time, self.through])
 
     @staticmethod
     def unpack(data: bytes | memoryview) -> "Header":
@@ -74,9 +84,11 @@ class Header:
         if not isinstance(fields, list) or len(fields) < 6 or fields[0] != FORMAT_VERSION:
             raise DecodeError(f"header has an unknown layout or version: {fields!r:.80}")
         _, publisher, seq, tick, sim_time, wall_time = fields[:6]
-        if not (isinstance(publisher, str) and isinstance(seq, int) and isinstance(tick, int)):
+        through = fields[6] if len(fields) > 6 else None
+        if not (isinstance(publisher, str) and isinstance(seq, int) and isinstance(tick, int)
+                and (through is None or isinstance(through, int))):
             raise DecodeError("header fields have the wrong types")
-        return Header(publisher, seq, tick, float(sim_time), float(wall_time))
+        return Header(publisher, seq, tick, float(sim_time), float(wall_time), through)
 
 
 def topic_frame(topic: str) -> bytes:
@@ -94,11 +106,24 @@ def topic_from_frame(frame: bytes | memoryview) -> str:
         raise DecodeError("topic frame is not UTF-8") from None
 
 
+_DESCR_OF: dict[np.dtype, Any] = {}
+_DTYPE_OF: dict[str, np.dtype] = {}
+
+
 def _dtype_descr(dtype: np.dtype) -> Any:
-    return np.lib.format.dtype_to_descr(dtype)
+    """numpy's portable descriptor, cached: computing it costs more than packing the array."""
+    descr = _DESCR_OF.get(dtype)
+    if descr is None:
+        descr = _DESCR_OF[dtype] = np.lib.format.dtype_to_descr(dtype)
+    return descr
 
 
 def _descr_dtype(descr: Any) -> np.dtype:
+    if isinstance(descr, str):
+        dtype = _DTYPE_OF.get(descr)
+        if dtype is None:
+            dtype = _DTYPE_OF[descr] = np.lib.format.descr_to_dtype(descr)
+        return dtype
     if isinstance(descr, list):  # structured: msgpack turned the tuples into lists
         descr = [tuple(_descr_tuple(field)) for field in descr]
     return np.lib.format.descr_to_dtype(descr)
@@ -118,9 +143,13 @@ def encode_payload(value: Any) -> tuple[bytes, list[memoryview]]:
         if isinstance(obj, np.ndarray):
             if obj.dtype.hasobject:
                 raise TypeError("numpy arrays of dtype object cannot be sent; convert them first")
+            if obj.nbytes <= INLINE_MAX_BYTES:
+                # Copied into the payload on purpose (C order); see INLINE_MAX_BYTES.
+                meta = msgpack.packb([_dtype_descr(obj.dtype), obj.shape, obj.tobytes()])
+                return msgpack.ExtType(EXT_NDARRAY_INLINE, meta)
             contiguous = obj if obj.flags.c_contiguous else np.ascontiguousarray(obj)
             buffers.append(memoryview(contiguous.reshape(-1).view(np.uint8)))
-            meta = msgpack.packb([_dtype_descr(obj.dtype), list(obj.shape), len(buffers) - 1])
+            meta = msgpack.packb([_dtype_descr(obj.dtype), obj.shape, len(buffers) - 1])
             return msgpack.ExtType(EXT_NDARRAY, meta)
         if isinstance(obj, np.generic):
             if obj.dtype.hasobject:
@@ -139,6 +168,9 @@ def decode_payload(payload: bytes | memoryview, buffers: Sequence[Any] = ()) -> 
     """Inverse of :func:`encode_payload`; arrays come back as read-only views of ``buffers``."""
 
     def ext_hook(code: int, data: bytes) -> Any:
+        if code == EXT_NDARRAY_INLINE:
+            descr, shape, raw = msgpack.unpackb(data)
+            return np.frombuffer(raw, dtype=_descr_dtype(descr)).reshape(shape)
         if code == EXT_NDARRAY:
             descr, shape, index = msgpack.unpackb(data)
             if not 0 <= index < len(buffers):

@@ -32,6 +32,38 @@ PROGRESS_TOPIC = "catbus/progress"
 PROGRESS_FRAME = codec.topic_frame(PROGRESS_TOPIC)
 #: Queue bounds. Stepped mode bounds queues by its window; this only caps a runaway parallel node.
 HWM = 100_000
+# Plain ints: pyzmq's enum flags cost microseconds per ``|`` on the per-message hot path.
+_SNDMORE, _NOBLOCK = int(zmq.SNDMORE), int(zmq.NOBLOCK)
+_EVENTS, _POLLIN, _RCVMORE = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.RCVMORE)
+#: Frames below this size are copied (cheaper than a zero-copy frame object); larger ones are not.
+ZERO_COPY_MIN = 64 * 1024
+
+
+def send_frames(sock: zmq.Socket, frames: list) -> None:
+    """``send_multipart`` without its per-frame overhead; large buffers go out without a copy."""
+    last = len(frames) - 1
+    send = sock.send
+    for index, frame in enumerate(frames):
+        flags = _SNDMORE if index < last else 0
+        if len(frame) >= ZERO_COPY_MIN:
+            send(frame, flags, copy=False)
+        else:
+            send(frame, flags)
+
+
+def receive_frames(sock: zmq.Socket) -> list | None:
+    """One multipart message if one is waiting, else None (no exception on the hot path).
+
+    Topic, header and payload arrive as bytes; array buffer frames as zero-copy ``zmq.Frame``
+    objects whose memory numpy then views without copying.
+    """
+    if not sock.getsockopt(_EVENTS) & _POLLIN:
+        return None
+    recv, more = sock.recv, sock.getsockopt
+    frames = [recv(_NOBLOCK)]
+    while more(_RCVMORE):
+        frames.append(recv(_NOBLOCK) if len(frames) < 3 else recv(_NOBLOCK, copy=False))
+    return frames
 
 
 def data_endpoint_for(bus: str, name: str, advertise: str | None = None) -> str:
@@ -108,23 +140,22 @@ class DataPlane:
 
     def drain_subscriptions(self) -> None:
         """Read pending subscription messages on the XPUB and note every hello seen."""
-        while True:
-            try:
-                event = self.pub.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+        while self.pub.getsockopt(_EVENTS) & _POLLIN:
+            event = self.pub.recv(_NOBLOCK)
             if event[:1] == b"\x01" and event.endswith(codec.TOPIC_TERMINATOR):
                 topic = event[1:-1].decode(errors="replace")
                 if topic.startswith(HELLO_PREFIX):
                     self.hellos.add(topic[len(HELLO_PREFIX):])
 
     # -- publishing -----------------------------------------------------------------------------
-    def publish(self, topic: str, value: Any, tick: int, sim_time: float) -> None:
-        """Encode and send one message; large array buffers go out without a copy."""
+    def publish(self, topic: str, value: Any, tick: int, sim_time: float,
+                through: int | None = None) -> None:
+        """Encode and send one message; large array buffers go out without a copy. ``through``
+        makes it carry progress too (see :class:`catbus.codec.Header`)."""
         seq = self.seq[topic]
         self.seq[topic] = seq + 1
-        header = codec.Header(self.name, seq, tick, sim_time, time.time())
-        self.pub.send_multipart(codec.encode_message(topic, header, value), copy=False)
+        header = codec.Header(self.name, seq, tick, sim_time, time.time(), through)
+        send_frames(self.pub, codec.encode_message(topic, header, value))
         self.sent += 1
 
     def publish_progress(self, tick: int, through: int, end: int | None, final: bool) -> None:
@@ -135,7 +166,7 @@ class DataPlane:
         """
         payload = msgpack.packb([self.name, tick, through, end, final, dict(self.seq)])
         header = codec.Header(self.name, 0, tick, 0.0, time.time()).pack()
-        self.pub.send_multipart([PROGRESS_FRAME, header, payload])
+        send_frames(self.pub, [PROGRESS_FRAME, header, payload])
 
     def close(self) -> None:
         self.sub.close(0)

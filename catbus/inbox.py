@@ -104,6 +104,10 @@ class Inbox:
             return None
         message = Received(topic, header, raw[2], raw[3:])
         self._count_gap(header.publisher, topic, header.seq)
+        if header.through is not None:
+            peer = self.progress.setdefault(header.publisher, PeerProgress())
+            if header.through > peer.through:
+                peer.through = header.through
         self.received += 1
         if self.in_order:
             if not (self.wildcard or topic in self.queues):

@@ -27,7 +27,7 @@ import zmq
 
 from catbus import params as params_mod
 from catbus.control import DEFAULT_REGISTRY_TIMEOUT, ControlLink
-from catbus.dataplane import DataPlane, data_endpoint_for
+from catbus.dataplane import DataPlane, data_endpoint_for, receive_frames
 from catbus.errors import CatbusError
 from catbus.inbox import ALL, Inbox, InputBinding
 from catbus.node import Node
@@ -58,6 +58,8 @@ class Peers:
     publishers: list[str] = field(default_factory=list)
     subscribers: list[str] = field(default_factory=list)
     endpoints: dict[str, str] = field(default_factory=dict)
+    #: Our output topics that every neighbour subscribes to: progress can ride on them.
+    topics_reaching_all: set[str] = field(default_factory=set)
 
     @property
     def neighbours(self) -> set[str]:
@@ -71,6 +73,7 @@ def compute_peers(name: str, inputs: list[InputBinding], graph: list[dict]) -> P
     wildcard = ALL in my_topics
     me = next((n for n in graph if n["name"] == name), {"outputs": []})
     my_outputs = {topic for _, topic in me["outputs"]}
+    readers_of: dict[str, set[str]] = {topic: set() for topic in my_outputs}
     for other in graph:
         other_name = other["name"]
         if other_name == name:
@@ -85,6 +88,11 @@ def compute_peers(name: str, inputs: list[InputBinding], graph: list[dict]) -> P
         their_inputs = {topic for _, topic, _ in other["inputs"]}
         if ALL in their_inputs or their_inputs & my_outputs:
             peers.subscribers.append(other_name)
+        for topic in my_outputs:
+            if ALL in their_inputs or topic in their_inputs:
+                readers_of[topic].add(other_name)
+    peers.topics_reaching_all = {topic for topic, readers in readers_of.items()
+                                 if readers >= peers.neighbours}
     return peers
 
 
@@ -286,19 +294,16 @@ class NodeRuntime:
             self._drain_data()
         if self.data.pub in events:
             self.data.drain_subscriptions()
-        for message in self.control.receive_nowait():
-            self._on_control(message)
+        if self.control.socket in events or self.control.backlog:
+            for message in self.control.receive_nowait():
+                self._on_control(message)
         self._keep_alive()
 
     def _drain_data(self) -> None:
         sub = self.data.sub
-        inbox = self.inbox
-        while True:
-            try:
-                frames = sub.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
-            inbox.add_frames(frames)
+        add = self.inbox.add_frames
+        while (frames := receive_frames(sub)) is not None:
+            add(frames)
 
     def _keep_alive(self) -> None:
         if self.control.heartbeat_due():
@@ -314,23 +319,32 @@ class NodeRuntime:
             raise Interrupted()
 
     # -- stepping -------------------------------------------------------------------------------
-    def _call_step(self, t: float, tick: int, inputs: dict[str, Any]) -> None:
+    def _call_step(self, t: float, tick: int, inputs: dict[str, Any],
+                   through: int | None = None) -> bool:
+        """Step and publish. With ``through``, the last message carries that progress when every
+        peer receives its topic; returns whether it did (else the caller sends progress)."""
         self.stats.state = f"stepping tick {tick}"
         began = time.perf_counter()
         outputs = self.node.step(t, inputs)
         self.stats.record_step(time.perf_counter() - began)
-        self._publish(outputs, tick, t)
         self.stats.tick = tick
+        return self._publish(outputs, tick, t, through)
 
-    def _publish(self, outputs: dict[str, Any] | None, tick: int, t: float) -> None:
+    def _publish(self, outputs: dict[str, Any] | None, tick: int, t: float,
+                 through: int | None = None) -> bool:
         if not outputs:
-            return
-        for declared, value in outputs.items():
+            return False
+        last = len(outputs) - 1
+        carried = False
+        for index, (declared, value) in enumerate(outputs.items()):
             topic = self.output_topics.get(declared)
             if topic is None:
                 raise ValueError(f"node {self.name} returned {declared!r}, which is not one of its "
                                  f"declared outputs {list(self.output_topics)}")
-            self.data.publish(topic, value, tick, t)
+            carried = (index == last and through is not None
+                       and topic in self.peers.topics_reaching_all)
+            self.data.publish(topic, value, tick, t, through if carried else None)
+        return carried
 
     def _deliver_in_order(self, messages: list) -> None:
         node = self.node
@@ -373,15 +387,15 @@ class NodeRuntime:
             self._drain_data()
             self.stats.wait_time += time.perf_counter() - waited
             inputs = self.inbox.take_by_tick({t: tick + off for t, off in limits_of.items()})
-            self._call_step(schedule.sim_time(tick), tick, inputs)
-            ended = node._end_requested is not None
-            if ended:
+            through = schedule.completes_through(self.name, tick)
+            carried = self._call_step(schedule.sim_time(tick), tick, inputs, through)
+            if node._end_requested is not None:
                 self.stop_reason = node._end_requested
                 self.end_tick = tick
-            through = tick if ended else schedule.completes_through(self.name, tick)
-            self.data.publish_progress(tick, through, tick if ended else None, False)
-            if ended:
+                self.data.publish_progress(tick, tick, tick, False)
                 return
+            if not carried:
+                self.data.publish_progress(tick, through, None, False)
             tick += k
             self._keep_alive()
 
@@ -408,6 +422,10 @@ class NodeRuntime:
         """A node without a period (the recorder): handle messages in schedule order as soon as
         every publisher has completed their tick."""
         publishers = self.peers.publishers
+        # Only flow control reads the progress of a node nobody reads data from (the recorder),
+        # so it reports every few ticks instead of every tick: less traffic for everyone.
+        report_every = 1 if self.peers.subscribers and self.outputs else max(1, WINDOW // 2)
+        reported = -1
         done = -1
         while done < self._known_end(last):
             self.stats.state = f"waiting for tick {done + 1}"
@@ -421,7 +439,9 @@ class NodeRuntime:
                 self.stats.record_step(time.perf_counter() - began)
                 done = frontier
                 self.stats.tick = done
-                self.data.publish_progress(done, done, None, False)
+                if done - reported >= report_every:
+                    self.data.publish_progress(done, done, None, False)
+                    reported = done
 
     def _run_parallel(self) -> None:
         period = self.period
