@@ -85,7 +85,10 @@ class Header:
             raise DecodeError(f"header has an unknown layout or version: {fields!r:.80}")
         _, publisher, seq, tick, sim_time, wall_time = fields[:6]
         through = fields[6] if len(fields) > 6 else None
+        # The times are checked too: float("soon") or float(None) raised ValueError/TypeError,
+        # not DecodeError, out of decode_message.
         if not (isinstance(publisher, str) and isinstance(seq, int) and isinstance(tick, int)
+                and isinstance(sim_time, (int, float)) and isinstance(wall_time, (int, float))
                 and (through is None or isinstance(through, int))):
             raise DecodeError("header fields have the wrong types")
         return Header(publisher, seq, tick, float(sim_time), float(wall_time), through)
@@ -177,10 +180,19 @@ def decode_payload(payload: bytes | memoryview, buffers: Sequence[Any] = ()) -> 
                 raise DecodeError(f"array refers to buffer frame {index}, which is missing")
             dtype = _descr_dtype(descr)
             array = np.frombuffer(buffers[index], dtype=dtype)
+            # A zmq.Frame's buffer (and the sender's own memoryview, when decoding locally) is
+            # writable, and np.frombuffer inherits that: without this a node could modify a
+            # received message in place -- or, inline, the publisher's array. Still no copy.
+            array.flags.writeable = False
             return array.reshape(shape)
         if code == EXT_NPSCALAR:
             descr, raw = msgpack.unpackb(data)
-            return np.frombuffer(raw, dtype=_descr_dtype(descr))[0]
+            dtype = _descr_dtype(descr)
+            if dtype.itemsize == 0:
+                # np.str_("") / np.bytes_(b"") (e.g. an empty label taken from a string array)
+                # have dtype <U0 / |S0, which np.frombuffer refuses: the message was undecodable.
+                return dtype.type(b"" if dtype.kind in "SV" else "")
+            return np.frombuffer(raw, dtype=dtype)[0]
         return msgpack.ExtType(code, data)
 
     try:

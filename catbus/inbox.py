@@ -76,6 +76,7 @@ class Inbox:
         self.by_topic = {b.topic: b for b in self.inputs if b.topic != ALL}
         self.queues: dict[str, deque[tuple[int, Received]]] = {t: deque() for t in self.by_topic}
         self.current: dict[str, Received | None] = {t: None for t in self.by_topic}
+        self.last_good: dict[str, Received] = {}   # newest message that decoded, per topic
         self.pending_all: dict[str, list[Received]] = {t: [] for t in self.by_topic}
         self.raw: list[tuple[int, int, int, Received]] = []   # in-order (reactive) buffer
         self.progress: dict[str, PeerProgress] = {}
@@ -174,12 +175,46 @@ class Inbox:
             if binding.topic == ALL:
                 continue
             if binding.policy == "all":
-                inputs[binding.declared] = [m.value for m in self.pending_all[binding.topic]]
+                inputs[binding.declared] = self._values(self.pending_all[binding.topic])
             else:
-                message = self.current[binding.topic]
-                inputs[binding.declared] = None if message is None else message.value
+                inputs[binding.declared] = self._latest_value(binding.topic)
             self.pending_all[binding.topic].clear()
         return inputs
+
+    # Payloads are decoded lazily, so a message whose header was fine but whose payload is not
+    # (garbage, a missing buffer frame) shows only here. It is counted as malformed and skipped,
+    # like frames refused on arrival; raising would have failed the node over one bad message.
+    def _values(self, messages: list[Received]) -> list[Any]:
+        values = []
+        for message in messages:
+            try:
+                values.append(message.value)
+            except codec.DecodeError:
+                self.malformed += 1
+        return values
+
+    def _latest_value(self, topic: str) -> Any:
+        message = self.current[topic]
+        if message is None:
+            return None
+        try:
+            value = message.value
+        except codec.DecodeError:
+            self.malformed += 1
+            # Show the newest message that does decode instead: one that arrived since the last
+            # step, else the last good one. The bad one is replaced, so it is counted once.
+            for older in reversed(self.pending_all[topic][:-1]):
+                try:
+                    value = older.value
+                except codec.DecodeError:
+                    self.malformed += 1
+                    continue
+                self.current[topic] = self.last_good[topic] = older
+                return value
+            message = self.current[topic] = self.last_good.get(topic)
+            return None if message is None else message.value
+        self.last_good[topic] = message
+        return value
 
     def take_raw_through(self, tick: int) -> list[Received]:
         """In-order messages with tick <= ``tick`` in schedule order (tick, launch order, seq)."""

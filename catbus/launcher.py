@@ -74,7 +74,11 @@ class Launcher:
             duration=parallel_duration(spec), order=[n.name for n in spec.nodes],
             deadline=self.deadline)
         rundir.publish(registry.endpoint, spec.name)
-        previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
+        # SIGTERM (kill, timeout, systemd, a CI runner) stops the run like Ctrl-C does. Left at its
+        # default it killed the launcher outright: no stop for the children (they only had their
+        # parent-death signal), no summary, and the run folder left behind.
+        previous_handlers = {sig: signal.signal(sig, self._on_sigint)
+                             for sig in (signal.SIGINT, signal.SIGTERM)}
         began = time.monotonic()
         try:
             for node in spec.nodes:
@@ -83,7 +87,8 @@ class Launcher:
             self._supervise(registry)
         finally:
             self._stop_children(registry)
-            signal.signal(signal.SIGINT, previous_handler)
+            for sig, handler in previous_handlers.items():
+                signal.signal(sig, handler)
             registry.close()
             ctx.term()
             rundir.remove()
@@ -182,6 +187,10 @@ class Launcher:
     def _result(self, registry: Registry, wall: float) -> RunResult:
         nodes = {m.name: dict(m.stats, state=m.state, pid=m.pid, host=m.host)
                  for m in registry.members.values()}
+        for name, child in self.children.items():
+            # How each local process ended (negative: killed by that signal, e.g. -9 when the
+            # shutdown ladder had to use SIGKILL).
+            nodes[name]["returncode"] = child.returncode
         if self.failures:
             name, message, detail = self.failures[0]
             raise NodeFailed(f"node {name} failed: {message}" + (f"\n{detail}" if detail else ""),

@@ -16,7 +16,7 @@ from catbus.errors import CatbusError, ConfigError
 from catbus.inbox import InputBinding
 from catbus.launchfile import import_node_class
 from catbus.noderuntime import Interrupted, NodeRuntime, install_signal_handlers, \
-    set_parent_death_signal
+    set_parent_death_signal, start_orphan_watchdog
 from catbus.topics import resolve_topic
 
 
@@ -46,6 +46,7 @@ def run_node(class_path: str, *, name: str, bus: str | None, params: Sequence[st
     runtime: NodeRuntime | None = None
     try:
         set_parent_death_signal(int(parent) if parent else None)
+        start_orphan_watchdog(int(parent) if parent else None)
         _, node_class = import_node_class(class_path, "catbus node", "node")
         given: dict = {}
         for assignment in params:
@@ -59,6 +60,7 @@ def run_node(class_path: str, *, name: str, bus: str | None, params: Sequence[st
         runtime = NodeRuntime(node_class, name, _find_bus(bus), class_path=class_path,
                               params=given, inputs=inputs, outputs=outputs, period=period,
                               advertise=advertise, registry_timeout=timeout)
+        runtime.parent_pid = int(parent) if parent else None
         install_signal_handlers(runtime)
     except Interrupted:
         return 1

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from typing import Any
 
 import zmq
 
+from catbus import codec
 from catbus import params as params_mod
 from catbus.control import DEFAULT_REGISTRY_TIMEOUT, ControlLink
 from catbus.dataplane import DataPlane, data_endpoint_for, receive_frames
@@ -42,8 +44,15 @@ class Stopped(Exception):
     """The registry said stop (Ctrl-C, another node failed, or the end of the run)."""
 
 
-class Interrupted(Exception):
-    """SIGINT or SIGTERM reached this process (also: the launcher died, via PDEATHSIG)."""
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM reached this process (also: the launcher died, via PDEATHSIG).
+
+    A BaseException, like KeyboardInterrupt: the signal handler raises it wherever the process
+    happens to be, and as an Exception it was swallowed by every ``except Exception`` on the
+    way -- codec.Header.unpack turned it into a DecodeError that the inbox counted as malformed,
+    control.unpack into "not a control message", node code's own handlers into nothing -- after
+    which the node ignored every further signal and outlived its launcher.
+    """
 
 
 class RegistryLost(CatbusError):
@@ -112,6 +121,27 @@ def set_parent_death_signal(parent_pid: int | None) -> None:
         raise Interrupted()
 
 
+#: Seconds a node whose launcher died gets to finish gracefully before it SIGKILLs itself.
+ORPHAN_GRACE = 5.0
+
+
+def start_orphan_watchdog(parent_pid: int | None, grace: float = ORPHAN_GRACE) -> None:
+    """The last resort behind PDEATHSIG and the heartbeat timeout: both act only where the node
+    runs catbus code, so a node stuck in a step that ignores SIGTERM outlived its launcher for
+    ever. A daemon thread notices the launcher is gone and, ``grace`` seconds later (time for the
+    graceful exit: close() runs, a recording is finished), ends the process with SIGKILL."""
+    if parent_pid is None:
+        return
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        time.sleep(grace)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="catbus-orphan-watchdog", daemon=True).start()
+
+
 class NodeRuntime:
     """One node's life: register, set up, connect, run, report, close."""
 
@@ -140,7 +170,9 @@ class NodeRuntime:
         self.end_tick: int | None = None
         self.started: float | None = None
         self.graph_complete = False
-        self._interrupted = False
+        self._finishing = False
+        #: The launcher's pid for a node it started: if it changes, the launcher is gone.
+        self.parent_pid: int | None = None
 
     # -- entry point ----------------------------------------------------------------------------
     def run(self) -> int:
@@ -188,6 +220,7 @@ class NodeRuntime:
             print(f"catbus: node {self.name}: {exc}", flush=True)
 
     def _finish(self, code: int) -> int:
+        self._finishing = True   # from here on signals wait: close() must be allowed to finish
         if self.node is not None:
             try:
                 self.node.close()
@@ -307,6 +340,10 @@ class NodeRuntime:
 
     def _keep_alive(self) -> None:
         if self.control.heartbeat_due():
+            # PDEATHSIG can be lost (a handler swallowing the exception, a platform without
+            # prctl); a launcher that died is also seen here, within one heartbeat interval.
+            if self.parent_pid is not None and os.getppid() != self.parent_pid:
+                raise Interrupted()
             self.control.send("hb", tick=self.stats.tick, steps=self.stats.steps,
                               state=self.stats.state)
         if self.control.silent_for() > self.registry_timeout:
@@ -314,8 +351,10 @@ class NodeRuntime:
                                f"{self.registry_timeout:g} s; the run is gone, stopping")
 
     def _interrupt(self, signum: int, frame: Any) -> None:
-        if not self._interrupted:
-            self._interrupted = True
+        # Every signal raises until the node is finishing (not only the first one: if node code
+        # swallowed that one, the next signal of the launcher's SIGINT/SIGTERM ladder must still
+        # work). While finishing, close() runs undisturbed; SIGKILL remains the last resort.
+        if not self._finishing:
             raise Interrupted()
 
     # -- stepping -------------------------------------------------------------------------------
@@ -354,7 +393,13 @@ class NodeRuntime:
             else:
                 declared = next((b.declared for b in self.inputs if b.topic == message.topic),
                                 message.topic)
-                outputs = node.on_message(declared, message.value)
+                try:
+                    value = message.value
+                except codec.DecodeError:
+                    # A bad payload (decoded only now) is counted and skipped, never fatal.
+                    self.inbox.malformed += 1
+                    continue
+                outputs = node.on_message(declared, value)
                 self._publish(outputs, message.header.tick, message.header.sim_time)
 
     def _run_stepped(self) -> None:

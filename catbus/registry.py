@@ -106,7 +106,12 @@ class Registry:
                 if message is None:
                     self.malformed += 1
                     continue
-                events.extend(self._handle(identity, message))
+                try:
+                    events.extend(self._handle(identity, message))
+                except (KeyError, TypeError, ValueError):
+                    # A field missing or of the wrong type (int("x"), a str tick): counted like
+                    # any malformed message. Raised out of poll, it ended the whole run.
+                    self.malformed += 1
         now = time.monotonic()
         if now - self.last_beat >= HEARTBEAT_INTERVAL:
             self.last_beat = now
@@ -176,6 +181,13 @@ class Registry:
         return []
 
     def _register(self, identity: bytes, message: dict[str, Any]) -> list[Event]:
+        problem = _register_problem(message)
+        if problem:
+            # Checked before anything changes: a half-applied registration left a bogus member,
+            # and bad topic lists went out in the graph and crashed every node reading it.
+            self.malformed += 1
+            self.socket.send_multipart([identity, pack("reject", reason=problem)])
+            return []
         name = str(message.get("name", ""))
         member = self.members.get(name)
         if member is None and self.expected is not None:
@@ -269,3 +281,27 @@ class Registry:
                                     f"or its host is unreachable; completed tick {member.tick}"
                                     f"{last})"))
         return events
+
+
+def _register_problem(message: dict[str, Any]) -> str | None:
+    """What is wrong with a ``register`` message (None if nothing): nodes in other languages
+    build it by hand, so it is checked before the registry acts on it."""
+    def strings(value: Any, length: int) -> bool:
+        return isinstance(value, list) and all(
+            isinstance(item, list) and len(item) == length and all(isinstance(x, str) for x in item)
+            for item in value)
+
+    name, pid, period = message.get("name"), message.get("pid", 0), message.get("period")
+    if not isinstance(name, str) or not name:
+        return "malformed register: 'name' must be a non-empty string"
+    if not isinstance(message.get("endpoint"), str):
+        return "malformed register: 'endpoint' must be a string (the node's data endpoint)"
+    if not isinstance(pid, int):
+        return "malformed register: 'pid' must be an integer"
+    if period is not None and not isinstance(period, (int, float)):
+        return "malformed register: 'period' must be a number or nil"
+    if not strings(message.get("inputs"), 3):
+        return "malformed register: 'inputs' must be a list of [declared, topic, policy]"
+    if not strings(message.get("outputs"), 2):
+        return "malformed register: 'outputs' must be a list of [declared, topic]"
+    return None

@@ -3,6 +3,9 @@
 ``Talker`` publishes a counter on ``~/out``; ``Listener`` reads ``talker/out`` (the default name
 of a Talker instance); ``Relay`` forwards ``~/in`` to ``~/out`` as messages arrive; ``Tap`` reads
 every topic, like the recorder. Other test modules reuse them, so keep their behaviour stable.
+For the process tests: ``Collector`` writes what it heard to a file, ``Failing`` raises in
+``step``, ``Stubborn`` ignores SIGINT/SIGTERM and never returns from ``step``, ``Swallower``
+sits in ``step`` inside a loop that catches every Exception.
 """
 
 from __future__ import annotations
@@ -98,3 +101,103 @@ class BadOutput(Talker):
     """Declares an invalid topic name, for the loader's error path."""
 
     outputs = ["~/has space"]
+
+
+# -- nodes for the process-level bus tests (tests/test_bus.py) -----------------------------------
+class Collector(Node):
+    """Reactive, keeps every message on ``~/in`` (policy ``all``) in arrival order and writes them
+    as JSON to ``path`` in ``close`` -- so a test in another process can check order and loss."""
+
+    inputs = [Input("~/in", "all")]
+    params = {"path": Param(str, "", "JSON file written at close (empty: none)")}
+    period = None
+
+    def setup(self, params: dict[str, Any]) -> None:
+        self.path = params["path"]
+        self.heard: list[Any] = []
+
+    def on_message(self, topic: str, message: Any) -> None:
+        self.heard.append(message)
+
+    def close(self) -> None:
+        if self.path:
+            import json
+            import os
+
+            tmp = f"{self.path}.tmp"
+            with open(tmp, "w") as out:
+                json.dump(self.heard, out)
+            os.replace(tmp, self.path)
+
+
+class Failing(Talker):
+    """A Talker that raises ``RuntimeError`` in ``step`` once it has said ``fail_at`` things."""
+
+    params = {**Talker.params, "fail_at": Param(int, 3, "steps before the failure")}
+
+    def setup(self, params: dict[str, Any]) -> None:
+        super().setup(params)
+        self.fail_at = params["fail_at"]
+
+    def step(self, t: float, inputs: dict[str, Any]) -> dict[str, Any]:
+        if self.n >= self.fail_at:
+            raise RuntimeError(f"{self.name} broke down after {self.n} steps")
+        return super().step(t, inputs)
+
+
+class Stubborn(Node):
+    """Ignores SIGINT and SIGTERM and never returns from its first ``step``: only SIGKILL ends it.
+    Writes its pid to ``pid_file`` when it gets stuck, so a test knows which process to watch."""
+
+    params = {"pid_file": Param(str, "", "file to write the pid into when stuck (empty: none)")}
+    period = 0.05
+
+    def setup(self, params: dict[str, Any]) -> None:
+        import signal
+
+        self.pid_file = params["pid_file"]
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    def step(self, t: float, inputs: dict[str, Any]) -> None:
+        import os
+        import threading
+
+        if self.pid_file:
+            with open(f"{self.pid_file}.tmp", "w") as out:
+                out.write(str(os.getpid()))
+            os.replace(f"{self.pid_file}.tmp", self.pid_file)
+        threading.Event().wait()  # forever; the ignored signals cannot interrupt it
+
+
+class Swallower(Node):
+    """Stays in its first ``step`` for ``hold`` seconds in a loop that swallows every Exception
+    (like node code with a broad retry loop), then returns. ``step`` writes ``entered_file`` when
+    it starts, ``close`` writes ``closed_file``."""
+
+    params = {"hold": Param(float, 30.0, "seconds spent in the first step"),
+              "entered_file": Param(str, "", "file written when step starts (empty: none)"),
+              "closed_file": Param(str, "", "file written by close() (empty: none)")}
+    period = 0.05
+
+    def setup(self, params: dict[str, Any]) -> None:
+        self.hold, self.closed_file = params["hold"], params["closed_file"]
+        self.entered_file = params["entered_file"]
+
+    def step(self, t: float, inputs: dict[str, Any]) -> None:
+        import time
+
+        if self.entered_file:
+            with open(self.entered_file, "w") as out:
+                out.write("stepping")
+        until = time.monotonic() + self.hold
+        while time.monotonic() < until:
+            try:
+                time.sleep(0.01)
+            except Exception:  # noqa: BLE001 -- the point of this node
+                pass
+
+    def close(self) -> None:
+        if self.closed_file:
+            with open(self.closed_file, "w") as out:
+                out.write("closed")
