@@ -14,6 +14,7 @@ without a display and leaves the backend of an interactive session that imports 
 from __future__ import annotations
 
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -280,7 +281,13 @@ def _animate(figure: Figure, artists: dict[str, Any], track: Track, out: str) ->
         return [*trails.values(), *heads.values(), *goals.values(), cursor, clock]
 
     animation = FuncAnimation(figure, update, frames=list(indices), blit=False)
-    animation.save(out, writer=FFMpegWriter(fps=MP4_FPS, bitrate=2400), dpi=100)
+    # Rendering takes a while (about 0.2 s a frame here), so a terminal gets a progress bar.
+    from tqdm import tqdm
+
+    with tqdm(total=len(indices), unit="frame", desc=f"writing {out}", leave=False,
+              disable=not sys.stderr.isatty()) as bar:
+        animation.save(out, writer=FFMpegWriter(fps=MP4_FPS, bitrate=2400), dpi=100,
+                       progress_callback=lambda done, total: bar.update(1))
 
 
 __all__ = ["plot", "load_track", "Track"]
