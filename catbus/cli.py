@@ -3,18 +3,51 @@
 Every command turns a :class:`~catbus.errors.CatbusError` into one line on stderr and a non-zero
 exit code; a traceback is shown only for bugs in catbus itself and for failing nodes (whose
 traceback is the point).
+
+Exit codes (the same for every command, see :data:`EXIT_CODES`): 0 done; 1 a node failed, got
+stuck or lost its run, or something waited for did not come in time; 2 a usage, launch-file or
+parameter mistake, or no run to look at; 130 interrupted by Ctrl-C (SIGINT) and 143 stopped by
+SIGTERM -- 128 + the signal, the shell's convention. SIGTERM stops every command as gracefully as
+Ctrl-C does (a run stops its nodes and finishes its recording).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from typing import Any, Sequence
 
 from catbus.errors import CatbusError, NodeFailed
 
 MODES = ("parallel", "stepped", "inline")
+
+EXIT_CODES = """\
+exit codes:
+  0    done (a run ended at its duration, steps or episode end; topic echo/hz: the run ended)
+  1    a node failed, got stuck or lost its run; a remote node or the start timed out
+  2    wrong usage, launch file or parameter; no run to look at
+  130  interrupted by Ctrl-C (SIGINT)
+  143  stopped by SIGTERM (kill, timeout, systemd); also a node process stopped by it
+"""
+
+#: Signals that reached this process through :func:`_on_sigterm` (SIGTERM).
+_signals: list[int] = []
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM stops a command as Ctrl-C does (its cleanup runs); the exit code tells them
+    apart. While a run is launched, the launcher has its own handler."""
+    _signals.append(signum)
+    raise KeyboardInterrupt
+
+
+def interrupt_exit_code(signum: int | None = None) -> int:
+    """128 + the signal that interrupted the command: SIGTERM if one came, else SIGINT."""
+    if signum is None:
+        signum = _signals[-1] if _signals else signal.SIGINT
+    return 128 + int(signum)
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -32,24 +65,32 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="catbus", description="Benchmark agents against simulated environments: nodes "
-        "exchanging topics over ZeroMQ, run in parallel, stepped or inline mode.")
+        "exchanging topics over ZeroMQ, run in parallel, stepped or inline mode.",
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = commands.add_parser("launch", help="run a launch file")
+    p = commands.add_parser("launch", help="run a launch file", epilog=EXIT_CODES,
+                            formatter_class=argparse.RawDescriptionHelpFormatter,
+                            description="Run a launch file until its duration, steps or the "
+                            "end of the episode,\nor until Ctrl-C (exit 130) or SIGTERM (exit "
+                            "143): either stops every node\ngracefully and keeps the recording.")
     p.add_argument("file", help="launch file (YAML)")
     _add_run_options(p)
     p.add_argument("--record", metavar="PATH", help="record every topic to this MCAP file")
     p.add_argument("--remote", action="append", default=[], metavar="NODE",
                    help="do not start NODE here; wait for it to join with `catbus node`")
     p.add_argument("--deadline", type=float, default=30.0, metavar="S",
-                   help="a node silent for this long (e.g. stuck in a step) fails the run "
-                        "(default 30)")
+                   # "5 s": catbus.launcher.END_GRACE (not imported: the CLI loads no zmq).
+                   help="a node silent for this long (e.g. stuck in a step) fails the run, "
+                        "naming it (default 30); so does, in parallel mode, a node still "
+                        "running 5 s (at most S) after the run's end")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_launch)
 
     p = commands.add_parser("node", help="run one node and join a run (`catbus node list`: "
-                            "list the nodes of a running run)")
+                            "list the nodes of a running run)", epilog=EXIT_CODES,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("target", metavar="CLASS|list", help="module:Class of the node, or 'list'")
     p.add_argument("--name", help="node name (its identity in the run)")
     p.add_argument("--bus", help="registry address, e.g. tcp://10.0.0.1:7700 (default: the run "
@@ -70,7 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_bus)
 
-    p = commands.add_parser("topic", help="inspect topics of a running run")
+    p = commands.add_parser("topic", help="inspect topics of a running run",
+                            epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
+                            description="list: topics, publishers, subscribers. echo: print "
+                            "each message. hz: message rate.\necho and hz run until --count, "
+                            "Ctrl-C (exit 130), or the end of the run they watch\n(then they "
+                            "say so on stderr and exit 0).")
     p.add_argument("action", choices=("list", "echo", "hz"))
     p.add_argument("topic", nargs="?")
     p.add_argument("--bus", help="registry address (default: the run on this machine)")
@@ -100,6 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _signals.clear()
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:   # not the main thread (main() called from a thread): leave SIGTERM be
+        previous = None
     try:
         return int(args.func(args) or 0)
     except NodeFailed as exc:
@@ -109,12 +160,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"catbus: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("catbus: interrupted", file=sys.stderr)
-        return 130
+        code = interrupt_exit_code()
+        print("catbus: stopped by SIGTERM" if code == 128 + signal.SIGTERM else
+              "catbus: interrupted", file=sys.stderr)
+        return code
     except BrokenPipeError:
         # `catbus topic echo ... | head`: the reader left; that is not an error.
         sys.stderr.close()
         return 0
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 # -- commands -------------------------------------------------------------------------------------
@@ -126,15 +182,18 @@ def cmd_launch(args: argparse.Namespace) -> int:
                  duration=args.duration, overrides=args.overrides, record=args.record,
                  remote=args.remote, progress=None if not args.no_progress else False,
                  deadline=args.deadline)
+    # Interrupted: 130 (Ctrl-C) or 143 (SIGTERM), from the signal the launcher handled. (An
+    # inline run lets the KeyboardInterrupt through, and main() turns it into the same codes.)
+    code = interrupt_exit_code(getattr(result, "signal", None)) if result.interrupted else 0
     if args.json:
         print(json.dumps(result.summary(), default=str, indent=2))
-        return 130 if result.interrupted else 0
+        return code
     print(result.table())
     if result.record is not None:
         print(f"recorded: {result.record}")
     if result.scores:
         print(format_table(result.scores))
-    return 130 if result.interrupted else 0
+    return code
 
 
 def cmd_node(args: argparse.Namespace) -> int:

@@ -32,6 +32,7 @@ bytes as the wire.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -72,8 +73,8 @@ class Header:
     through: int | None = None
 
     def pack(self) -> bytes:
-        return msgpack.packb([FORMAT_VERSION, self.publisher, self.seq, self.tick, self.sim_time,
-                              self.wall_time, self.through])
+        return packb([FORMAT_VERSION, self.publisher, self.seq, self.tick, self.sim_time,
+                      self.wall_time, self.through])
 
     @staticmethod
     def unpack(data: bytes | memoryview) -> "Header":
@@ -100,13 +101,28 @@ def topic_frame(topic: str) -> bytes:
 
 
 def topic_from_frame(frame: bytes | memoryview) -> str:
-    raw = bytes(frame)
+    """The topic name in a received first frame. Raises DecodeError.
+
+    A node receives the same few topics over and over, so the names are remembered (for at most
+    :data:`_TOPICS_MAX` different frames) instead of being checked and decoded every time.
+    """
+    raw = frame if type(frame) is bytes else bytes(frame)
+    topic = _TOPICS.get(raw)
+    if topic is not None:
+        return topic
     if not raw.endswith(TOPIC_TERMINATOR):
         raise DecodeError("topic frame lacks its NUL terminator")
     try:
-        return raw[:-1].decode()
+        topic = raw[:-1].decode()
     except UnicodeDecodeError:
         raise DecodeError("topic frame is not UTF-8") from None
+    if len(_TOPICS) < _TOPICS_MAX:
+        _TOPICS[raw] = topic
+    return topic
+
+
+_TOPICS: dict[bytes, str] = {}
+_TOPICS_MAX = 4096
 
 
 _DESCR_OF: dict[np.dtype, Any] = {}
@@ -138,33 +154,124 @@ def _descr_tuple(field: list) -> tuple:
     return (name, sub, tuple(field[2])) if len(field) > 2 else (name, sub)
 
 
-def encode_payload(value: Any) -> tuple[bytes, list[memoryview]]:
-    """Serialise ``value`` into the payload frame and the raw buffer frames of its arrays."""
-    buffers: list[memoryview] = []
+class _Packers(threading.local):
+    """The msgpack packers of one thread, reused for every message.
 
-    def default(obj: Any) -> Any:
+    Why reuse: ``msgpack.packb`` builds a new Packer with a 256 KiB buffer on every call. Once
+    glibc's dynamic mmap threshold has been raised (by any earlier large free), that buffer comes
+    from the heap top and its free trims the heap again: one ``brk`` system call per ``packb``.
+    Encoding one flat_evade tick (5 messages, ~40 arrays, each packed by its own inner ``packb``)
+    then cost twice as long as on a fresh process. A Packer keeps its buffer between calls.
+
+    Why per thread: a Packer is not reentrant, and its ``default`` hook runs Python code, so
+    another thread could start encoding in the middle of a message. Within one thread nothing
+    re-enters: ``default`` only packs array metadata, with the separate ``meta`` packer.
+    """
+
+    def __init__(self) -> None:
+        self.buffers: list[memoryview] = []
+        # autoreset (the default): pack() returns the bytes and empties the buffer, also when
+        # packing raised, so a failed message leaves nothing behind for the next one.
+        self.payload = msgpack.Packer(default=self._default, strict_types=True)
+        self.meta = msgpack.Packer()
+
+    def encode(self, value: Any) -> tuple[bytes, list[memoryview]]:
+        # A fresh list per message: the caller keeps it, and an interrupted encode (an exception
+        # or a signal inside ``default``) must not leak its buffers into the next message.
+        self.buffers = buffers = []
+        return self.payload.pack(value), buffers
+
+    def _default(self, obj: Any) -> Any:
+        """Called by the payload packer for every value msgpack cannot pack itself."""
         if isinstance(obj, np.ndarray):
-            if obj.dtype.hasobject:
-                raise TypeError("numpy arrays of dtype object cannot be sent; convert them first")
-            if obj.nbytes <= INLINE_MAX_BYTES:
-                # Copied into the payload on purpose (C order); see INLINE_MAX_BYTES.
-                meta = msgpack.packb([_dtype_descr(obj.dtype), obj.shape, obj.tobytes()])
-                return msgpack.ExtType(EXT_NDARRAY_INLINE, meta)
-            contiguous = obj if obj.flags.c_contiguous else np.ascontiguousarray(obj)
-            buffers.append(memoryview(contiguous.reshape(-1).view(np.uint8)))
-            meta = msgpack.packb([_dtype_descr(obj.dtype), obj.shape, len(buffers) - 1])
-            return msgpack.ExtType(EXT_NDARRAY, meta)
+            return self._array(obj)
         if isinstance(obj, np.generic):
             if obj.dtype.hasobject:
                 raise TypeError("numpy object scalars cannot be sent")
             data = np.asarray(obj).tobytes()
-            return msgpack.ExtType(EXT_NPSCALAR, msgpack.packb([_dtype_descr(obj.dtype), data]))
+            return _ext(EXT_NPSCALAR, self.meta.pack([_dtype_descr(obj.dtype), data]))
         if isinstance(obj, tuple):
             return list(obj)
         raise TypeError(f"cannot send a value of type {type(obj).__name__}")
 
-    payload = msgpack.packb(value, default=default, strict_types=True)
-    return payload, buffers
+    def _array(self, obj: np.ndarray) -> msgpack.ExtType:
+        if obj.nbytes <= INLINE_MAX_BYTES:
+            # Copied into the payload on purpose (C order); see INLINE_MAX_BYTES.
+            head = _INLINE_HEADS.get((obj.dtype, obj.shape))
+            if head is None:
+                head = self._inline_head(obj)
+            return _ext(EXT_NDARRAY_INLINE, head + obj.tobytes())
+        if obj.dtype.hasobject:
+            raise TypeError("numpy arrays of dtype object cannot be sent; convert them first")
+        contiguous = obj if obj.flags.c_contiguous else np.ascontiguousarray(obj)
+        buffers = self.buffers
+        buffers.append(memoryview(contiguous.reshape(-1).view(np.uint8)))
+        meta = self.meta.pack([_dtype_descr(obj.dtype), obj.shape, len(buffers) - 1])
+        return _ext(EXT_NDARRAY, meta)
+
+    def _inline_head(self, obj: np.ndarray) -> bytes:
+        """Everything of an inline array's extension data before its raw bytes:
+        ``msgpack([descr, shape, raw])`` minus ``raw`` itself, i.e. the array header, the
+        descriptor, the shape and the ``bin`` header, which depend only on (dtype, shape).
+
+        Packing that per array cost more than the rest of the array's encoding, and a robot
+        sends the same few shapes all the time, so it is computed once and remembered (for
+        at most :data:`_INLINE_HEADS_MAX` different (dtype, shape) pairs).
+        """
+        dtype, shape = obj.dtype, obj.shape
+        if dtype.hasobject:
+            raise TypeError("numpy arrays of dtype object cannot be sent; convert them first")
+        nbytes = obj.nbytes
+        packed = self.meta.pack([_dtype_descr(dtype), shape, bytes(nbytes)])
+        head = packed[:len(packed) - nbytes]
+        if len(_INLINE_HEADS) < _INLINE_HEADS_MAX:
+            _INLINE_HEADS[(dtype, shape)] = head
+        return head
+
+
+#: (dtype, shape) -> the bytes an inline array's extension data starts with; see _inline_head.
+_INLINE_HEADS: dict[tuple[np.dtype, tuple[int, ...]], bytes] = {}
+_INLINE_HEADS_MAX = 4096
+
+
+def _ext(code: int, data: bytes) -> msgpack.ExtType:
+    """``msgpack.ExtType(code, data)`` without its argument checks (a third of the cost of
+    encoding a small array): code and data are known to be right here."""
+    return _tuple_new(msgpack.ExtType, (code, data))
+
+
+_tuple_new = tuple.__new__
+
+
+_packers = _Packers()
+
+
+def packb(value: Any) -> bytes:
+    """``msgpack.packb(value)`` with this thread's reused packer (see :class:`_Packers`)."""
+    return _packers.meta.pack(value)
+
+
+def encode_payload(value: Any) -> tuple[bytes, list[memoryview]]:
+    """Serialise ``value`` into the payload frame and the raw buffer frames of its arrays."""
+    return _packers.encode(value)
+
+
+def _inline_array(data: bytes) -> np.ndarray:
+    """An extension-type-3 array: a read-only view of the raw bytes inside its data (the bytes
+    object the unpacker made for it, so it shares memory with nothing else)."""
+    descr, shape, raw = _unpackb(data)
+    dtype = _DTYPE_OF.get(descr) if type(descr) is str else None
+    if dtype is None:
+        dtype = _descr_dtype(descr)
+    # np.ndarray over the buffer is half the cost of np.frombuffer(...).reshape(...); unlike
+    # those it accepts a buffer longer than the array, so the length is checked here.
+    array = np.ndarray(shape, dtype, raw)
+    if array.nbytes != len(raw):
+        raise DecodeError(f"inline array of shape {shape} and dtype {descr} has {len(raw)} bytes")
+    return array
+
+
+_unpackb = msgpack.unpackb
 
 
 def decode_payload(payload: bytes | memoryview, buffers: Sequence[Any] = ()) -> Any:
@@ -172,8 +279,7 @@ def decode_payload(payload: bytes | memoryview, buffers: Sequence[Any] = ()) -> 
 
     def ext_hook(code: int, data: bytes) -> Any:
         if code == EXT_NDARRAY_INLINE:
-            descr, shape, raw = msgpack.unpackb(data)
-            return np.frombuffer(raw, dtype=_descr_dtype(descr)).reshape(shape)
+            return _inline_array(data)
         if code == EXT_NDARRAY:
             descr, shape, index = msgpack.unpackb(data)
             if not 0 <= index < len(buffers):
@@ -224,7 +330,7 @@ def record_bytes(payload: bytes | memoryview, buffers: Sequence[Any]) -> bytes:
     Built from the frames as received; nothing is decoded and re-encoded, so a recording holds
     exactly what travelled.
     """
-    return msgpack.packb([bytes(payload), *(bytes(b) for b in buffers)])
+    return packb([bytes(payload), *(bytes(b) for b in buffers)])
 
 
 def split_record_bytes(data: bytes) -> tuple[bytes, list[bytes]]:

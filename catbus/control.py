@@ -18,6 +18,8 @@ import zmq
 #: How often each side says it is alive, and how long the other side waits before giving up.
 HEARTBEAT_INTERVAL = 0.5
 DEFAULT_REGISTRY_TIMEOUT = 10.0
+#: The ``state`` of a node's heartbeat once it has left its run loop and runs ``close()``.
+CLOSING_STATE = "closing"
 
 
 def pack(op: str, **fields: Any) -> bytes:

@@ -34,7 +34,7 @@ PROGRESS_FRAME = codec.topic_frame(PROGRESS_TOPIC)
 HWM = 100_000
 # Plain ints: pyzmq's enum flags cost microseconds per ``|`` on the per-message hot path.
 _SNDMORE, _NOBLOCK = int(zmq.SNDMORE), int(zmq.NOBLOCK)
-_EVENTS, _POLLIN, _RCVMORE = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.RCVMORE)
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 #: Frames below this size are copied (cheaper than a zero-copy frame object); larger ones are not.
 ZERO_COPY_MIN = 64 * 1024
 
@@ -52,17 +52,26 @@ def send_frames(sock: zmq.Socket, frames: list) -> None:
 
 
 def receive_frames(sock: zmq.Socket) -> list | None:
-    """One multipart message if one is waiting, else None (no exception on the hot path).
+    """One multipart message if one is waiting, else None.
 
     Topic, header and payload arrive as bytes; array buffer frames as zero-copy ``zmq.Frame``
     objects whose memory numpy then views without copying.
+
+    Every frame is received as a ``zmq.Frame`` and asked ``more`` (a field of the message, no
+    system call), and "nothing waiting" is the ``zmq.Again`` of a non-blocking receive. The
+    obvious alternative, ``getsockopt(EVENTS)`` before each message and ``getsockopt(RCVMORE)``
+    after each frame, costs about 1 us per call in pyzmq (it builds an enum per call) plus, in
+    libzmq, a ``poll`` and a ``getpid`` system call per call: more than receiving the frames.
     """
-    if not sock.getsockopt(_EVENTS) & _POLLIN:
+    recv = sock.recv
+    try:
+        frame = recv(_NOBLOCK, copy=False)
+    except zmq.Again:
         return None
-    recv, more = sock.recv, sock.getsockopt
-    frames = [recv(_NOBLOCK)]
-    while more(_RCVMORE):
-        frames.append(recv(_NOBLOCK) if len(frames) < 3 else recv(_NOBLOCK, copy=False))
+    frames = [frame.bytes]
+    while frame.more:
+        frame = recv(_NOBLOCK, copy=False)
+        frames.append(frame.bytes if len(frames) < 3 else frame)
     return frames
 
 
@@ -70,15 +79,92 @@ def data_endpoint_for(bus: str, name: str, advertise: str | None = None) -> str:
     """Where a node binds its publishing socket, derived from the registry address.
 
     ``ipc``: a socket file next to the registry's, in the run's private folder. ``tcp``: an
-    ephemeral port on the local address that routes towards the registry (or ``advertise``), so
-    nodes on other hosts can reach it.
+    ephemeral port on ``advertise`` if given, else on the local address this node reaches the
+    registry from, so that peers -- on other hosts too -- reach it where it registers. A
+    registry bound on every interface (``tcp://0.0.0.0:PORT``: the launcher's own nodes get that
+    address and reach it through loopback) says nothing about where other hosts reach this one,
+    and loopback would be unreachable for them: then :func:`host_address`.
     """
     if bus.startswith("ipc://"):
         folder = bus[len("ipc://"):].rsplit("/", 1)[0]
         return f"ipc://{folder}/{name}-{os.getpid()}.sock"
+    return f"tcp://{advertise or reachable_host(bus)}:*"
+
+
+#: Hosts in a ``tcp://`` address that mean "every interface" (bind) rather than one address.
+WILDCARD_HOSTS = ("0.0.0.0", "*", "", "::")
+
+
+def reachable_host(bus: str) -> str:
+    """The address of this host that peers reach, for a node whose registry is at ``bus``."""
     parsed = urlparse(bus)
-    host = advertise or local_address_towards(parsed.hostname or "127.0.0.1", parsed.port or 7700)
-    return f"tcp://{host}:*"
+    host = parsed.hostname or ""
+    if host in WILDCARD_HOSTS:
+        return host_address()
+    return local_address_towards(host, parsed.port or 7700)
+
+
+def reachable_bus(bus: str) -> str:
+    """``bus`` as another host must write it: a wildcard host (``tcp://0.0.0.0:7700``, what the
+    registry reports when bound on every interface) becomes :func:`host_address`."""
+    parsed = urlparse(bus)
+    if not bus.startswith("tcp://") or (parsed.hostname or "") not in WILDCARD_HOSTS:
+        return bus
+    return f"tcp://{host_address()}:{parsed.port}"
+
+
+def host_address() -> str:
+    """This host's IPv4 address for other hosts: the address of the interface holding the default
+    route, else the only non-loopback address, else the first one; ``127.0.0.1`` if there is none.
+
+    Read from the kernel (``/proc/net/route`` and ``SIOCGIFADDR``); no packet is sent. Several
+    networks and no default route (or the wrong one)? Give the address explicitly: a concrete
+    ``bus:`` address, or ``catbus node --advertise IP``.
+    """
+    addresses = interface_addresses()
+    default = _default_route_interface()
+    if default in addresses:
+        return addresses[default]
+    return next(iter(addresses.values()), "127.0.0.1")
+
+
+def interface_addresses() -> dict[str, str]:
+    """``{interface: IPv4 address}`` of the interfaces that are up, loopback excluded (Linux;
+    empty where the ioctls are not available)."""
+    try:
+        import fcntl
+        import struct
+
+        names = [name for _, name in pysocket.if_nameindex()]
+    except (ImportError, OSError):
+        return {}
+    found: dict[str, str] = {}
+    siocgifflags, siocgifaddr, iff_up, iff_loopback = 0x8913, 0x8915, 0x1, 0x8
+    with pysocket.socket(pysocket.AF_INET, pysocket.SOCK_DGRAM) as probe:
+        for name in names:
+            request = struct.pack("256s", name.encode()[:15])
+            try:
+                flags = struct.unpack_from("H", fcntl.ioctl(probe.fileno(), siocgifflags,
+                                                            request), 16)[0]
+                if not flags & iff_up or flags & iff_loopback:
+                    continue
+                address = fcntl.ioctl(probe.fileno(), siocgifaddr, request)[20:24]
+            except OSError:   # no IPv4 address on this interface
+                continue
+            found[name] = pysocket.inet_ntoa(address)
+    return found
+
+
+def _default_route_interface() -> str | None:
+    try:
+        with open("/proc/net/route") as routes:
+            for line in routes.readlines()[1:]:
+                fields = line.split()
+                if len(fields) > 3 and fields[1] == "00000000" and int(fields[3], 16) & 0x1:
+                    return fields[0]
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def local_address_towards(host: str, port: int) -> str:

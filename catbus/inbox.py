@@ -63,6 +63,13 @@ class PeerProgress:
     final: bool = False
 
 
+def _buffer(frame: Any) -> Any:
+    """A frame's bytes without a copy: bytes as they are, a ``zmq.Frame`` as its buffer."""
+    if type(frame) is bytes:
+        return frame
+    return frame.buffer if hasattr(frame, "buffer") else frame
+
+
 class Inbox:
     """Per-node message buffers, progress of peers and loss counters."""
 
@@ -74,12 +81,17 @@ class Inbox:
         self.in_order = reactive or self.wildcard
         self.order = dict(order)
         self.by_topic = {b.topic: b for b in self.inputs if b.topic != ALL}
+        #: The declared name a message on a topic is delivered under (the first binding wins).
+        self.declared_of: dict[str, str] = {}
+        for binding in self.inputs:
+            self.declared_of.setdefault(binding.topic, binding.declared)
         self.queues: dict[str, deque[tuple[int, Received]]] = {t: deque() for t in self.by_topic}
         self.current: dict[str, Received | None] = {t: None for t in self.by_topic}
         self.last_good: dict[str, Received] = {}   # newest message that decoded, per topic
         self.pending_all: dict[str, list[Received]] = {t: [] for t in self.by_topic}
         self.raw: list[tuple[int, int, int, Received]] = []   # in-order (reactive) buffer
         self.progress: dict[str, PeerProgress] = {}
+        self.end: int | None = None   # min of the peers' announced ends, see end_tick()
         self.last_seq: dict[tuple[str, str], int] = {}
         self.received = 0
         self.dropped = 0        # sequence gaps: messages lost before they reached us
@@ -90,30 +102,35 @@ class Inbox:
         """Take one multipart message (zmq.Frame objects or bytes). Returns the data message, or
         None for progress, malformed frames and topics we did not ask for."""
         try:
-            raw = [f.buffer if hasattr(f, "buffer") else f for f in frames]
-            if len(raw) < 3:
+            if len(frames) < 3:
                 raise codec.DecodeError("too few frames")
-            topic = codec.topic_from_frame(raw[0])
-            header = codec.Header.unpack(raw[1])
+            topic = codec.topic_from_frame(_buffer(frames[0]))
+            header = codec.Header.unpack(_buffer(frames[1]))
+            payload = _buffer(frames[2])
             if topic == PROGRESS_TOPIC:
-                self._add_progress(raw[2])
+                self._add_progress(payload)
                 return None
         except (codec.DecodeError, ValueError, TypeError, msgpack.UnpackException):
             self.malformed += 1
             return None
         if topic.startswith("catbus/hello/"):
             return None
-        message = Received(topic, header, raw[2], raw[3:])
-        self._count_gap(header.publisher, topic, header.seq)
-        if header.through is not None:
-            peer = self.progress.setdefault(header.publisher, PeerProgress())
-            if header.through > peer.through:
-                peer.through = header.through
+        buffers = [_buffer(frame) for frame in frames[3:]] if len(frames) > 3 else []
+        message = Received(topic, header, payload, buffers)
+        publisher = header.publisher
+        self._count_gap(publisher, topic, header.seq)
+        through = header.through
+        if through is not None:
+            peer = self.progress.get(publisher)
+            if peer is None:
+                peer = self.progress[publisher] = PeerProgress()
+            if through > peer.through:
+                peer.through = through
         self.received += 1
         if self.in_order:
             if not (self.wildcard or topic in self.queues):
                 return None
-            rank = self.order.get(header.publisher, len(self.order))
+            rank = self.order.get(publisher, len(self.order))
             self.raw.append((header.tick, rank, header.seq, message))
         elif topic in self.queues:
             self.queues[topic].append((header.tick, message))
@@ -128,6 +145,8 @@ class Inbox:
         if end is not None:
             peer.end = end if peer.end is None else min(peer.end, end)
         peer.final = peer.final or bool(final)
+        if end is not None and (self.end is None or end < self.end):
+            self.end = end
 
     def _count_gap(self, publisher: str, topic: str, seq: int) -> None:
         key = (publisher, topic)
@@ -142,8 +161,8 @@ class Inbox:
         return progress.through if progress else -1
 
     def end_tick(self) -> int | None:
-        ends = [p.end for p in self.progress.values() if p.end is not None]
-        return min(ends) if ends else None
+        """The earliest end any peer announced (kept up to date as progress arrives)."""
+        return self.end
 
     def all_final(self, peers: Sequence[str]) -> bool:
         return all(self.progress.get(p, PeerProgress()).final for p in peers)

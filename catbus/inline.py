@@ -20,6 +20,7 @@ from catbus.node import Node
 from catbus.progress import RunProgress
 from catbus.result import RunResult
 from catbus.runinfo import build_run_info, schedule_for
+from catbus.simclock import sim_time_function
 from catbus.stats import NodeStats
 
 
@@ -78,6 +79,7 @@ class InlineRun:
         end_tick: int | None = None
         end_reason = None
         registry_view = _ProgressView()
+        sim_time = sim_time_function(schedule)
         for tick, name in schedule.steps():
             if end_tick is not None and tick > end_tick:
                 break
@@ -85,7 +87,7 @@ class InlineRun:
             node = member.node
             inputs = member.inbox.take_latest()
             member.stats.state = f"stepping tick {tick}"
-            t = schedule.sim_time(tick)
+            t = sim_time(tick)
             started = time.perf_counter()
             outputs = self._guard(member, "step", node.step, t, inputs)
             member.stats.record_step(time.perf_counter() - started)
@@ -130,8 +132,7 @@ class InlineRun:
                 self._guard(reader, "on_raw", node.on_raw, message.topic, message.header,
                             message.payload, message.buffers)
             else:
-                declared = next((b.declared for b in reader.inbox.inputs
-                                 if b.topic == message.topic), message.topic)
+                declared = reader.inbox.declared_of.get(message.topic, message.topic)
                 outputs = self._guard(reader, "on_message", node.on_message, declared,
                                       message.value)
                 self._publish(reader, outputs, message.header.tick, message.header.sim_time)

@@ -2,7 +2,9 @@
 
 A run on this machine is found through its run folder (see :mod:`catbus.rundir`); ``--bus`` names
 any other. ``echo`` and ``hz`` connect a SUB socket straight to the topic's publisher, like any
-node, so they observe the run without slowing it down through a broker.
+node, so they observe the run without slowing it down through a broker. They end by themselves
+when the run they watch ends (:class:`RunWatch`): its run folder is removed, or its registry stops
+answering.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import zmq
@@ -18,18 +21,74 @@ import zmq
 from catbus import codec
 from catbus.control import pack, unpack
 from catbus.errors import CatbusError
-from catbus.rundir import running_runs
+from catbus.rundir import RUN_FILE, running_runs
+
+#: How often ``echo`` and ``hz`` ask the registry whether the run is still there, and how long it
+#: may leave them unanswered before they take the run for gone.
+WATCH_EVERY = 0.5
+REGISTRY_SILENCE = 3.0
 
 
-def find_registry(bus: str | None) -> str:
-    """``bus`` if given, else the registry of the newest run on this machine."""
+def find_run(bus: str | None) -> dict[str, Any]:
+    """``{"registry", "folder", "name"}`` of the run at ``bus`` (folder and name unknown: None),
+    else of the newest run on this machine."""
     if bus:
-        return bus
+        return {"registry": bus, "folder": None, "name": None}
     runs = running_runs()
     if not runs:
         raise CatbusError("no catbus run is running on this machine; start one with "
                           "`catbus launch FILE`, or name its registry with --bus ADDR")
-    return runs[0]["registry"]
+    return {"registry": runs[0]["registry"], "folder": runs[0]["folder"],
+            "name": runs[0].get("name")}
+
+
+def find_registry(bus: str | None) -> str:
+    """``bus`` if given, else the registry of the newest run on this machine."""
+    return find_run(bus)["registry"]
+
+
+class RunWatch:
+    """Tells a tool watching a run (``echo``, ``hz``) that the run has ended: its run folder was
+    removed (a run on this machine; the launcher removes it last), or its registry has not
+    answered a ``graph?`` for :data:`REGISTRY_SILENCE` seconds (any run, also one whose launcher
+    was killed, or one on another host). Cheap to call often: it asks at most every
+    :data:`WATCH_EVERY` seconds and never blocks."""
+
+    def __init__(self, run: dict[str, Any]) -> None:
+        self.address, self.name = run["registry"], run.get("name") or run["registry"]
+        self.run_file = Path(run["folder"]) / RUN_FILE if run.get("folder") else None
+        self.socket = zmq.Context.instance().socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.SNDHWM, 4)
+        self.socket.connect(self.address)
+        self.answered = self.asked = time.monotonic()
+        #: Why the run is taken for ended, once it is.
+        self.reason: str | None = None
+
+    def ended(self) -> bool:
+        if self.reason is not None:
+            return True
+        now = time.monotonic()
+        if self.run_file is not None and not self.run_file.exists():
+            self.reason = f"run {self.name} ended"
+            return True
+        while self.socket.poll(0):
+            if unpack(self.socket.recv()) is not None:
+                self.answered = now
+        if now - self.answered > REGISTRY_SILENCE:
+            self.reason = (f"run {self.name} ended (its registry at {self.address} has not "
+                           f"answered for {REGISTRY_SILENCE:g} s)")
+            return True
+        if now - self.asked >= WATCH_EVERY:
+            self.asked = now
+            try:
+                self.socket.send(pack("graph?"), zmq.NOBLOCK)
+            except zmq.Again:
+                pass
+        return False
+
+    def close(self) -> None:
+        self.socket.close()
 
 
 def query_graph(bus: str | None, timeout: float = 3.0) -> dict[str, Any]:
@@ -85,8 +144,12 @@ def node_list(bus: str | None) -> int:
     return 0
 
 
-def _subscribe(topic: str, bus: str | None) -> tuple[zmq.Socket, zmq.Context]:
-    topics = _topics(query_graph(bus))
+def _subscribe(topic: str, bus: str | None) -> tuple[zmq.Socket, RunWatch]:
+    """A SUB socket on ``topic``'s publishers, and a watch on the run they belong to."""
+    run = find_run(bus)
+    graph = query_graph(run["registry"])
+    run["name"] = run.get("name") or graph.get("run") or None
+    topics = _topics(graph)
     if topic not in topics:
         known = ", ".join(sorted(topics)) or "none"
         raise CatbusError(f"no node publishes {topic!r} in this run (topics: {known})")
@@ -96,7 +159,12 @@ def _subscribe(topic: str, bus: str | None) -> tuple[zmq.Socket, zmq.Context]:
     sock.setsockopt(zmq.SUBSCRIBE, codec.topic_frame(topic))
     for endpoint in topics[topic]["endpoints"]:
         sock.connect(endpoint)
-    return sock, ctx
+    return sock, RunWatch(run)
+
+
+def _ended(watch: RunWatch) -> int:
+    print(f"catbus: {watch.reason}", file=sys.stderr, flush=True)
+    return 0
 
 
 def _printable(value: Any) -> Any:
@@ -114,11 +182,16 @@ def _printable(value: Any) -> Any:
 
 
 def topic_echo(topic: str, bus: str | None, count: int | None = None) -> int:
-    sock, _ = _subscribe(topic, bus)
+    """Print every message on ``topic`` until ``count`` of them, Ctrl-C, or the end of the run
+    (then: exit code 0 and one line on stderr saying the run ended)."""
+    sock, watch = _subscribe(topic, bus)
     seen = 0
     try:
         while count is None or seen < count:
-            if not sock.poll(1000):
+            if not sock.poll(200):
+                # Only when nothing is waiting: what the run sent before it ended is printed.
+                if watch.ended():
+                    return _ended(watch)
                 continue
             frames = sock.recv_multipart()
             try:
@@ -127,18 +200,18 @@ def topic_echo(topic: str, bus: str | None, count: int | None = None) -> int:
                 print(f"# malformed message dropped: {exc}", file=sys.stderr)
                 continue
             print(f"--- {topic}  tick {header.tick}  t {header.sim_time:.4f}  seq {header.seq}")
-            print(json.dumps(_printable(value), default=str))
+            print(json.dumps(_printable(value), default=str), flush=True)
             seen += 1
-    except KeyboardInterrupt:
-        pass
     finally:
         sock.close()
+        watch.close()
     return 0
 
 
 def topic_hz(topic: str, bus: str | None, count: int | None = None, window: float = 1.0) -> int:
-    """Messages per second on ``topic``, printed every ``window`` seconds (wall clock)."""
-    sock, _ = _subscribe(topic, bus)
+    """Messages per second on ``topic``, printed every ``window`` seconds (wall clock), until
+    ``count`` windows, Ctrl-C, or the end of the run (exit code 0, one line on stderr)."""
+    sock, watch = _subscribe(topic, bus)
     windows = 0
     try:
         while count is None or windows < count:
@@ -147,13 +220,14 @@ def topic_hz(topic: str, bus: str | None, count: int | None = None, window: floa
                 if sock.poll(50):
                     sock.recv_multipart()
                     received += 1
+                elif watch.ended():
+                    return _ended(watch)
             rate = received / (time.monotonic() - began)
             print(f"{topic}: {rate:.1f} Hz ({received} messages in {window:g} s)", flush=True)
             windows += 1
-    except KeyboardInterrupt:
-        pass
     finally:
         sock.close()
+        watch.close()
     return 0
 
 
@@ -169,8 +243,8 @@ def host_bus(bind: str, *, mode: str = "parallel", seed: int = 0) -> int:
     rundir.publish(registry.endpoint, "bus")
     print(f"catbus bus: registry at {registry.endpoint}; join with "
           f"catbus node module:Class --name NAME --bus {registry.endpoint}", flush=True)
-    stopping = []
-    previous = signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    stopping: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, _: stopping.append(signum))
     try:
         while not stopping:
             for event in registry.poll(200):
@@ -179,10 +253,11 @@ def host_bus(bind: str, *, mode: str = "parallel", seed: int = 0) -> int:
                 if event.detail:
                     print(event.detail, file=sys.stderr, flush=True)
     except KeyboardInterrupt:
-        pass
+        stopping.append(signal.SIGINT)
     finally:
         registry.stop("the bus is shutting down")
         registry.close()
         rundir.remove()
         signal.signal(signal.SIGTERM, previous)
-    return 0
+    # Stopped by a signal, like every catbus command: 128 + the signal (130 Ctrl-C, 143 SIGTERM).
+    return 128 + stopping[0]

@@ -2,11 +2,15 @@
 
 The launcher hosts the registry, starts each local node as ``python -m catbus node ...`` (exactly
 what a user types on another host for a remote node), and watches three things: registry events
-(errors with tracebacks, missed heartbeats), child exit codes, and Ctrl-C. At the end -- normal,
-failed or interrupted -- every child is stopped: a ``stop`` message first, then SIGINT, SIGTERM and
-SIGKILL, each with a deadline. Children are in their own session so that Ctrl-C reaches only the
-launcher, which then stops them in order (the recorder last, so it keeps everything), and they get
-SIGTERM from the kernel if the launcher itself dies (PR_SET_PDEATHSIG).
+(errors with tracebacks, missed heartbeats), child exit codes, and Ctrl-C or SIGTERM; in parallel
+mode also the end of the run: a node not done :data:`END_GRACE` seconds after it (stuck in a
+step, or waiting for one that is) fails the run, named. At the end -- normal, failed or
+interrupted -- every child is stopped: a ``stop`` message first, then SIGINT, SIGTERM and
+SIGKILL, each with a deadline. The interrupting signal is kept (``RunResult.signal``) for the
+exit code: 128 + the signal, 130 for Ctrl-C, 143 for SIGTERM. Children are in their own session
+so that Ctrl-C reaches only the launcher, which then stops them in order (the recorder last, so it
+keeps everything), and they get SIGTERM from the kernel if the launcher itself dies
+(PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 
 import zmq
 
+from catbus.control import CLOSING_STATE, HEARTBEAT_INTERVAL
 from catbus.errors import ConfigError, NodeFailed, RunTimeout
 from catbus.launchfile import LaunchSpec, NodeSpec
 from catbus.progress import RunProgress
@@ -31,6 +36,12 @@ from catbus.runinfo import build_run_info, parallel_duration, schedule_for
 #: Seconds given to children for each step of the shutdown ladder.
 STOP_GRACE = 5.0
 SIGNAL_GRACE = 2.0
+#: Parallel mode: seconds every node gets, once the run is over (its duration has passed, or
+#: the episode ended), to report that it is done; a node still running then is stuck and the
+#: launcher fails the run naming it, then stops everyone. Never more than ``--deadline``, the
+#: bound on how long a stuck node is waited for in every mode. A node already in close() (a
+#: recorder finishing its file) is bound by the heartbeat deadline only.
+END_GRACE = 5.0
 
 
 def node_command(spec: NodeSpec, bus: str) -> list[str]:
@@ -62,6 +73,10 @@ class Launcher:
         self.children: dict[str, subprocess.Popen] = {}
         self.failures: list[tuple[str, str, str]] = []
         self.interrupted = False
+        #: The signal that interrupted the run (SIGINT: Ctrl-C, SIGTERM), or None.
+        self.signal: int | None = None
+        #: When the registry reported the end of the episode (monotonic), or None.
+        self.ended_at: float | None = None
 
     def run(self) -> RunResult:
         spec = self.spec
@@ -102,6 +117,8 @@ class Launcher:
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
         self.interrupted = True
+        if self.signal is None:
+            self.signal = signum
 
     def _supervise(self, registry: Registry) -> None:
         spec = self.spec
@@ -118,8 +135,9 @@ class Launcher:
                     registry.stop(f"node {self.failures[0][0]} failed")
                     return
                 if self.interrupted:
-                    registry.stop("interrupted (Ctrl-C)")
+                    registry.stop(f"interrupted ({_signal_label(self.signal)})")
                     return
+                self._check_end_overdue(registry)
                 if not registry.started and time.monotonic() > started_by:
                     raise RunTimeout(self._startup_message(registry, limit))
                 if all(m.state in ("done", "failed") for m in registry.members.values()):
@@ -139,10 +157,53 @@ class Launcher:
                 f"{', '.join(waiting) or 'nothing'}")
 
     def _on_event(self, registry: Registry, event: Any) -> None:
-        if event.kind == "failed":
+        if event.kind == "end" and self.ended_at is None:
+            self.ended_at = time.monotonic()
+        elif event.kind == "failed":
             self.failures.append((event.node, event.message, event.detail))
         elif event.kind == "timeout":
             self.failures.append((event.node, event.message, ""))
+
+    def _run_end(self, registry: Registry) -> tuple[float, str] | None:
+        """When a parallel run is over (monotonic time) and why; None if it is not known (not
+        started, stepped mode, or a run without duration that nobody ended)."""
+        if self.spec.mode != "parallel" or not registry.started:
+            return None
+        ends = []
+        duration = parallel_duration(self.spec)
+        if duration is not None:
+            ends.append((registry.started_at + registry.start_delay + duration,
+                         f"the run's {duration:g} s duration"))
+        if self.ended_at is not None:
+            ends.append((self.ended_at, f"the end of the episode ({registry.end_reason})"))
+        return min(ends) if ends else None
+
+    def _check_end_overdue(self, registry: Registry) -> None:
+        """Fail the run, naming the stuck nodes, when a parallel run is over but a node has not
+        reported done ``END_GRACE`` seconds later (nodes stuck in a step first: the others are
+        usually waiting for them)."""
+        end = self._run_end(registry)
+        if end is None:
+            return
+        grace = min(END_GRACE, self.deadline)
+        now = time.monotonic()
+        if now < end[0] + grace:
+            return
+        stuck = [m for m in registry.running()
+                 if m.activity != CLOSING_STATE and m.state in ("ready", "running")]
+        silent = [m for m in stuck if now - m.last_seen > 2 * HEARTBEAT_INTERVAL]
+        names = {m.name for m in stuck}
+        for member in silent + [m for m in stuck if m not in silent]:
+            late = f"still running {now - end[0]:.1f} s after {end[1]}"
+            last = f"(last report: {member.activity or 'none'})"
+            if member in silent:
+                why = (f"{late} and silent for {now - member.last_seen:.1f} s: stuck in a step "
+                       f"or message handler {last}")
+            else:
+                waiting = [p for p in _publishers_of(member, registry) if p in names]
+                why = f"{late}, alive but not finishing" + (
+                    f": waiting for {', '.join(waiting)}" if waiting else "") + f" {last}"
+            self.failures.append((member.name, why, ""))
 
     def _check_children(self, registry: Registry) -> None:
         for name, child in self.children.items():
@@ -156,7 +217,10 @@ class Launcher:
             if member.state in ("done", "failed"):
                 continue
             member.state = "failed"
-            how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+            how = (f"was killed by signal {-code}" if code < 0 else
+                   f"exited on {signal.Signals(code - 128).name} (code {code})"
+                   if code in (128 + signal.SIGINT, 128 + signal.SIGTERM) else
+                   f"exited with code {code}")
             self.failures.append((name, f"process {how} before the run ended", ""))
 
     def _stop_children(self, registry: Registry) -> None:
@@ -196,8 +260,23 @@ class Launcher:
             raise NodeFailed(f"node {name} failed: {message}" + (f"\n{detail}" if detail else ""),
                              result=RunResult(self.spec, nodes, wall, registry.end_reason,
                                               failures=self.failures))
-        return RunResult(self.spec, nodes, wall, registry.end_reason,
-                         interrupted=self.interrupted)
+        result = RunResult(self.spec, nodes, wall, registry.end_reason,
+                           interrupted=self.interrupted)
+        # Which signal interrupted the run, for the exit code (128 + signal: 130 Ctrl-C, 143
+        # SIGTERM). Not a declared RunResult field (result.py is not the launcher's to change).
+        result.signal = self.signal
+        return result
+
+
+def _signal_label(signum: int | None) -> str:
+    return "Ctrl-C" if signum in (None, signal.SIGINT) else signal.Signals(signum).name
+
+
+def _publishers_of(member: Any, registry: Registry) -> list[str]:
+    """The members that publish a topic ``member`` reads (any, if it reads ``*``)."""
+    reads = {topic for _, topic, _ in member.inputs}
+    return [other.name for other in registry.members.values() if other is not member and
+            ("*" in reads or reads & {topic for _, topic in other.outputs})]
 
 
 def launch(spec: LaunchSpec, **options: Any) -> RunResult:

@@ -15,7 +15,7 @@ Format (YAML)::
     seed: 0                       # default 0; a non-negative integer
     record: runs/flat_evade.mcap  # optional; relative to this file's folder
     bus: ipc                      # default ipc (private temp folder) or tcp://HOST:PORT for the
-                                  # registry, when nodes run on other machines
+                                  # registry, when nodes run on other machines (see "TCP" below)
     nodes:                        # in schedule order: within a tick, nodes step in this order
       env:                        # the node's name: its identity on the bus ([A-Za-z_][A-Za-z0-9_]*)
         class: nodes.flat_evade.env:FlatEvadeEnv   # module:Class, a catbus.Node subclass
@@ -48,6 +48,15 @@ Decisions worth knowing:
 * **Remote nodes** are refused in ``inline`` mode (one process cannot host a node that runs
   elsewhere). Their classes must still be importable here, since parameters and topics are checked
   before anything starts.
+* **TCP.** The registry binds ``bus``, so HOST is an address of the launcher's machine: the
+  one the other hosts reach it at (``tcp://10.0.0.1:7700``), or ``0.0.0.0`` for every interface.
+  Every node binds its data socket on the address it reaches the registry from and registers
+  that as its endpoint (``catbus node --advertise IP`` overrides it); the launcher's own nodes,
+  given a ``0.0.0.0`` registry, use this host's address instead
+  (:func:`catbus.dataplane.host_address`: the default route's interface, else the only
+  address). A remote node runs ``catbus node module:Class --name NAME --bus tcp://HOST:PORT``
+  with HOST as *it* reaches the launcher's machine; its parameters and the run seed come from
+  the registry, never from files on its host.
 * Classes whose module is under ``catbus.`` (the framework's own nodes) may use ``catbus/`` topics.
 * :attr:`LaunchSpec.document` is the launch data after every override, with every node's full
   parameters and effective period, plain YAML: it is recorded as metadata, and

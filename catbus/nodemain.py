@@ -8,6 +8,8 @@ node; ``--param`` values are used only by an open bus (``catbus bus``) that has 
 from __future__ import annotations
 
 import os
+import re
+import socket
 import sys
 from typing import Sequence
 
@@ -32,10 +34,41 @@ def _parse_remaps(remaps: Sequence[str]) -> dict[str, str]:
 
 def _find_bus(bus: str | None) -> str:
     if bus:
-        return bus
+        return _check_bus(bus)
     from catbus.introspect import find_registry
 
     return find_registry(None)
+
+
+_TCP_BUS = re.compile(r"tcp://(?P<host>[^\s/:]+|\[[^\s/]+\]):(?P<port>\d+)\Z")
+
+
+def _check_bus(bus: str) -> str:
+    """``--bus`` as ZeroMQ must see it: a malformed address was a ZMQError traceback."""
+    match = _TCP_BUS.match(bus)
+    if (match and 0 < int(match["port"]) < 65536) or \
+            (bus.startswith("ipc://") and len(bus) > len("ipc://")):
+        return bus
+    raise ConfigError("--bus", bus, "expected tcp://HOST:PORT (the registry's address, e.g. "
+                                    "tcp://10.0.0.1:7700) or ipc://PATH")
+
+
+def _check_advertise(address: str | None) -> None:
+    """``--advertise``: the node binds its data socket on that address, so it must be one of this
+    host's (a bad one was a ZMQError traceback at bind)."""
+    if not address:
+        return
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind((address, 0))
+    except OSError as exc:
+        from catbus.dataplane import interface_addresses
+
+        mine = ", ".join(interface_addresses().values()) or "127.0.0.1"
+        raise ConfigError("--advertise", address, f"not an address of this host "
+                                                   f"({exc.strerror or exc}); the node binds "
+                                                   f"its data socket there, so give the IP "
+                                                   f"other hosts reach it at: {mine}") from None
 
 
 def run_node(class_path: str, *, name: str, bus: str | None, params: Sequence[str] = (),
@@ -57,14 +90,18 @@ def run_node(class_path: str, *, name: str, bus: str | None, params: Sequence[st
         inputs = [InputBinding(i.topic, resolve_topic(i.topic, name, remap), i.policy)
                   for i in node_class.declared_inputs()]
         outputs = [(o, resolve_topic(o, name, remap)) for o in node_class.outputs]
+        _check_advertise(advertise)
         runtime = NodeRuntime(node_class, name, _find_bus(bus), class_path=class_path,
                               params=given, inputs=inputs, outputs=outputs, period=period,
                               advertise=advertise, registry_timeout=timeout)
         runtime.parent_pid = int(parent) if parent else None
         install_signal_handlers(runtime)
-    except Interrupted:
-        return 1
+    except Interrupted as exc:
+        return exc.exit_code
     except CatbusError as exc:
         print(f"catbus: {exc}", file=sys.stderr)
         return 2
-    return runtime.run()
+    try:
+        return runtime.run()
+    except Interrupted as exc:   # a signal before run() got to its own handling
+        return exc.exit_code

@@ -28,16 +28,20 @@ import zmq
 
 from catbus import codec
 from catbus import params as params_mod
-from catbus.control import DEFAULT_REGISTRY_TIMEOUT, ControlLink
+from catbus.control import CLOSING_STATE, DEFAULT_REGISTRY_TIMEOUT, ControlLink
 from catbus.dataplane import DataPlane, data_endpoint_for, receive_frames
 from catbus.errors import CatbusError
 from catbus.inbox import ALL, Inbox, InputBinding
 from catbus.node import Node
 from catbus.schedule import Schedule
+from catbus.simclock import sim_time_function
 from catbus.stats import NodeStats
 
 #: How many ticks a publisher may run ahead of its slowest subscriber in stepped mode.
 WINDOW = 8
+#: Parallel mode: the longest a node goes without handling its control link (stop, end,
+#: heartbeats) when it has no time to wait between steps because it overruns its period.
+CONTROL_EVERY = 0.05
 
 
 class Stopped(Exception):
@@ -52,7 +56,19 @@ class Interrupted(BaseException):
     way -- codec.Header.unpack turned it into a DecodeError that the inbox counted as malformed,
     control.unpack into "not a control message", node code's own handlers into nothing -- after
     which the node ignored every further signal and outlived its launcher.
+
+    ``signum`` is the signal; the process then exits with ``128 + signum`` (130 for SIGINT, 143
+    for SIGTERM), the shell's convention. A launcher found dead counts as SIGTERM, the
+    parent-death signal.
     """
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(signum)
+        self.signum = int(signum)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
 
 
 class RegistryLost(CatbusError):
@@ -103,6 +119,34 @@ def compute_peers(name: str, inputs: list[InputBinding], graph: list[dict]) -> P
     peers.topics_reaching_all = {topic for topic, readers in readers_of.items()
                                  if readers >= peers.neighbours}
     return peers
+
+
+def waits_for_me(name: str, graph: list[dict]) -> set[str]:
+    """Nodes that, through reactive nodes, wait for ``name`` to finish (parallel mode).
+
+    A reactive node (no period) finishes when the publishers it reads have finished; a periodic
+    one by its own clock. So X waits for Y when X is reactive and Y publishes something X reads
+    (anything, if X reads ``*``). The result is every node with a path of such waits to ``name``:
+    those of ``name``'s publishers in it are in a cycle with ``name`` and never finish before it.
+    """
+    publishes = {n["name"]: {topic for _, topic in n["outputs"]} for n in graph}
+    reads = {n["name"]: {topic for _, topic, _ in n["inputs"]} for n in graph
+             if n.get("period") is None}
+
+    def waits(x: str, y: str) -> bool:
+        topics = reads[x]
+        return x != y and (ALL in topics or bool(topics & publishes.get(y, set())))
+
+    reach = {name}
+    grew = True
+    while grew:
+        grew = False
+        for x in reads:
+            if x not in reach and any(waits(x, y) for y in reach):
+                reach.add(x)
+                grew = True
+    reach.discard(name)
+    return reach
 
 
 def set_parent_death_signal(parent_pid: int | None) -> None:
@@ -170,13 +214,16 @@ class NodeRuntime:
         self.end_tick: int | None = None
         self.started: float | None = None
         self.graph_complete = False
+        self._graph_nodes: list[dict] = []   # the registry's latest graph message
         self._finishing = False
         #: The launcher's pid for a node it started: if it changes, the launcher is gone.
         self.parent_pid: int | None = None
 
     # -- entry point ----------------------------------------------------------------------------
     def run(self) -> int:
-        """Returns the process exit code: 0 on a clean end, 1 if the node failed."""
+        """Returns the process exit code: 0 on a clean end (the run's end, or the registry's
+        stop), 1 if the node failed, 128 + the signal if one interrupted it (130: SIGINT, 143:
+        SIGTERM)."""
         self.ctx = zmq.Context()
         self.control = ControlLink(self.ctx, self.bus)
         self.data = DataPlane(self.ctx, self.name, data_endpoint_for(self.bus, self.name,
@@ -197,11 +244,19 @@ class NodeRuntime:
                 self._run_parallel()
             else:
                 self._run_stepped()
-        except (Stopped, Interrupted, KeyboardInterrupt):
+        except Stopped:
             pass
+        except Interrupted as exc:
+            code = exc.exit_code
+        except KeyboardInterrupt:
+            code = 128 + signal.SIGINT
         except RegistryLost as exc:
             print(f"catbus: node {self.name}: {exc}", flush=True)
             code = 1
+            try:   # if the registry is in fact alive, the run fails naming this node
+                self.control.send("error", where=where, message=str(exc), traceback="")
+            except zmq.ZMQError:
+                pass
         except Exception as exc:
             code = 1
             self._report_error(where, exc)
@@ -221,6 +276,7 @@ class NodeRuntime:
 
     def _finish(self, code: int) -> int:
         self._finishing = True   # from here on signals wait: close() must be allowed to finish
+        self._say_closing()
         if self.node is not None:
             try:
                 self.node.close()
@@ -302,6 +358,7 @@ class NodeRuntime:
     def _on_control(self, message: dict[str, Any]) -> None:
         op = message["op"]
         if op == "graph":
+            self._graph_nodes = message["nodes"]
             self.peers = compute_peers(self.name, self.inputs, message["nodes"])
             self.data.connect(self.peers.endpoints[n] for n in self.peers.neighbours)
             self.graph_complete = bool(message.get("complete", True))
@@ -350,12 +407,23 @@ class NodeRuntime:
             raise RegistryLost(f"the registry at {self.bus} has been silent for "
                                f"{self.registry_timeout:g} s; the run is gone, stopping")
 
+    def _say_closing(self) -> None:
+        """Tell the registry this node has left its run loop and is in close(): the launcher
+        then does not take a long close() (a recorder finishing its file) for a stuck node once
+        the run is over; the heartbeat deadline still bounds it."""
+        self.stats.state = CLOSING_STATE
+        try:
+            self.control.send("hb", tick=self.stats.tick, steps=self.stats.steps,
+                              state=CLOSING_STATE)
+        except zmq.ZMQError:
+            pass
+
     def _interrupt(self, signum: int, frame: Any) -> None:
         # Every signal raises until the node is finishing (not only the first one: if node code
         # swallowed that one, the next signal of the launcher's SIGINT/SIGTERM ladder must still
         # work). While finishing, close() runs undisturbed; SIGKILL remains the last resort.
         if not self._finishing:
-            raise Interrupted()
+            raise Interrupted(signum)
 
     # -- stepping -------------------------------------------------------------------------------
     def _call_step(self, t: float, tick: int, inputs: dict[str, Any],
@@ -367,6 +435,11 @@ class NodeRuntime:
         outputs = self.node.step(t, inputs)
         self.stats.record_step(time.perf_counter() - began)
         self.stats.tick = tick
+        if self.node._end_requested is not None:
+            # The end travels in its own progress message, together with the end tick: a peer
+            # that learnt "complete through this tick" from a data header without the end could
+            # already step the next tick (stepped: _run_stepped sends that message).
+            through = None
         return self._publish(outputs, tick, t, through)
 
     def _publish(self, outputs: dict[str, Any] | None, tick: int, t: float,
@@ -387,12 +460,12 @@ class NodeRuntime:
 
     def _deliver_in_order(self, messages: list) -> None:
         node = self.node
+        declared_of = self.inbox.declared_of
         for message in messages:
             if node.wants_raw:
                 node.on_raw(message.topic, message.header, message.payload, message.buffers)
             else:
-                declared = next((b.declared for b in self.inputs if b.topic == message.topic),
-                                message.topic)
+                declared = declared_of.get(message.topic, message.topic)
                 try:
                     value = message.value
                 except codec.DecodeError:
@@ -418,22 +491,25 @@ class NodeRuntime:
         limits_of = {
             topic: (0 if schedule.precedes(publisher, self.name) else -1)
             for topic, publisher in publisher_of.items()}
+        requirements = self._requirements(schedule)
+        sim_time = sim_time_function(schedule)
         while True:
             end = self._known_end(last)
             if tick > end:
                 break
             waited = time.perf_counter()
             self.stats.state = f"waiting for tick {tick}"
-            while not self._ready(tick, schedule):
+            # No extra receive once ready: being ready means every publisher's progress for the
+            # ticks this step may see is in, and each connection is in order, so their data is.
+            while not self._ready(tick, requirements):
                 self._service(50)
                 end = self._known_end(last)
                 if tick > end:
                     return
-            self._drain_data()
             self.stats.wait_time += time.perf_counter() - waited
             inputs = self.inbox.take_by_tick({t: tick + off for t, off in limits_of.items()})
             through = schedule.completes_through(self.name, tick)
-            carried = self._call_step(schedule.sim_time(tick), tick, inputs, through)
+            carried = self._call_step(sim_time(tick), tick, inputs, through)
             if node._end_requested is not None:
                 self.stop_reason = node._end_requested
                 self.end_tick = tick
@@ -445,21 +521,28 @@ class NodeRuntime:
             self._keep_alive()
 
     def _known_end(self, last: int) -> int:
-        ends = [last]
-        if self.end_tick is not None:
-            ends.append(self.end_tick)
-        inbox_end = self.inbox.end_tick()
-        if inbox_end is not None:
-            ends.append(inbox_end)
-        return min(ends)
+        end = last
+        if self.end_tick is not None and self.end_tick < end:
+            end = self.end_tick
+        inbox_end = self.inbox.end
+        if inbox_end is not None and inbox_end < end:
+            end = inbox_end
+        return end
 
-    def _ready(self, tick: int, schedule: Schedule) -> bool:
-        inbox = self.inbox
-        for publisher in self.peers.publishers:
-            if inbox.through(publisher) < schedule.required_tick(self.name, publisher, tick):
-                return False
-        for subscriber in self.peers.subscribers:
-            if inbox.through(subscriber) < tick - WINDOW:
+    def _requirements(self, schedule: Schedule) -> list[tuple[str, int]]:
+        """``(peer, offset)``: before stepping tick ``t`` the peer must have completed tick
+        ``t + offset``. Publishers: the schedule's required tick (``t`` or ``t - 1``);
+        subscribers: at most :data:`WINDOW` ticks behind (flow control). Computed once, since
+        :meth:`_ready` runs several times per tick."""
+        required = [(publisher, schedule.required_tick(self.name, publisher, 0))
+                    for publisher in self.peers.publishers]
+        return required + [(subscriber, -WINDOW) for subscriber in self.peers.subscribers]
+
+    def _ready(self, tick: int, requirements: list[tuple[str, int]]) -> bool:
+        progress = self.inbox.progress
+        for peer, offset in requirements:
+            done = progress.get(peer)
+            if (-1 if done is None else done.through) < tick + offset:
                 return False
         return True
 
@@ -474,8 +557,7 @@ class NodeRuntime:
         done = -1
         while done < self._known_end(last):
             self.stats.state = f"waiting for tick {done + 1}"
-            self._service(50)
-            self._drain_data()
+            self._service(50)   # receives whatever is waiting
             end = self._known_end(last)
             frontier = min([self.inbox.through(p) for p in publishers] + [end])
             if frontier > done:
@@ -499,12 +581,21 @@ class NodeRuntime:
             return
         cycle = 0
         node = self.node
+        serviced = time.monotonic()
         while True:
             due = start + cycle * period
             now = time.monotonic()
             if now < due:
                 self._service((due - now) * 1000)
+                serviced = now
                 continue
+            if now - serviced >= CONTROL_EVERY:
+                # A node that is always late never waits above, so it must look at its control
+                # link here, or it never hears the registry: no stop, no end, and RegistryLost
+                # once the registry has been "silent" for the timeout. Looked at no more often
+                # than CONTROL_EVERY, so the step-after-step loop pays no system call per step.
+                self._service(0)
+                serviced = now
             late = int((now - due) / period)
             if late:
                 self.stats.overruns += late
@@ -525,8 +616,20 @@ class NodeRuntime:
             self._keep_alive()
 
     def _run_parallel_reactive(self, start: float, end_time: float | None) -> None:
+        """Handle messages as they arrive until the run ends.
+
+        A reactive node has no clock of its own to end by, so it normally ends when every
+        publisher it reads has finished (their final progress comes after their last data: the
+        recorder keeps everything). Once the run is over -- its duration has passed, or the end
+        of the episode is known -- it stops waiting for publishers that wait, through reactive
+        nodes, for this very node: in a cycle of reactive nodes (ping answering pong answering
+        ping) none of them would ever finish first.
+        """
         publishers = self.peers.publishers
+        node = self.node
+        awaited: list[str] | None = None   # publishers still waited for once the run is over
         while True:
+            self.stats.state = "waiting for messages"
             self._service(50)
             self._drain_data()
             messages = self.inbox.take_raw_all()
@@ -534,12 +637,23 @@ class NodeRuntime:
                 began = time.perf_counter()
                 self._deliver_in_order(messages)
                 self.stats.record_step(time.perf_counter() - began)
-            if publishers and self.inbox.all_final(publishers):
+                self.stats.tick = messages[-1].header.tick
+                if node._end_requested is not None:
+                    # Ends now, like a periodic node: our peers see the end in our final
+                    # progress, the registry relays it to everyone (done{end, end_tick}).
+                    self.stop_reason = node._end_requested
+                    if self.end_tick is None:
+                        self.end_tick = self.stats.tick
+                    return
+            if awaited is None and (
+                    self.end_tick is not None or self.inbox.end_tick() is not None
+                    or (end_time is not None and time.monotonic() - start > end_time)):
+                cyclic = waits_for_me(self.name, self._graph_nodes)
+                awaited = [p for p in publishers if p not in cyclic]
+            if self.inbox.all_final(publishers if awaited is None else awaited) and \
+                    (publishers or awaited is not None):
                 self._drain_data()
                 self._deliver_in_order(self.inbox.take_raw_all())
-                return
-            if not publishers and end_time is not None and \
-                    time.monotonic() - start > end_time:
                 return
 
     def _publish_final(self) -> None:

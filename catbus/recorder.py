@@ -31,6 +31,11 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import struct
+
+from mcap._chunk_builder import ChunkBuilder
+from mcap.opcode import Opcode
+from mcap.records import Message, MessageIndex
 from mcap.writer import CompressionType, Writer
 
 from catbus import codec
@@ -99,6 +104,62 @@ class _DirectFile:
         self._raw.close()
 
 
+#: A Message record up to its data: opcode, record length, channel id, sequence, log time,
+#: publish time (MCAP spec, "Message (op=0x05)").
+_MESSAGE_HEAD = struct.Struct("<BQHIQQ")
+_MESSAGE_FIELDS = _MESSAGE_HEAD.size - 9   # the record length counts the body, not op + length
+
+
+class _FastChunkBuilder(ChunkBuilder):
+    """mcap's chunk builder with a cheaper ``add_message`` that writes the very same bytes.
+
+    The stock one builds each Message record with seven small writes, ``struct.pack`` calls and
+    a seek back to patch the length: most of the recorder's processor time per message in a
+    stepped run (where the recorder shares the machine with the nodes it records). Here the
+    record head is one ``struct.pack``; chunk times and the message index are kept exactly as
+    the stock builder keeps them (tests compare the files byte for byte).
+    """
+
+    def add_message(self, message: Message) -> None:
+        log_time, channel_id, data = message.log_time, message.channel_id, message.data
+        if self.num_messages == 0 or log_time < self.message_start_time:
+            self.message_start_time = log_time
+        if log_time > self.message_end_time:
+            self.message_end_time = log_time
+        index = self.message_indices.get(channel_id)
+        if index is None:
+            index = self.message_indices[channel_id] = _FastMessageIndex(channel_id=channel_id,
+                                                                         records=[])
+        records = self.record_writer
+        index.records.append((log_time, records.count))
+        self.num_messages += 1
+        records.write(_MESSAGE_HEAD.pack(Opcode.MESSAGE, _MESSAGE_FIELDS + len(data), channel_id,
+                                         message.sequence, log_time, message.publish_time))
+        records.write(data)
+
+
+class _FastMessageIndex(MessageIndex):
+    """A MessageIndex record written with one ``struct.pack`` instead of two calls per entry
+    (the stock ``write`` cost as much as adding the messages); same bytes."""
+
+    def write(self, stream: Any) -> None:
+        records = self.records
+        flat = [value for record in records for value in record]
+        stream.start_record(Opcode.MESSAGE_INDEX)
+        stream.write(struct.pack(f"<HI{len(flat)}Q", self.channel_id, len(records) * 16, *flat))
+        stream.finish_record()
+
+
+def _use_fast_chunks(writer: Writer) -> None:
+    """Give a fresh ``writer`` the :class:`_FastChunkBuilder`. The builder is a private
+    attribute of mcap's Writer; if a future mcap version lays it out differently, the stock
+    builder simply stays (slower, same file)."""
+    attribute = "_Writer__chunk_builder"
+    current = getattr(writer, attribute, None)
+    if type(current) is ChunkBuilder and current.num_messages == 0 and current.count == 0:
+        setattr(writer, attribute, _FastChunkBuilder())
+
+
 class Recorder(Node):
     """Records every message on the bus into an MCAP file (``path``).
 
@@ -154,6 +215,7 @@ class Recorder(Node):
         chunk_size = max(1024, int(params.get("chunk_size", 256 * 1024)))
         self._writer = Writer(self._file, chunk_size=chunk_size,
                               compression=CompressionType.ZSTD)
+        _use_fast_chunks(self._writer)
         self._writer.start(profile=PROFILE, library=f"catbus-recorder ({self._versions(info)})")
         self._writer.add_metadata(METADATA_NAME, metadata_strings(self._run_metadata(info)))
 

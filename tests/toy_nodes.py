@@ -201,3 +201,151 @@ class Swallower(Node):
         if self.closed_file:
             with open(self.closed_file, "w") as out:
                 out.write("closed")
+
+
+# -- nodes for the parallel-lifecycle tests (tests/test_parallel_lifecycle.py) --------------------
+def _write_atomically(path: str, text: str) -> None:
+    import os
+
+    with open(f"{path}.tmp", "w") as out:
+        out.write(text)
+    os.replace(f"{path}.tmp", path)
+
+
+class Overrunner(Node):
+    """Periodic, but every ``step`` takes ``busy`` seconds, longer than its period: it always
+    overruns (parallel mode skips the missed cycles). Writes ``closed_file`` in ``close``."""
+
+    outputs = ["~/out"]
+    params = {"busy": Param(float, 0.03, "seconds each step takes"),
+              "closed_file": Param(str, "", "file written by close() (empty: none)")}
+    period = 0.01
+
+    def setup(self, params: dict[str, Any]) -> None:
+        self.busy, self.closed_file = params["busy"], params["closed_file"]
+        self.n = 0
+
+    def step(self, t: float, inputs: dict[str, Any]) -> dict[str, Any]:
+        import time
+
+        time.sleep(self.busy)
+        self.n += 1
+        return {"~/out": {"n": self.n}}
+
+    def close(self) -> None:
+        if self.closed_file:
+            _write_atomically(self.closed_file, str(self.n))
+
+
+class Bouncer(Node):
+    """Reactive ping-pong player: answers every message on ``~/in`` with ``{"n": n + 1}`` on
+    ``~/out``; with ``serve`` it opens the rally with ``{"n": 0}`` when ``~/kick`` first says
+    something. Two Bouncers remapped onto each other's outputs form a cycle of reactive nodes
+    that keeps itself busy. Writes the number of messages it answered to ``closed_file`` in
+    ``close``."""
+
+    inputs = [Input("~/kick", "all"), Input("~/in", "all")]
+    outputs = ["~/out"]
+    params = {"serve": Param(bool, False, "open the rally on the first kick"),
+              "closed_file": Param(str, "", "file written by close() (empty: none)")}
+    period = None
+
+    def setup(self, params: dict[str, Any]) -> None:
+        self.serve, self.closed_file = params["serve"], params["closed_file"]
+        self.served = False
+        self.answered = 0
+
+    def on_message(self, topic: str, message: Any) -> dict[str, Any] | None:
+        if topic == "~/kick":
+            if self.serve and not self.served:
+                self.served = True
+                return {"~/out": {"n": 0}}
+            return None
+        self.answered += 1
+        return {"~/out": {"n": message["n"] + 1}}
+
+    def close(self) -> None:
+        if self.closed_file:
+            _write_atomically(self.closed_file, str(self.answered))
+
+
+class Waiter(Node):
+    """Reactive, reads ``~/in``; writes ``entered_file`` when its first message arrives. Used as a
+    node that waits on a publisher which never finishes."""
+
+    inputs = [Input("~/in", "all")]
+    params = {"entered_file": Param(str, "", "file written at the first message (empty: none)")}
+    period = None
+
+    def setup(self, params: dict[str, Any]) -> None:
+        self.entered_file = params["entered_file"]
+
+    def on_message(self, topic: str, message: Any) -> None:
+        if self.entered_file:
+            _write_atomically(self.entered_file, "heard")
+            self.entered_file = ""
+
+
+# -- nodes for the TCP and two-host tests (tests/test_tcp.py) --------------------------------------
+class Prober(Node):
+    """Periodic; reads ``~/in`` (latest) and publishes ``{"n", "heard", "x", "r"}`` on ``~/out``:
+    its step count, the ``n`` of the newest input (None before the first), ``gain`` times that
+    input's ``x``, and a draw from ``self.rng`` (so what it publishes depends on the run seed).
+    ``close`` writes ``report`` (JSON): its name, seed, parameters and every input ``n`` it saw --
+    what a test checks of a node that ran on another host (the report says what the registry
+    gave it)."""
+
+    inputs = ["~/in"]
+    outputs = ["~/out"]
+    params = {"gain": Param(float, 1.0, "scale of the forwarded x"),
+              "report": Param(str, "", "JSON file written at close (empty: none)")}
+    period = 0.02
+
+    def setup(self, params: dict[str, Any]) -> None:
+        self.params_seen = params
+        self.gain, self.report = params["gain"], params["report"]
+        self.n = 0
+        self.heard: list[Any] = []
+
+    def step(self, t: float, inputs: dict[str, Any]) -> dict[str, Any]:
+        message = inputs["~/in"]
+        heard = message["n"] if message is not None else None
+        x = self.gain * message["x"] if message is not None else None
+        if heard is not None:
+            self.heard.append(heard)
+        out = {"n": self.n, "heard": heard, "x": x, "r": float(self.rng.random())}
+        self.n += 1
+        return {"~/out": out}
+
+    def close(self) -> None:
+        if self.report:
+            import json
+
+            _write_atomically(self.report, json.dumps(
+                {"name": self.name, "seed": self.seed, "params": self.params_seen,
+                 "steps": self.n, "heard": self.heard}))
+
+
+class StuckTalker(Stubborn):
+    """A :class:`Stubborn` that declares ``~/out``: its readers wait for it, for ever."""
+
+    outputs = ["~/out"]
+
+
+class SlowCloser(Talker):
+    """A Talker whose ``close`` takes ``hold`` seconds (like a recorder finishing a big file), then
+    writes ``closed_file``."""
+
+    params = {**Talker.params, "hold": Param(float, 2.0, "seconds close() takes"),
+              "closed_file": Param(str, "", "file written at the end of close() (empty: none)")}
+
+    def setup(self, params: dict[str, Any]) -> None:
+        super().setup(params)
+        self.hold, self.closed_file = params["hold"], params["closed_file"]
+
+    def close(self) -> None:
+        import time
+
+        time.sleep(self.hold)
+        if self.closed_file:
+            _write_atomically(self.closed_file, "closed")

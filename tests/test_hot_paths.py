@@ -1,0 +1,229 @@
+"""The fast paths of the codec, receive path, recorder and schedule clock do exactly what the
+plain versions did: reused packers leak nothing between messages, cached array heads and topic
+names give the same bytes and values, the MCAP fast path writes the same file."""
+
+from __future__ import annotations
+
+import io
+import random
+import threading
+import time
+from fractions import Fraction
+
+import msgpack
+import numpy as np
+import pytest
+import zmq
+from mcap.writer import CompressionType, Writer
+
+from catbus import codec
+from catbus.dataplane import receive_frames, send_frames
+from catbus.inbox import Inbox, InputBinding
+from catbus.recorder import _FastChunkBuilder, _use_fast_chunks
+from catbus.schedule import Schedule
+from catbus.simclock import sim_time_function
+
+
+def _reference_payload(value):
+    """The payload as the original codec built it: a fresh ``msgpack.packb`` per array."""
+    buffers = []
+
+    def default(obj):
+        if isinstance(obj, np.ndarray):
+            if obj.nbytes <= codec.INLINE_MAX_BYTES:
+                meta = msgpack.packb([np.lib.format.dtype_to_descr(obj.dtype), obj.shape,
+                                      obj.tobytes()])
+                return msgpack.ExtType(codec.EXT_NDARRAY_INLINE, meta)
+            buffers.append(np.ascontiguousarray(obj).tobytes())
+            meta = msgpack.packb([np.lib.format.dtype_to_descr(obj.dtype), obj.shape,
+                                  len(buffers) - 1])
+            return msgpack.ExtType(codec.EXT_NDARRAY, meta)
+        if isinstance(obj, np.generic):
+            return msgpack.ExtType(codec.EXT_NPSCALAR, msgpack.packb(
+                [np.lib.format.dtype_to_descr(obj.dtype), np.asarray(obj).tobytes()]))
+        if isinstance(obj, tuple):
+            return list(obj)
+        raise TypeError(type(obj).__name__)
+
+    return msgpack.packb(value, default=default, strict_types=True), buffers
+
+
+def _messages():
+    """Different messages in a row: shapes and dtypes of equal byte size, sizes either side of
+    the inline limit, non-contiguous and zero-size arrays, scalars, tuples, structured dtypes."""
+    structured = np.zeros(3, dtype=[("a", "<f4"), ("b", "<i2", (2,))])
+    structured["a"] = [1.5, 2.5, 3.5]
+    return [
+        {"pos": np.arange(2.0).reshape(2, 1), "n": 1},
+        {"pos": np.arange(2.0).reshape(1, 2), "label": "row"},
+        {"v": np.arange(4, dtype=np.float32)},                     # 16 bytes, like the above
+        {"big": np.arange(200.0), "small": np.ones((3, 3))},        # 1600 bytes: a buffer frame
+        {"t": (1, (2.0, np.float32(3.0))), "flags": np.array([True, False])},
+        {"nc": np.arange(20.0).reshape(4, 5).T, "ncbig": np.arange(600.0).reshape(20, 30).T},
+        {"empty": np.zeros((0, 3)), "be": np.arange(3, dtype=">i4"), "c": np.arange(2) * 1j},
+        {"s": structured, "u": np.array(["ab", "c"])},
+        [np.int64(7), np.str_("x"), None, {"nested": [np.eye(2), np.arange(130.0)]}],
+    ]
+
+
+def _assert_same(decoded, original) -> None:
+    if isinstance(original, np.ndarray):
+        assert isinstance(decoded, np.ndarray)
+        assert decoded.dtype == original.dtype and decoded.shape == original.shape
+        assert decoded.tobytes() == np.ascontiguousarray(original).tobytes()
+        assert not decoded.flags.writeable
+    elif isinstance(original, dict):
+        assert list(decoded) == list(original)
+        for key in original:
+            _assert_same(decoded[key], original[key])
+    elif isinstance(original, (list, tuple)):
+        assert isinstance(decoded, list) and len(decoded) == len(original)
+        for item, expected in zip(decoded, original):
+            _assert_same(item, expected)
+    else:
+        assert decoded == original and type(decoded) is type(original)
+
+
+def test_reused_packers_encode_each_message_as_a_fresh_packer_would() -> None:
+    for _ in range(3):   # the second and third rounds hit every cache
+        for value in _messages():
+            payload, buffers = codec.encode_payload(value)
+            expected_payload, expected_buffers = _reference_payload(value)
+            assert payload == expected_payload
+            assert [bytes(b) for b in buffers] == expected_buffers
+            _assert_same(codec.decode_payload(payload, buffers), value)
+
+
+def test_a_failed_encode_leaves_nothing_behind_for_the_next_message() -> None:
+    big = np.arange(300.0)   # becomes a buffer frame before the failure is reached
+    for bad in ({"big": big, "oops": object()}, {"big": big, "obj": np.array([None, 1])},
+                [big, np.array([{}], dtype=object)]):
+        with pytest.raises(TypeError):
+            codec.encode_payload(bad)
+        value = {"ok": np.arange(3.0), "big": np.arange(150.0)}
+        payload, buffers = codec.encode_payload(value)
+        assert (payload, [bytes(b) for b in buffers]) == _reference_payload(value)
+        assert len(buffers) == 1
+
+
+def test_threads_encoding_at_once_do_not_mix_their_messages() -> None:
+    errors: list[str] = []
+
+    def work(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        for index in range(300):
+            value = {"who": seed, "i": index, "a": rng.random((2, 1)), "b": rng.random(200)}
+            payload, buffers = codec.encode_payload(value)
+            back = codec.decode_payload(payload, [bytes(b) for b in buffers])
+            if back["who"] != seed or not np.array_equal(back["b"], value["b"]) \
+                    or not np.array_equal(back["a"], value["a"]):
+                errors.append(f"thread {seed} message {index}")
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+
+
+def test_an_inline_array_whose_bytes_do_not_match_its_shape_is_a_decode_error() -> None:
+    for raw in (bytes(8), bytes(24)):     # shape (2,) of <f8 needs exactly 16 bytes
+        data = msgpack.packb(["<f8", [2], raw])
+        payload = msgpack.packb(msgpack.ExtType(codec.EXT_NDARRAY_INLINE, data))
+        with pytest.raises(codec.DecodeError):
+            codec.decode_payload(payload)
+
+
+def test_topic_names_are_the_same_from_the_cache_and_errors_stay_errors() -> None:
+    for _ in range(2):
+        assert codec.topic_from_frame(b"robot/sensors\0") == "robot/sensors"
+        assert codec.topic_from_frame(memoryview(b"robot/sensors\0")) == "robot/sensors"
+        assert codec.topic_from_frame("réseau/état\0".encode()) == "réseau/état"
+        with pytest.raises(codec.DecodeError):
+            codec.topic_from_frame(b"robot/sensors")
+        with pytest.raises(codec.DecodeError):
+            codec.topic_from_frame(b"\xff\xfe\0")
+
+
+def test_receive_frames_reads_whole_messages_and_none_when_empty() -> None:
+    ctx = zmq.Context()
+    pub, sub = ctx.socket(zmq.PUB), ctx.socket(zmq.SUB)
+    try:
+        pub.bind("inproc://hot-paths")
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        sub.connect("inproc://hot-paths")
+        time.sleep(0.05)
+        header = codec.Header("me", 0, 0, 0.0, 0.0)
+        small = codec.encode_message("a/b", header, {"x": 1})
+        large = codec.encode_message("a/c", header, {"x": np.arange(100_000.0)})
+        send_frames(pub, small)
+        send_frames(pub, large)
+        deadline = time.monotonic() + 5
+        received = []
+        while len(received) < 2 and time.monotonic() < deadline:
+            frames = receive_frames(sub)
+            if frames is None:
+                time.sleep(0.001)
+            else:
+                received.append(frames)
+        assert len(received) == 2
+        assert received[0] == small and all(type(f) is bytes for f in received[0])
+        assert received[1][:3] == large[:3] and isinstance(received[1][3], zmq.Frame)
+        assert codec.decode_message(received[1])[2]["x"].sum() == np.arange(100_000.0).sum()
+        assert receive_frames(sub) is None
+    finally:
+        pub.close(0)
+        sub.close(0)
+        ctx.term()
+
+
+def test_the_inbox_keeps_the_earliest_announced_end() -> None:
+    inbox = Inbox([InputBinding("x", "x")], {"a": 0, "b": 1})
+    header = codec.Header("a", 0, 0, 0.0, 0.0).pack()
+
+    def progress(name: str, end: int | None) -> list[bytes]:
+        return [codec.topic_frame("catbus/progress"), header,
+                msgpack.packb([name, 3, 3, end, False, {}])]
+
+    assert inbox.end_tick() is None
+    inbox.add_frames(progress("a", None))
+    assert inbox.end_tick() is None
+    inbox.add_frames(progress("a", 9))
+    inbox.add_frames(progress("b", 12))
+    assert inbox.end_tick() == 9
+    inbox.add_frames(progress("b", 4))
+    assert inbox.end_tick() == 4
+
+
+@pytest.mark.parametrize("base", [Fraction(1, 100), Fraction(1, 3), Fraction(7, 1000),
+                                  Fraction(3, 7), Fraction(1, 1024), Fraction(2, 1)])
+def test_sim_time_function_is_bit_identical_to_the_schedule(base: Fraction) -> None:
+    schedule = Schedule(("a",), {"a": 1}, base, 10)
+    sim_time = sim_time_function(schedule)
+    rng = random.Random(0)
+    ticks = list(range(5000)) + [rng.randrange(10**15) for _ in range(2000)]
+    assert all(sim_time(tick) == schedule.sim_time(tick) for tick in ticks)
+
+
+@pytest.mark.parametrize("compression", [CompressionType.NONE, CompressionType.ZSTD])
+def test_fast_mcap_chunks_write_the_same_file_as_mcap(compression: CompressionType) -> None:
+    def write(fast: bool) -> bytes:
+        out = io.BytesIO()
+        writer = Writer(out, chunk_size=4096, compression=compression)
+        if fast:
+            _use_fast_chunks(writer)
+            assert type(writer._Writer__chunk_builder) is _FastChunkBuilder
+        writer.start(profile="p", library="l")
+        writer.add_metadata("m", {"k": "v"})
+        channels = [writer.register_channel(topic=f"t{i}", message_encoding="e", schema_id=0)
+                    for i in range(3)]
+        rng = random.Random(1)
+        for index in range(1500):
+            writer.add_message(channel_id=rng.choice(channels), log_time=rng.randrange(10**12),
+                               data=bytes(rng.randrange(300)), publish_time=index * 10**7,
+                               sequence=index)
+        writer.finish()
+        return out.getvalue()
+
+    assert write(True) == write(False)

@@ -1,0 +1,397 @@
+"""The bus over TCP: a loopback run, and a node on another host (two Linux network namespaces).
+
+Real processes and real sockets, like tests/test_bus.py: every test is bounded
+(``pytest.mark.timeout``), waits for events (a process exiting, a file written), never for a fixed
+time, and runs in ``bus_sandbox`` (tests/conftest.py), which fails it if a process it started or a
+run folder outlives it.
+
+The two-host tests build two network namespaces joined by a veth pair -- "host A"
+(``10.231.77.1``) runs ``catbus launch`` with one node declared remote, "host B" (``10.231.77.2``)
+runs ``catbus node ... --bus tcp://10.231.77.1:7700`` -- so the remote node reaches the registry,
+and its peers reach it, only through the veth: an address that works only on one host (a data
+endpoint advertised as 127.0.0.1, say) makes the run fail here. Traffic goes only to these two
+addresses and to loopback. They need root and ``ip netns``; without them they are skipped, saying
+why (set ``CATBUS_REQUIRE_NETNS=1`` to make that a failure, as CI does). Namespaces, veth and
+processes are removed even when a test fails; names carry the pytest pid, so concurrent or aborted
+sessions never collide (namespaces left by a session that was killed are removed by the next).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import catbus
+from catbus.api import load
+from catbus.dataplane import data_endpoint_for, host_address, interface_addresses, reachable_bus
+from catbus.errors import RunTimeout
+from catbus.launcher import Launcher
+from catbus.verify import first_difference
+from tests.conftest import ROOT, alive
+
+pytestmark = pytest.mark.usefixtures("bus_sandbox")
+
+TOY = "tests.toy_nodes"
+PROBE_CLASS = f"{TOY}:Prober"
+#: The subnet of the two namespaces: private, unusual, and only ever inside our own namespaces.
+SUBNET = "10.231.77"
+ADDR_A, ADDR_B = f"{SUBNET}.1", f"{SUBNET}.2"
+BUS_PORT = 7700
+#: Bound on one two-host run (a run takes about a second); past it the test fails with diagnostics.
+RUN_LIMIT = 20.0
+
+
+# ------------------------------------------------------------------------------------------------
+# the graph: talker (here) -> probe (remote) -> collector (here)
+# ------------------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def graph(folder: Path, bus: str, **top: Any) -> dict:
+    """talker (10 ms) -> probe (Prober, 20 ms, reads talker/out) -> collector (reactive, ``all``).
+
+    The probe is the node that goes to the other host: it reads a topic published here and
+    publishes one read here, and reports the parameters and seed it was given."""
+    return {"name": "tcpgraph", "bus": bus, "seed": 7, **top, "nodes": {
+        "talker": {"class": f"{TOY}:Talker", "period": 0.01},
+        "probe": {"class": PROBE_CLASS, "remap": {"~/in": "talker/out"},
+                  "params": {"report": str(folder / "probe.json")}},
+        "collector": {"class": f"{TOY}:Collector", "params": {"path": str(folder / "heard.json")},
+                      "remap": {"~/in": "probe/out"}}}}
+
+
+def write_launch(folder: Path, data: dict) -> Path:
+    import yaml
+
+    path = folder / "launch.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def check_exchange(folder: Path, *, gain: float, seed: int, stepped: bool) -> tuple[dict, list]:
+    """What the probe and the collector wrote: the probe got its parameters and the seed from the
+    registry, heard the talker, and everything it said reached the collector."""
+    report = json.loads((folder / "probe.json").read_text())
+    heard = json.loads((folder / "heard.json").read_text())
+    assert report["name"] == "probe"
+    assert report["seed"] == seed, f"the probe did not get the run seed: {report}"
+    assert report["params"] == {"gain": gain, "report": str(folder / "probe.json")}, \
+        f"the probe did not get its parameters from the registry: {report}"
+    assert report["heard"], "the probe heard nothing from the talker"
+    assert report["heard"] == sorted(set(report["heard"])), report["heard"]
+    assert [m["n"] for m in heard] == list(range(report["steps"])), \
+        "the collector missed messages of the probe, or got them out of order"
+    for message in heard:
+        if message["heard"] is not None:    # the talker's x is its n (gain 1)
+            assert message["x"] == gain * message["heard"], message
+    if stepped:
+        # Ticks 0..30 of 10 ms: the probe (20 ms) steps 16 times, after the talker in each tick.
+        assert report["steps"] == 16
+        assert report["heard"] == list(range(0, 31, 2))
+        assert [m["heard"] for m in heard] == list(range(0, 31, 2))
+    return report, heard
+
+
+# ------------------------------------------------------------------------------------------------
+# loopback
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("mode", ["parallel", "stepped"])
+def test_loopback_tcp_run(tmp_path: Path, mode: str, bus_sandbox: Any) -> None:
+    bus = f"tcp://127.0.0.1:{free_port()}"
+    result = catbus.run(graph(tmp_path, bus), mode=mode, duration=0.3,
+                        overrides=["probe.gain=2.5"])
+    assert result.spec.bus == bus
+    for name, stats in result.nodes.items():
+        assert stats["state"] == "done" and stats["returncode"] == 0, (name, stats)
+        assert stats["dropped"] == 0 and stats["malformed"] == 0, (name, stats)
+    report, heard = check_exchange(tmp_path, gain=2.5, seed=7, stepped=mode == "stepped")
+    assert result.nodes["probe"]["sent"] == len(heard) == result.nodes["collector"]["received"]
+    assert not bus_sandbox.run_folders()
+
+
+def test_data_endpoint_follows_the_bus_address() -> None:
+    """A node binds (and advertises) its data socket on the address it reaches the registry
+    from; ``--advertise`` wins; ipc stays in the run folder."""
+    assert data_endpoint_for("tcp://127.0.0.1:7700", "n") == "tcp://127.0.0.1:*"
+    assert data_endpoint_for("tcp://127.0.0.1:7700", "n", "127.0.0.2") == "tcp://127.0.0.2:*"
+    assert data_endpoint_for("ipc:///tmp/x/registry.sock", "n") == \
+        f"ipc:///tmp/x/n-{os.getpid()}.sock"
+    # A registry bound on every interface: never loopback when the host has another address
+    # (a peer on another host could not reach it), never the unroutable 0.0.0.0.
+    for wildcard in ("tcp://0.0.0.0:7700", "tcp://*:7700"):
+        endpoint = data_endpoint_for(wildcard, "n")
+        assert endpoint == f"tcp://{host_address()}:*" and "0.0.0.0" not in endpoint
+        if interface_addresses():
+            assert not endpoint.startswith("tcp://127."), endpoint
+        assert reachable_bus(wildcard) == f"tcp://{host_address()}:7700"
+
+
+@pytest.mark.timeout(30)
+def test_remote_node_that_never_joins_fails_the_run_clearly(tmp_path: Path,
+                                                            bus_sandbox: Any) -> None:
+    """The wait for a remote node is bounded, the error names it, and every local node stops."""
+    bus = f"tcp://127.0.0.1:{free_port()}"
+    spec = load(graph(tmp_path, bus), mode="stepped", duration=0.3, remote=["probe"])
+    with pytest.raises(RunTimeout) as failure:
+        Launcher(spec, remote_timeout=1.0).run()
+    message = str(failure.value)
+    assert "probe" in message and "did not join" in message, message
+    assert "catbus node" in message and bus in message, message
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="launcher._startup_message prints a template (`catbus node CLASS "
+                          "--name NAME`), not the command to run: see the TCP tests' report")
+@pytest.mark.timeout(30)
+def test_remote_wait_message_is_the_exact_command(tmp_path: Path) -> None:
+    bus = f"tcp://127.0.0.1:{free_port()}"
+    spec = load(graph(tmp_path, bus), mode="stepped", duration=0.3, remote=["probe"])
+    with pytest.raises(RunTimeout) as failure:
+        Launcher(spec, remote_timeout=1.0).run()
+    assert f"catbus node {PROBE_CLASS} --name probe --bus {bus}" in str(failure.value)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("option, value, expected", [
+    ("--bus", "127.0.0.1:7700", "--bus: 127.0.0.1:7700: expected tcp://HOST:PORT"),
+    ("--bus", "tcp://127.0.0.1", "--bus: tcp://127.0.0.1: expected tcp://HOST:PORT"),
+    ("--advertise", "10.231.77.9", "--advertise: 10.231.77.9: not an address of this host")])
+def test_node_address_mistakes_are_one_line_errors(option: str, value: str,
+                                                   expected: str) -> None:
+    """What a person types on the other host: a wrong address is one line and exit code 2 (it
+    was a ZeroMQ traceback), before any connection is tried."""
+    args = {"--bus": "tcp://127.0.0.1:9", option: value}
+    done = subprocess.run(
+        [sys.executable, "-m", "catbus", "node", PROBE_CLASS, "--name", "probe",
+         *[item for pair in args.items() for item in pair], "--timeout", "5"],
+        cwd=ROOT, capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2, done
+    assert done.stderr.startswith(f"catbus: {expected}") and done.stderr.count("\n") == 1, \
+        done.stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# two hosts: network namespaces
+# ------------------------------------------------------------------------------------------------
+_NS_NAME = re.compile(r"cbt(\d+)[ab]\Z")
+
+
+def _ip(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10,
+                          stdin=subprocess.DEVNULL)
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CATBUS_REQUIRE_NETNS") == "1":
+        pytest.fail(f"two-host tests required (CATBUS_REQUIRE_NETNS=1) but {reason}")
+    pytest.skip(reason)
+
+
+def _namespaces() -> list[str]:
+    listed = _ip("netns", "list")
+    return [line.split()[0] for line in listed.stdout.splitlines() if line.strip()]
+
+
+def _remove_namespace(name: str) -> None:
+    """Kill what still runs in a namespace of ours (by pid), then delete it (its veth end goes
+    with it, and the other end with its pair)."""
+    for pid in _ip("netns", "pids", name).stdout.split():
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
+    _ip("netns", "del", name)
+
+
+def _remove_stale_namespaces() -> None:
+    """Namespaces of earlier sessions that were killed before their cleanup ran."""
+    for name in _namespaces():
+        match = _NS_NAME.match(name)
+        if match and int(match[1]) != os.getpid() and not alive(int(match[1])):
+            _remove_namespace(name)
+
+
+@dataclass
+class Host:
+    """One side of the pair: a network namespace with one address."""
+
+    netns: str
+    addr: str
+    started: list[subprocess.Popen] = field(default_factory=list)
+
+    def start(self, args: list[str], log: Path) -> "Proc":
+        """``python -m catbus ARGS`` inside this namespace (``ip netns exec`` execs the command,
+        so the pid is python's); output to files, never pipes that children could hold open."""
+        out, err = open(log.with_suffix(".out"), "w"), open(log.with_suffix(".err"), "w")
+        with out, err:
+            process = subprocess.Popen(
+                ["ip", "netns", "exec", self.netns, sys.executable, "-m", "catbus", *args],
+                cwd=ROOT, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        self.started.append(process)
+        return Proc(process, log)
+
+    def python(self, code: str) -> str:
+        """Run a snippet in this namespace (diagnostics only)."""
+        done = subprocess.run(["ip", "netns", "exec", self.netns, sys.executable, "-c", code],
+                              cwd=ROOT, capture_output=True, text=True, timeout=10,
+                              stdin=subprocess.DEVNULL)
+        return (done.stdout + done.stderr).strip()
+
+
+@dataclass
+class Proc:
+    process: subprocess.Popen
+    log: Path
+
+    def output(self) -> str:
+        return (f"--- stdout ---\n{self.log.with_suffix('.out').read_text()}"
+                f"--- stderr ---\n{self.log.with_suffix('.err').read_text()}")
+
+    def stop(self) -> None:
+        """SIGTERM (a launcher then stops its nodes and removes its run folder), SIGKILL if that
+        does not end it."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if self.process.poll() is not None:
+                return
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+@dataclass
+class TwoHosts:
+    a: Host
+    b: Host
+
+    @property
+    def bus(self) -> str:
+        return f"tcp://{self.a.addr}:{BUS_PORT}"
+
+    def run(self, launch_args: list[str], node_args: list[str], folder: Path, *,
+            node_first: bool = False) -> tuple[Proc, Proc]:
+        """``catbus launch`` on A and ``catbus node`` on B; waits for both to exit (bounded) and
+        fails with both outputs and the registry's view if the run does not end in time."""
+        def launch() -> Proc:
+            return self.a.start(["launch", *launch_args, "--no-progress"], folder / "launch")
+
+        def node() -> Proc:
+            return self.b.start(["node", *node_args], folder / "node")
+
+        first, second = (node, launch) if node_first else (launch, node)
+        procs = [first(), second()]
+        launcher, remote = procs if not node_first else procs[::-1]
+        try:
+            for proc in (launcher, remote):
+                proc.process.wait(timeout=RUN_LIMIT)
+        except subprocess.TimeoutExpired:
+            graph_view = self.a.python(
+                "from catbus.introspect import query_graph\n"
+                f"g = query_graph({self.bus!r}, timeout=2)\n"
+                "print('started', g['started'])\n"
+                "for n in g['nodes']: print(n['name'], n['state'], n['endpoint'], n['host'])")
+            for proc in (remote, launcher):
+                proc.stop()
+            pytest.fail(f"the two-host run did not end within {RUN_LIMIT:g} s\n"
+                        f"registry's graph (endpoints each node advertised):\n{graph_view}\n"
+                        f"=== launcher on A ===\n{launcher.output()}\n"
+                        f"=== remote node on B ===\n{remote.output()}")
+        finally:
+            for proc in (remote, launcher):
+                proc.stop()
+        return launcher, remote
+
+
+@pytest.fixture(scope="module")
+def two_hosts() -> TwoHosts:
+    if not sys.platform.startswith("linux"):
+        _unavailable("network namespaces are Linux only")
+    if os.geteuid() != 0:
+        _unavailable("creating network namespaces needs root (CI runs this as root)")
+    if shutil.which("ip") is None:
+        _unavailable("the `ip` command (iproute2) is not installed")
+    _remove_stale_namespaces()
+    tag = f"cbt{os.getpid()}"
+    a, b = Host(f"{tag}a", ADDR_A), Host(f"{tag}b", ADDR_B)
+    veth_a, veth_b = f"{tag}va", f"{tag}vb"        # interface names: at most 15 characters
+    steps = [("netns", "add", a.netns), ("netns", "add", b.netns),
+             ("link", "add", veth_a, "type", "veth", "peer", "name", veth_b),
+             ("link", "set", veth_a, "netns", a.netns), ("link", "set", veth_b, "netns", b.netns),
+             ("-n", a.netns, "addr", "add", f"{a.addr}/24", "dev", veth_a),
+             ("-n", b.netns, "addr", "add", f"{b.addr}/24", "dev", veth_b),
+             ("-n", a.netns, "link", "set", "lo", "up"), ("-n", b.netns, "link", "set", "lo", "up"),
+             ("-n", a.netns, "link", "set", veth_a, "up"),
+             ("-n", b.netns, "link", "set", veth_b, "up")]
+    try:
+        for step in steps:
+            done = _ip(*step)
+            if done.returncode != 0:
+                _unavailable(f"`ip {' '.join(step)}` failed: {done.stderr.strip()}")
+        yield TwoHosts(a, b)
+    finally:
+        for host in (a, b):
+            for process in host.started:       # ours, by pid; normally long gone
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+            _remove_namespace(host.netns)
+        _ip("link", "del", veth_a)              # only if it never made it into a namespace
+        left = [n for n in _namespaces() if n in (a.netns, b.netns)]
+        assert not left, f"network namespaces left behind: {left}"
+
+
+@pytest.mark.timeout(60)
+def test_remote_node_on_another_host_stepped_matches_inline(two_hosts: TwoHosts,
+                                                            tmp_path: Path) -> None:
+    """Stepped across hosts: the remote probe (given ``--advertise``) gets its ``--set``
+    parameter and the seed from the registry, data flows both ways through the veth, and the
+    recording equals an inline run's."""
+    launch = write_launch(tmp_path, graph(tmp_path, two_hosts.bus, duration=0.3))
+    stepped = tmp_path / "stepped.mcap"
+    launcher, node = two_hosts.run(
+        [str(launch), "--mode", "stepped", "--remote", "probe", "--set", "probe.gain=3",
+         "--record", str(stepped), "--json"],
+        [PROBE_CLASS, "--name", "probe", "--bus", two_hosts.bus, "--advertise", ADDR_B], tmp_path)
+    assert launcher.process.returncode == 0, launcher.output()
+    assert node.process.returncode == 0, node.output()
+    nodes = json.loads(launcher.log.with_suffix(".out").read_text())["nodes"]
+    assert nodes["probe"]["state"] == "done" and nodes["probe"]["pid"] == node.process.pid, nodes
+    for name, stats in nodes.items():
+        assert stats["dropped"] == 0 and stats["malformed"] == 0, (name, stats)
+    check_exchange(tmp_path, gain=3.0, seed=7, stepped=True)
+
+    inline = tmp_path / "inline.mcap"
+    catbus.run(launch, mode="inline", overrides=["probe.gain=3"], record=inline, evaluate=False)
+    assert first_difference(inline, stepped) is None, \
+        f"stepped across two hosts differs from inline: {first_difference(inline, stepped)}"
+
+
+@pytest.mark.timeout(60)
+def test_remote_node_on_another_host_parallel(two_hosts: TwoHosts, tmp_path: Path) -> None:
+    """Parallel across hosts, the registry bound on every interface (``tcp://0.0.0.0:PORT``), the
+    remote node started first (it waits for the registry). The launcher's own nodes reach the
+    registry through loopback here, yet must advertise an address that host B reaches."""
+    wildcard = f"tcp://0.0.0.0:{BUS_PORT}"
+    launch = write_launch(tmp_path, graph(tmp_path, wildcard, duration=0.5, seed=11))
+    launcher, node = two_hosts.run(
+        [str(launch), "--mode", "parallel", "--remote", "probe", "--set", "probe.gain=3"],
+        [PROBE_CLASS, "--name", "probe", "--bus", two_hosts.bus], tmp_path, node_first=True)
+    assert launcher.process.returncode == 0, launcher.output()
+    assert node.process.returncode == 0, node.output()
+    check_exchange(tmp_path, gain=3.0, seed=11, stepped=False)
