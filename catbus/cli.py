@@ -79,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record", metavar="PATH", help="record every topic to this MCAP file")
     p.add_argument("--remote", action="append", default=[], metavar="NODE",
                    help="do not start NODE here; wait for it to join with `catbus node`")
+    p.add_argument("--bus", metavar="ADDR", help="registry address: tcp://HOST:PORT (HOST an "
+                   "address of this machine, or 0.0.0.0) for nodes on other hosts; default: "
+                   "the file's bus, else ipc")
+    p.add_argument("--remote-timeout", type=float, default=120.0, metavar="S",
+                   help="seconds to wait for remote nodes to join (default 120)")
     p.add_argument("--deadline", type=float, default=30.0, metavar="S",
                    # "5 s": catbus.launcher.END_GRACE (not imported: the CLI loads no zmq).
                    help="a node silent for this long (e.g. stuck in a step) fails the run, "
@@ -180,11 +185,11 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
     result = run(args.file, mode=args.mode, seed=args.seed, steps=args.steps,
                  duration=args.duration, overrides=args.overrides, record=args.record,
-                 remote=args.remote, progress=None if not args.no_progress else False,
-                 deadline=args.deadline)
+                 remote=args.remote, bus=args.bus, remote_timeout=args.remote_timeout,
+                 progress=None if not args.no_progress else False, deadline=args.deadline)
     # Interrupted: 130 (Ctrl-C) or 143 (SIGTERM), from the signal the launcher handled. (An
     # inline run lets the KeyboardInterrupt through, and main() turns it into the same codes.)
-    code = interrupt_exit_code(getattr(result, "signal", None)) if result.interrupted else 0
+    code = interrupt_exit_code(result.signal) if result.interrupted else 0
     if args.json:
         print(json.dumps(result.summary(), default=str, indent=2))
         return code

@@ -25,6 +25,7 @@ from typing import Any
 import zmq
 
 from catbus.control import CLOSING_STATE, HEARTBEAT_INTERVAL
+from catbus.dataplane import reachable_bus
 from catbus.errors import ConfigError, NodeFailed, RunTimeout
 from catbus.launchfile import LaunchSpec, NodeSpec
 from catbus.progress import RunProgress
@@ -83,12 +84,23 @@ class Launcher:
         rundir = RunDir.create(spec.name)
         ctx = zmq.Context()
         bind = rundir.endpoint("registry") if spec.bus == "ipc" else spec.bus
-        registry = Registry(
-            ctx, bind, expected=expected_config(spec), mode=spec.mode, seed=spec.seed,
-            run_info=self.run_info, schedule=self.schedule.to_dict() if self.schedule else None,
-            duration=parallel_duration(spec), order=[n.name for n in spec.nodes],
-            deadline=self.deadline)
+        try:
+            registry = Registry(
+                ctx, bind, expected=expected_config(spec), mode=spec.mode, seed=spec.seed,
+                run_info=self.run_info,
+                schedule=self.schedule.to_dict() if self.schedule else None,
+                duration=parallel_duration(spec), order=[n.name for n in spec.nodes],
+                deadline=self.deadline)
+        except zmq.ZMQError as exc:
+            # A bus address that is not on this machine, or a port in use: the user's mistake,
+            # told in one line (it was a ZeroMQ traceback that left the run folder behind).
+            ctx.destroy(linger=0)
+            rundir.remove()
+            raise ConfigError(str(spec.path or "command line"), "bus",
+                              f"the registry cannot bind {bind}: {exc.strerror} (HOST must be "
+                              f"an address of this machine, or 0.0.0.0, and PORT free)") from None
         rundir.publish(registry.endpoint, spec.name)
+        self._announce_remote(registry)
         # SIGTERM (kill, timeout, systemd, a CI runner) stops the run like Ctrl-C does. Left at its
         # default it killed the launcher outright: no stop for the children (they only had their
         # parent-death signal), no summary, and the run folder left behind.
@@ -150,11 +162,32 @@ class Launcher:
         missing = registry.missing()
         remote = [n for n in missing if self.spec.node(n).remote]
         if remote:
+            commands = "; ".join(self.remote_commands(registry, remote))
             return (f"remote node(s) {', '.join(remote)} did not join within {limit:g} s; start "
-                    f"each on its host with: catbus node CLASS --name NAME --bus {registry.endpoint}")
+                    f"each on its host with: {commands}")
         waiting = registry.not_ready()
         return (f"the run did not start within {limit:g} s; still waiting for: "
                 f"{', '.join(waiting) or 'nothing'}")
+
+    def remote_commands(self, registry: Registry, names: list[str] | None = None) -> list[str]:
+        """The exact command that starts each remote node on its host (parameters and seed
+        come from the registry, so the command needs nothing else)."""
+        bus = reachable_bus(registry.endpoint)
+        return [f"catbus node {n.class_path} --name {n.name} --bus {bus}" for n in self.spec.nodes
+                if n.remote and (names is None or n.name in names)]
+
+    def _announce_remote(self, registry: Registry) -> None:
+        """Tell the user, before waiting, what to type on the other host."""
+        commands = self.remote_commands(registry)
+        if not commands:
+            return
+        where = ("on its host" if registry.endpoint.startswith("tcp://") else
+                 "on THIS machine (the bus is ipc; set bus: tcp://ADDR:PORT for another host)")
+        print(f"catbus: waiting up to {self.remote_timeout:g} s for {len(commands)} remote "
+              f"node(s); start each {where}:", file=sys.stderr)
+        for command in commands:
+            print(f"  {command}", file=sys.stderr)
+        sys.stderr.flush()
 
     def _on_event(self, registry: Registry, event: Any) -> None:
         if event.kind == "end" and self.ended_at is None:
@@ -260,12 +293,8 @@ class Launcher:
             raise NodeFailed(f"node {name} failed: {message}" + (f"\n{detail}" if detail else ""),
                              result=RunResult(self.spec, nodes, wall, registry.end_reason,
                                               failures=self.failures))
-        result = RunResult(self.spec, nodes, wall, registry.end_reason,
-                           interrupted=self.interrupted)
-        # Which signal interrupted the run, for the exit code (128 + signal: 130 Ctrl-C, 143
-        # SIGTERM). Not a declared RunResult field (result.py is not the launcher's to change).
-        result.signal = self.signal
-        return result
+        return RunResult(self.spec, nodes, wall, registry.end_reason,
+                         interrupted=self.interrupted, signal=self.signal)
 
 
 def _signal_label(signum: int | None) -> str:

@@ -18,6 +18,8 @@ class RunResult:
     wall_time: float
     end_reason: str | None = None
     interrupted: bool = False
+    #: The signal that interrupted the run (SIGINT for Ctrl-C, SIGTERM), for the exit code.
+    signal: int | None = None
     failures: list = field(default_factory=list)
     scores: dict[str, Any] | None = None
 

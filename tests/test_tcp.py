@@ -154,9 +154,6 @@ def test_remote_node_that_never_joins_fails_the_run_clearly(tmp_path: Path,
     assert "catbus node" in message and bus in message, message
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="launcher._startup_message prints a template (`catbus node CLASS "
-                          "--name NAME`), not the command to run: see the TCP tests' report")
 @pytest.mark.timeout(30)
 def test_remote_wait_message_is_the_exact_command(tmp_path: Path) -> None:
     bus = f"tcp://127.0.0.1:{free_port()}"
@@ -395,3 +392,18 @@ def test_remote_node_on_another_host_parallel(two_hosts: TwoHosts, tmp_path: Pat
     assert launcher.process.returncode == 0, launcher.output()
     assert node.process.returncode == 0, node.output()
     check_exchange(tmp_path, gain=3.0, seed=11, stepped=False)
+
+
+@pytest.mark.timeout(30)
+def test_a_bus_address_not_on_this_host_is_a_one_line_error(tmp_path: Path) -> None:
+    """`catbus launch --bus tcp://ADDR:PORT` with an address this machine does not have: one line
+    naming the field and the fix, exit code 2, nothing started (binding sends no packet)."""
+    launch = write_launch(tmp_path, graph(tmp_path, "ipc"))
+    done = subprocess.run(
+        [sys.executable, "-m", "catbus", "launch", str(launch), "--bus", f"tcp://{SUBNET}.9:7700",
+         "--no-progress"], cwd=ROOT, capture_output=True, text=True, timeout=20,
+        stdin=subprocess.DEVNULL)
+    assert done.returncode == 2, done
+    assert done.stderr.count("\n") == 1 and "bus: the registry cannot bind" in done.stderr, \
+        done.stderr
+    assert not (tmp_path / "probe.json").exists()
