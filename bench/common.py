@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import statistics
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -168,3 +169,70 @@ def alternate(reps: int, pairs: Sequence[tuple[str, Callable[[], None], Callable
             run_catbus()
             log(f"[rep {rep + 1}/{reps}] {name}: baseline ...")
             run_baseline()
+
+
+class BaselineFailed(RuntimeError):
+    """A baseline's processes did not all report: one exited without a result, or the wait timed
+    out. The message names each process, whether it reported and how it ended."""
+
+
+def collect_results(procs: Sequence[tuple[str, Any, Any]], timeout: float,
+                    what: str) -> dict[str, Any]:
+    """Wait for one result from each ``(name, process, receiving connection)``, at most
+    ``timeout`` seconds in all; returns ``{name: result}``.
+
+    Each process's sentinel is watched together with its pipe, so a process that dies (an
+    exception, a signal) fails the wait at once, named, instead of leaving the caller -- and
+    the processes still waiting for it at a barrier or in a lockstep -- blocked until the
+    timeout. Every process is stopped before this returns or raises (join, then SIGKILL).
+    """
+    from multiprocessing.connection import wait
+
+    results: dict[str, Any] = {}
+    pending = {conn: (name, proc) for name, proc, conn in procs}
+    deadline = time.monotonic() + timeout
+    failure = None
+    try:
+        while pending and failure is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                failure = f"timed out after {timeout:g} s"
+                break
+            sentinels = {proc.sentinel: (conn, name) for conn, (name, proc) in pending.items()}
+            ready = wait([*pending, *sentinels], remaining)
+            for item in ready:
+                if item in pending:
+                    name, _ = pending[item]
+                    try:
+                        results[name] = item.recv()
+                    except EOFError:
+                        failure = f"process {name} exited before sending its result"
+                        break
+                    del pending[item]
+                elif item in sentinels:
+                    conn, name = sentinels[item]
+                    # Exited: a result it sent before is still in the pipe; else it died.
+                    if conn in pending and not conn.poll():
+                        failure = f"process {name} exited before sending its result"
+                        break
+    finally:
+        for _, proc, _ in procs:
+            proc.join(10.0 if failure is None else 0.5)
+        stuck = {name for name, proc, _ in procs if proc.is_alive()}
+        for _, proc, _ in procs:
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5.0)
+    if failure is not None:
+        states = "; ".join(
+            f"{name}: {'reported' if name in results else 'no result'}, "
+            + ("was still running (killed now)" if name in stuck else _exit_text(proc.exitcode))
+            for name, proc, _ in procs)
+        raise BaselineFailed(f"{what}: {failure} ({states})")
+    return results
+
+
+def _exit_text(code: int | None) -> str:
+    if code is None:
+        return "exit status unknown"
+    return f"killed by signal {-code}" if code < 0 else f"exited with code {code}"

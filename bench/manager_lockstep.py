@@ -48,6 +48,7 @@ def _node(name: str, steps: int) -> tuple[Any, Any]:
 
 def env_process(steps: int, sensors: Any, actions: Any, lock: Any, record: Any, barrier: Any,
                 results: Any) -> None:
+    """``results``: the sending end of this process's own pipe (see :func:`run`)."""
     env, schedule = _node("env", steps)
     barrier.wait()
     t0 = t1 = 0.0
@@ -79,11 +80,11 @@ def env_process(steps: int, sensors: Any, actions: Any, lock: Any, record: Any, 
     with lock:
         sensors["tick"] = END
     env.close()
-    results.put({"active_s": t1 - t0, "steps": steps})
+    results.send({"active_s": t1 - t0, "steps": steps})
 
 
 def agent_process(name: str, steps: int, sensors: Any, actions: Any, lock: Any,
-                  barrier: Any) -> None:
+                  barrier: Any, results: Any) -> None:
     agent, schedule = _node(name, steps)
     barrier.wait()
     last = -1
@@ -101,30 +102,41 @@ def agent_process(name: str, steps: int, sensors: Any, actions: Any, lock: Any,
             actions[name] = (tick, out["~/action"] if out else None)
         last = tick
     agent.close()
+    results.send({"acted": last})
 
 
 def run(steps: int, timeout: float = 120.0) -> dict[str, Any]:
-    """One run; returns ``{"active_s", "steps", "records"}``."""
+    """One run; returns ``{"active_s", "steps", "records"}``. Raises
+    :class:`bench.common.BaselineFailed`, naming the processes, if one of them dies or the run
+    takes more than ``timeout`` seconds.
+
+    Each process reports on a pipe of its own and the parent watches those pipes together with
+    the processes' sentinels (:func:`bench.common.collect_results`). Before, the env reported
+    on a shared queue that nothing but a timeout could interrupt: a process that died (in
+    set-up, at the barrier, or later) left the others blocked -- at the barrier or polling for a
+    tick that never came -- and the parent waiting out its whole timeout, as long as the smoke
+    test's own budget, before failing without saying which process had gone.
+    """
+    from bench.common import collect_results
+
     ctx = mp.get_context("forkserver")
     with ctx.Manager() as manager:
         sensors, actions = manager.dict(), manager.dict()
         lock, record = manager.Lock(), manager.Queue()
         barrier = ctx.Barrier(1 + len(AGENTS))
-        results = ctx.Queue()
-        procs = [ctx.Process(target=env_process,
-                             args=(steps, sensors, actions, lock, record, barrier, results))]
-        procs += [ctx.Process(target=agent_process,
-                              args=(name, steps, sensors, actions, lock, barrier))
-                  for name in AGENTS]
-        for proc in procs:
+        procs = []
+        for name in ("env", *AGENTS):
+            receive, send = ctx.Pipe(duplex=False)
+            if name == "env":
+                args: tuple = (steps, sensors, actions, lock, record, barrier, send)
+                proc = ctx.Process(target=env_process, args=args, name="manager-env")
+            else:
+                args = (name, steps, sensors, actions, lock, barrier, send)
+                proc = ctx.Process(target=agent_process, args=args, name=f"manager-{name}")
             proc.start()
-        try:
-            outcome = results.get(timeout=timeout)
-        finally:
-            for proc in procs:
-                proc.join(10)
-                if proc.is_alive():
-                    proc.kill()
+            send.close()
+            procs.append((name, proc, receive))
+        outcome = collect_results(procs, timeout, "Manager-design baseline")["env"]
         records = 0
         while not record.empty():
             record.get()

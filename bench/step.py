@@ -27,11 +27,14 @@ stepped tick <= 1.5x the raw lockstep; inline >= 0.75x the plain loop.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import multiprocessing as mp
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +42,8 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import Row, alternate, code_state, median, print_table, setup_paths  # noqa: E402
+from bench.common import (Row, alternate, code_state, collect_results, median,  # noqa: E402
+                          print_table, setup_paths)
 
 setup_paths()
 
@@ -49,7 +53,11 @@ from catbus.runinfo import schedule_for  # noqa: E402
 from bench import manager_lockstep, raw_lockstep, trivial_nodes  # noqa: E402
 
 LAUNCH = Path(__file__).resolve().parents[1] / "launch" / "flat_evade.yaml"
+#: Seconds any one run (catbus or baseline) may take before it is stopped and reported, named;
+#: ``--quick`` uses :data:`QUICK_TIMEOUT`, so a stuck run fails the smoke test with a message,
+#: well inside the test's own budget.
 TIMEOUT = 120.0
+QUICK_TIMEOUT = 40.0
 
 
 @dataclass
@@ -74,6 +82,36 @@ class Results:
 
 def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
+
+
+def run_catbus(what: str, launch: Any, **options: Any) -> Any:
+    """``catbus.run`` bounded by :data:`TIMEOUT`: a stepped run whose nodes keep heartbeating
+    while none of them can step (a lost progress message) is not caught by the launcher's
+    heartbeat deadline and would wait for ever. When the time is up the run is stopped the way
+    a person stops it -- SIGINT to the launcher, which stops every node and returns -- and this
+    raises, naming the tick and state each node reached."""
+    fired = threading.Event()
+
+    def fire() -> None:
+        fired.set()
+        os.kill(os.getpid(), signal.SIGINT)
+
+    timer = threading.Timer(TIMEOUT, fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        result = catbus.run(launch, progress=False, evaluate=False, **options)
+    except KeyboardInterrupt:
+        if not fired.is_set():
+            raise
+        raise RuntimeError(f"{what}: did not finish within {TIMEOUT:g} s") from None
+    finally:
+        timer.cancel()
+    if fired.is_set() or result.interrupted:
+        nodes = "; ".join(f"{name}: tick {info.get('tick')}, {info.get('state')}"
+                          for name, info in result.nodes.items())
+        raise RuntimeError(f"{what}: did not finish within {TIMEOUT:g} s, stopped ({nodes})")
+    return result
 
 
 def _env_rate(result: Any, steps: int) -> float:
@@ -128,8 +166,8 @@ def flat_plain(steps: int, res: Results) -> None:
 
 def flat_stepped(steps: int, tmp: Path, res: Results, record: bool) -> None:
     path = tmp / f"flat-{time.monotonic_ns()}.mcap" if record else False
-    result = catbus.run(LAUNCH, mode="stepped", steps=steps, record=path, progress=False,
-                        evaluate=False)
+    result = run_catbus(f"flat_evade stepped (record {'on' if record else 'off'})", LAUNCH,
+                        mode="stepped", steps=steps, record=path)
     rate = _env_rate(result, steps)
     lost = sum(n.get("dropped", 0) + n.get("malformed", 0) for n in result.nodes.values())
     res.check("stepped flat_evade runs lost no message", lost == 0)
@@ -158,9 +196,9 @@ def trivial_stepped(steps: int, tmp: Path, res: Results, mcap: bool) -> None:
     cpu_dir = None if mcap else tmp / f"cpu-{time.monotonic_ns()}"
     if cpu_dir is not None:
         cpu_dir.mkdir()
-    result = catbus.run(trivial_nodes.launch(steps, record=record,
-                                             cpu_dir=str(cpu_dir) if cpu_dir else None),
-                        progress=False, evaluate=False)
+    result = run_catbus(f"trivial stepped ({'MCAP recorder' if mcap else 'null recorder'})",
+                        trivial_nodes.launch(steps, record=record,
+                                             cpu_dir=str(cpu_dir) if cpu_dir else None))
     if cpu_dir is not None:
         res.cpu_trivial.append({
             name: _cpu_per_tick(json.loads((cpu_dir / f"{name}.json").read_text()), steps)
@@ -178,28 +216,19 @@ def trivial_stepped(steps: int, tmp: Path, res: Results, mcap: bool) -> None:
         res.trivial.append(tick_us)
 
 
-def _run_processes(ctx: Any, jobs: list[tuple[Callable, tuple]]) -> list[Any]:
-    """Start each job in a process with a pipe appended to its arguments; what each sends."""
-    procs, pipes = [], []
-    for target, args in jobs:
+def _run_processes(ctx: Any, jobs: list[tuple[str, Callable, tuple]], what: str) -> list[Any]:
+    """Start each ``(name, target, args)`` in a process with a pipe appended to its arguments;
+    what each sends, in order. A process that dies, or a run longer than :data:`TIMEOUT`, fails
+    at once with every process named (:func:`bench.common.collect_results`)."""
+    procs = []
+    for name, target, args in jobs:
         parent, child = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=target, args=(*args, child), daemon=True)
+        proc = ctx.Process(target=target, args=(*args, child), daemon=True, name=name)
         proc.start()
         child.close()
-        procs.append(proc)
-        pipes.append(parent)
-    outcomes = []
-    try:
-        for pipe in pipes:
-            if not pipe.poll(TIMEOUT):
-                raise RuntimeError("raw lockstep process sent nothing")
-            outcomes.append(pipe.recv())
-    finally:
-        for proc in procs:
-            proc.join(10)
-            if proc.is_alive():
-                proc.kill()
-    return outcomes
+        procs.append((name, proc, parent))
+    results = collect_results(procs, TIMEOUT, what)
+    return [results[name] for name, _, _ in jobs]
 
 
 def trivial_raw(steps: int, tmp: Path, res: Results) -> None:
@@ -207,11 +236,11 @@ def trivial_raw(steps: int, tmp: Path, res: Results) -> None:
     endpoints = {name: f"ipc://{tmp}/raw-{name}.sock" for name in ("env", "a1", "a2")}
     barrier = ctx.Barrier(4)
     outcomes = _run_processes(ctx, [
-        (raw_lockstep.env, (endpoints, steps, barrier)),
-        (raw_lockstep.agent, ("a1", endpoints, barrier)),
-        (raw_lockstep.agent, ("a2", endpoints, barrier)),
-        (raw_lockstep.recorder, (endpoints, 4 * (steps + 1) + 2, barrier)),
-    ])
+        ("env", raw_lockstep.env, (endpoints, steps, barrier)),
+        ("a1", raw_lockstep.agent, ("a1", endpoints, barrier)),
+        ("a2", raw_lockstep.agent, ("a2", endpoints, barrier)),
+        ("rec", raw_lockstep.recorder, (endpoints, 4 * (steps + 1) + 2, barrier)),
+    ], "raw pyzmq lockstep (trivial)")
     env, a1, a2, recorder = outcomes
     if env["errors"]:
         raise RuntimeError(f"raw lockstep: {env['errors'][:3]}")
@@ -229,11 +258,11 @@ def flat_raw(steps: int, tmp: Path, res: Results) -> None:
     endpoints = {name: f"ipc://{tmp}/rawflat-{name}.sock" for name in ("env", "robot", "human")}
     barrier = ctx.Barrier(4)
     outcomes = _run_processes(ctx, [
-        (raw_lockstep.flat_env, (endpoints, steps, barrier)),
-        (raw_lockstep.flat_agent, ("robot", endpoints, steps, barrier)),
-        (raw_lockstep.flat_agent, ("human", endpoints, steps, barrier)),
-        (raw_lockstep.recorder, (endpoints, 5 * (steps + 1) + 2, barrier)),
-    ])
+        ("env", raw_lockstep.flat_env, (endpoints, steps, barrier)),
+        ("robot", raw_lockstep.flat_agent, ("robot", endpoints, steps, barrier)),
+        ("human", raw_lockstep.flat_agent, ("human", endpoints, steps, barrier)),
+        ("rec", raw_lockstep.recorder, (endpoints, 5 * (steps + 1) + 2, barrier)),
+    ], "raw pyzmq lockstep (flat_evade nodes)")
     res.flat_raw.append(steps / outcomes[0]["active_s"])
     res.check("raw lockstep recorder received every message",
               outcomes[3]["received"] == outcomes[3]["expected"])
@@ -251,6 +280,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: short runs, one repetition unless --reps is given")
     args = parser.parse_args(argv)
+    global TIMEOUT
+    if args.quick:
+        TIMEOUT = QUICK_TIMEOUT
+    # The smoke test asks for the stacks of a stuck run with SIGUSR1 before it kills it.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     reps = args.reps if args.reps is not None else (1 if args.quick else 5)
     steps = args.steps or (100 if args.quick else 1000)
     tsteps = args.trivial_steps or (200 if args.quick else 2000)

@@ -5,7 +5,7 @@ first step and then idles; ``Ping`` (reactive) answers the kick with the first p
 reply from ``Pong`` (reactive, echoes every ping in ``on_message``) and sends the next ping from
 ``on_message``. Ping writes its round-trip times to a JSON file; the benchmark then ends the run
 the way a person does, with Ctrl-C (SIGINT to the launcher), because a cycle of reactive nodes has
-no end of its own in ``parallel`` mode.
+no end of its own in ``parallel`` mode when the launch gives no duration.
 
 Throughput run (``parallel`` mode, two processes): ``Source`` has a tiny period, so the parallel
 runtime steps it back to back (each missed cycle is skipped and counted, as designed) and it

@@ -52,7 +52,7 @@ class DecodeError(ValueError):
     """A frame set that is not a valid catbus message (counted and dropped by receivers)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Header:
     """Per-message metadata, the second frame.
 
@@ -63,6 +63,10 @@ class Header:
     carried by this message: after it, the publisher has sent everything it will send for ticks
     ``<= through`` (stepped mode saves a separate ``catbus/progress`` message this way when every
     peer receives this topic anyway).
+
+    A header is a value: treat it as read-only. It is not a frozen dataclass only because one is
+    built for every message sent and received, and a frozen one costs three times as much to
+    build (``object.__setattr__`` per field): about 0.8 us per message, on each side.
     """
 
     publisher: str
@@ -79,20 +83,27 @@ class Header:
     @staticmethod
     def unpack(data: bytes | memoryview) -> "Header":
         try:
-            fields = msgpack.unpackb(data)
+            fields = _unpackb(data)
         except Exception as exc:
             raise DecodeError(f"header is not msgpack: {exc}") from None
-        if not isinstance(fields, list) or len(fields) < 6 or fields[0] != FORMAT_VERSION:
+        if type(fields) is not list or len(fields) < 6 or fields[0] != FORMAT_VERSION:
             raise DecodeError(f"header has an unknown layout or version: {fields!r:.80}")
-        _, publisher, seq, tick, sim_time, wall_time = fields[:6]
-        through = fields[6] if len(fields) > 6 else None
+        if len(fields) == 7:   # what catbus sends
+            _, publisher, seq, tick, sim_time, wall_time, through = fields
+        else:
+            _, publisher, seq, tick, sim_time, wall_time = fields[:6]
+            through = fields[6] if len(fields) > 6 else None
         # The times are checked too: float("soon") or float(None) raised ValueError/TypeError,
         # not DecodeError, out of decode_message.
         if not (isinstance(publisher, str) and isinstance(seq, int) and isinstance(tick, int)
                 and isinstance(sim_time, (int, float)) and isinstance(wall_time, (int, float))
                 and (through is None or isinstance(through, int))):
             raise DecodeError("header fields have the wrong types")
-        return Header(publisher, seq, tick, float(sim_time), float(wall_time), through)
+        if type(sim_time) is not float:
+            sim_time = float(sim_time)
+        if type(wall_time) is not float:
+            wall_time = float(wall_time)
+        return Header(publisher, seq, tick, sim_time, wall_time, through)
 
 
 def topic_frame(topic: str) -> bytes:

@@ -51,8 +51,9 @@ def send_frames(sock: zmq.Socket, frames: list) -> None:
             send(frame, flags)
 
 
-def receive_frames(sock: zmq.Socket) -> list | None:
-    """One multipart message if one is waiting, else None.
+def receive_frames(sock: zmq.Socket, wait: bool = False) -> list | None:
+    """One multipart message if one is waiting, else None. With ``wait``, block for up to the
+    socket's ``RCVTIMEO`` for it first.
 
     Topic, header and payload arrive as bytes; array buffer frames as zero-copy ``zmq.Frame``
     objects whose memory numpy then views without copying.
@@ -62,10 +63,16 @@ def receive_frames(sock: zmq.Socket) -> list | None:
     obvious alternative, ``getsockopt(EVENTS)`` before each message and ``getsockopt(RCVMORE)``
     after each frame, costs about 1 us per call in pyzmq (it builds an enum per call) plus, in
     libzmq, a ``poll`` and a ``getpid`` system call per call: more than receiving the frames.
+
+    ``wait`` is for a node that mostly waits for its next message (lockstep, reactive nodes):
+    one blocking receive is one call into libzmq that sleeps until the message is there, where
+    ``poll`` then a receive (then the ``zmq.Again`` ending a drain) costs two to three calls and
+    their system calls per message. Signals still interrupt it (pyzmq runs the Python handler
+    on EINTR).
     """
     recv = sock.recv
     try:
-        frame = recv(_NOBLOCK, copy=False)
+        frame = recv(0 if wait else _NOBLOCK, copy=False)
     except zmq.Again:
         return None
     frames = [frame.bytes]

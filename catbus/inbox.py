@@ -91,6 +91,14 @@ class Inbox:
         self.pending_all: dict[str, list[Received]] = {t: [] for t in self.by_topic}
         self.raw: list[tuple[int, int, int, Received]] = []   # in-order (reactive) buffer
         self.progress: dict[str, PeerProgress] = {}
+        #: Stepped: publisher -> the topics we receive from it, set by :meth:`set_sources` once
+        #: the graph is known; a ``through`` carried on data counts only from then on.
+        self.sources: dict[str, tuple[str, ...]] = {}
+        #: publisher -> {topic: newest ``through`` carried on that topic}
+        self.carried: dict[str, dict[str, int]] = {}
+        #: Counts changes of any peer's progress or end: a reader that saw the same count
+        #: before need not look at ``progress`` again.
+        self.advances = 0
         self.end: int | None = None   # min of the peers' announced ends, see end_tick()
         self.last_seq: dict[tuple[str, str], int] = {}
         self.received = 0
@@ -121,11 +129,7 @@ class Inbox:
         self._count_gap(publisher, topic, header.seq)
         through = header.through
         if through is not None:
-            peer = self.progress.get(publisher)
-            if peer is None:
-                peer = self.progress[publisher] = PeerProgress()
-            if through > peer.through:
-                peer.through = through
+            self._carry(publisher, topic, through)
         self.received += 1
         if self.in_order:
             if not (self.wildcard or topic in self.queues):
@@ -141,12 +145,50 @@ class Inbox:
     def _add_progress(self, payload: Any) -> None:
         name, _tick, through, end, final, _counts = msgpack.unpackb(payload)
         peer = self.progress.setdefault(name, PeerProgress())
+        self.advances += 1
         peer.through = max(peer.through, through)
         if end is not None:
             peer.end = end if peer.end is None else min(peer.end, end)
         peer.final = peer.final or bool(final)
         if end is not None and (self.end is None or end < self.end):
             self.end = end
+
+    def _carry(self, publisher: str, topic: str, through: int) -> None:
+        """A data message's ``through``: its publisher has sent everything *on this topic* for
+        ticks <= ``through``. The publisher is complete through ``t`` for us once every topic we
+        receive from it has carried ``t`` (or a ``catbus/progress`` said so)."""
+        topics = self.carried.get(publisher)
+        if topics is None:
+            topics = self.carried[publisher] = {}
+        if through <= topics.get(topic, -1):
+            return
+        topics[topic] = through
+        wanted = self.sources.get(publisher)
+        if not wanted:
+            return
+        peer = self.progress.get(publisher)
+        if peer is None:
+            peer = self.progress[publisher] = PeerProgress()
+        if through <= peer.through:
+            return
+        if len(wanted) > 1:
+            through = min(topics.get(t, -1) for t in wanted)
+        if through > peer.through:
+            peer.through = through
+            self.advances += 1
+
+    def set_sources(self, sources: Mapping[str, Sequence[str]]) -> None:
+        """Which topics we receive from each publisher (stepped mode; see :meth:`_carry`).
+        Progress carried by messages that came before is counted now."""
+        self.sources = {publisher: tuple(sorted(set(topics)))
+                        for publisher, topics in sources.items() if topics}
+        for publisher, topics in self.carried.items():
+            wanted = self.sources.get(publisher)
+            if wanted:
+                low = min(topics.get(t, -1) for t in wanted)
+                peer = self.progress.setdefault(publisher, PeerProgress())
+                peer.through = max(peer.through, low)
+        self.advances += 1
 
     def _count_gap(self, publisher: str, topic: str, seq: int) -> None:
         key = (publisher, topic)

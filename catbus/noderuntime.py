@@ -39,9 +39,16 @@ from catbus.stats import NodeStats
 
 #: How many ticks a publisher may run ahead of its slowest subscriber in stepped mode.
 WINDOW = 8
+#: Stepped mode: the longest a node blocks on its data socket before it looks at its control
+#: link (stop, end, heartbeats) and at new subscriptions.
+STEPPED_WAIT_MS = 50
 #: Parallel mode: the longest a node goes without handling its control link (stop, end,
 #: heartbeats) when it has no time to wait between steps because it overruns its period.
 CONTROL_EVERY = 0.05
+#: :meth:`NodeRuntime._drain_data` asks the socket whether a message waits for this many
+#: messages, then receives until ``zmq.Again``.
+_ASK_EVENTS = 4
+_EVENTS, _POLLIN, _NOBLOCK = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK)
 
 
 class Stopped(Exception):
@@ -83,8 +90,6 @@ class Peers:
     publishers: list[str] = field(default_factory=list)
     subscribers: list[str] = field(default_factory=list)
     endpoints: dict[str, str] = field(default_factory=dict)
-    #: Our output topics that every neighbour subscribes to: progress can ride on them.
-    topics_reaching_all: set[str] = field(default_factory=set)
 
     @property
     def neighbours(self) -> set[str]:
@@ -98,7 +103,6 @@ def compute_peers(name: str, inputs: list[InputBinding], graph: list[dict]) -> P
     wildcard = ALL in my_topics
     me = next((n for n in graph if n["name"] == name), {"outputs": []})
     my_outputs = {topic for _, topic in me["outputs"]}
-    readers_of: dict[str, set[str]] = {topic: set() for topic in my_outputs}
     for other in graph:
         other_name = other["name"]
         if other_name == name:
@@ -113,11 +117,6 @@ def compute_peers(name: str, inputs: list[InputBinding], graph: list[dict]) -> P
         their_inputs = {topic for _, topic, _ in other["inputs"]}
         if ALL in their_inputs or their_inputs & my_outputs:
             peers.subscribers.append(other_name)
-        for topic in my_outputs:
-            if ALL in their_inputs or topic in their_inputs:
-                readers_of[topic].add(other_name)
-    peers.topics_reaching_all = {topic for topic, readers in readers_of.items()
-                                 if readers >= peers.neighbours}
     return peers
 
 
@@ -390,8 +389,23 @@ class NodeRuntime:
         self._keep_alive()
 
     def _drain_data(self) -> None:
+        """Hand every waiting data message to the inbox.
+
+        "Nothing (more) waiting" is asked of the socket (``EVENTS``, ~1 us) for the first few
+        messages rather than learnt from the ``zmq.Again`` of an empty receive: raising and
+        catching that costs ~5 us in pyzmq, more than receiving a small message, and a node
+        usually finds zero to two messages waiting. A longer burst ends with one ``Again``.
+        """
         sub = self.data.sub
         add = self.inbox.add_frames
+        getsockopt = sub.getsockopt
+        for _ in range(_ASK_EVENTS):
+            if not getsockopt(_EVENTS) & _POLLIN:
+                return
+            frames = receive_frames(sub)
+            if frames is None:
+                return
+            add(frames)
         while (frames := receive_frames(sub)) is not None:
             add(frames)
 
@@ -426,10 +440,15 @@ class NodeRuntime:
             raise Interrupted(signum)
 
     # -- stepping -------------------------------------------------------------------------------
+    #: Stepped: for each neighbour, the topics of ours it reads (see :meth:`_plan_carrying`);
+    #: None outside stepped mode, where data never carries progress.
+    _carry_needs: list[frozenset[str]] | None = None
+
     def _call_step(self, t: float, tick: int, inputs: dict[str, Any],
                    through: int | None = None) -> bool:
-        """Step and publish. With ``through``, the last message carries that progress when every
-        peer receives its topic; returns whether it did (else the caller sends progress)."""
+        """Step and publish. With ``through``, every message carries that progress for its
+        topic; returns whether that told every neighbour everything (else the caller sends
+        ``catbus/progress``)."""
         self.stats.state = f"stepping tick {tick}"
         began = time.perf_counter()
         outputs = self.node.step(t, inputs)
@@ -444,19 +463,54 @@ class NodeRuntime:
 
     def _publish(self, outputs: dict[str, Any] | None, tick: int, t: float,
                  through: int | None = None) -> bool:
+        """Publish a step's outputs. With ``through`` each message carries it: "everything on
+        this topic for ticks <= through is sent" (a periodic node publishes a topic at most once
+        per step). Returns True when those messages reach every neighbour on every topic it
+        reads from us, i.e. no ``catbus/progress`` is needed for this tick."""
         if not outputs:
             return False
-        last = len(outputs) - 1
-        carried = False
-        for index, (declared, value) in enumerate(outputs.items()):
-            topic = self.output_topics.get(declared)
+        topics = self.output_topics
+        publish = self.data.publish
+        for declared, value in outputs.items():
+            topic = topics.get(declared)
             if topic is None:
                 raise ValueError(f"node {self.name} returned {declared!r}, which is not one of its "
-                                 f"declared outputs {list(self.output_topics)}")
-            carried = (index == last and through is not None
-                       and topic in self.peers.topics_reaching_all)
-            self.data.publish(topic, value, tick, t, through if carried else None)
-        return carried
+                                 f"declared outputs {list(topics)}")
+            publish(topic, value, tick, t, through)
+        if through is None or self._carry_needs is None:
+            return False
+        key = tuple(outputs)
+        covered = self._covered.get(key)
+        if covered is None:
+            published = {topics[declared] for declared in key}
+            covered = self._covered[key] = all(
+                needs and needs <= published for needs in self._carry_needs)
+        return covered
+
+    def _plan_carrying(self) -> None:
+        """Stepped mode, from the graph: which topics we receive from each publisher (so the
+        inbox can count progress carried by their data) and which of our topics each neighbour
+        reads (so we know when our data carried all our progress)."""
+        my_inputs = {b.topic for b in self.inputs}
+        wildcard = ALL in my_inputs
+        my_outputs = set(self.output_topics.values())
+        publishers = set(self.peers.publishers)
+        neighbours = self.peers.neighbours
+        sources: dict[str, set[str]] = {}
+        needs: list[frozenset[str]] = []
+        for other in self._graph_nodes:
+            name = other["name"]
+            if name == self.name:
+                continue
+            if name in publishers:
+                outputs = {topic for _, topic in other["outputs"]}
+                sources[name] = outputs if wildcard else outputs & my_inputs
+            if name in neighbours:
+                theirs = {topic for _, topic, _ in other["inputs"]}
+                needs.append(frozenset(my_outputs if ALL in theirs else my_outputs & theirs))
+        self.inbox.set_sources(sources)
+        self._carry_needs = needs
+        self._covered: dict[tuple, bool] = {}
 
     def _deliver_in_order(self, messages: list) -> None:
         node = self.node
@@ -480,6 +534,11 @@ class NodeRuntime:
         assert schedule is not None
         k = schedule.period_ticks(self.name)
         last = schedule.last_tick
+        self._plan_carrying()
+        # _receive_stepped blocks on the data socket for at most this long; control and
+        # subscriptions are looked at when it times out, and every CONTROL_EVERY otherwise.
+        self.data.sub.setsockopt(zmq.RCVTIMEO, STEPPED_WAIT_MS)
+        self._control_due = 0.0
         while self.started > time.monotonic():
             self._service(1)
         if k is None:
@@ -502,7 +561,7 @@ class NodeRuntime:
             # No extra receive once ready: being ready means every publisher's progress for the
             # ticks this step may see is in, and each connection is in order, so their data is.
             while not self._ready(tick, requirements):
-                self._service(50)
+                self._receive_stepped()
                 end = self._known_end(last)
                 if tick > end:
                     return
@@ -520,6 +579,23 @@ class NodeRuntime:
             tick += k
             self._keep_alive()
 
+    def _receive_stepped(self) -> None:
+        """Stepped: wait for the next data message and hand it to the inbox -- one blocking
+        receive, no poll -- and look at the control link and the publishing socket when the
+        wait timed out or at least every :data:`CONTROL_EVERY` seconds. One message at a time:
+        the caller checks after each whether it may step, and anything else stays queued in
+        order for the next call."""
+        frames = receive_frames(self.data.sub, wait=True)
+        if frames is not None:
+            self.inbox.add_frames(frames)
+            now = time.monotonic()
+            if now < self._control_due:
+                return
+        else:
+            now = time.monotonic()
+        self._control_due = now + CONTROL_EVERY
+        self._service(0)
+
     def _known_end(self, last: int) -> int:
         end = last
         if self.end_tick is not None and self.end_tick < end:
@@ -534,9 +610,12 @@ class NodeRuntime:
         ``t + offset``. Publishers: the schedule's required tick (``t`` or ``t - 1``);
         subscribers: at most :data:`WINDOW` ticks behind (flow control). Computed once, since
         :meth:`_ready` runs several times per tick."""
-        required = [(publisher, schedule.required_tick(self.name, publisher, 0))
-                    for publisher in self.peers.publishers]
-        return required + [(subscriber, -WINDOW) for subscriber in self.peers.subscribers]
+        offsets: dict[str, int] = {}
+        for publisher in self.peers.publishers:
+            offsets[publisher] = schedule.required_tick(self.name, publisher, 0)
+        for subscriber in self.peers.subscribers:   # a peer may be both: the stricter counts
+            offsets[subscriber] = max(offsets.get(subscriber, -WINDOW), -WINDOW)
+        return list(offsets.items())
 
     def _ready(self, tick: int, requirements: list[tuple[str, int]]) -> bool:
         progress = self.inbox.progress
@@ -555,11 +634,17 @@ class NodeRuntime:
         report_every = 1 if self.peers.subscribers and self.outputs else max(1, WINDOW // 2)
         reported = -1
         done = -1
+        inbox = self.inbox
+        through = inbox.through
+        seen = -1   # inbox.advances when the frontier was last computed
+        self.stats.state = "waiting for tick 0"
         while done < self._known_end(last):
-            self.stats.state = f"waiting for tick {done + 1}"
-            self._service(50)   # receives whatever is waiting
+            self._receive_stepped()
+            if inbox.advances == seen and self.end_tick is None:
+                continue   # no peer progressed: the frontier cannot have moved
+            seen = inbox.advances
             end = self._known_end(last)
-            frontier = min([self.inbox.through(p) for p in publishers] + [end])
+            frontier = min([through(p) for p in publishers] + [end])
             if frontier > done:
                 began = time.perf_counter()
                 self._deliver_in_order(self.inbox.take_raw_through(frontier))
@@ -569,6 +654,7 @@ class NodeRuntime:
                 if done - reported >= report_every:
                     self.data.publish_progress(done, done, None, False)
                     reported = done
+                self.stats.state = f"waiting for tick {done + 1}"
 
     def _run_parallel(self) -> None:
         period = self.period
@@ -581,6 +667,9 @@ class NodeRuntime:
             return
         cycle = 0
         node = self.node
+        # A node without data inputs still gets progress (the end of the episode) on its data
+        # socket, but looking at it every CONTROL_EVERY (in _service) is soon enough.
+        reads = bool(self.inbox.by_topic) or self.inbox.wildcard
         serviced = time.monotonic()
         while True:
             due = start + cycle * period
@@ -604,7 +693,8 @@ class NodeRuntime:
                 return
             if self.end_tick is not None or self.inbox.end_tick() is not None:
                 return
-            self._drain_data()
+            if reads:
+                self._drain_data()
             inputs = self.inbox.take_latest()
             self._call_step(now - start, cycle, inputs)
             if node._end_requested is not None:
@@ -613,7 +703,7 @@ class NodeRuntime:
                 self.data.publish_progress(cycle, cycle, cycle, False)
                 return
             cycle += 1
-            self._keep_alive()
+            # No _keep_alive here: both ways around the loop call _service, which does it.
 
     def _run_parallel_reactive(self, start: float, end_time: float | None) -> None:
         """Handle messages as they arrive until the run ends.
@@ -627,33 +717,52 @@ class NodeRuntime:
         """
         publishers = self.peers.publishers
         node = self.node
+        inbox = self.inbox
+        stats = self.stats
+        sub = self.data.sub
+        add = inbox.add_frames
+        perf_counter, monotonic = time.perf_counter, time.monotonic
         awaited: list[str] | None = None   # publishers still waited for once the run is over
+        stats.state = "waiting for messages"
+        # Wait in a blocking receive on the data socket, as a plain pyzmq receiver does: one
+        # call per message instead of poll + receive + the zmq.Again of an empty receive. The
+        # control link, subscriptions and the end of the run are looked at after a timeout, when
+        # something else than a data message came (progress: perhaps the end), and at least
+        # every CONTROL_EVERY while messages keep coming.
+        sub.setsockopt(zmq.RCVTIMEO, max(1, int(CONTROL_EVERY * 1000)))
+        serviced = monotonic()
         while True:
-            self.stats.state = "waiting for messages"
-            self._service(50)
-            self._drain_data()
-            messages = self.inbox.take_raw_all()
-            if messages:
-                began = time.perf_counter()
+            frames = receive_frames(sub, wait=True)
+            check = frames is None or add(frames) is None
+            now = monotonic()
+            if check or now - serviced >= CONTROL_EVERY:
+                self._service(0)
+                serviced = now
+                check = True
+            if inbox.raw:
+                messages = inbox.take_raw_all()
+                began = perf_counter()
                 self._deliver_in_order(messages)
-                self.stats.record_step(time.perf_counter() - began)
-                self.stats.tick = messages[-1].header.tick
+                stats.record_step(perf_counter() - began)
+                stats.tick = messages[-1].header.tick
                 if node._end_requested is not None:
                     # Ends now, like a periodic node: our peers see the end in our final
                     # progress, the registry relays it to everyone (done{end, end_tick}).
                     self.stop_reason = node._end_requested
                     if self.end_tick is None:
-                        self.end_tick = self.stats.tick
+                        self.end_tick = stats.tick
                     return
+            if not check:
+                continue
             if awaited is None and (
-                    self.end_tick is not None or self.inbox.end_tick() is not None
-                    or (end_time is not None and time.monotonic() - start > end_time)):
+                    self.end_tick is not None or inbox.end_tick() is not None
+                    or (end_time is not None and now - start > end_time)):
                 cyclic = waits_for_me(self.name, self._graph_nodes)
                 awaited = [p for p in publishers if p not in cyclic]
-            if self.inbox.all_final(publishers if awaited is None else awaited) and \
+            if inbox.all_final(publishers if awaited is None else awaited) and \
                     (publishers or awaited is not None):
                 self._drain_data()
-                self._deliver_in_order(self.inbox.take_raw_all())
+                self._deliver_in_order(inbox.take_raw_all())
                 return
 
     def _publish_final(self) -> None:

@@ -147,34 +147,30 @@ def test_topic_names_are_the_same_from_the_cache_and_errors_stay_errors() -> Non
 
 
 def test_receive_frames_reads_whole_messages_and_none_when_empty() -> None:
+    # PAIR, not PUB/SUB: no subscription to wait for, so nothing here needs a sleep; the
+    # function only sees a socket.
     ctx = zmq.Context()
-    pub, sub = ctx.socket(zmq.PUB), ctx.socket(zmq.SUB)
+    sender, receiver = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
     try:
-        pub.bind("inproc://hot-paths")
-        sub.setsockopt(zmq.SUBSCRIBE, b"")
-        sub.connect("inproc://hot-paths")
-        time.sleep(0.05)
+        sender.bind("inproc://hot-paths")
+        receiver.connect("inproc://hot-paths")
+        receiver.setsockopt(zmq.RCVTIMEO, 5000)
         header = codec.Header("me", 0, 0, 0.0, 0.0)
         small = codec.encode_message("a/b", header, {"x": 1})
         large = codec.encode_message("a/c", header, {"x": np.arange(100_000.0)})
-        send_frames(pub, small)
-        send_frames(pub, large)
-        deadline = time.monotonic() + 5
-        received = []
-        while len(received) < 2 and time.monotonic() < deadline:
-            frames = receive_frames(sub)
-            if frames is None:
-                time.sleep(0.001)
-            else:
-                received.append(frames)
-        assert len(received) == 2
+        assert receive_frames(receiver) is None   # nothing sent yet: no wait without wait=True
+        send_frames(sender, small)
+        send_frames(sender, large)
+        received = [receive_frames(receiver, wait=True), receive_frames(receiver, wait=True)]
         assert received[0] == small and all(type(f) is bytes for f in received[0])
         assert received[1][:3] == large[:3] and isinstance(received[1][3], zmq.Frame)
         assert codec.decode_message(received[1])[2]["x"].sum() == np.arange(100_000.0).sum()
-        assert receive_frames(sub) is None
+        assert receive_frames(receiver) is None
+        receiver.setsockopt(zmq.RCVTIMEO, 10)
+        assert receive_frames(receiver, wait=True) is None   # the wait ends at RCVTIMEO
     finally:
-        pub.close(0)
-        sub.close(0)
+        sender.close(0)
+        receiver.close(0)
         ctx.term()
 
 
