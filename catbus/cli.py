@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deadline", type=float, default=30.0, metavar="S",
                    # "5 s": catbus.launcher.END_GRACE (not imported: the CLI loads no zmq).
                    help="a node silent for this long (e.g. stuck in a step) fails the run, "
-                        "naming it (default 30); so does, in parallel mode, a node still "
+                        "naming it (default 30); so does a stepped run in which no node "
+                        "completes a tick for this long, and, in parallel mode, a node still "
                         "running 5 s (at most S) after the run's end")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")

@@ -233,7 +233,7 @@ class Launcher:
                 why = (f"{late} and silent for {now - member.last_seen:.1f} s: stuck in a step "
                        f"or message handler {last}")
             else:
-                waiting = [p for p in _publishers_of(member, registry) if p in names]
+                waiting = [p for p in registry.publishers_of(member) if p in names]
                 why = f"{late}, alive but not finishing" + (
                     f": waiting for {', '.join(waiting)}" if waiting else "") + f" {last}"
             self.failures.append((member.name, why, ""))
@@ -299,13 +299,6 @@ class Launcher:
 
 def _signal_label(signum: int | None) -> str:
     return "Ctrl-C" if signum in (None, signal.SIGINT) else signal.Signals(signum).name
-
-
-def _publishers_of(member: Any, registry: Registry) -> list[str]:
-    """The members that publish a topic ``member`` reads (any, if it reads ``*``)."""
-    reads = {topic for _, topic, _ in member.inputs}
-    return [other.name for other in registry.members.values() if other is not member and
-            ("*" in reads or reads & {topic for _, topic in other.outputs})]
 
 
 def launch(spec: LaunchSpec, **options: Any) -> RunResult:

@@ -89,6 +89,10 @@ class Registry:
         self.end_reason: str | None = None
         self.last_beat = 0.0
         self.malformed = 0
+        #: Stepped mode: the nodes' (tick, steps) at the last check, and when they last changed.
+        self._positions: tuple = ()
+        self._moved_at = 0.0
+        self._stall_reported = False
 
     # -- public ---------------------------------------------------------------------------------
     def poll(self, timeout_ms: float) -> list[Event]:
@@ -140,6 +144,12 @@ class Registry:
     def min_tick(self) -> int:
         ticks = [m.tick for m in self.members.values() if m.state != "failed" and m.period]
         return min(ticks) if ticks else -1
+
+    def publishers_of(self, member: Member) -> list[str]:
+        """The members that publish a topic ``member`` reads (any, if it reads ``*``)."""
+        reads = {topic for _, topic, _ in member.inputs}
+        return [other.name for other in self.members.values() if other is not member and
+                ("*" in reads or reads & {topic for _, topic in other.outputs})]
 
     def close(self) -> None:
         self.socket.close(0)
@@ -241,7 +251,7 @@ class Registry:
         if self.started or self.not_ready():
             return []
         self.started = True
-        self.started_at = time.monotonic()
+        self.started_at = self._moved_at = time.monotonic()
         for member in self.members.values():
             member.state = "running"
             self._send(member, "start", delay=self.start_delay)
@@ -280,7 +290,40 @@ class Registry:
                                     f"no heartbeat for {self.deadline:g} s (stuck in a step, "
                                     f"or its host is unreachable; completed tick {member.tick}"
                                     f"{last})"))
+        stall = self._check_stall(now)
+        if stall is not None:
+            events.append(stall)
         return events
+
+    def _check_stall(self, now: float) -> Event | None:
+        """Stepped mode: a lockstep in which every node is alive (heartbeating) but none has
+        completed a tick for ``deadline`` seconds is stuck waiting on itself -- a message that
+        never came -- and would otherwise wait for ever, heartbeats and all. Reported once,
+        naming the node furthest behind (the one the others wait for) and every node's state.
+        A node silent in a long step is left to the heartbeat deadline, which names it."""
+        if self.mode != "stepped" or not self.started or self._stall_reported:
+            return None
+        running = [m for m in self.members.values() if m.state == "running"]
+        positions = tuple((m.name, m.tick, m.steps) for m in running)
+        if positions != self._positions:
+            self._positions, self._moved_at = positions, now
+            return None
+        if not running or now - self._moved_at <= self.deadline or any(
+                now - m.last_seen > 2 * HEARTBEAT_INTERVAL for m in running):
+            return None
+        self._stall_reported = True
+        # The node the others wait for: furthest behind, and not itself waiting for a node as
+        # far behind (of a listener and the silent publisher it waits on, the publisher).
+        lowest = min(m.tick for m in running)
+        candidates = [m for m in running if m.tick == lowest]
+        behind = next((m for m in candidates if not any(
+            self.members[p].tick == lowest and self.members[p] in candidates
+            for p in self.publishers_of(m))), candidates[0])
+        states = "; ".join(f"{m.name}: tick {m.tick}, {m.activity or 'no report'}"
+                           for m in running)
+        return Event("timeout", behind.name,
+                     f"stepped run stalled: no node completed a tick for {self.deadline:g} s "
+                     f"although every node is alive ({states})")
 
 
 def _register_problem(message: dict[str, Any]) -> str | None:

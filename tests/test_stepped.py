@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 import pytest
+import zmq
 
 import catbus
+from catbus import codec, control
+from catbus.dataplane import HELLO_PREFIX, PROGRESS_FRAME
 from catbus.errors import ConfigError, NodeFailed
+from catbus.rundir import RunDir, running_runs
 from catbus.recording import Recording
 from catbus.verify import first_difference
+from tests.conftest import wait_until
 
 FLAT_EVADE = Path(__file__).resolve().parent.parent / "launch" / "flat_evade.yaml"
 
@@ -138,3 +145,82 @@ def test_a_period_too_fine_for_the_base_tick_is_refused_before_anything_starts()
         catbus.run(launch, mode="stepped")
     assert "slow (period 1.5 s = 1500 ticks)" in str(error.value)
     assert "base tick is 0.001 s" in str(error.value)
+
+
+class MuteNode(threading.Thread):
+    """A node written without catbus, on plain ZeroMQ and msgpack as the README's wire format
+    describes it, with one bug: it joins, heartbeats and never publishes anything, not even
+    progress. It joins the run named ``run`` as the remote node ``mute`` and connects to every
+    node the graph lists, so that they all start."""
+
+    def __init__(self, run: str) -> None:
+        super().__init__(daemon=True)
+        self.run_name = run
+        self.finished = threading.Event()
+        self.stop_reason: str | None = None
+
+    def run(self) -> None:
+        ctx = zmq.Context()
+        rundir = RunDir.create("mute")
+        sockets = [ctx.socket(kind) for kind in (zmq.XPUB, zmq.SUB, zmq.DEALER)]
+        xpub, sub, dealer = sockets
+        try:
+            for sock in sockets:
+                sock.setsockopt(zmq.LINGER, 0)
+            endpoint = rundir.endpoint("mute")
+            xpub.bind(endpoint)
+            registry = wait_until(self._registry_endpoint, 20, what="the run to be published")
+            dealer.connect(registry)
+            dealer.send(control.pack(
+                "register", name="mute", pid=os.getpid(), host="test", cls="raw zmq",
+                endpoint=endpoint, period=0.1, inputs=[], outputs=[["out", "mute/out"]]))
+            for prefix in (PROGRESS_FRAME, codec.topic_frame(HELLO_PREFIX + "mute")):
+                sub.setsockopt(zmq.SUBSCRIBE, prefix)
+            while not self.finished.is_set():
+                if not dealer.poll(200):
+                    dealer.send(control.pack("hb", tick=-1, steps=0, state="muted"))
+                    continue
+                message = control.unpack(dealer.recv())
+                if message["op"] == "graph":
+                    for node in message["nodes"]:
+                        if node["name"] != "mute":
+                            sub.connect(node["endpoint"])
+                    dealer.send(control.pack("ready"))
+                elif message["op"] == "hb":
+                    dealer.send(control.pack("hb", tick=-1, steps=0, state="muted"))
+                elif message["op"] == "stop":
+                    self.stop_reason = message.get("reason")
+                    dealer.send(control.pack("done", code=1, stats={}))
+                    return
+        finally:
+            for sock in sockets:
+                sock.close(0)
+            ctx.term()
+            rundir.remove()
+
+    def _registry_endpoint(self) -> str | None:
+        return next((info["registry"] for info in running_runs()
+                     if info.get("name") == self.run_name), None)
+
+
+@pytest.mark.timeout(60)
+def test_a_stepped_run_in_which_no_node_can_step_fails_naming_the_silent_publisher() -> None:
+    """Every node alive and heartbeating, none able to step: without a stall check the run
+    would wait for ever. It fails after the deadline, naming the node the others wait for."""
+    name = f"mute-{os.getpid()}"
+    launch = {"name": name, "steps": 20, "nodes": {
+        "mute": {"class": "tests.toy_nodes:Talker", "remote": True},
+        "listener": {"class": "tests.toy_nodes:Listener",
+                     "remap": {"talker/out": "mute/out"}}}}
+    mute = MuteNode(name)
+    mute.start()
+    try:
+        with pytest.raises(NodeFailed) as failure:
+            catbus.run(launch, mode="stepped", deadline=2.0, remote_timeout=30)
+    finally:
+        mute.finished.set()
+        mute.join(10)
+    text = str(failure.value)
+    assert "node mute failed: stepped run stalled" in text, text
+    assert "listener: tick -1, waiting for tick 0" in text, text
+    assert not mute.is_alive()
