@@ -316,9 +316,9 @@ class Registry:
         # far behind (of a listener and the silent publisher it waits on, the publisher).
         lowest = min(m.tick for m in running)
         candidates = [m for m in running if m.tick == lowest]
-        behind = next((m for m in candidates if not any(
-            self.members[p].tick == lowest and self.members[p] in candidates
-            for p in self.publishers_of(m))), candidates[0])
+        names = {m.name for m in candidates}
+        behind = next((m for m in candidates if names.isdisjoint(self.publishers_of(m))),
+                      candidates[0])
         states = "; ".join(f"{m.name}: tick {m.tick}, {m.activity or 'no report'}"
                            for m in running)
         return Event("timeout", behind.name,
