@@ -232,6 +232,23 @@ def collect_results(procs: Sequence[tuple[str, Any, Any]], timeout: float,
     return results
 
 
+def run_processes(ctx: Any, jobs: Sequence[tuple[str, Callable, tuple]], timeout: float,
+                  what: str) -> list[Any]:
+    """Start each ``(name, target, args)`` in a process of ``ctx`` with the sending end of a
+    pipe appended to its arguments; what each sends, in order. A process that dies, or a run
+    longer than ``timeout`` seconds, fails at once with every process named
+    (:func:`collect_results`)."""
+    procs = []
+    for name, target, args in jobs:
+        receive, send = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=target, args=(*args, send), daemon=True, name=name)
+        proc.start()
+        send.close()
+        procs.append((name, proc, receive))
+    results = collect_results(procs, timeout, what)
+    return [results[name] for name, _, _ in jobs]
+
+
 def _exit_text(code: int | None) -> str:
     if code is None:
         return "exit status unknown"

@@ -111,32 +111,24 @@ def run(steps: int, timeout: float = 120.0) -> dict[str, Any]:
     takes more than ``timeout`` seconds.
 
     Each process reports on a pipe of its own and the parent watches those pipes together with
-    the processes' sentinels (:func:`bench.common.collect_results`). Before, the env reported
+    the processes' sentinels (:func:`bench.common.run_processes`). Before, the env reported
     on a shared queue that nothing but a timeout could interrupt: a process that died (in
     set-up, at the barrier, or later) left the others blocked -- at the barrier or polling for a
     tick that never came -- and the parent waiting out its whole timeout, as long as the smoke
     test's own budget, before failing without saying which process had gone.
     """
-    from bench.common import collect_results
+    from bench.common import run_processes
 
     ctx = mp.get_context("forkserver")
     with ctx.Manager() as manager:
         sensors, actions = manager.dict(), manager.dict()
         lock, record = manager.Lock(), manager.Queue()
         barrier = ctx.Barrier(1 + len(AGENTS))
-        procs = []
-        for name in ("env", *AGENTS):
-            receive, send = ctx.Pipe(duplex=False)
-            if name == "env":
-                args: tuple = (steps, sensors, actions, lock, record, barrier, send)
-                proc = ctx.Process(target=env_process, args=args, name="manager-env")
-            else:
-                args = (name, steps, sensors, actions, lock, barrier, send)
-                proc = ctx.Process(target=agent_process, args=args, name=f"manager-{name}")
-            proc.start()
-            send.close()
-            procs.append((name, proc, receive))
-        outcome = collect_results(procs, timeout, "Manager-design baseline")["env"]
+        jobs = [("manager-env", env_process,
+                 (steps, sensors, actions, lock, record, barrier))]
+        jobs += [(f"manager-{name}", agent_process,
+                  (name, steps, sensors, actions, lock, barrier)) for name in AGENTS]
+        outcome = run_processes(ctx, jobs, timeout, "Manager-design baseline")[0]
         records = 0
         while not record.empty():
             record.get()

@@ -42,8 +42,8 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import (Row, alternate, code_state, collect_results, median,  # noqa: E402
-                          print_table, setup_paths)
+from bench.common import (Row, alternate, code_state, median, print_table,  # noqa: E402
+                          run_processes, setup_paths)
 
 setup_paths()
 
@@ -216,31 +216,16 @@ def trivial_stepped(steps: int, tmp: Path, res: Results, mcap: bool) -> None:
         res.trivial.append(tick_us)
 
 
-def _run_processes(ctx: Any, jobs: list[tuple[str, Callable, tuple]], what: str) -> list[Any]:
-    """Start each ``(name, target, args)`` in a process with a pipe appended to its arguments;
-    what each sends, in order. A process that dies, or a run longer than :data:`TIMEOUT`, fails
-    at once with every process named (:func:`bench.common.collect_results`)."""
-    procs = []
-    for name, target, args in jobs:
-        parent, child = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=target, args=(*args, child), daemon=True, name=name)
-        proc.start()
-        child.close()
-        procs.append((name, proc, parent))
-    results = collect_results(procs, TIMEOUT, what)
-    return [results[name] for name, _, _ in jobs]
-
-
 def trivial_raw(steps: int, tmp: Path, res: Results) -> None:
     ctx = mp.get_context("spawn")
     endpoints = {name: f"ipc://{tmp}/raw-{name}.sock" for name in ("env", "a1", "a2")}
     barrier = ctx.Barrier(4)
-    outcomes = _run_processes(ctx, [
+    outcomes = run_processes(ctx, [
         ("env", raw_lockstep.env, (endpoints, steps, barrier)),
         ("a1", raw_lockstep.agent, ("a1", endpoints, barrier)),
         ("a2", raw_lockstep.agent, ("a2", endpoints, barrier)),
         ("rec", raw_lockstep.recorder, (endpoints, 4 * (steps + 1) + 2, barrier)),
-    ], "raw pyzmq lockstep (trivial)")
+    ], TIMEOUT, "raw pyzmq lockstep (trivial)")
     env, a1, a2, recorder = outcomes
     if env["errors"]:
         raise RuntimeError(f"raw lockstep: {env['errors'][:3]}")
@@ -257,12 +242,12 @@ def flat_raw(steps: int, tmp: Path, res: Results) -> None:
     ctx = mp.get_context("spawn")
     endpoints = {name: f"ipc://{tmp}/rawflat-{name}.sock" for name in ("env", "robot", "human")}
     barrier = ctx.Barrier(4)
-    outcomes = _run_processes(ctx, [
+    outcomes = run_processes(ctx, [
         ("env", raw_lockstep.flat_env, (endpoints, steps, barrier)),
         ("robot", raw_lockstep.flat_agent, ("robot", endpoints, steps, barrier)),
         ("human", raw_lockstep.flat_agent, ("human", endpoints, steps, barrier)),
         ("rec", raw_lockstep.recorder, (endpoints, 5 * (steps + 1) + 2, barrier)),
-    ], "raw pyzmq lockstep (flat_evade nodes)")
+    ], TIMEOUT, "raw pyzmq lockstep (flat_evade nodes)")
     res.flat_raw.append(steps / outcomes[0]["active_s"])
     res.check("raw lockstep recorder received every message",
               outcomes[3]["received"] == outcomes[3]["expected"])

@@ -60,9 +60,9 @@ class Header:
     the schedule tick the message belongs to (in ``parallel`` mode, the publisher's cycle index).
     ``sim_time`` is seconds of simulated time (``parallel``: seconds since the run started);
     ``wall_time`` is the publisher's ``time.time()``. ``through``, when not None, is progress
-    carried by this message: after it, the publisher has sent everything it will send for ticks
-    ``<= through`` (stepped mode saves a separate ``catbus/progress`` message this way when every
-    peer receives this topic anyway).
+    carried by this message (stepped mode): after it, the publisher has sent everything it will
+    send *on this topic* for ticks ``<= through``; a ``catbus/progress`` message is sent only
+    when a neighbour would not learn all of a tick's progress this way.
 
     A header is a value: treat it as read-only. It is not a frozen dataclass only because one is
     built for every message sent and received, and a frozen one costs three times as much to

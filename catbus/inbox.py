@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 import msgpack
 
@@ -164,20 +164,25 @@ class Inbox:
             return
         topics[topic] = through
         wanted = self.sources.get(publisher)
-        if not wanted:
-            return
+        if wanted:
+            peer = self.progress.get(publisher)
+            if peer is None or through > peer.through:
+                self._complete_through(publisher, topics, wanted)
+
+    def _complete_through(self, publisher: str, topics: dict[str, int],
+                          wanted: tuple[str, ...]) -> None:
+        """Raise ``publisher``'s progress to the lowest ``through`` carried on the topics we
+        read from it."""
+        low = topics.get(wanted[0], -1) if len(wanted) == 1 else \
+            min(topics.get(t, -1) for t in wanted)
         peer = self.progress.get(publisher)
         if peer is None:
             peer = self.progress[publisher] = PeerProgress()
-        if through <= peer.through:
-            return
-        if len(wanted) > 1:
-            through = min(topics.get(t, -1) for t in wanted)
-        if through > peer.through:
-            peer.through = through
+        if low > peer.through:
+            peer.through = low
             self.advances += 1
 
-    def set_sources(self, sources: Mapping[str, Sequence[str]]) -> None:
+    def set_sources(self, sources: Mapping[str, Collection[str]]) -> None:
         """Which topics we receive from each publisher (stepped mode; see :meth:`_carry`).
         Progress carried by messages that came before is counted now."""
         self.sources = {publisher: tuple(sorted(set(topics)))
@@ -185,9 +190,7 @@ class Inbox:
         for publisher, topics in self.carried.items():
             wanted = self.sources.get(publisher)
             if wanted:
-                low = min(topics.get(t, -1) for t in wanted)
-                peer = self.progress.setdefault(publisher, PeerProgress())
-                peer.through = max(peer.through, low)
+                self._complete_through(publisher, topics, wanted)
         self.advances += 1
 
     def _count_gap(self, publisher: str, topic: str, seq: int) -> None:

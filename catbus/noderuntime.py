@@ -90,6 +90,10 @@ class Peers:
     publishers: list[str] = field(default_factory=list)
     subscribers: list[str] = field(default_factory=list)
     endpoints: dict[str, str] = field(default_factory=dict)
+    #: publisher -> the topics we read from it (stepped: whose carried progress we count)
+    sources: dict[str, set[str]] = field(default_factory=dict)
+    #: neighbour -> the topics of ours it reads (empty for a publisher that reads none)
+    reads_from_me: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @property
     def neighbours(self) -> set[str]:
@@ -112,11 +116,18 @@ def compute_peers(name: str, inputs: list[InputBinding], graph: list[dict]) -> P
         for topic in outputs:
             if topic in my_topics:
                 peers.publisher_of[topic] = other_name
-        if wildcard or outputs & my_topics:
+        read = outputs if wildcard else outputs & my_topics
+        publishes = wildcard or bool(read)
+        if publishes:
             peers.publishers.append(other_name)
+            peers.sources[other_name] = read
         their_inputs = {topic for _, topic, _ in other["inputs"]}
-        if ALL in their_inputs or their_inputs & my_outputs:
+        everything = ALL in their_inputs
+        reads = frozenset(my_outputs if everything else their_inputs & my_outputs)
+        if everything or reads:
             peers.subscribers.append(other_name)
+        if publishes or everything or reads:
+            peers.reads_from_me[other_name] = reads
     return peers
 
 
@@ -440,7 +451,7 @@ class NodeRuntime:
             raise Interrupted(signum)
 
     # -- stepping -------------------------------------------------------------------------------
-    #: Stepped: for each neighbour, the topics of ours it reads (see :meth:`_plan_carrying`);
+    #: Stepped: for each neighbour, the topics of ours it reads (``Peers.reads_from_me``);
     #: None outside stepped mode, where data never carries progress.
     _carry_needs: list[frozenset[str]] | None = None
 
@@ -488,28 +499,11 @@ class NodeRuntime:
         return covered
 
     def _plan_carrying(self) -> None:
-        """Stepped mode, from the graph: which topics we receive from each publisher (so the
-        inbox can count progress carried by their data) and which of our topics each neighbour
-        reads (so we know when our data carried all our progress)."""
-        my_inputs = {b.topic for b in self.inputs}
-        wildcard = ALL in my_inputs
-        my_outputs = set(self.output_topics.values())
-        publishers = set(self.peers.publishers)
-        neighbours = self.peers.neighbours
-        sources: dict[str, set[str]] = {}
-        needs: list[frozenset[str]] = []
-        for other in self._graph_nodes:
-            name = other["name"]
-            if name == self.name:
-                continue
-            if name in publishers:
-                outputs = {topic for _, topic in other["outputs"]}
-                sources[name] = outputs if wildcard else outputs & my_inputs
-            if name in neighbours:
-                theirs = {topic for _, topic, _ in other["inputs"]}
-                needs.append(frozenset(my_outputs if ALL in theirs else my_outputs & theirs))
-        self.inbox.set_sources(sources)
-        self._carry_needs = needs
+        """Stepped mode, from the graph: the inbox counts progress carried by the data of each
+        publisher on the topics we read from it, and we know when our data carried all our
+        progress to every neighbour."""
+        self.inbox.set_sources(self.peers.sources)
+        self._carry_needs = list(self.peers.reads_from_me.values())
         self._covered: dict[tuple, bool] = {}
 
     def _deliver_in_order(self, messages: list) -> None:
