@@ -45,7 +45,7 @@ def code_state() -> str:
 def warm_allocator() -> None:
     """Allocate and free one 8 MiB block, which raises glibc's dynamic mmap/trim thresholds.
 
-    Why: :func:`catbus.codec.encode_payload` calls ``msgpack.packb`` inside the ``default`` hook
+    Why: :func:`catbus.wire.codec.encode_payload` calls ``msgpack.packb`` inside the ``default`` hook
     of another ``packb`` (once per array); each Packer allocates a 256 KiB buffer, and while the
     thresholds are at their start values the inner one is mmapped/trimmed every time, so encoding
     one small array costs ~15 us instead of ~3 us. catbus node processes happen to be past that

@@ -31,7 +31,7 @@ from bench.common import setup_paths  # noqa: E402
 
 setup_paths()
 
-from catbus.recorder import Recorder  # noqa: E402
+from catbus.recording.recorder import Recorder  # noqa: E402
 from nodes.flat_evade.agent import ModelBasedAgent  # noqa: E402
 from nodes.flat_evade.env import FlatEvadeEnv  # noqa: E402
 from bench.trivial_nodes import NullRecorder, TrivialAgent, TrivialEnv  # noqa: E402

@@ -19,7 +19,7 @@ from typing import Any
 
 import zmq
 
-from catbus import codec
+from catbus.wire import codec
 from bench.common import warm_allocator
 from bench.transport_nodes import small_message
 from bench.trivial_nodes import CpuMeter

@@ -2,8 +2,8 @@
 
 Two processes (multiprocessing, ``spawn``), each with one publishing socket it binds and one SUB
 it connects to the other -- the same shape as two catbus nodes, without a runtime around them.
-Messages are built with :func:`catbus.codec.encode_message` and read with
-:func:`catbus.codec.decode_message`; a receive is a plain blocking call. Two ways to move frames:
+Messages are built with :func:`catbus.wire.codec.encode_message` and read with
+:func:`catbus.wire.codec.decode_message`; a receive is a plain blocking call. Two ways to move frames:
 
 * ``tuned=False`` (the baseline the targets refer to): ``send_multipart(frames, copy=False)`` and
   ``recv_multipart(copy=False)``, as the benchmark's issue specifies;
@@ -26,11 +26,11 @@ from typing import Any
 import numpy as np
 import zmq
 
-from catbus import codec
+from catbus.wire import codec
 from bench.common import warm_allocator
 from bench.transport_nodes import BIG_BYTES, big_array, big_message, receive_checks, small_message
 
-HWM = 100_000  # as catbus.dataplane.HWM
+HWM = 100_000  # as catbus.runtime.dataplane.HWM
 TIMEOUT_MS = 20_000
 ZERO_COPY_MIN = 64 * 1024
 _SNDMORE, _RCVMORE = int(zmq.SNDMORE), int(zmq.RCVMORE)

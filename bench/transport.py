@@ -4,9 +4,9 @@ What is measured and why. catbus promises that its peer-to-peer data plane costs
 ZeroMQ itself, so this measures the real node runtime -- node processes started by
 ``catbus.run(..., mode="parallel")`` (registry, launcher, ``NodeRuntime`` with its poller, inbox,
 lazy decoding and ``on_message`` dispatch, ``DataPlane`` publishing) -- and, in the same
-invocation, two plain processes sending the very same :func:`catbus.codec.encode_message` frames
+invocation, two plain processes sending the very same :func:`catbus.wire.codec.encode_message` frames
 over raw pyzmq PUB/SUB on ``ipc`` (``send_multipart(copy=False)``, blocking
-``recv_multipart(copy=False)``, :func:`catbus.codec.decode_message`), so the ratio isolates what
+``recv_multipart(copy=False)``, :func:`catbus.wire.codec.decode_message`), so the ratio isolates what
 the runtime adds on top of ZeroMQ and the codec, on this machine, now. Round trip: a reactive
 ``Ping`` node sends a ping from ``on_message`` and a reactive ``Pong`` node echoes it from
 ``on_message``; one round trip is from returning the ping (before the runtime encodes it) to

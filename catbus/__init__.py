@@ -14,12 +14,12 @@ from catbus.params import Param
 __version__ = "0.1.0"
 
 
-def run(*args, **kwargs):  # noqa: D401 - thin re-export, documented in catbus.api.run
-    from catbus.api import run as _run
+def run(*args, **kwargs):  # noqa: D401 - thin re-export, documented in catbus.launch.api.run
+    from catbus.launch.api import run as _run
 
     return _run(*args, **kwargs)
 
 
-run.__doc__ = "See :func:`catbus.api.run`."
+run.__doc__ = "See :func:`catbus.launch.api.run`."
 
 __all__ = ["Node", "Input", "Param", "ALL_TOPICS", "run", "__version__"]

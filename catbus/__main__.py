@@ -2,6 +2,6 @@
 
 import sys
 
-from catbus.cli import main
+from catbus.cli.main import main
 
 sys.exit(main())

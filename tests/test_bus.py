@@ -24,13 +24,16 @@ import pytest
 import zmq
 
 import catbus
-from catbus import codec, control, launcher, noderuntime
-from catbus.dataplane import HELLO_PREFIX, PROGRESS_FRAME
+from catbus.wire import codec
+from catbus.wire import control
+from catbus.launch import launcher
+from catbus.runtime import process as noderuntime
+from catbus.runtime.dataplane import HELLO_PREFIX, PROGRESS_FRAME
 from catbus.errors import NodeFailed
-from catbus.introspect import query_graph
-from catbus.recording import Recording
-from catbus.registry import Registry
-from catbus.rundir import RunDir, remove_stale_runs, running_runs
+from catbus.cli.introspect import query_graph
+from catbus.recording.reader import Recording
+from catbus.launch.registry import Registry
+from catbus.launch.rundir import RunDir, remove_stale_runs, running_runs
 from tests.conftest import ROOT, alive, wait_until
 
 pytestmark = pytest.mark.usefixtures("bus_sandbox")

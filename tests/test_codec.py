@@ -1,4 +1,4 @@
-"""The wire format (catbus.codec): exact round trips, zero copy, read-only results, and malformed
+"""The wire format (catbus.wire.codec): exact round trips, zero copy, read-only results, and malformed
 frames that are refused with DecodeError (and counted, never fatal, by a node's inbox).
 
 Round trips run pure (encode, decode) and through real ZeroMQ sockets: a PAIR over ``inproc`` and
@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from catbus import codec
-from catbus.inbox import Inbox, InputBinding
+from catbus.wire import codec
+from catbus.runtime.inbox import Inbox, InputBinding
 
 pytestmark = pytest.mark.timeout(60)
 

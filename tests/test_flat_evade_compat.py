@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from catbus.codec import decode_payload, encode_payload
+from catbus.wire.codec import decode_payload, encode_payload
 from catbus.node import Node
 from catbus.params import resolve
 from nodes.flat_evade import controllers

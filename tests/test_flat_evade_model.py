@@ -13,7 +13,7 @@ from typing import Any, Optional
 import numpy as np
 import pytest
 
-from catbus.codec import decode_payload, encode_payload
+from catbus.wire.codec import decode_payload, encode_payload
 from catbus.errors import ConfigError
 from catbus.params import Param, resolve
 from nodes.flat_evade import agent as agent_module

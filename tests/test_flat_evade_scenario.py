@@ -14,7 +14,7 @@ import pytest
 from mcap.reader import make_reader
 
 import catbus
-from catbus.recording import Recording
+from catbus.recording.reader import Recording
 from tests.test_flat_evade_compat import CHECKPOINTS, assert_printed
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,12 +16,12 @@ import pytest
 import zmq
 from mcap.writer import CompressionType, Writer
 
-from catbus import codec
-from catbus.dataplane import receive_frames, send_frames
-from catbus.inbox import Inbox, InputBinding
-from catbus.recorder import _FastChunkBuilder, _use_fast_chunks
-from catbus.schedule import Schedule
-from catbus.simclock import sim_time_function
+from catbus.wire import codec
+from catbus.runtime.dataplane import receive_frames, send_frames
+from catbus.runtime.inbox import Inbox, InputBinding
+from catbus.recording.recorder import _FastChunkBuilder, _use_fast_chunks
+from catbus.runtime.schedule import Schedule
+from catbus.runtime.simclock import sim_time_function
 
 
 def _reference_payload(value):

@@ -2,7 +2,7 @@
 and good files resolve names, defaults, overrides and paths the way the module docstring says.
 
 Pure code: no sockets, no processes. The recorder is replaced by a stand-in module so these tests
-do not depend on ``catbus.recorder`` (one test checks the real class once it exists).
+do not depend on ``catbus.recording.recorder`` (one test checks the real class once it exists).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from catbus.errors import ConfigError
-from catbus.launchfile import (RECORDER_CLASS, LaunchSpec, TopicBinding, build_launch,
+from catbus.launch.launchfile import (RECORDER_CLASS, LaunchSpec, TopicBinding, build_launch,
                                load_launch)
 from catbus.node import Input, Node
 from catbus.params import Param
@@ -44,17 +44,17 @@ def write(folder: Path, name: str, text: str) -> Path:
 
 @pytest.fixture
 def fake_recorder(monkeypatch: pytest.MonkeyPatch) -> type:
-    """A stand-in ``catbus.recorder`` module with a Recorder node (path param, reads everything)."""
-    module = types.ModuleType("catbus.recorder")
+    """A stand-in ``catbus.recording.recorder`` module with a Recorder node (path param, reads everything)."""
+    module = types.ModuleType("catbus.recording.recorder")
 
     class Recorder(Node):
         inputs = [Input("*", "all")]
         params = {"path": Param(str, "", "output file")}
         period = None
 
-    Recorder.__module__ = "catbus.recorder"
+    Recorder.__module__ = "catbus.recording.recorder"
     module.Recorder = Recorder  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "catbus.recorder", module)
+    monkeypatch.setitem(sys.modules, "catbus.recording.recorder", module)
     return Recorder
 
 
@@ -417,7 +417,7 @@ def test_set_reaches_the_appended_recorder(tmp_path: Path, fake_recorder: type) 
 
 
 def test_real_recorder_class_when_it_exists(tmp_path: Path) -> None:
-    pytest.importorskip("catbus.recorder", reason="catbus.recorder is not written yet")
+    pytest.importorskip("catbus.recording.recorder", reason="catbus.recording.recorder is not written yet")
     spec = load_launch(write(tmp_path, "x.yaml", GOOD), record=tmp_path / "r.mcap")
     assert spec.node_names[-1] == "recorder"
     assert spec.node("recorder").params["path"] == str(tmp_path / "r.mcap")

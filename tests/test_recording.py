@@ -1,7 +1,7 @@
 """Recorder -> MCAP -> Recording round trips, truncated files, the flat_evade evaluator and plot.
 
 The recorder is driven directly, the way the runtime drives it (bind, setup, on_raw in write
-order, close), with frames built by catbus.codec, so these tests need no bus and run in well
+order, close), with frames built by catbus.wire.codec, so these tests need no bus and run in well
 under a second each (the SIGKILL test starts one Python process).
 """
 
@@ -22,13 +22,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from catbus import codec
-from catbus.cli_recording import cmd_eval, cmd_plot
+from catbus.wire import codec
+from catbus.cli.recording import cmd_eval, cmd_plot
 from catbus.errors import CatbusError
-from catbus.evaluate import evaluate_file, format_table, plot_file
+from catbus.recording.evaluate import evaluate_file, format_table, plot_file
 from catbus.params import resolve
-from catbus.recorder import DROPS_TOPIC, Recorder
-from catbus.recording import RecordedMessage, Recording
+from catbus.recording.recorder import DROPS_TOPIC, Recorder
+from catbus.recording.reader import RecordedMessage, Recording
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE_TICK_NS = 10_000_000  # 0.01 s
@@ -257,9 +257,9 @@ WRITER = textwrap.dedent("""
     import sys, time
     import numpy as np
     sys.path.insert(0, sys.argv[2])
-    from catbus import codec
+    from catbus.wire import codec
     from catbus.params import resolve
-    from catbus.recorder import Recorder
+    from catbus.recording.recorder import Recorder
     recorder = Recorder()
     recorder.bind("recorder", 3, None, {"seed": 3, "mode": "stepped", "base_tick_ns": 10_000_000})
     recorder.setup(resolve(Recorder.params, {"path": sys.argv[1], "chunk_size": 2048,

@@ -10,12 +10,13 @@ import pytest
 import zmq
 
 import catbus
-from catbus import codec, control
-from catbus.dataplane import HELLO_PREFIX, PROGRESS_FRAME
+from catbus.wire import codec
+from catbus.wire import control
+from catbus.runtime.dataplane import HELLO_PREFIX, PROGRESS_FRAME
 from catbus.errors import ConfigError, NodeFailed
-from catbus.rundir import RunDir, running_runs
-from catbus.recording import Recording
-from catbus.verify import first_difference
+from catbus.launch.rundir import RunDir, running_runs
+from catbus.recording.reader import Recording
+from catbus.recording.verify import first_difference
 from tests.conftest import wait_until
 
 FLAT_EVADE = Path(__file__).resolve().parent.parent / "launch" / "flat_evade.yaml"

@@ -33,11 +33,11 @@ from typing import Any
 import pytest
 
 import catbus
-from catbus.api import load
-from catbus.dataplane import data_endpoint_for, host_address, interface_addresses, reachable_bus
+from catbus.launch.api import load
+from catbus.runtime.dataplane import data_endpoint_for, host_address, interface_addresses, reachable_bus
 from catbus.errors import RunTimeout
-from catbus.launcher import Launcher
-from catbus.verify import first_difference
+from catbus.launch.launcher import Launcher
+from catbus.recording.verify import first_difference
 from tests.conftest import ROOT, alive
 
 pytestmark = pytest.mark.usefixtures("bus_sandbox")
@@ -299,7 +299,7 @@ class TwoHosts:
                 proc.process.wait(timeout=RUN_LIMIT)
         except subprocess.TimeoutExpired:
             graph_view = self.a.python(
-                "from catbus.introspect import query_graph\n"
+                "from catbus.cli.introspect import query_graph\n"
                 f"g = query_graph({self.bus!r}, timeout=2)\n"
                 "print('started', g['started'])\n"
                 "for n in g['nodes']: print(n['name'], n['state'], n['endpoint'], n['host'])")

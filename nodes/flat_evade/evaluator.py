@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from catbus.errors import CatbusError
-from catbus.recording import Recording
+from catbus.recording.reader import Recording
 
 D0 = 1.0
 NO_OBSTACLE = 1e9

@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from catbus.errors import CatbusError
-from catbus.recording import Recording
+from catbus.recording.reader import Recording
 from nodes.flat_evade.evaluator import NO_OBSTACLE, evaluate, radar_distance
 
 COLORS = {"robot": "#e41a1c", "human": "#1f5fd6", "robot_goal": "#ff7f00",

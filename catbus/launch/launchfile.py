@@ -39,7 +39,7 @@ Decisions worth knowing:
 * **Paths.** Paths in a file (``record``, ``params_file``) are relative to that file's folder;
   a ``record`` given on the command line is relative to the current directory. Both end up
   absolute, because nodes may run with another working directory.
-* **Recording.** With ``record``, a node ``recorder`` of class ``catbus.recorder:Recorder`` is
+* **Recording.** With ``record``, a node ``recorder`` of class ``catbus.recording.recorder:Recorder`` is
   appended last (it subscribes to everything) with ``params.path`` set to the absolute path;
   if the file already has a node of that class, only its ``path`` is set.
 * **Topics.** One publisher per topic (two would make the recording and the lockstep ambiguous).
@@ -53,7 +53,7 @@ Decisions worth knowing:
   Every node binds its data socket on the address it reaches the registry from and registers
   that as its endpoint (``catbus node --advertise IP`` overrides it); the launcher's own nodes,
   given a ``0.0.0.0`` registry, use this host's address instead
-  (:func:`catbus.dataplane.host_address`: the default route's interface, else the only
+  (:func:`catbus.runtime.dataplane.host_address`: the default route's interface, else the only
   address). A remote node runs ``catbus node module:Class --name NAME --bus tcp://HOST:PORT``
   with HOST as *it* reaches the launcher's machine; its parameters and the run seed come from
   the registry, never from files on its host.
@@ -90,7 +90,7 @@ MODES = ("parallel", "stepped", "inline")
 POLICIES = ("latest", "all")
 TOP_KEYS = ("name", "description", "mode", "steps", "duration", "seed", "record", "bus", "nodes")
 NODE_KEYS = ("class", "period", "params", "params_file", "remap", "remote")
-RECORDER_CLASS = "catbus.recorder:Recorder"
+RECORDER_CLASS = "catbus.recording.recorder:Recorder"
 RECORDER_NAME = "recorder"
 CLI = "command line"
 SET = "--set"

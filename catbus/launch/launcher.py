@@ -24,15 +24,15 @@ from typing import Any
 
 import zmq
 
-from catbus.control import CLOSING_STATE, HEARTBEAT_INTERVAL
-from catbus.dataplane import reachable_bus
+from catbus.wire.control import CLOSING_STATE, HEARTBEAT_INTERVAL
+from catbus.runtime.dataplane import reachable_bus
 from catbus.errors import ConfigError, NodeFailed, RunTimeout
-from catbus.launchfile import LaunchSpec, NodeSpec
-from catbus.progress import RunProgress
-from catbus.registry import Registry
-from catbus.result import RunResult
-from catbus.rundir import RunDir
-from catbus.runinfo import build_run_info, parallel_duration, schedule_for
+from catbus.launch.launchfile import LaunchSpec, NodeSpec
+from catbus.launch.progressbar import RunProgress
+from catbus.launch.registry import Registry
+from catbus.launch.result import RunResult
+from catbus.launch.rundir import RunDir
+from catbus.launch.runinfo import build_run_info, parallel_duration, schedule_for
 
 #: Seconds given to children for each step of the shutdown ladder.
 STOP_GRACE = 5.0
@@ -304,7 +304,7 @@ def _signal_label(signum: int | None) -> str:
 def launch(spec: LaunchSpec, **options: Any) -> RunResult:
     """Run a ``parallel`` or ``stepped`` launch spec; raises NodeFailed if a node failed."""
     if spec.mode == "inline":
-        raise ConfigError(str(spec.path or ""), "mode", "use catbus.inline for inline runs")
+        raise ConfigError(str(spec.path or ""), "mode", "use catbus.launch.inline for inline runs")
     return Launcher(spec, **options).run()
 
 

@@ -22,8 +22,8 @@ from typing import Any, Collection, Mapping, Sequence
 
 import msgpack
 
-from catbus import codec
-from catbus.dataplane import PROGRESS_TOPIC
+from catbus.wire import codec
+from catbus.runtime.dataplane import PROGRESS_TOPIC
 
 ALL = "*"
 

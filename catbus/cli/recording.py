@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 from catbus.errors import CatbusError
-from catbus.evaluate import evaluate_file, format_table, plot_file, to_jsonable
-from catbus.recorder import DROPS_TOPIC
-from catbus.recording import Recording
+from catbus.recording.evaluate import evaluate_file, format_table, plot_file, to_jsonable
+from catbus.recording.recorder import DROPS_TOPIC
+from catbus.recording.reader import Recording
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ import sys
 import time
 from typing import Any
 
-from catbus.schedule import Schedule
+from catbus.runtime.schedule import Schedule
 
 
 class RunProgress:

@@ -26,16 +26,16 @@ from typing import Any
 
 import zmq
 
-from catbus import codec
+from catbus.wire import codec
 from catbus import params as params_mod
-from catbus.control import CLOSING_STATE, DEFAULT_REGISTRY_TIMEOUT, ControlLink
-from catbus.dataplane import DataPlane, data_endpoint_for, receive_frames
+from catbus.wire.control import CLOSING_STATE, DEFAULT_REGISTRY_TIMEOUT, ControlLink
+from catbus.runtime.dataplane import DataPlane, data_endpoint_for, receive_frames
 from catbus.errors import CatbusError
-from catbus.inbox import ALL, Inbox, InputBinding
+from catbus.runtime.inbox import ALL, Inbox, InputBinding
 from catbus.node import Node
-from catbus.schedule import Schedule
-from catbus.simclock import sim_time_function
-from catbus.stats import NodeStats
+from catbus.runtime.schedule import Schedule
+from catbus.runtime.simclock import sim_time_function
+from catbus.runtime.stats import NodeStats
 
 #: How many ticks a publisher may run ahead of its slowest subscriber in stepped mode.
 WINDOW = 8

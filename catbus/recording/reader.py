@@ -1,4 +1,4 @@
-"""Reading catbus recordings (MCAP files written by :class:`catbus.recorder.Recorder`).
+"""Reading catbus recordings (MCAP files written by :class:`catbus.recording.recorder.Recorder`).
 
 ::
 
@@ -30,9 +30,9 @@ from mcap.reader import SeekingReader
 from mcap.records import Channel, Message, Metadata
 from mcap.stream_reader import CRCValidationError, StreamReader
 
-from catbus import codec
+from catbus.wire import codec
 from catbus.errors import CatbusError
-from catbus.recorder import END_METADATA_NAME, JSON_KEYS, MESSAGE_ENCODING, METADATA_NAME
+from catbus.recording.recorder import END_METADATA_NAME, JSON_KEYS, MESSAGE_ENCODING, METADATA_NAME
 
 MCAP_MAGIC = b"\x89MCAP0\r\n"
 #: What a record cut short or damaged can raise while it is parsed (the mcap package has no single
@@ -232,7 +232,7 @@ class Recording:
 
 
 def _decode_metadata(values: dict[str, str]) -> dict[str, Any]:
-    """Undo :func:`catbus.recorder.metadata_strings`. Files from other writers (no
+    """Undo :func:`catbus.recording.recorder.metadata_strings`. Files from other writers (no
     ``_json_keys``) get every value that parses as JSON decoded."""
     listed = values.get(JSON_KEYS)
     json_keys: set[str] | None = None

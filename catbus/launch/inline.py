@@ -2,7 +2,7 @@
 
 It is the reference the multi-process modes are checked against, and the fastest way to run.
 Messages still go through the codec (encode to frames, buffers copied as the wire would, decode
-into read-only arrays), through the same :class:`~catbus.inbox.Inbox` the other runners use, so a
+into read-only arrays), through the same :class:`~catbus.runtime.inbox.Inbox` the other runners use, so a
 node cannot tell it is running inline. Because steps run in (tick, launch order), "the newest
 message so far" is exactly what the schedule lets a node see.
 """
@@ -12,16 +12,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from catbus import codec
+from catbus.wire import codec
 from catbus.errors import NodeFailed
-from catbus.inbox import ALL, Inbox, InputBinding
-from catbus.launchfile import LaunchSpec
+from catbus.runtime.inbox import ALL, Inbox, InputBinding
+from catbus.launch.launchfile import LaunchSpec
 from catbus.node import Node
-from catbus.progress import RunProgress
-from catbus.result import RunResult
-from catbus.runinfo import build_run_info, schedule_for
-from catbus.simclock import sim_time_function
-from catbus.stats import NodeStats
+from catbus.launch.progressbar import RunProgress
+from catbus.launch.result import RunResult
+from catbus.launch.runinfo import build_run_info, schedule_for
+from catbus.runtime.simclock import sim_time_function
+from catbus.runtime.stats import NodeStats
 
 
 class _Member:

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from catbus.errors import ConfigError
-from catbus.launchfile import LaunchSpec, build_launch, load_launch
-from catbus.result import RunResult
+from catbus.launch.launchfile import LaunchSpec, build_launch, load_launch
+from catbus.launch.result import RunResult
 
 
 def load(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: str | None = None,
@@ -62,11 +62,11 @@ def run(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: str
             raise ConfigError(str(spec.path or "<launch>"), f"nodes.{remote_nodes[0]}.remote",
                               "inline mode runs every node in this process and cannot wait for "
                               "remote nodes; use --mode stepped or parallel")
-        from catbus.inline import run_inline
+        from catbus.launch.inline import run_inline
 
         result = run_inline(spec, progress=progress)
     else:
-        from catbus.launcher import launch as launch_processes
+        from catbus.launch.launcher import launch as launch_processes
 
         result = launch_processes(spec, progress=progress, deadline=deadline,
                                   remote_timeout=remote_timeout)
@@ -76,7 +76,7 @@ def run(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: str
 
 
 def _scores(record: Path) -> dict[str, Any] | None:
-    from catbus.evaluate import evaluate_file
+    from catbus.recording.evaluate import evaluate_file
     from catbus.errors import CatbusError
 
     try:

@@ -1,6 +1,6 @@
 """Looking into a running run: ``catbus topic list|echo|hz``, ``catbus node list``, ``catbus bus``.
 
-A run on this machine is found through its run folder (see :mod:`catbus.rundir`); ``--bus`` names
+A run on this machine is found through its run folder (see :mod:`catbus.launch.rundir`); ``--bus`` names
 any other. ``echo`` and ``hz`` connect a SUB socket straight to the topic's publisher, like any
 node, so they observe the run without slowing it down through a broker. They end by themselves
 when the run they watch ends (:class:`RunWatch`): its run folder is removed, or its registry stops
@@ -18,10 +18,10 @@ from typing import Any
 
 import zmq
 
-from catbus import codec
-from catbus.control import pack, unpack
+from catbus.wire import codec
+from catbus.wire.control import pack, unpack
 from catbus.errors import CatbusError
-from catbus.rundir import RUN_FILE, running_runs
+from catbus.launch.rundir import RUN_FILE, running_runs
 
 #: How often ``echo`` and ``hz`` ask the registry whether the run is still there, and how long it
 #: may leave them unanswered before they take the run for gone.
@@ -233,8 +233,8 @@ def topic_hz(topic: str, bus: str | None, count: int | None = None, window: floa
 
 def host_bus(bind: str, *, mode: str = "parallel", seed: int = 0) -> int:
     """``catbus bus``: a registry with no launch file; nodes start as soon as they connect."""
-    from catbus.registry import Registry
-    from catbus.rundir import RunDir
+    from catbus.launch.registry import Registry
+    from catbus.launch.rundir import RunDir
 
     ctx = zmq.Context.instance()
     rundir = RunDir.create("bus")

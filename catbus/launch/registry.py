@@ -17,7 +17,7 @@ from typing import Any
 
 import zmq
 
-from catbus.control import HEARTBEAT_INTERVAL, pack, unpack
+from catbus.wire.control import HEARTBEAT_INTERVAL, pack, unpack
 
 
 @dataclass

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from catbus.launchfile import LaunchSpec
+from catbus.launch.launchfile import LaunchSpec
 
 
 @dataclass

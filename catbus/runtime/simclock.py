@@ -1,4 +1,4 @@
-"""Sim time of a tick, cheaply and bit-identically to :meth:`catbus.schedule.Schedule.sim_time`.
+"""Sim time of a tick, cheaply and bit-identically to :meth:`catbus.runtime.schedule.Schedule.sim_time`.
 
 ``Schedule.sim_time`` is ``float(tick * base_tick)`` with ``fractions.Fraction`` arithmetic, a few
 microseconds per call; the stepped and inline loops ask once per step. ``tick * numerator /
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from catbus.schedule import Schedule
+from catbus.runtime.schedule import Schedule
 
 
 def sim_time_function(schedule: Schedule) -> Callable[[int], float]:

@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 import msgpack
 import zmq
 
-from catbus import codec
+from catbus.wire import codec
 
 HELLO_PREFIX = "catbus/hello/"
 PROGRESS_TOPIC = "catbus/progress"
@@ -244,7 +244,7 @@ class DataPlane:
     def publish(self, topic: str, value: Any, tick: int, sim_time: float,
                 through: int | None = None) -> None:
         """Encode and send one message; large array buffers go out without a copy. ``through``
-        makes it carry progress too (see :class:`catbus.codec.Header`)."""
+        makes it carry progress too (see :class:`catbus.wire.codec.Header`)."""
         seq = self.seq[topic]
         self.seq[topic] = seq + 1
         header = codec.Header(self.name, seq, tick, sim_time, time.time(), through)

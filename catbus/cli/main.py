@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--remote-timeout", type=float, default=120.0, metavar="S",
                    help="seconds to wait for remote nodes to join (default 120)")
     p.add_argument("--deadline", type=float, default=30.0, metavar="S",
-                   # "5 s": catbus.launcher.END_GRACE (not imported: the CLI loads no zmq).
+                   # "5 s": catbus.launch.launcher.END_GRACE (not imported: the CLI loads no zmq).
                    help="a node silent for this long (e.g. stuck in a step) fails the run, "
                         "naming it (default 30); so does a stepped run in which no node "
                         "completes a tick for this long, and, in parallel mode, a node still "
@@ -181,8 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # -- commands -------------------------------------------------------------------------------------
 def cmd_launch(args: argparse.Namespace) -> int:
-    from catbus.api import run
-    from catbus.evaluate import format_table
+    from catbus.launch.api import run
+    from catbus.recording.evaluate import format_table
 
     result = run(args.file, mode=args.mode, seed=args.seed, steps=args.steps,
                  duration=args.duration, overrides=args.overrides, record=args.record,
@@ -204,14 +204,14 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
 def cmd_node(args: argparse.Namespace) -> int:
     if args.target == "list":
-        from catbus.introspect import node_list
+        from catbus.cli.introspect import node_list
 
         return node_list(args.bus)
     if not args.name:
         print("catbus: node: --name is required (the node's identity in the run)",
               file=sys.stderr)
         return 2
-    from catbus.nodemain import run_node
+    from catbus.cli.node import run_node
 
     return run_node(args.target, name=args.name, bus=args.bus, params=args.param,
                     remaps=args.remap, period=args.period, advertise=args.advertise,
@@ -219,13 +219,13 @@ def cmd_node(args: argparse.Namespace) -> int:
 
 
 def cmd_bus(args: argparse.Namespace) -> int:
-    from catbus.introspect import host_bus
+    from catbus.cli.introspect import host_bus
 
     return host_bus(args.bind, mode=args.mode, seed=args.seed)
 
 
 def cmd_topic(args: argparse.Namespace) -> int:
-    from catbus import introspect
+    from catbus.cli import introspect
 
     if args.action != "list" and not args.topic:
         print(f"catbus: topic {args.action}: name the topic, e.g. catbus topic {args.action} "
@@ -239,13 +239,13 @@ def cmd_topic(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from catbus.cli_recording import cmd_eval as run_eval
+    from catbus.cli.recording import cmd_eval as run_eval
 
     return run_eval(args)
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from catbus.cli_recording import cmd_plot as run_plot
+    from catbus.cli.recording import cmd_plot as run_plot
 
     if args.output is None:
         args.output = str(args.file).removesuffix(".mcap") + ".png"
@@ -253,7 +253,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from catbus.verify import verify
+    from catbus.recording.verify import verify
 
     return verify(args.file, seed=args.seed, steps=args.steps, duration=args.duration,
                   overrides=args.overrides)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from catbus.recording import Recording
+from catbus.recording.reader import Recording
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def verify(launch: str, *, seed: int | None = None, steps: int | None = None,
            duration: float | None = None, overrides: Sequence[str] = (),
            out: Any = print) -> int:
     """Run both modes and report; returns 0 when they agree, 1 otherwise."""
-    from catbus.api import run
+    from catbus.launch.api import run
 
     with tempfile.TemporaryDirectory(prefix="catbus-verify-") as folder:
         paths = {}

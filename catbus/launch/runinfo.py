@@ -11,8 +11,8 @@ import sys
 from importlib import metadata
 from typing import Any
 
-from catbus.launchfile import LaunchSpec
-from catbus.schedule import Schedule, build_schedule
+from catbus.launch.launchfile import LaunchSpec
+from catbus.runtime.schedule import Schedule, build_schedule
 
 
 def package_versions() -> dict[str, str]:

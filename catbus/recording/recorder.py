@@ -6,7 +6,7 @@ launch-file order, then sequence). File layout (see DESIGN.md, "Recording (MCAP)
 
 * one channel per topic, ``message_encoding="catbus-msgpack"``, no schema, registered on the
   topic's first message;
-* each message's ``data`` is :func:`catbus.codec.record_bytes` of the received frames -- never
+* each message's ``data`` is :func:`catbus.wire.codec.record_bytes` of the received frames -- never
   decoded and re-encoded, so a recording holds exactly the bytes that travelled;
 * ``publish_time`` = sim time in ns (so ``tick = publish_time // base_tick_ns`` in
   stepped/inline), ``log_time`` = wall time of receipt in ns, ``sequence`` = the publisher's
@@ -20,7 +20,7 @@ launch-file order, then sequence). File layout (see DESIGN.md, "Recording (MCAP)
 Why these choices: a file must survive the recorder being killed (SIGKILL, power of a laptop lid),
 so data goes to the OS as soon as each chunk is complete (the file object is unbuffered) and chunks
 are moderate in size and also closed after ``flush_interval`` seconds of wall time. A reader then
-recovers everything up to the last complete chunk (see :mod:`catbus.recording`).
+recovers everything up to the last complete chunk (see :mod:`catbus.recording.reader`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from mcap.opcode import Opcode
 from mcap.records import Message, MessageIndex
 from mcap.writer import CompressionType, Writer
 
-from catbus import codec
+from catbus.wire import codec
 from catbus.node import Input, Node
 from catbus.params import Param
 

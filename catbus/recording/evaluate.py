@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from catbus.errors import CatbusError
-from catbus.recording import Recording
+from catbus.recording.reader import Recording
 
 
 def evaluate_file(path: str | os.PathLike[str] | Recording, **options: Any) -> dict[str, Any]:

@@ -15,9 +15,9 @@ from typing import Sequence
 
 from catbus import params as params_mod
 from catbus.errors import CatbusError, ConfigError
-from catbus.inbox import InputBinding
-from catbus.launchfile import import_node_class
-from catbus.noderuntime import Interrupted, NodeRuntime, install_signal_handlers, \
+from catbus.runtime.inbox import InputBinding
+from catbus.launch.launchfile import import_node_class
+from catbus.runtime.process import Interrupted, NodeRuntime, install_signal_handlers, \
     set_parent_death_signal, start_orphan_watchdog
 from catbus.topics import resolve_topic
 
@@ -35,7 +35,7 @@ def _parse_remaps(remaps: Sequence[str]) -> dict[str, str]:
 def _find_bus(bus: str | None) -> str:
     if bus:
         return _check_bus(bus)
-    from catbus.introspect import find_registry
+    from catbus.cli.introspect import find_registry
 
     return find_registry(None)
 
@@ -62,7 +62,7 @@ def _check_advertise(address: str | None) -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             probe.bind((address, 0))
     except OSError as exc:
-        from catbus.dataplane import interface_addresses
+        from catbus.runtime.dataplane import interface_addresses
 
         mine = ", ".join(interface_addresses().values()) or "127.0.0.1"
         raise ConfigError("--advertise", address, f"not an address of this host "

@@ -1,0 +1,1 @@
+"""The ``catbus`` command: a thin layer over the Python API."""
