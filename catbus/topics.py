@@ -22,8 +22,8 @@ from __future__ import annotations
 import re
 from typing import Mapping
 
-ALL_TOPICS = "*"
-RESERVED_PREFIX = "catbus/"
+from catbus.wire.protocol import EVERY_TOPIC as ALL_TOPICS
+from catbus.wire.protocol import RESERVED_PREFIX
 
 _TOPIC_CHARS = re.compile(r"[A-Za-z0-9_./-]+\Z")
 _NODE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")

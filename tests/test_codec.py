@@ -29,7 +29,7 @@ pytestmark = pytest.mark.timeout(60)
 
 #: Arrays up to this many bytes may travel inside the payload instead of in a frame of their own.
 INLINE_MAX = getattr(codec, "INLINE_MAX_BYTES", -1)
-HEADER = codec.Header("pub", 7, 3, 0.25, 1234.5)
+HEADER = codec.Header("pub", 7, 3, 0.25, 1234.5, None, 2)
 SETTINGS = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
@@ -369,12 +369,20 @@ MALFORMED = [
     ("header not msgpack", [T, b"\xc1", good_payload()], True),
     ("header truncated", [T, GOOD_HEADER[:-3], good_payload()], True),
     ("header not a list", [T, msgpack.packb({"v": 1}), good_payload()], True),
-    ("header too short", [T, header_of(1, "pub", 0), good_payload()], True),
-    ("wrong version", [T, header_of(99, "pub", 0, 0, 0.0, 0.0), good_payload()], True),
-    ("header field types", [T, header_of(1, 5, "x", 0, 0.0, 0.0), good_payload()], True),
-    ("header time not a number", [T, header_of(1, "pub", 0, 0, "soon", 0.0), good_payload()],
+    ("header too short", [T, header_of(2, "pub", 1, 0), good_payload()], True),
+    ("wrong version", [T, header_of(99, "pub", 1, 0, 0, 0.0, 0.0, None), good_payload()], True),
+    ("old version", [T, header_of(1, "pub", 0, 0, 0.0, 0.0, None), good_payload()], True),
+    ("header field types", [T, header_of(2, 5, 1, "x", 0, 0.0, 0.0, None), good_payload()],
      True),
-    ("header time nil", [T, header_of(1, "pub", 0, 0, None, 0.0), good_payload()], True),
+    ("incarnation not an int", [T, header_of(2, "pub", "1", 0, 0, 0.0, 0.0, None),
+                                good_payload()], True),
+    ("seq a bool", [T, header_of(2, "pub", 1, True, 0, 0.0, 0.0, None), good_payload()], True),
+    ("through a string", [T, header_of(2, "pub", 1, 0, 0, 0.0, 0.0, "9"), good_payload()],
+     True),
+    ("header time not a number", [T, header_of(2, "pub", 1, 0, 0, "soon", 0.0, None),
+                                  good_payload()], True),
+    ("header time nil", [T, header_of(2, "pub", 1, 0, 0, None, 0.0, None), good_payload()],
+     True),
     ("garbage payload", [T, GOOD_HEADER, b"\xc1\xc1"], False),
     ("truncated payload", [T, GOOD_HEADER, good_payload()[:-1]], False),
     ("buffer index out of range", [T, GOOD_HEADER, array_ref(3), b"\0" * 16], False),
@@ -460,5 +468,5 @@ def test_header_round_trip_and_unknown_trailing_fields_are_tolerated() -> None:
     assert codec.Header.unpack(HEADER.pack()) == HEADER
     longer = msgpack.packb([*msgpack.unpackb(HEADER.pack()), None, "future", 1])
     header = codec.Header.unpack(longer)
-    assert (header.publisher, header.seq, header.tick) == ("pub", 7, 3)
+    assert (header.publisher, header.seq, header.tick, header.incarnation) == ("pub", 7, 3, 2)
     assert math.isclose(header.sim_time, 0.25)

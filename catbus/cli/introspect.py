@@ -19,7 +19,7 @@ from typing import Any
 import zmq
 
 from catbus.wire import codec
-from catbus.wire.control import pack, unpack
+from catbus.wire import messages as msg
 from catbus.errors import CatbusError
 from catbus.launch.rundir import RUN_FILE, running_runs
 
@@ -73,8 +73,11 @@ class RunWatch:
             self.reason = f"run {self.name} ended"
             return True
         while self.socket.poll(0):
-            if unpack(self.socket.recv()) is not None:
+            try:
+                msg.decode(self.socket.recv())
                 self.answered = now
+            except msg.MalformedMessage:
+                pass
         if now - self.answered > REGISTRY_SILENCE:
             self.reason = (f"run {self.name} ended (its registry at {self.address} has not "
                            f"answered for {REGISTRY_SILENCE:g} s)")
@@ -82,7 +85,7 @@ class RunWatch:
         if now - self.asked >= WATCH_EVERY:
             self.asked = now
             try:
-                self.socket.send(pack("graph?"), zmq.NOBLOCK)
+                self.socket.send(msg.encode(msg.GraphQuery()), zmq.NOBLOCK)
             except zmq.Again:
                 pass
         return False
@@ -99,15 +102,20 @@ def query_graph(bus: str | None, timeout: float = 3.0) -> dict[str, Any]:
     sock.setsockopt(zmq.LINGER, 0)
     try:
         sock.connect(address)
-        sock.send(pack("graph?"))
+        sock.send(msg.encode(msg.GraphQuery()))
         if not sock.poll(timeout * 1000):
             raise CatbusError(f"the registry at {address} did not answer within {timeout:g} s")
-        reply = unpack(sock.recv())
+        data = sock.recv()
     finally:
         sock.close()
-    if reply is None or reply.get("op") != "graph":
+    try:
+        reply = msg.decode(data)
+    except msg.MalformedMessage:
+        reply = None
+    if not isinstance(reply, msg.Graph):
         raise CatbusError(f"{address} is not a catbus registry")
-    return reply
+    return {"op": reply.OP, "nodes": reply.nodes, "mode": reply.mode, "started": reply.started,
+            "run": reply.run}
 
 
 def _topics(graph: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 from catbus.errors import CatbusError, NodeFailed
 
-MODES = ("parallel", "stepped", "inline")
+from catbus.wire.protocol import MODES
 
 EXIT_CODES = """\
 exit codes:

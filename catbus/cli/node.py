@@ -8,7 +8,6 @@ node; ``--param`` values are used only by an open bus (``catbus bus``) that has 
 from __future__ import annotations
 
 import os
-import re
 import socket
 import sys
 from typing import Sequence
@@ -20,6 +19,7 @@ from catbus.launch.launchfile import import_node_class
 from catbus.runtime.process import Interrupted, NodeRuntime, install_signal_handlers, \
     set_parent_death_signal, start_orphan_watchdog
 from catbus.topics import resolve_topic
+from catbus.wire.protocol import bus_address_problem
 
 
 def _parse_remaps(remaps: Sequence[str]) -> dict[str, str]:
@@ -40,17 +40,12 @@ def _find_bus(bus: str | None) -> str:
     return find_registry(None)
 
 
-_TCP_BUS = re.compile(r"tcp://(?P<host>[^\s/:]+|\[[^\s/]+\]):(?P<port>\d+)\Z")
-
-
 def _check_bus(bus: str) -> str:
     """``--bus`` as ZeroMQ must see it: a malformed address was a ZMQError traceback."""
-    match = _TCP_BUS.match(bus)
-    if (match and 0 < int(match["port"]) < 65536) or \
-            (bus.startswith("ipc://") and len(bus) > len("ipc://")):
+    problem = bus_address_problem(bus)
+    if problem is None:
         return bus
-    raise ConfigError("--bus", bus, "expected tcp://HOST:PORT (the registry's address, e.g. "
-                                    "tcp://10.0.0.1:7700) or ipc://PATH")
+    raise ConfigError("--bus", bus, f"{problem}; give the registry's address")
 
 
 def _check_advertise(address: str | None) -> None:

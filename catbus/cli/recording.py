@@ -15,7 +15,7 @@ from pathlib import Path
 
 from catbus.errors import CatbusError
 from catbus.recording.evaluate import evaluate_file, format_table, plot_file, to_jsonable
-from catbus.recording.recorder import DROPS_TOPIC
+from catbus.wire.protocol import DROPS_TOPIC
 from catbus.recording.reader import Recording
 
 

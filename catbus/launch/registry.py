@@ -17,7 +17,8 @@ from typing import Any
 
 import zmq
 
-from catbus.wire.control import HEARTBEAT_INTERVAL, pack, unpack
+from catbus.wire import messages as msg
+from catbus.wire.protocol import EVERY_TOPIC, HEARTBEAT_INTERVAL, PROTOCOL_VERSION
 
 
 @dataclass
@@ -26,6 +27,9 @@ class Member:
 
     name: str
     identity: bytes | None = None
+    #: How many processes of this name have registered (the current one's identity beside the
+    #: name, handed to it in ``welcome``); 0 until the first.
+    incarnation: int = 0
     pid: int = 0
     host: str = ""
     cls: str = ""
@@ -42,7 +46,7 @@ class Member:
     code: int | None = None
 
     def graph_entry(self) -> dict[str, Any]:
-        return {"name": self.name, "endpoint": self.endpoint, "inputs": self.inputs,
+        return {"name": self.name, "incarnation": self.incarnation, "endpoint": self.endpoint, "inputs": self.inputs,
                 "outputs": self.outputs, "period": self.period, "pid": self.pid,
                 "host": self.host, "cls": self.cls, "state": self.state, "tick": self.tick,
                 "steps": self.steps}
@@ -106,22 +110,18 @@ class Registry:
                 except ValueError:
                     self.malformed += 1
                     continue
-                message = unpack(data)
-                if message is None:
+                try:
+                    message = msg.decode(data)
+                except msg.MalformedMessage:
                     self.malformed += 1
                     continue
-                try:
-                    events.extend(self._handle(identity, message))
-                except (KeyError, TypeError, ValueError):
-                    # A field missing or of the wrong type (int("x"), a str tick): counted like
-                    # any malformed message. Raised out of poll, it ended the whole run.
-                    self.malformed += 1
+                events.extend(self._handle(identity, message))
         now = time.monotonic()
         if now - self.last_beat >= HEARTBEAT_INTERVAL:
             self.last_beat = now
             for member in self.members.values():
                 if member.identity is not None and member.state not in ("done", "failed"):
-                    self._send(member, "hb")
+                    self._send(member, msg.Heartbeat())
             events.extend(self._check_deadlines(now))
         return events
 
@@ -129,7 +129,7 @@ class Registry:
         """Tell every node still running to stop (gracefully: ``close`` runs)."""
         for member in self.members.values():
             if member.identity is not None and member.state not in ("done", "failed"):
-                self._send(member, "stop", reason=reason)
+                self._send(member, msg.Stop(reason=reason))
 
     def missing(self) -> list[str]:
         """Expected nodes that have not registered yet."""
@@ -149,88 +149,93 @@ class Registry:
         """The members that publish a topic ``member`` reads (any, if it reads ``*``)."""
         reads = {topic for _, topic, _ in member.inputs}
         return [other.name for other in self.members.values() if other is not member and
-                ("*" in reads or reads & {topic for _, topic in other.outputs})]
+                (EVERY_TOPIC in reads or reads & {topic for _, topic in other.outputs})]
 
     def close(self) -> None:
         self.socket.close(0)
 
     # -- protocol -------------------------------------------------------------------------------
-    def _send(self, member: Member, op: str, **fields: Any) -> None:
+    def _send(self, member: Member, message: msg.Message) -> None:
+        self._reply(member.identity, message)
+
+    def _reply(self, identity: bytes | None, message: msg.Message) -> None:
         try:
-            self.socket.send_multipart([member.identity, pack(op, **fields)], zmq.NOBLOCK)
+            self.socket.send_multipart([identity, msg.encode(message)], zmq.NOBLOCK)
         except zmq.ZMQError:
             pass
 
-    def _handle(self, identity: bytes, message: dict[str, Any]) -> list[Event]:
-        op = message["op"]
-        if op == "register":
+    def _handle(self, identity: bytes, message: msg.Message) -> list[Event]:
+        if isinstance(message, msg.Register):
             return self._register(identity, message)
-        if op == "graph?":
-            self.socket.send_multipart([identity, pack(
-                "graph", nodes=[m.graph_entry() for m in self.members.values()],
-                mode=self.mode, started=self.started, run=self.run_info.get("name", ""))])
+        if isinstance(message, msg.GraphQuery):
+            self._reply(identity, msg.Graph(
+                nodes=[m.graph_entry() for m in self.members.values()], mode=self.mode,
+                started=self.started, run=self.run_info.get("name", "")))
             return []
         name = self.by_identity.get(identity)
         member = self.members.get(name) if name else None
         if member is None:
             return []
         member.last_seen = time.monotonic()
-        if op == "hb":
-            member.tick = int(message.get("tick", member.tick))
-            member.steps = int(message.get("steps", member.steps))
-            member.activity = str(message.get("state", ""))
-        elif op == "ready":
+        if isinstance(message, msg.Heartbeat):
+            member.tick, member.steps = message.tick, message.steps
+            member.activity = message.state
+        elif isinstance(message, msg.Ready):
             member.state = "ready"
             return self._maybe_start()
-        elif op == "done":
+        elif isinstance(message, msg.Done):
             return self._done(member, message)
-        elif op == "error":
+        elif isinstance(message, msg.Error):
             member.state = "failed"
-            return [Event("failed", member.name, str(message.get("message", "")),
-                          str(message.get("traceback", "")))]
+            return [Event("failed", member.name, message.message, message.traceback)]
         return []
 
-    def _register(self, identity: bytes, message: dict[str, Any]) -> list[Event]:
-        problem = _register_problem(message)
+    def _register(self, identity: bytes, message: msg.Register) -> list[Event]:
+        problem = msg.register_problem(message)
+        if problem is None and message.protocol != PROTOCOL_VERSION:
+            problem = (f"node {message.name!r} speaks catbus protocol version "
+                       f"{message.protocol}, this run speaks version {PROTOCOL_VERSION}: "
+                       "install the same catbus version on both hosts")
         if problem:
             # Checked before anything changes: a half-applied registration left a bogus member,
             # and bad topic lists went out in the graph and crashed every node reading it.
-            self.malformed += 1
-            self.socket.send_multipart([identity, pack("reject", reason=problem)])
+            self.malformed += message.protocol == PROTOCOL_VERSION
+            self._reply(identity, msg.Reject(reason=problem))
             return []
-        name = str(message.get("name", ""))
+        name = message.name
         member = self.members.get(name)
         if member is None and self.expected is not None:
-            self.socket.send_multipart([identity, pack(
-                "reject", reason=f"no node named {name!r} in this run "
-                                 f"(nodes: {', '.join(self.members)})")])
+            self._reply(identity, msg.Reject(
+                reason=f"no node named {name!r} in this run (nodes: {', '.join(self.members)})"))
             return []
         if member is not None and member.state not in ("expected", "done", "failed"):
-            self.socket.send_multipart([identity, pack(
-                "reject", reason=f"a node named {name!r} is already running "
-                                 f"(pid {member.pid} on {member.host})")])
+            self._reply(identity, msg.Reject(
+                reason=f"a node named {name!r} is already running "
+                       f"(pid {member.pid} on {member.host})"))
             return []
         if member is None:
             member = self.members[name] = Member(name)
             self.order.append(name)
         config = (self.expected or {}).get(name)
         member.identity = identity
-        member.pid, member.host = int(message.get("pid", 0)), str(message.get("host", ""))
-        member.cls, member.endpoint = str(message.get("cls", "")), str(message["endpoint"])
+        member.incarnation += 1
+        member.pid, member.host = message.pid, message.host
+        member.cls, member.endpoint = message.cls, message.endpoint
         member.state, member.last_seen = "registered", time.monotonic()
         if config is not None:
             member.period, member.inputs, member.outputs = (
                 config["period"], config["inputs"], config["outputs"])
             params = config["params"]
         else:
-            member.period = message.get("period")
-            member.inputs, member.outputs = message["inputs"], message["outputs"]
-            params = message.get("params", {})
+            member.period = message.period
+            member.inputs, member.outputs = message.inputs, message.outputs
+            params = message.params
         self.by_identity[identity] = name
-        self._send(member, "welcome", mode=self.mode, seed=self.seed, params=params,
-                   period=member.period, inputs=member.inputs, outputs=member.outputs,
-                   schedule=self.schedule, duration=self.duration, order=self.order,
-                   run_info=self.run_info)
+        self._send(member, msg.Welcome(
+            mode=self.mode, seed=self.seed, incarnation=member.incarnation, params=params,
+            period=member.period, inputs=member.inputs, outputs=member.outputs,
+            schedule=self.schedule, duration=self.duration, order=self.order,
+            run_info=self.run_info))
         if self.expected is None or not self.missing():
             self._send_graph()
         return [Event("registered", name)]
@@ -239,14 +244,16 @@ class Registry:
         nodes = [m.graph_entry() for m in self.members.values() if m.identity is not None]
         for member in self.members.values():
             if member.identity is not None and member.state not in ("done", "failed"):
-                self._send(member, "graph", nodes=nodes, complete=True)
+                self._send(member, msg.Graph(nodes=nodes, complete=True, mode=self.mode,
+                                             started=self.started,
+                                             run=self.run_info.get("name", "")))
 
     def _maybe_start(self) -> list[Event]:
         if self.expected is None:
             for member in self.members.values():
                 if member.state == "ready":
                     member.state = "running"
-                    self._send(member, "start", delay=0.0)
+                    self._send(member, msg.Start(delay=0.0))
             return []
         if self.started or self.not_ready():
             return []
@@ -254,25 +261,24 @@ class Registry:
         self.started_at = self._moved_at = time.monotonic()
         for member in self.members.values():
             member.state = "running"
-            self._send(member, "start", delay=self.start_delay)
+            self._send(member, msg.Start(delay=self.start_delay))
         return [Event("started")]
 
-    def _done(self, member: Member, message: dict[str, Any]) -> list[Event]:
-        member.stats = dict(message.get("stats") or {})
-        member.code = int(message.get("code", 0))
-        member.tick = int(member.stats.get("tick", member.tick))
-        member.steps = int(member.stats.get("steps", member.steps))
+    def _done(self, member: Member, message: msg.Done) -> list[Event]:
+        member.stats = dict(message.stats)
+        member.code = message.code
+        tick, steps = member.stats.get("tick", member.tick), member.stats.get("steps", member.steps)
+        member.tick = tick if type(tick) is int else member.tick
+        member.steps = steps if type(steps) is int else member.steps
         events = []
         if member.state != "failed":
             member.state = "done"
-        reason = message.get("end")
-        end_tick = message.get("end_tick")
-        if reason and end_tick is not None and self.end_tick is None:
+        if message.end and message.end_tick is not None and self.end_tick is None:
             # The end of the episode travels with progress to a node's peers; tell everyone else.
-            self.end_tick, self.end_reason = int(end_tick), str(reason)
+            self.end_tick, self.end_reason = message.end_tick, message.end
             for other in self.members.values():
                 if other.identity is not None and other.state not in ("done", "failed"):
-                    self._send(other, "end", tick=self.end_tick, reason=self.end_reason)
+                    self._send(other, msg.End(tick=self.end_tick, reason=self.end_reason))
             events.append(Event("end", member.name, self.end_reason))
         events.append(Event("done", member.name))
         return events
@@ -324,27 +330,3 @@ class Registry:
         return Event("timeout", behind.name,
                      f"stepped run stalled: no node completed a tick for {self.deadline:g} s "
                      f"although every node is alive ({states})")
-
-
-def _register_problem(message: dict[str, Any]) -> str | None:
-    """What is wrong with a ``register`` message (None if nothing): nodes in other languages
-    build it by hand, so it is checked before the registry acts on it."""
-    def strings(value: Any, length: int) -> bool:
-        return isinstance(value, list) and all(
-            isinstance(item, list) and len(item) == length and all(isinstance(x, str) for x in item)
-            for item in value)
-
-    name, pid, period = message.get("name"), message.get("pid", 0), message.get("period")
-    if not isinstance(name, str) or not name:
-        return "malformed register: 'name' must be a non-empty string"
-    if not isinstance(message.get("endpoint"), str):
-        return "malformed register: 'endpoint' must be a string (the node's data endpoint)"
-    if not isinstance(pid, int):
-        return "malformed register: 'pid' must be an integer"
-    if period is not None and not isinstance(period, (int, float)):
-        return "malformed register: 'period' must be a number or nil"
-    if not strings(message.get("inputs"), 3):
-        return "malformed register: 'inputs' must be a list of [declared, topic, policy]"
-    if not strings(message.get("outputs"), 2):
-        return "malformed register: 'outputs' must be a list of [declared, topic]"
-    return None

@@ -32,7 +32,7 @@ from mcap.stream_reader import CRCValidationError, StreamReader
 
 from catbus.wire import codec
 from catbus.errors import CatbusError
-from catbus.recording.recorder import END_METADATA_NAME, JSON_KEYS, MESSAGE_ENCODING, METADATA_NAME
+from catbus.recording.mcap_layout import END_METADATA_NAME, JSON_KEYS, MESSAGE_ENCODING, METADATA_NAME
 
 MCAP_MAGIC = b"\x89MCAP0\r\n"
 #: What a record cut short or damaged can raise while it is parsed (the mcap package has no single

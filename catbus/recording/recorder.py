@@ -41,15 +41,11 @@ from mcap.writer import CompressionType, Writer
 from catbus.wire import codec
 from catbus.node import Input, Node
 from catbus.params import Param
+from catbus.wire.protocol import DROPS_TOPIC, EVERY_TOPIC, PROGRESS_TOPIC
 
-MESSAGE_ENCODING = "catbus-msgpack"
-PROFILE = "catbus"
-METADATA_NAME = "catbus"
-END_METADATA_NAME = "catbus.end"
-#: Metadata key listing the keys whose values are JSON (every other value is a plain string).
-JSON_KEYS = "_json_keys"
-PROGRESS_TOPIC = "catbus/progress"
-DROPS_TOPIC = "catbus/drops"
+from catbus.recording.mcap_layout import (END_METADATA_NAME, JSON_KEYS, MESSAGE_ENCODING,
+                                          METADATA_NAME, PROFILE)
+
 RUN_INFO_KEYS = ("launch", "seed", "mode", "base_tick_ns", "versions", "evaluators", "plotters")
 _UINT32 = 0xFFFFFFFF
 
@@ -167,7 +163,7 @@ class Recorder(Node):
     recorder (gaps in a (publisher, topic) sequence) and ``drops_by_stream`` says where.
     """
 
-    inputs = [Input("*", "all")]
+    inputs = [Input(EVERY_TOPIC, "all")]
     outputs = ()
     wants_raw = True
     period = None

@@ -26,9 +26,8 @@ import msgpack
 import zmq
 
 from catbus.wire import codec
+from catbus.wire.protocol import HELLO_PREFIX, PROGRESS_TOPIC, hello_topic
 
-HELLO_PREFIX = "catbus/hello/"
-PROGRESS_TOPIC = "catbus/progress"
 PROGRESS_FRAME = codec.topic_frame(PROGRESS_TOPIC)
 #: Queue bounds. Stepped mode bounds queues by its window; this only caps a runaway parallel node.
 HWM = 100_000
@@ -204,6 +203,8 @@ class DataPlane:
         self.subscriptions: list[bytes] = []
         self.hellos: set[str] = set()
         self.seq: dict[str, int] = defaultdict(int)
+        #: This process's identity beside its name, from the registry's welcome.
+        self.incarnation = 1
         self.sent = 0
         self.malformed = 0
 
@@ -211,7 +212,7 @@ class DataPlane:
     def subscribe(self, topics: Iterable[str], *, everything: bool = False) -> None:
         """Set the subscriptions (before connecting): inputs, progress, then our hello."""
         prefixes = [b""] if everything else [codec.topic_frame(t) for t in topics]
-        prefixes += [PROGRESS_FRAME, codec.topic_frame(HELLO_PREFIX + self.name)]
+        prefixes += [PROGRESS_FRAME, codec.topic_frame(hello_topic(self.name))]
         for prefix in prefixes:
             if prefix not in self.subscriptions:
                 self.sub.setsockopt(zmq.SUBSCRIBE, prefix)
@@ -247,7 +248,8 @@ class DataPlane:
         makes it carry progress too (see :class:`catbus.wire.codec.Header`)."""
         seq = self.seq[topic]
         self.seq[topic] = seq + 1
-        header = codec.Header(self.name, seq, tick, sim_time, time.time(), through)
+        header = codec.Header(self.name, seq, tick, sim_time, time.time(), through,
+                              self.incarnation)
         send_frames(self.pub, codec.encode_message(topic, header, value))
         self.sent += 1
 
@@ -258,7 +260,7 @@ class DataPlane:
         ZeroMQ keeps each connection in order, so whoever has this has all our data before it.
         """
         payload = msgpack.packb([self.name, tick, through, end, final, dict(self.seq)])
-        header = codec.Header(self.name, 0, tick, 0.0, time.time()).pack()
+        header = codec.Header(self.name, 0, tick, 0.0, time.time(), None, self.incarnation).pack()
         send_frames(self.pub, [PROGRESS_FRAME, header, payload])
 
     def close(self) -> None:

@@ -23,9 +23,10 @@ from typing import Any, Collection, Mapping, Sequence
 import msgpack
 
 from catbus.wire import codec
-from catbus.runtime.dataplane import PROGRESS_TOPIC
+from catbus.wire.protocol import EVERY_TOPIC, HELLO_PREFIX, PROGRESS_TOPIC
 
-ALL = "*"
+#: The wildcard input topic (kept under its short name: the runtime compares against it often).
+ALL = EVERY_TOPIC
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ class Inbox:
         except (codec.DecodeError, ValueError, TypeError, msgpack.UnpackException):
             self.malformed += 1
             return None
-        if topic.startswith("catbus/hello/"):
+        if topic.startswith(HELLO_PREFIX):
             return None
         buffers = [_buffer(frame) for frame in frames[3:]] if len(frames) > 3 else []
         message = Received(topic, header, payload, buffers)

@@ -7,8 +7,8 @@ A message on the bus is a multipart ZeroMQ message::
 * ``topic``   -- UTF-8 topic name followed by one NUL byte (``b"robot/sensors\\0"``). The terminator
   makes ZeroMQ's prefix matching exact: a subscription to ``robot/sensors`` never receives
   ``robot/sensors_raw``.
-* ``header``  -- msgpack array ``[version, publisher, seq, tick, sim_time, wall_time, through]``
-  (see :class:`Header`).
+* ``header``  -- msgpack array ``[version, publisher, incarnation, seq, tick, sim_time, wall_time,
+  through]`` (see :class:`Header`).
 * ``payload`` -- msgpack of the message value. Every numpy array inside it (at any depth of dicts
   and lists) is replaced by the msgpack extension type 1 whose data is the msgpack array
   ``[dtype_descr, shape, index]``; the array's bytes travel raw, in C order, as frame
@@ -39,13 +39,8 @@ from typing import Any, Sequence
 import msgpack
 import numpy as np
 
-FORMAT_VERSION = 1
-TOPIC_TERMINATOR = b"\0"
-EXT_NDARRAY = 1
-EXT_NPSCALAR = 2
-EXT_NDARRAY_INLINE = 3
-#: Arrays up to this size travel inside the payload (see the module docstring).
-INLINE_MAX_BYTES = 1024
+from catbus.wire.protocol import (EXT_NDARRAY, EXT_NDARRAY_INLINE, EXT_NPSCALAR, HEADER_FIELDS,
+                                  HEADER_VERSION, INLINE_MAX_BYTES, TOPIC_TERMINATOR)
 
 
 class DecodeError(ValueError):
@@ -54,19 +49,24 @@ class DecodeError(ValueError):
 
 @dataclass(slots=True)
 class Header:
-    """Per-message metadata, the second frame.
+    """Per-message metadata, the second frame: msgpack ``[HEADER_VERSION, publisher, incarnation,
+    seq, tick, sim_time, wall_time, through]``.
 
-    ``seq`` is per (publisher, topic) and starts at 0, so a gap means a lost message. ``tick`` is
-    the schedule tick the message belongs to (in ``parallel`` mode, the publisher's cycle index).
-    ``sim_time`` is seconds of simulated time (``parallel``: seconds since the run started);
-    ``wall_time`` is the publisher's ``time.time()``. ``through``, when not None, is progress
-    carried by this message (stepped mode): after it, the publisher has sent everything it will
-    send *on this topic* for ticks ``<= through``; a ``catbus/progress`` message is sent only
-    when a neighbour would not learn all of a tick's progress this way.
+    ``incarnation`` is the publishing process's identity beside its name (handed out by the
+    registry: 1 for the first process of a name, more for a restart or a replacement). ``seq``
+    is per (publisher process, topic) and starts at 0, so a gap means a lost message. ``tick``
+    is the schedule tick the message belongs to (in ``parallel`` mode, the publisher's cycle
+    index). ``sim_time`` is seconds of simulated time (``parallel``: seconds since the run
+    started); ``wall_time`` is the publisher's ``time.time()``. ``through``, when not None, is
+    progress carried by this message (stepped mode): after it, the publisher has sent everything
+    it will send *on this topic* for ticks ``<= through``; a ``catbus/progress`` message is sent
+    only when a neighbour would not learn all of a tick's progress this way.
 
     A header is a value: treat it as read-only. It is not a frozen dataclass only because one is
     built for every message sent and received, and a frozen one costs three times as much to
-    build (``object.__setattr__`` per field): about 0.8 us per message, on each side.
+    build (``object.__setattr__`` per field): about 0.8 us per message, on each side. The
+    dataclass's field order keeps ``incarnation`` last so that positional construction reads
+    like the common case.
     """
 
     publisher: str
@@ -75,35 +75,41 @@ class Header:
     sim_time: float
     wall_time: float
     through: int | None = None
+    incarnation: int = 1
 
     def pack(self) -> bytes:
-        return packb([FORMAT_VERSION, self.publisher, self.seq, self.tick, self.sim_time,
-                      self.wall_time, self.through])
+        return packb([HEADER_VERSION, self.publisher, self.incarnation, self.seq, self.tick,
+                      self.sim_time, self.wall_time, self.through])
 
     @staticmethod
     def unpack(data: bytes | memoryview) -> "Header":
+        """Read and check a header: every field is validated here, once, so that no receiver
+        acts on a field of the wrong type. Raises DecodeError."""
         try:
             fields = _unpackb(data)
         except Exception as exc:
             raise DecodeError(f"header is not msgpack: {exc}") from None
-        if type(fields) is not list or len(fields) < 6 or fields[0] != FORMAT_VERSION:
-            raise DecodeError(f"header has an unknown layout or version: {fields!r:.80}")
-        if len(fields) == 7:   # what catbus sends
-            _, publisher, seq, tick, sim_time, wall_time, through = fields
-        else:
-            _, publisher, seq, tick, sim_time, wall_time = fields[:6]
-            through = fields[6] if len(fields) > 6 else None
+        if type(fields) is not list or len(fields) < HEADER_FIELDS or \
+                fields[0] != HEADER_VERSION:
+            raise DecodeError(f"header has an unknown layout or version: {fields!r:.80} "
+                              f"(this catbus reads version {HEADER_VERSION})")
+        if len(fields) > HEADER_FIELDS:   # fields a later minor revision appends: ignored
+            fields = fields[:HEADER_FIELDS]
+        _, publisher, incarnation, seq, tick, sim_time, wall_time, through = fields
         # The times are checked too: float("soon") or float(None) raised ValueError/TypeError,
         # not DecodeError, out of decode_message.
-        if not (isinstance(publisher, str) and isinstance(seq, int) and isinstance(tick, int)
-                and isinstance(sim_time, (int, float)) and isinstance(wall_time, (int, float))
-                and (through is None or isinstance(through, int))):
+        if not (type(publisher) is str and type(incarnation) is int and type(seq) is int
+                and type(tick) is int and type(sim_time) in _NUMBER
+                and type(wall_time) in _NUMBER and (through is None or type(through) is int)):
             raise DecodeError("header fields have the wrong types")
         if type(sim_time) is not float:
             sim_time = float(sim_time)
         if type(wall_time) is not float:
             wall_time = float(wall_time)
-        return Header(publisher, seq, tick, sim_time, wall_time, through)
+        return Header(publisher, seq, tick, sim_time, wall_time, through, incarnation)
+
+
+_NUMBER = (float, int)
 
 
 def topic_frame(topic: str) -> bytes:

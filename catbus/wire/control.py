@@ -15,14 +15,13 @@ from typing import Any
 import msgpack
 import zmq
 
-#: How often each side says it is alive, and how long the other side waits before giving up.
-HEARTBEAT_INTERVAL = 0.5
-DEFAULT_REGISTRY_TIMEOUT = 10.0
-#: The ``state`` of a node's heartbeat once it has left its run loop and runs ``close()``.
-CLOSING_STATE = "closing"
+from catbus.wire.protocol import (CLOSING_STATE, DEFAULT_REGISTRY_TIMEOUT, HEARTBEAT_INTERVAL,
+                                  PROTOCOL_VERSION, Op)
 
 
 def pack(op: str, **fields: Any) -> bytes:
+    if op == Op.REGISTER:
+        fields.setdefault("protocol", PROTOCOL_VERSION)
     return msgpack.packb({"op": op, **fields})
 
 

@@ -1,0 +1,268 @@
+"""The control plane's messages as typed values, checked when they are read.
+
+Every control message is one msgpack map with an ``op`` key and the fields of its dataclass below
+(``docs/protocol.md`` lists them with their meaning). :func:`encode` writes one; :func:`decode`
+reads one and returns the dataclass, or raises :class:`MalformedMessage` if the map is not a
+control message of a known op with fields of the declared types. Unknown extra keys are ignored,
+so a newer peer may add fields without breaking an older one.
+
+Why dataclasses and not a validation library (msgspec, pydantic): the control plane carries a
+few messages per node per second, so checking them in Python costs nothing that shows, and a
+node on a remote host should install nothing beyond pyzmq, msgpack and numpy. The data plane,
+where speed matters, does not use this module (see :class:`catbus.wire.codec.Header`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Union
+
+import msgpack
+
+from catbus.wire.protocol import PROTOCOL_VERSION, Op
+
+
+class MalformedMessage(ValueError):
+    """A control message that cannot be acted on; receivers count it and drop it."""
+
+
+# -- node -> registry ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Register:
+    """A node asks to join the run. The launch file, when it has the node, overrides ``period``,
+    ``inputs``, ``outputs`` and ``params`` (the registry's :class:`Welcome` says what counts)."""
+
+    OP: ClassVar[str] = Op.REGISTER
+    name: str
+    endpoint: str                       # where the node's XPUB is bound (its data endpoint)
+    pid: int = 0
+    host: str = ""
+    cls: str = ""                       # the node class, "module:Class", for people to read
+    period: float | None = None
+    inputs: list = field(default_factory=list)    # [[declared, topic, policy], ...]
+    outputs: list = field(default_factory=list)   # [[declared, topic], ...]
+    params: dict = field(default_factory=dict)
+    #: The protocol version the node speaks; absent means a node from before versioning (1).
+    protocol: int = 1
+
+
+@dataclass(frozen=True)
+class Ready:
+    """The node is set up and has seen the hello of every neighbour."""
+
+    OP: ClassVar[str] = Op.READY
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """Both ways every :data:`~catbus.wire.protocol.HEARTBEAT_INTERVAL`. From a node: its last
+    completed tick, step count and a free-text state (``CLOSING_STATE`` once in close())."""
+
+    OP: ClassVar[str] = Op.HEARTBEAT
+    tick: int = -1
+    steps: int = 0
+    state: str = ""
+
+
+@dataclass(frozen=True)
+class Done:
+    """The node left its run loop: exit ``code``, statistics, and the end of the episode if this
+    node ended it (``end`` is the reason, ``end_tick`` the last tick)."""
+
+    OP: ClassVar[str] = Op.DONE
+    code: int = 0
+    stats: dict = field(default_factory=dict)
+    end: str | None = None
+    end_tick: int | None = None
+
+
+@dataclass(frozen=True)
+class Error:
+    """The node failed (an exception in node code, or a catbus error); the run fails."""
+
+    OP: ClassVar[str] = Op.ERROR
+    message: str = ""
+    traceback: str = ""
+    where: str = ""
+
+
+# -- registry -> node ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Welcome:
+    """The registry accepted the node: what it must run with. ``incarnation`` is this process's
+    identity beside its name: 1 for the first process of a name, +1 for each later one (a
+    restart, a replacement), so peers and recordings tell the processes of one name apart."""
+
+    OP: ClassVar[str] = Op.WELCOME
+    mode: str
+    seed: int
+    incarnation: int = 1
+    params: dict = field(default_factory=dict)
+    period: float | None = None
+    inputs: list | None = None          # the launch file's resolved topics, if it has the node
+    outputs: list | None = None
+    schedule: dict | None = None        # catbus.runtime.schedule.Schedule.to_dict(); stepped
+    duration: float | None = None       # parallel: seconds after start; None: until stopped
+    order: list = field(default_factory=list)      # node names in launch-file order
+    run_info: dict = field(default_factory=dict)   # metadata for built-in nodes (recorder)
+    protocol: int = PROTOCOL_VERSION
+
+
+@dataclass(frozen=True)
+class Reject:
+    """The registry refused the node (unknown name, name taken, wrong protocol version...)."""
+
+    OP: ClassVar[str] = Op.REJECT
+    reason: str
+
+
+@dataclass(frozen=True)
+class Graph:
+    """Who is in the run: one entry per registered node (name, incarnation, endpoint, inputs,
+    outputs, period, pid, host, cls, state, tick, steps). ``complete`` once every node the launch
+    file expects has registered. Also the answer to a tool's ``graph?``."""
+
+    OP: ClassVar[str] = Op.GRAPH
+    nodes: list
+    complete: bool = True
+    mode: str = ""
+    started: bool = False
+    run: str = ""
+
+
+@dataclass(frozen=True)
+class Start:
+    """Every node is ready: start stepping ``delay`` seconds after receiving this."""
+
+    OP: ClassVar[str] = Op.START
+    delay: float = 0.0
+
+
+@dataclass(frozen=True)
+class End:
+    """The episode ends at ``tick`` (relayed from the node that ended it)."""
+
+    OP: ClassVar[str] = Op.END
+    tick: int
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Leave the run now, gracefully (close() runs)."""
+
+    OP: ClassVar[str] = Op.STOP
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class GraphQuery:
+    """A tool (``catbus node list``, ``topic echo``...) asks for the :class:`Graph`."""
+
+    OP: ClassVar[str] = Op.GRAPH_QUERY
+
+
+Message = Union[Register, Ready, Heartbeat, Done, Error, Welcome, Reject, Graph, Start, End,
+                Stop, GraphQuery]
+MESSAGE_TYPES: tuple[type, ...] = typing.get_args(Message)
+
+
+# -- reading and writing -----------------------------------------------------------------------------
+def encode(message: Message) -> bytes:
+    """One control message as the bytes of its ZeroMQ frame."""
+    fields = {f.name: getattr(message, f.name) for f in dataclasses.fields(message)}
+    return msgpack.packb({"op": message.OP, **fields})
+
+
+def decode(data: bytes) -> Message:
+    """The message in ``data``; raises :class:`MalformedMessage` naming what is wrong."""
+    try:
+        raw = msgpack.unpackb(data, strict_map_key=False)
+    except Exception as exc:
+        raise MalformedMessage(f"not msgpack: {exc}") from None
+    if not isinstance(raw, dict):
+        raise MalformedMessage("a control message is a msgpack map")
+    return from_map(raw)
+
+
+def from_map(raw: dict) -> Message:
+    """The typed message for an already unpacked map (see :func:`decode`)."""
+    op = raw.get("op")
+    kind = _BY_OP.get(op) if isinstance(op, str) else None
+    if kind is None:
+        raise MalformedMessage(f"unknown op {op!r}")
+    values = {}
+    for name, check, required in _FIELDS[kind]:
+        if name not in raw:
+            if required:
+                raise MalformedMessage(f"{op}: field {name!r} is missing")
+            continue
+        ok, value = check(raw[name])
+        if not ok:
+            raise MalformedMessage(f"{op}: field {name!r} has the wrong type: {raw[name]!r:.60}")
+        values[name] = value
+    return kind(**values)
+
+
+def _checker(annotation: Any) -> Callable[[Any], tuple[bool, Any]]:
+    """A function ``value -> (ok, value)`` for a field's type (converting int to float)."""
+    args = typing.get_args(annotation)
+    origin = typing.get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        inner = [_checker(a) for a in args if a is not type(None)]
+        optional = type(None) in args
+
+        def check_union(value: Any) -> tuple[bool, Any]:
+            if value is None:
+                return optional, None
+            for check in inner:
+                ok, converted = check(value)
+                if ok:
+                    return True, converted
+            return False, value
+        return check_union
+    if annotation is float:
+        return lambda v: ((True, float(v)) if type(v) in (int, float) else (False, v))
+    if annotation is int:
+        return lambda v: (type(v) is int, v)
+    if annotation is bool:
+        return lambda v: (type(v) is bool, v)
+    if annotation in (str, list, dict):
+        return lambda v: (isinstance(v, annotation), v)
+    return lambda v: (True, v)
+
+
+def _field_table(kind: type) -> list[tuple[str, Callable[[Any], tuple[bool, Any]], bool]]:
+    hints = typing.get_type_hints(kind)
+    return [(f.name, _checker(hints[f.name]),
+             f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+            for f in dataclasses.fields(kind)]
+
+
+_BY_OP: dict[str, type] = {kind.OP: kind for kind in MESSAGE_TYPES}
+_FIELDS = {kind: _field_table(kind) for kind in MESSAGE_TYPES}
+
+
+def register_problem(message: Register) -> str | None:
+    """What is wrong with the contents of a :class:`Register` beyond its field types (None if
+    nothing): nodes in other languages build it by hand, so it is checked before the registry
+    acts on it."""
+    def rows_of_strings(value: list, length: int) -> bool:
+        return all(isinstance(item, list) and len(item) == length
+                   and all(isinstance(x, str) for x in item) for item in value)
+
+    if not message.name:
+        return "malformed register: 'name' must be a non-empty string"
+    if not rows_of_strings(message.inputs, 3):
+        return "malformed register: 'inputs' must be a list of [declared, topic, policy]"
+    if not rows_of_strings(message.outputs, 2):
+        return "malformed register: 'outputs' must be a list of [declared, topic]"
+    return None
+
+
+__all__ = ["MalformedMessage", "Register", "Ready", "Heartbeat", "Done", "Error", "Welcome",
+           "Reject", "Graph", "Start", "End", "Stop", "GraphQuery", "Message", "encode",
+           "decode", "from_map", "register_problem"]

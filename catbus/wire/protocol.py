@@ -1,0 +1,121 @@
+"""Every name, number and version of the catbus protocol, defined once.
+
+A node written in another language needs exactly what is here (and ``docs/protocol.md``, which
+explains it); so does every module of catbus that speaks the protocol. Nothing here opens a socket.
+
+Two versions travel on the wire:
+
+* :data:`HEADER_VERSION`, the first field of every data message's header, so a receiver can drop
+  a message of a layout it does not know without guessing at its fields;
+* :data:`PROTOCOL_VERSION`, sent by a node in ``register``: the registry refuses a node that
+  speaks another version, naming both, instead of letting it fail later on a message it
+  misreads.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+#: Control plane (register/welcome/graph/...) layout. 2: process identity (``incarnation``),
+#: ``protocol`` in ``register``, typed messages.
+PROTOCOL_VERSION: Final = 2
+#: Data message header layout: ``[HEADER_VERSION, publisher, incarnation, seq, tick, sim_time,
+#: wall_time, through]``.
+HEADER_VERSION: Final = 2
+#: Number of fields of a version-:data:`HEADER_VERSION` header.
+HEADER_FIELDS: Final = 8
+
+# -- topics ----------------------------------------------------------------------------------------
+#: An input on this topic receives every topic on the bus (the recorder).
+EVERY_TOPIC: Final = "*"
+#: Topics under this prefix are the framework's own; user topics may not use it.
+RESERVED_PREFIX: Final = "catbus/"
+#: "I have sent everything I will send for ticks <= through" (see docs/protocol.md).
+PROGRESS_TOPIC: Final = "catbus/progress"
+#: ``catbus/hello/<name>``: subscribed last by node <name>; a publisher that sees it knows it
+#: has every subscription of that node.
+HELLO_PREFIX: Final = "catbus/hello/"
+#: The recorder's loss summary, written once at the end of a recording.
+DROPS_TOPIC: Final = "catbus/drops"
+#: The byte after every topic name in a topic frame, so prefix matching is exact.
+TOPIC_TERMINATOR: Final = b"\0"
+
+# -- modes and input policies ------------------------------------------------------------------
+MODES: Final = ("parallel", "stepped", "inline")
+#: ``latest``: a step sees the newest message (or None); ``all``: the list of every message
+#: since the previous step.
+POLICIES: Final = ("latest", "all")
+
+# -- control plane -----------------------------------------------------------------------------
+#: Seconds between heartbeats, both ways.
+HEARTBEAT_INTERVAL: Final = 0.5
+#: Seconds a node waits for a silent registry before it gives up and exits.
+DEFAULT_REGISTRY_TIMEOUT: Final = 10.0
+#: Seconds the registry waits for a silent node before it fails the run (``--deadline``).
+DEFAULT_DEADLINE: Final = 30.0
+#: A node's heartbeat ``state`` once it has left its run loop and runs ``close()``.
+CLOSING_STATE: Final = "closing"
+#: Stepped mode: how many ticks a publisher may run ahead of its slowest subscriber.
+WINDOW: Final = 8
+
+
+class Op:
+    """The ``op`` of every control message (one msgpack map per ZeroMQ message)."""
+
+    # node -> registry
+    REGISTER: Final = "register"
+    READY: Final = "ready"
+    HEARTBEAT: Final = "hb"          # both ways
+    DONE: Final = "done"
+    ERROR: Final = "error"
+    # registry -> node
+    WELCOME: Final = "welcome"
+    REJECT: Final = "reject"
+    GRAPH: Final = "graph"
+    START: Final = "start"
+    END: Final = "end"
+    STOP: Final = "stop"
+    # tool -> registry (answered with GRAPH)
+    GRAPH_QUERY: Final = "graph?"
+
+
+# -- message extension types inside payloads -----------------------------------------------------
+EXT_NDARRAY: Final = 1          # [descr, shape, buffer index]; bytes in their own frame
+EXT_NPSCALAR: Final = 2         # [descr, raw bytes]
+EXT_NDARRAY_INLINE: Final = 3   # [descr, shape, raw bytes]; inside the payload
+#: Arrays up to this many bytes travel inside the payload (extension type 3).
+INLINE_MAX_BYTES: Final = 1024
+
+# -- addresses -----------------------------------------------------------------------------------
+#: ``tcp://HOST:PORT`` with HOST a name, an IPv4 address, ``*`` or a bracketed IPv6 address.
+TCP_ADDRESS: Final = re.compile(r"tcp://(?P<host>[^\s/:\[\]]+|\[[0-9A-Fa-f:.%\w]+\]):(?P<port>\d+)\Z")
+
+
+def bus_address_problem(address: str) -> str | None:
+    """Why ``address`` is not a bus (registry) address, or None. A bus is ``ipc://PATH`` or
+    ``tcp://HOST:PORT`` with a port in 1..65535."""
+    if not isinstance(address, str):
+        return f"a bus address must be text, got {address!r}"
+    if address.startswith("ipc://"):
+        return None if len(address) > len("ipc://") else "ipc:// needs a path"
+    match = TCP_ADDRESS.match(address)
+    if match is None:
+        return "expected tcp://HOST:PORT (e.g. tcp://10.0.0.1:7700, tcp://[::1]:7700) or ipc://PATH"
+    if not 0 < int(match["port"]) < 65536:
+        return f"port {match['port']} is out of range 1-65535"
+    return None
+
+
+def hello_topic(name: str) -> str:
+    """The hello topic node ``name`` subscribes to last."""
+    return HELLO_PREFIX + name
+
+
+__all__ = [
+    "PROTOCOL_VERSION", "HEADER_VERSION", "HEADER_FIELDS", "EVERY_TOPIC", "RESERVED_PREFIX",
+    "PROGRESS_TOPIC", "HELLO_PREFIX", "DROPS_TOPIC", "TOPIC_TERMINATOR", "MODES", "POLICIES",
+    "HEARTBEAT_INTERVAL", "DEFAULT_REGISTRY_TIMEOUT", "DEFAULT_DEADLINE", "CLOSING_STATE",
+    "WINDOW", "Op", "EXT_NDARRAY", "EXT_NPSCALAR", "EXT_NDARRAY_INLINE", "INLINE_MAX_BYTES",
+    "TCP_ADDRESS", "bus_address_problem", "hello_topic",
+]
