@@ -112,8 +112,10 @@ class Registry:
                     continue
                 try:
                     message = msg.decode(data)
-                except msg.MalformedMessage:
+                except msg.MalformedMessage as exc:
                     self.malformed += 1
+                    if exc.op == msg.Register.OP:
+                        self._reply(identity, msg.Reject(reason=f"malformed register: {exc}"))
                     continue
                 events.extend(self._handle(identity, message))
         now = time.monotonic()

@@ -26,7 +26,13 @@ from catbus.wire.protocol import PROTOCOL_VERSION, Op
 
 
 class MalformedMessage(ValueError):
-    """A control message that cannot be acted on; receivers count it and drop it."""
+    """A control message that cannot be acted on; receivers count it and drop it. ``op`` is the
+    message's op when it had a known one (the registry answers a bad ``register`` with a
+    ``reject`` saying why, so a node written by hand learns what to fix)."""
+
+    def __init__(self, reason: str, op: str | None = None) -> None:
+        super().__init__(reason)
+        self.op = op
 
 
 # -- node -> registry ------------------------------------------------------------------------------
@@ -198,11 +204,12 @@ def from_map(raw: dict) -> Message:
     for name, check, required in _FIELDS[kind]:
         if name not in raw:
             if required:
-                raise MalformedMessage(f"{op}: field {name!r} is missing")
+                raise MalformedMessage(f"{op}: field {name!r} is missing", op)
             continue
         ok, value = check(raw[name])
         if not ok:
-            raise MalformedMessage(f"{op}: field {name!r} has the wrong type: {raw[name]!r:.60}")
+            raise MalformedMessage(f"{op}: field {name!r} has the wrong type: {raw[name]!r:.60}",
+                                   op)
         values[name] = value
     return kind(**values)
 
