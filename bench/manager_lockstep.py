@@ -1,6 +1,6 @@
 """Baseline of ``bench/step.py``: flat_evade in the original toolbox's multiprocessing design.
 
-What the original did (shared/flat_evade_spec.md section 5), kept here: one process for the
+What the original toolbox did, kept here: one process for the
 environment and one per agent, exchanging through ``multiprocessing.Manager`` proxies -- a dict of
 sensor data and a dict of actions, every access guarded by a Manager ``Lock`` (so every acquire,
 read, write and release is an IPC round trip to the manager process) -- with processes that poll

@@ -1,5 +1,5 @@
 """Nodes for schedule tests: each says exactly what it saw, so a test can compare with a table
-computed by hand from DESIGN.md's schedule rules."""
+computed by hand from the schedule rules (docs/design.md, "Schedule semantics")."""
 
 from __future__ import annotations
 

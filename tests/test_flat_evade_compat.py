@@ -1,4 +1,5 @@
-"""Compatibility with the original toolbox: seed 0 of spec section 9, reproduced by the nodes.
+"""Compatibility with the original toolbox: its seed-0 reference run
+(docs/flat_evade.md, "Randomness"), reproduced by the nodes.
 
 Setup of the reference run: env (``rng: legacy``, seed 0), robot (SafeSet) and human (Unsafe), all
 at period 0.01, so agents act on every environment step, as in the original's sequential loop.
@@ -6,7 +7,7 @@ The nodes are driven by a plain loop with catbus's schedule (tick 0 is the reset
 tick's sensors; the env applies those actions at the next tick), and every message goes through
 the codec, so nodes see exactly what the wire gives them (read-only arrays).
 
-The spec prints its reference numbers to 6 (some 5) decimals, so each is checked to half a unit
+The reference numbers were printed to 6 (some 5) decimals, so each is checked to half a unit
 of its last printed digit; numbers printed as integers are exact and checked to 1e-9.
 """
 
@@ -69,7 +70,7 @@ def seed0() -> list[dict[str, Any]]:
     return run_inline(seed=0)
 
 
-# -- reference numbers (spec section 9, seed 0) -------------------------------------------------------
+# -- reference numbers (the original toolbox, seed 0) -----------------------------------------------------
 CHECKPOINTS = {  # step: (robot x, human x, robot goal, human goal), as printed
     1: ("30 30 0.008560 0.008637", "80 80 -1 -1", "30.187898 30.187898", "29.105287 29.105287"),
     100: ("30.085273 30.081362 0.102099 0.119441", "58.046574 57.959347 -31.180417 -31.134554",
@@ -138,7 +139,7 @@ def test_seed0_summary(seed0):
 
 @pytest.mark.timeout(30)
 def test_seed0_safe_set_activity_in_reported_range(monkeypatch):
-    """The spec saw the SafeSet projection active on 237-270 of the 500 applied actions."""
+    """The original saw the SafeSet projection active on 237-270 of the 500 applied actions."""
     active: list[bool] = []
     original = controllers.project_onto_halfplane
 

@@ -1,4 +1,5 @@
-"""Unit tests of the flat_evade model code against hand-computed cases from the spec's formulas.
+"""Unit tests of the flat_evade model code against hand-computed cases from the formulas in
+docs/flat_evade.md.
 
 World (physics, goals, reach test, simulate order, measurement, noise), planner, feedback, the
 safe controllers (each closed form, ZBF against a brute-force solution of the original's QP,
@@ -537,7 +538,7 @@ def test_no_obstacle_returns_reference(law):
 
 # -- nodes --------------------------------------------------------------------------------------------
 @pytest.mark.timeout(10)
-def test_declared_parameters_follow_the_spec():
+def test_declared_parameters_follow_the_scenario():
     values = resolve(FlatEvadeEnv.params, {}, where="t", prefix="env")
     assert values["noise_width"] == {
         "robot": {"cartesian_sensor": 0.0, "state_sensor": 0.1, "obstacle_sensor": 0.1,

@@ -1,4 +1,4 @@
-"""flat_evade end to end through catbus's own runners: what the spec predicts, the seed-0
+"""flat_evade end to end through catbus's own runners: what docs/flat_evade.md predicts, the seed-0
 compatibility numbers in inline and stepped mode, and the commands a new user runs."""
 
 from __future__ import annotations

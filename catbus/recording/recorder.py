@@ -2,7 +2,7 @@
 
 The recorder is an ordinary node subscribed to ``*`` with the ``all`` policy; the runtime hands it
 raw frames (``wants_raw``) in the order they must be written (stepped/inline: tick, then
-launch-file order, then sequence). File layout (see DESIGN.md, "Recording (MCAP)"):
+launch-file order, then sequence). File layout (see docs/design.md, "Recording (MCAP)"):
 
 * one channel per topic, ``message_encoding="catbus-msgpack"``, no schema, registered on the
   topic's first message;

@@ -1,5 +1,5 @@
 """The flat_evade scenario: a robot reaches random goals while a human chases it (2-D, double
-integrators). Behaviour follows ``flat_evade_spec.md`` (sections 1-3 and the catbus decisions).
+integrators). Behaviour is documented in ``docs/flat_evade.md``.
 
 Modules, one job each:
 

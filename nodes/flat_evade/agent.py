@@ -1,4 +1,5 @@
-"""``ModelBasedAgent``: the original's model-based agent (spec 3) as a catbus node.
+"""``ModelBasedAgent``: the original's model-based agent (docs/flat_evade.md, "The agent") as a
+catbus node.
 
 Pipeline per step: pass-through estimate, task goal, naive plan (every ``replanning_cycle``
 calls), next point, PD feedback towards it, then the chosen safe controller. The robot runs
@@ -6,7 +7,7 @@ calls), next point, PD feedback towards it, then the chosen safe controller. The
 
 ``dt`` of the safety index is the time since this agent last acted (``t - t_last``; the first is
 the agent's own period), so it means the same in every mode: simulated time in ``stepped`` and
-``inline``, measured time in ``parallel`` (spec Q7).
+``inline``, measured time in ``parallel`` (docs/flat_evade.md, Q7).
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ class ModelBasedAgent(Node):
         return {"~/action": self.act(dt, sensors)}
 
     def act(self, dt: float, sensors: Mapping[str, Any]) -> dict[str, Any]:
-        """One action from one measurement group (spec 3.2). The estimate is the measurement."""
+        """One action from one measurement group (docs/flat_evade.md, "The agent"). The estimate
+        is the measurement."""
         estimate = sensors
         state = cartesian_state(estimate)
         trajectory, point = self.planner(state, task_goal(estimate))

@@ -1,4 +1,5 @@
-"""Controllers of the model-based agent: the feedback law and the safe controllers (spec 3.2-3.3).
+"""Controllers of the model-based agent: the feedback law and the safe controllers
+(docs/flat_evade.md, "The agent").
 
 Every safe controller here is a closed form; there is no QP library. The energy-function family
 (SafeSet, Sublevel, ZBF, PotentialField, SlidingMode) works from one *safety index* per obstacle
@@ -6,10 +7,12 @@ Every safe controller here is a closed form; there is no QP library. The energy-
     phi = d_min^2 - d^2 - k_v * d_dot + eta * dt          (phi > 0: unsafe)
 
 and the linearisation ``phi_dot = L u - (stuff the agent cannot change)``, with ``L = b^T``. The
-agent's model assumes acceleration = u (the plant applies 0.5 u: spec Q6, kept on purpose), and
+agent's model assumes acceleration = u (the plant applies 0.5 u: docs/flat_evade.md, Q6, kept on
+purpose), and
 the obstacle is assumed not to accelerate.
 
-catbus decisions (spec, "decisions on the quirks"): with several obstacles the most dangerous one
+catbus decisions (docs/flat_evade.md, "Quirks kept and fixed"): with several obstacles the most
+dangerous one
 (largest phi, the first on ties) decides; with none the reference passes through (the original
 returned the first obstacle's answer and crashed with none, Q9). The output is not saturated
 unless ``saturate`` is set (Q8).

@@ -8,7 +8,8 @@ observation without advancing, so agents act on it and the step at tick 1 applie
 Randomness: by default every draw comes from ``self.rng``, the node's own Generator (seeded from
 the run seed and the node name), and there is one reset. ``rng: legacy`` reproduces the original
 toolbox's numbers instead: ``np.random.RandomState(seed)`` with its draw order, including the
-double reset (constructor + script) that used 68 draws before step 1 (spec 4, Q2).
+double reset (constructor + script) that used 68 draws before step 1 (docs/flat_evade.md,
+"Randomness", Q2).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def _widths(pv: float, state: float, radar: float, goal: float) -> dict[str, Par
 
 
 class FlatEvadeEnv(Node):
-    """The robot-and-human world of flat_evade (spec 1, 2): two double integrators and their goals."""
+    """The robot-and-human world of flat_evade (docs/flat_evade.md, "The world", "Sensors and
+    noise"): two double integrators and their goals."""
 
     inputs = ["robot/action", "human/action"]
     outputs = ["robot/sensors", "human/sensors", "~/state"]

@@ -1,4 +1,4 @@
-"""Scores of a flat_evade run, read from its recording (spec 6 and the catbus decisions).
+"""Scores of a flat_evade run, read from its recording (docs/flat_evade.md, "Scores").
 
 The original evaluator's two scores keep their formulas, so results stay comparable:
 

@@ -1,7 +1,8 @@
 """Sensor noise: the original's uniform operator under its honest name, plus a Gaussian option.
 
 The original called its noise ``_gaussian_noise`` with a ``noise_var`` key, but drew
-``y + w*U - w/2`` with U uniform on [0, 1): uniform on [-w/2, w/2), variance w^2/12 (spec Q3).
+``y + w*U - w/2`` with U uniform on [0, 1): uniform on [-w/2, w/2), variance w^2/12
+(docs/flat_evade.md, Q3).
 catbus keeps that as the default (``uniform``, parameter ``noise_width``) so results stay
 comparable, and offers ``gaussian`` with the same variance (sigma = w/sqrt(12)).
 

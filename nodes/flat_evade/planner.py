@@ -1,4 +1,5 @@
-"""The agent's task goal and the naive planner (spec 3.2, steps 2-5), kept as the original had them.
+"""The agent's task goal and the naive planner (docs/flat_evade.md, "The agent", steps 2-5), kept
+as the original had them.
 
 The planner draws a straight line of ``horizon`` points from the measured state towards the goal
 (never including the goal itself, Q14), replans every ``replanning_cycle`` calls, and hands the

@@ -2,7 +2,7 @@
 
 Received arrays are read-only views of wire buffers, and arrays a node returns are sent zero-copy,
 so anything that crosses a node boundary is copied exactly once here instead of being shared (the
-original toolbox leaked live references into its records: spec Q15, Q16).
+original toolbox leaked live references into its records: docs/flat_evade.md, Q15, Q16).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The flat_evade world: double-integrator bodies, their goals, one step and one measurement.
 
 Pure model code (no node, no bus), so it can be tested with hand-computed numbers. Behaviour is
-spec sections 1 and 2, with the catbus decisions: the plant applies 0.5*u although the agents'
+docs/flat_evade.md ("The world", "Sensors and noise"), with the decisions listed there: the plant
+applies 0.5*u although the agents'
 models assume u (Q6), there are no world bounds (Q20), goals are placed with one scalar draw and
 reached by the Chebyshev test (Q4, Q5), and everything handed out is a copy (Q15, Q16).
 
@@ -21,7 +22,8 @@ from nodes.flat_evade.noise import RandomSource, SensorNoise
 from nodes.flat_evade.values import copy_value
 
 #: The plant applies this fraction of the commanded acceleration (the original's G matrix). The
-#: agents' models assume 1; the mismatch is part of the scenario (spec Q6) and kept on purpose.
+#: agents' models assume 1; the mismatch is part of the scenario (docs/flat_evade.md, Q6) and kept
+#: on purpose.
 PLANT_GAIN = 0.5
 #: Distance scale of goal placement: the random offset is up to this on both axes, and a chasing
 #: goal sits this far beyond its target.
@@ -44,7 +46,7 @@ def euler_step(x: np.ndarray, u: np.ndarray, dt: float) -> np.ndarray:
 
 
 def place_goal(owner_pos: np.ndarray, target_pos: Optional[np.ndarray], r: float) -> np.ndarray:
-    """Where a goal goes, given one uniform scalar ``r`` (spec 1.3).
+    """Where a goal goes, given one uniform scalar ``r`` (docs/flat_evade.md, "Goals").
 
     Without target: ``owner + 10*r*[1,1]``, a diagonal offset, not clipped. With a target: 10 units
     beyond the target on the line from the owner, plus the same diagonal jitter, clipped to the
@@ -125,7 +127,8 @@ class World:
     # -- dynamics -------------------------------------------------------------------------------
     def simulate(self, controls: Mapping[str, np.ndarray], broadcasts: Mapping[str, dict],
                  dt: float) -> None:
-        """One step (spec 1.4): for each body in order, Euler with its control, store its
+        """One step (docs/flat_evade.md, "Order within one environment step"): for each body in
+        order, Euler with its control, store its
         broadcast, then run its goal's reach test against the positions as they are now (so the
         human goal's re-placement sees both bodies already moved). A missing control is zero."""
         for name, body in self.bodies.items():
@@ -143,7 +146,8 @@ class World:
 
     # -- observation ----------------------------------------------------------------------------
     def env_info(self) -> dict[str, dict[str, Any]]:
-        """The true state of every entity in registration order (spec 1.5), as copies."""
+        """The true state of every entity in registration order (docs/flat_evade.md, "Topics"), as
+        copies."""
         info: dict[str, dict[str, Any]] = {}
         for name, body in self.bodies.items():
             info[name] = _kinematics(body.x)
@@ -154,7 +158,8 @@ class World:
 
     def measure(self, noise: SensorNoise,
                 widths: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, Any]]:
-        """Every agent's noisy measurement group M[agent] (spec 2), agents in registration order.
+        """Every agent's noisy measurement group M[agent] (docs/flat_evade.md, "Sensors and
+        noise"), agents in registration order.
 
         Draw order (which the legacy mode depends on): per agent, cartesian pos, vel; state;
         per obstacle rel_pos, rel_vel; goal rel_pos, rel_vel. 16 uniforms per agent with one
