@@ -21,6 +21,42 @@ calls). A minimal node::
 
 Names used inside the node (``inputs`` keys, ``step`` return keys) are always the *declared* names;
 renaming and remapping happen outside (see :mod:`catbus.topics`).
+
+**Inputs and their policies.** ``inputs = ["~/sensors", Input("~/events", "all")]``: a plain name
+(or ``Input(topic)``, policy ``"latest"``) hands ``step`` the newest message on that topic, or
+``None`` until one came; ``Input(topic, "all")`` hands it the list, oldest first, of every message
+received since the previous step (possibly empty). In ``stepped`` and ``inline`` "received" means
+"allowed by the schedule" (README, "Schedule"), so both policies give the same values in both.
+
+**Reacting instead of stepping.** A node with ``period = None`` is not stepped; it gets every
+message on its inputs, in schedule order, as ``on_message(self, topic, message)`` (``topic`` the
+declared input name, ``message`` the decoded value) and may return outputs like ``step``.
+
+**The tick and the reset.** ``self.tick`` is the schedule tick of the current call, set before
+every ``step`` and ``on_message`` (``parallel``: the node's cycle number; in ``on_message``: the
+tick of the message). ``self.is_reset`` is True exactly at tick 0, the reset -- keyed on the tick,
+not on "the first call", so a node restarted in the middle of a run does not reset the world::
+
+    def step(self, t, inputs):
+        if self.is_reset:
+            return {"~/obs": self.reset_observation()}
+        ...
+
+**Scoring and plotting a run.** An environment names the functions that read a recording of a run
+it took part in; ``catbus eval`` / ``catbus plot`` find them in the recording's metadata::
+
+    class Arena(Node):
+        evaluator = "mypkg.arena_eval:evaluate"   # fn(recording, **options) -> {score: value}
+        plotter = "mypkg.arena_eval:plot"         # fn(recording, out, mp4=False, **options)
+
+    def evaluate(recording, d_min=15.0):
+        distances = [m.value["distance"] for m in recording.messages(["arena/state"])]
+        return {"min_distance": min(distances), "steps": len(distances)}
+
+The function gets a :class:`catbus.Recording`: ``recording.messages([topics])`` yields messages
+with ``topic``, ``tick``, ``sequence`` (0: the first of its topic, the reset) and the decoded
+``value``; keyword options it accepts come from ``catbus eval`` (``--d-min``) or
+``catbus.recording.evaluate.evaluate_file(path, **options)``; see ``nodes/flat_evade/evaluator.py``.
 """
 
 from __future__ import annotations
@@ -62,6 +98,12 @@ class Node:
     * ``rng``    -- ``numpy.random.Generator`` seeded from ``SeedSequence([seed, *name.encode()])``,
       so every node gets its own reproducible stream, the same in every mode and process;
     * ``log``    -- a ``logging.Logger`` named ``catbus.node.<name>``.
+
+    Set by catbus before every ``step`` and ``on_message``:
+
+    * ``tick``   -- the schedule tick of the call (``parallel``: the cycle number; in
+      ``on_message``: the message's tick); -1 before the first call;
+    * ``is_reset`` (read-only) -- True exactly when ``tick == 0``, the reset.
     """
 
     inputs: ClassVar[Sequence[str | Input]] = ()
@@ -80,6 +122,13 @@ class Node:
     seed: int
     rng: np.random.Generator
     log: logging.Logger
+    #: The schedule tick of the current step or message (see the class docstring).
+    tick: int = -1
+
+    @property
+    def is_reset(self) -> bool:
+        """True exactly at tick 0, the reset (whichever call of this instance that is)."""
+        return self.tick == 0
 
     # -- lifecycle ------------------------------------------------------------------------------
     def setup(self, params: dict[str, Any]) -> None:
@@ -87,12 +136,20 @@ class Node:
 
     def step(self, t: float, inputs: dict[str, Any]) -> dict[str, Any] | None:
         """Called when the period is due. ``t`` is the time in seconds (simulated in ``stepped``
-        and ``inline``, since the start in ``parallel``). ``inputs`` is keyed by the declared input
-        names in declaration order. Return ``{declared_output: message}`` for what to publish."""
+        and ``inline``, since the start in ``parallel``); ``self.tick`` is the tick. ``inputs`` is
+        keyed by the declared input names in declaration order: the newest message or None
+        (``latest``), or the list of messages since the last step (``all``). Return
+        ``{declared_output: message}`` for what to publish; an output that is not declared, or a
+        value that cannot be sent (a ``set``, an arbitrary object), fails the run naming the
+        output and the field."""
         return None
 
     def on_message(self, topic: str, message: Any) -> dict[str, Any] | None:
-        """Called for every message on an input of a node without a period, as it is received."""
+        """Called for every message on an input of a node without a period: ``topic`` is the
+        declared input name, ``message`` the decoded value, ``self.tick`` its tick. In
+        ``stepped`` and ``inline`` messages come in schedule order (tick, launch order), in
+        ``parallel`` as they arrive. Return outputs like ``step`` does. A message that cannot
+        be decoded is counted as malformed and skipped."""
         return None
 
     def on_raw(self, topic: str, header: Any, payload: bytes, buffers: Sequence[Any]) -> None:
@@ -127,6 +184,7 @@ class Node:
         self.rng = np.random.default_rng(np.random.SeedSequence([int(seed), *name.encode()]))
         self.log = logging.getLogger(f"catbus.node.{name}")
         self.run_info = run_info
+        self.tick = -1
         self._end_requested = None
 
 

@@ -25,9 +25,9 @@ import zmq
 
 import catbus
 from catbus.wire import codec
-from catbus.wire import control
+from catbus.wire.protocol import PROTOCOL_VERSION
 from catbus.launch import launcher
-from catbus.runtime import process as noderuntime
+from catbus.runtime import signals as noderuntime
 from catbus.runtime.dataplane import HELLO_PREFIX, PROGRESS_FRAME
 from catbus.errors import NodeFailed
 from catbus.cli.introspect import query_graph
@@ -39,6 +39,13 @@ from tests.conftest import ROOT, alive, wait_until
 pytestmark = pytest.mark.usefixtures("bus_sandbox")
 
 TOY = "tests.toy_nodes"
+
+
+def pack(op: str, **fields: Any) -> bytes:
+    """A control message built by hand, as a node in another language builds it."""
+    if op == "register":
+        fields.setdefault("protocol", PROTOCOL_VERSION)
+    return msgpack.packb({"op": op, **fields})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -421,7 +428,7 @@ def test_node_survives_garbage_frames_and_counts_them(tmp_path: Path) -> None:
             [sys.executable, "-m", "catbus", "node", f"{TOY}:Relay", "--name", "relay",
              "--bus", registry.endpoint], cwd=ROOT, stdin=subprocess.DEVNULL)
         dealer.connect(registry.endpoint)
-        dealer.send(control.pack(
+        dealer.send(pack(
             "register", name="evil", pid=os.getpid(), host="test", cls="raw zmq",
             endpoint=evil_endpoint, period=None, inputs=[["back", "relay/out", "all"]],
             outputs=[["out", "relay/in"]]))
@@ -498,20 +505,20 @@ def test_registry_survives_garbage_control_messages(tmp_path: Path) -> None:
         dealer.connect(registry.endpoint)
         garbage = [
             [b"\xc1"], [msgpack.packb([1, 2])], [msgpack.packb({"op": 5})], [b"a", b"b"],
-            [control.pack("register")],                                   # no name, no endpoint
-            [control.pack("register", name="x", endpoint="ipc://x", pid="not a pid",
+            [pack("register")],                                   # no name, no endpoint
+            [pack("register", name="x", endpoint="ipc://x", pid="not a pid",
                           inputs=[], outputs=[])],
-            [control.pack("register", name="y", endpoint="ipc://y", inputs=5, outputs=None)],
+            [pack("register", name="y", endpoint="ipc://y", inputs=5, outputs=None)],
         ]
         for frames in garbage:
             dealer.send_multipart(frames)
-        dealer.send(control.pack("graph?"))
+        dealer.send(pack("graph?"))
         replies: list[dict] = []
 
         def answered() -> bool:
             registry.poll(20)
             while dealer.poll(0):
-                replies.append(control.unpack(dealer.recv()))
+                replies.append(msgpack.unpackb(dealer.recv()))
             return bool(replies) and replies[-1]["op"] == "graph"
 
         wait_until(answered, 10, interval=0, what="the registry to answer after the garbage")

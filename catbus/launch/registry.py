@@ -17,6 +17,7 @@ from typing import Any
 
 import zmq
 
+from catbus.runtime.lockstep import Position, stalled_on
 from catbus.wire import messages as msg
 from catbus.wire.protocol import EVERY_TOPIC, HEARTBEAT_INTERVAL, PROTOCOL_VERSION
 
@@ -316,19 +317,15 @@ class Registry:
         if positions != self._positions:
             self._positions, self._moved_at = positions, now
             return None
-        if not running or now - self._moved_at <= self.deadline or any(
-                now - m.last_seen > 2 * HEARTBEAT_INTERVAL for m in running):
+        behind = stalled_on(
+            [Position(m.name, m.tick, now - m.last_seen, tuple(self.publishers_of(m)))
+             for m in running], unchanged_for=now - self._moved_at, deadline=self.deadline,
+            heartbeat_interval=HEARTBEAT_INTERVAL)
+        if behind is None:
             return None
         self._stall_reported = True
-        # The node the others wait for: furthest behind, and not itself waiting for a node as
-        # far behind (of a listener and the silent publisher it waits on, the publisher).
-        lowest = min(m.tick for m in running)
-        candidates = [m for m in running if m.tick == lowest]
-        names = {m.name for m in candidates}
-        behind = next((m for m in candidates if names.isdisjoint(self.publishers_of(m))),
-                      candidates[0])
         states = "; ".join(f"{m.name}: tick {m.tick}, {m.activity or 'no report'}"
                            for m in running)
-        return Event("timeout", behind.name,
+        return Event("timeout", behind,
                      f"stepped run stalled: no node completed a tick for {self.deadline:g} s "
                      f"although every node is alive ({states})")

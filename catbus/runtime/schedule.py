@@ -1,4 +1,5 @@
-"""The deterministic schedule shared by ``stepped`` and ``inline`` (DESIGN.md, "Schedule semantics").
+"""The deterministic schedule shared by ``stepped`` and ``inline`` (``docs/design.md``, "Schedule
+semantics").
 
 Time is counted in integer *ticks*. The base tick is the greatest common divisor of all periods,
 each read as the decimal the user wrote (``Fraction(str(0.01))`` is exactly 1/100), so sim time is

@@ -39,7 +39,9 @@ class NodeStats:
         elif self.steps % 2 == 0:
             self.samples[self.steps % MAX_SAMPLES] = seconds
 
-    def to_dict(self, data: Any = None, inbox: Any = None) -> dict[str, Any]:
+    def to_dict(self, sent: int | None = None, inbox: Any = None) -> dict[str, Any]:
+        """The summary row: ``sent`` is counted by the runner (a node process's data plane, or
+        the inline loop), ``inbox`` the node's, for its receive and loss counters."""
         p50, p99 = (np.percentile(self.samples, [50, 99]).tolist() if self.samples
                     else (0.0, 0.0))
         active = self.last_step - self.first_step if self.first_step is not None else 0.0
@@ -47,8 +49,8 @@ class NodeStats:
                   "active_s": round(active, 6),
                   "wait_s": round(self.wait_time, 6), "step_s": round(self.step_time, 6),
                   "p50_ms": p50 * 1e3, "p99_ms": p99 * 1e3}
-        if data is not None:
-            result["sent"] = data.sent
+        if sent is not None:
+            result["sent"] = sent
         if inbox is not None:
             result.update(received=inbox.received, dropped=inbox.dropped,
                           malformed=inbox.malformed)

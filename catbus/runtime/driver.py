@@ -1,0 +1,220 @@
+"""One node's side of a run without any socket: the same object under every runner.
+
+A :class:`NodeDriver` owns the :class:`~catbus.node.Node` instance, its
+:class:`~catbus.runtime.inbox.Inbox`, its :class:`~catbus.runtime.stats.NodeStats` and its map of
+declared outputs to topics, and applies every check the same way in every mode. The runner only
+decides *when* to step and *how* a message travels: it gives the driver a ``publish`` callback
+(a node process encodes and sends on its data socket; ``inline`` encodes and hands the frames to
+the other drivers' inboxes). Before, each runner had its own copy of this logic, and they had
+drifted apart (an undeclared output was a ValueError in one and NodeFailed in the other; only one
+survived an undecodable payload).
+
+Stricter behaviour wins everywhere:
+
+* a step returning an undeclared output, or a value that cannot be encoded, fails the run with
+  an :class:`OutputError` naming the node, the topic and the field inside the value;
+* a received payload that cannot be decoded is counted (``inbox.malformed``) and skipped.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from catbus import params as params_mod
+from catbus.errors import CatbusError
+from catbus.node import Node
+from catbus.runtime.inbox import Inbox, InputBinding, Received
+from catbus.runtime.stats import NodeStats
+from catbus.wire import codec
+
+#: ``publish(topic, value, tick, sim_time, through)``: encode and send one message. ``through``
+#: (stepped mode) is the progress the message carries for its topic, else None.
+Publish = Callable[[str, Any, int, float, "int | None"], None]
+
+
+class OutputError(CatbusError):
+    """A node returned something it cannot publish: an undeclared output, or a value (or a part
+    of one) that has no wire encoding. Fails the run, in every mode."""
+
+    exit_code = 1
+
+
+class NodeDriver:
+    """Bind and set up a node, step it, deliver messages to it, publish what it returns."""
+
+    def __init__(self, node_class: type[Node], name: str, *, inputs: Sequence[InputBinding],
+                 outputs: Sequence[tuple[str, str]], period: float | None,
+                 order: Mapping[str, int], publish: Publish) -> None:
+        self.node_class = node_class
+        self.name = name
+        self.period = period
+        self.inputs = list(inputs)
+        self.outputs = [tuple(o) for o in outputs]
+        #: declared output name -> topic
+        self.output_topics: dict[str, str] = dict(self.outputs)
+        self.inbox = Inbox(self.inputs, order, reactive=period is None)
+        self.stats = NodeStats()
+        self.node: Node | None = None
+        #: The last tick this node has completed, everything it publishes for it sent (-1:
+        #: none). What its final progress may claim, never more (see lockstep.final_through).
+        self.completed = -1
+        self._send = publish
+        #: Stepped: for each neighbour, the topics of ours it reads; None where data never
+        #: carries progress (parallel, inline). See :meth:`plan_carrying`.
+        self._carry_needs: list[frozenset[str]] | None = None
+        self._covered: dict[tuple, bool] = {}
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def setup(self, given_params: Mapping[str, Any] | None, seed: int,
+              run_info: Mapping[str, Any]) -> None:
+        """Validate the parameters (declared defaults merged under the given values), create
+        and bind the node, call its ``setup``."""
+        params = params_mod.resolve(self.node_class.params, given_params, where=f"node {self.name}",
+                                    prefix="params")
+        node = self.node_class()
+        node.bind(self.name, seed, self.period, dict(run_info))
+        self.node = node
+        node.setup(params)
+
+    def close(self) -> None:
+        """The node's ``close`` (if it was created): always called, also after a failure."""
+        if self.node is not None:
+            self.node.close()
+
+    @property
+    def end_requested(self) -> str | None:
+        """The reason the node gave to :meth:`~catbus.node.Node.end_episode`, or None."""
+        return None if self.node is None else self.node._end_requested
+
+    def summary(self, sent: int | None) -> dict[str, Any]:
+        """The statistics a run reports for this node."""
+        return self.stats.to_dict(sent, self.inbox)
+
+    # -- stepping -------------------------------------------------------------------------------
+    def step(self, tick: int, t: float, inputs: dict[str, Any],
+             through: int | None = None) -> bool:
+        """Step the node at ``(tick, t)`` and publish what it returns. With ``through``, every
+        message carries that progress for its topic; returns whether that told every neighbour
+        everything (else the caller sends ``catbus/progress``)."""
+        stats = self.stats
+        node = self.node
+        stats.state = f"stepping tick {tick}"
+        node.tick = tick
+        began = time.perf_counter()
+        outputs = node.step(t, inputs)
+        stats.record_step(time.perf_counter() - began)
+        stats.tick = tick
+        if node._end_requested is not None:
+            # The end travels in its own progress message, together with the end tick: a peer
+            # that learnt "complete through this tick" from a data header without the end could
+            # already step the next tick.
+            through = None
+        return self.publish(outputs, tick, t, through)
+
+    def deliver(self, messages: Iterable[Received]) -> None:
+        """Hand received messages, in the order given, to ``on_message`` (decoded; one that
+        cannot be decoded is counted in ``inbox.malformed`` and skipped, never fatal) or, for a
+        node that wants raw frames, to ``on_raw``; publish what ``on_message`` returns."""
+        node = self.node
+        began = time.perf_counter()
+        header = None
+        if node.wants_raw:
+            for message in messages:
+                header = message.header
+                node.tick = header.tick
+                node.on_raw(message.topic, header, message.payload, message.buffers)
+        else:
+            declared_of = self.inbox.declared_of
+            for message in messages:
+                try:
+                    value = message.value
+                except codec.DecodeError:
+                    self.inbox.malformed += 1
+                    continue
+                header = message.header
+                node.tick = header.tick
+                outputs = node.on_message(declared_of.get(message.topic, message.topic), value)
+                if outputs:
+                    self.publish(outputs, header.tick, header.sim_time)
+        self.stats.record_step(time.perf_counter() - began)
+        if header is not None:
+            self.stats.tick = header.tick
+
+    # -- publishing -----------------------------------------------------------------------------
+    def plan_carrying(self, reads_from_me: Iterable[frozenset[str]]) -> None:
+        """Stepped mode, from the graph: for each neighbour the topics of ours it reads, so that
+        :meth:`publish` knows when a tick's data carried all our progress to every neighbour."""
+        self._carry_needs = list(reads_from_me)
+        self._covered = {}
+
+    def publish(self, outputs: Mapping[str, Any] | None, tick: int, t: float,
+                through: int | None = None) -> bool:
+        """Publish a step's outputs. With ``through`` each message carries it: "everything on
+        this topic for ticks <= through is sent" (a periodic node publishes a topic at most once
+        per step). Returns True when those messages reach every neighbour on every topic it
+        reads from us, i.e. no ``catbus/progress`` is needed for this tick."""
+        if not outputs:
+            return False
+        topics = self.output_topics
+        send = self._send
+        topic = declared = value = None
+        try:
+            for declared, value in outputs.items():
+                topic = topics.get(declared)
+                if topic is None:
+                    raise OutputError(
+                        f"node {self.name}: output {declared!r} is not one of its declared "
+                        f"outputs {list(topics)}")
+                send(topic, value, tick, t, through)
+        except (TypeError, ValueError, OverflowError) as exc:
+            # Only now, on the way to failing: nothing per message on the good path.
+            raise self._unsendable(topic, value, exc) from exc
+        if through is None or self._carry_needs is None:
+            return False
+        key = tuple(outputs)
+        covered = self._covered.get(key)
+        if covered is None:
+            published = {topics[name] for name in key}
+            covered = self._covered[key] = all(
+                needs and needs <= published for needs in self._carry_needs)
+        return covered
+
+    def _unsendable(self, topic: str | None, value: Any, exc: Exception) -> Exception:
+        found = unsendable_field(value)
+        if topic is None or found is None:
+            return exc   # not about the value (nothing in it fails alone): the original error
+        path, reason = found
+        where = f"field {path}: " if path else ""
+        return OutputError(f"node {self.name}: output {topic}: {where}{reason}")
+
+
+def unsendable_field(value: Any) -> tuple[str, str] | None:
+    """The first part of ``value`` that has no wire encoding, as ``(path, reason)``: the path
+    reads like the Python that reaches it (``"u"[1]`` for ``value["u"][1]``; empty for the value
+    itself), the reason is the codec's. None if every part encodes on its own."""
+    def walk(item: Any, path: str) -> tuple[str, str] | None:
+        if type(item) is dict:
+            for key, inner in item.items():
+                if type(key) is not str:
+                    bad = walk(key, f"{path}{'.' if path else ''}<key {key!r}>")
+                    if bad:
+                        return bad
+                step = f'"{key}"' if type(key) is str else f"[{key!r}]"
+                bad = walk(inner, f"{path}.{step}" if path and step[0] == '"' else path + step)
+                if bad:
+                    return bad
+            return None
+        if type(item) in (list, tuple):
+            for index, inner in enumerate(item):
+                bad = walk(inner, f"{path}[{index}]")
+                if bad:
+                    return bad
+            return None
+        try:
+            codec.encode_payload(item)
+        except (TypeError, ValueError, OverflowError) as exc:
+            return path, str(exc)
+        return None
+
+    return walk(value, "")

@@ -1,0 +1,237 @@
+"""A node process's connection to its run: the control link to the registry, the data plane to
+its peers, and what the registry has told it so far (``docs/design.md``, "Control plane").
+
+The run loops (:mod:`catbus.runtime.loops`) wait and receive through a :class:`ProcessLink`; the
+node itself is the :class:`~catbus.runtime.driver.NodeDriver`'s business, never this one's.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TypeVar
+
+import zmq
+
+from catbus.errors import CatbusError
+from catbus.runtime.controllink import ControlLink
+from catbus.runtime.dataplane import DataPlane, data_endpoint_for, receive_frames
+from catbus.runtime.inbox import ALL, Inbox
+from catbus.runtime.lockstep import Peers, compute_peers
+from catbus.runtime.signals import Interrupted
+from catbus.runtime.stats import NodeStats
+from catbus.wire import messages as msg
+from catbus.wire.protocol import CLOSING_STATE
+
+M = TypeVar("M", bound=msg.Message)
+
+#: Stepped mode: the longest a node blocks on its data socket before it looks at its control
+#: link (stop, end, heartbeats) and at new subscriptions.
+STEPPED_WAIT_MS = 50
+#: The longest a node goes without handling its control link (stop, end, heartbeats) while it
+#: is busy: messages keep coming, it is always ready to step, or it overruns its period.
+CONTROL_EVERY = 0.05
+#: :meth:`ProcessLink.drain_data` asks the socket whether a message waits for this many
+#: messages, then receives until ``zmq.Again``.
+_ASK_EVENTS = 4
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
+
+
+class Stopped(Exception):
+    """The registry said stop (Ctrl-C, another node failed, or the end of the run)."""
+
+
+class RegistryLost(CatbusError):
+    """The registry stopped answering: the launcher is gone, so this node exits."""
+
+
+class ProcessLink:
+    """Sockets of one node process, and the run as the registry described it."""
+
+    def __init__(self, ctx: zmq.Context, name: str, bus: str, *, advertise: str | None,
+                 registry_timeout: float, parent_pid: int | None) -> None:
+        self.name = name
+        self.bus = bus
+        self.registry_timeout = registry_timeout
+        #: The launcher's pid for a node it started: if it changes, the launcher is gone.
+        self.parent_pid = parent_pid
+        self.control = ControlLink(ctx, bus)
+        self.data = DataPlane(ctx, name, data_endpoint_for(bus, name, advertise))
+        self.poller = zmq.Poller()
+        for sock in (self.data.sub, self.data.pub, self.control.socket):
+            self.poller.register(sock, zmq.POLLIN)
+        self.inbox: Inbox | None = None
+        self.stats = NodeStats()   # replaced by the driver's own in attach()
+        self.peers = Peers()
+        self.graph_nodes: list[dict] = []   # the registry's latest graph message
+        self.graph_complete = False
+        self.started: float | None = None   # monotonic time the run starts at
+        #: The episode's end tick: from the registry (``end``) or this node's own end_episode.
+        self.end_tick: int | None = None
+        #: Why this node stopped: the registry's stop reason, or its own end of episode.
+        self.stop_reason: str | None = None
+        self.control_due = 0.0
+
+    def attach(self, inbox: Inbox, stats: NodeStats) -> None:
+        """Received data goes to ``inbox``; heartbeats report ``stats``."""
+        self.inbox = inbox
+        self.stats = stats
+
+    # -- control --------------------------------------------------------------------------------
+    def send(self, message: msg.Message) -> None:
+        """One typed control message to the registry."""
+        self.control.send(message)
+
+    def receive_control(self) -> list[msg.Message]:
+        """Every control message waiting (malformed ones are counted by the control link)."""
+        return self.control.receive_nowait()
+
+    def wait_for(self, kind: type[M]) -> M:
+        """Wait for one control message of ``kind``, handling the others; the registry must
+        answer."""
+        deadline = time.monotonic() + self.registry_timeout
+        while True:
+            received = self.control.receive_nowait()
+            for index, message in enumerate(received):
+                if isinstance(message, kind):
+                    # Whatever came in the same batch (the graph, often) is handled next.
+                    self.control.backlog.extend(received[index + 1:])
+                    return message
+                self.on_control(message)
+            if time.monotonic() > deadline:
+                raise RegistryLost(f"no answer from the registry at {self.bus} within "
+                                   f"{self.registry_timeout:g} s; is a run started there "
+                                   "(catbus launch ... or catbus bus)?")
+            self.poller.poll(100)
+
+    def on_control(self, message: msg.Message) -> None:
+        if isinstance(message, msg.Graph):
+            self.graph_nodes = message.nodes
+            inputs = self.inbox.inputs if self.inbox is not None else []
+            self.peers = compute_peers(self.name, inputs, message.nodes)
+            self.data.connect(self.peers.endpoints[n] for n in self.peers.neighbours)
+            self.graph_complete = message.complete
+        elif isinstance(message, msg.Start):
+            self.started = time.monotonic() + message.delay
+        elif isinstance(message, msg.End):
+            tick = message.tick
+            self.end_tick = tick if self.end_tick is None else min(self.end_tick, tick)
+        elif isinstance(message, msg.Stop):
+            self.stop_reason = message.reason or None
+            raise Stopped()
+        elif isinstance(message, msg.Reject):
+            raise CatbusError(f"the registry refused node {self.name}: {message.reason}")
+
+    def connect_and_wait_start(self) -> None:
+        """Subscribe, connect to every neighbour the graph names, say ``ready`` once each has
+        seen our hello, and wait for ``start``."""
+        inbox = self.inbox
+        assert inbox is not None
+        self.data.subscribe([b.topic for b in inbox.inputs if b.topic != ALL],
+                            everything=inbox.wildcard)
+        ready_sent = False
+        while self.started is None:
+            self.service(100)
+            if (self.graph_complete and not ready_sent
+                    and self.peers.neighbours <= self.data.hellos):
+                self.send(msg.Ready())
+                ready_sent = True
+
+    def wait_until_started(self) -> None:
+        """Handle I/O until the start time the registry gave (its start delay)."""
+        while self.started > time.monotonic():
+            self.service(max(0.0, (self.started - time.monotonic()) * 1000))
+
+    # -- I/O ------------------------------------------------------------------------------------
+    def service(self, timeout_ms: float) -> None:
+        """Wait up to ``timeout_ms`` for I/O, then handle everything pending."""
+        events = dict(self.poller.poll(timeout_ms))
+        if self.data.sub in events:
+            self.drain_data()
+        if self.data.pub in events:
+            self.data.drain_subscriptions()
+        if self.control.socket in events or self.control.backlog:
+            for message in self.receive_control():
+                self.on_control(message)
+        self.keep_alive()
+
+    def tend(self) -> None:
+        """Between steps: handle the control link at most every :data:`CONTROL_EVERY` seconds.
+
+        A node that is always ready to step (its peers far enough ahead) never waits in
+        :meth:`receive_one`, so without this it never heard the registry's ``stop`` or ``end``.
+        One clock read per step; the poll only every CONTROL_EVERY."""
+        now = time.monotonic()
+        if now >= self.control_due:
+            self.control_due = now + CONTROL_EVERY
+            self.service(0)
+
+    def receive_one(self) -> None:
+        """Stepped: wait for the next data message and hand it to the inbox -- one blocking
+        receive, no poll -- and look at the control link and the publishing socket when the
+        wait timed out or at least every :data:`CONTROL_EVERY` seconds. One message at a time:
+        the caller checks after each whether it may step, and anything else stays queued in
+        order for the next call. Needs the socket's RCVTIMEO set (:meth:`block_on_data`)."""
+        frames = receive_frames(self.data.sub, wait=True)
+        if frames is not None:
+            self.inbox.add_frames(frames)
+            now = time.monotonic()
+            if now < self.control_due:
+                return
+        else:
+            now = time.monotonic()
+        self.control_due = now + CONTROL_EVERY
+        self.service(0)
+
+    def block_on_data(self, timeout_ms: int) -> None:
+        """Blocking receives on the data socket (:meth:`receive_one`) wait at most this long."""
+        self.data.sub.setsockopt(zmq.RCVTIMEO, max(1, int(timeout_ms)))
+
+    def drain_data(self) -> None:
+        """Hand every waiting data message to the inbox.
+
+        "Nothing (more) waiting" is asked of the socket (``EVENTS``, ~1 us) for the first few
+        messages rather than learnt from the ``zmq.Again`` of an empty receive: raising and
+        catching that costs ~5 us in pyzmq, more than receiving a small message, and a node
+        usually finds zero to two messages waiting. A longer burst ends with one ``Again``.
+        """
+        sub = self.data.sub
+        add = self.inbox.add_frames
+        getsockopt = sub.getsockopt
+        for _ in range(_ASK_EVENTS):
+            if not getsockopt(_EVENTS) & _POLLIN:
+                return
+            frames = receive_frames(sub)
+            if frames is None:
+                return
+            add(frames)
+        while (frames := receive_frames(sub)) is not None:
+            add(frames)
+
+    def keep_alive(self) -> None:
+        control = self.control
+        if control.heartbeat_due():
+            # PDEATHSIG can be lost (a handler swallowing the exception, a platform without
+            # prctl); a launcher that died is also seen here, within one heartbeat interval.
+            if self.parent_pid is not None and os.getppid() != self.parent_pid:
+                raise Interrupted()
+            stats = self.stats
+            self.send(msg.Heartbeat(tick=stats.tick, steps=stats.steps, state=stats.state))
+        if control.silent_for() > self.registry_timeout:
+            raise RegistryLost(f"the registry at {self.bus} has been silent for "
+                               f"{self.registry_timeout:g} s; the run is gone, stopping")
+
+    def say_closing(self) -> None:
+        """Tell the registry this node has left its run loop and is in close(): the launcher
+        then does not take a long close() (a recorder finishing its file) for a stuck node once
+        the run is over; the heartbeat deadline still bounds it."""
+        stats = self.stats
+        stats.state = CLOSING_STATE
+        try:
+            self.send(msg.Heartbeat(tick=stats.tick, steps=stats.steps, state=CLOSING_STATE))
+        except zmq.ZMQError:
+            pass
+
+    def close(self) -> None:
+        self.data.close()
+        self.control.close()

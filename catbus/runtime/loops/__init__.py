@@ -1,0 +1,44 @@
+"""The run loops of a node process, one per way of running, chosen once before the first step.
+
+Each is a function ``(link, driver, run) -> None`` that returns when the node's part of the run
+is over (the end of the run, the end of the episode) and raises when it is told to stop. The
+process lifecycle around them is :mod:`catbus.runtime.process`; ``inline`` has its own loop
+(:mod:`catbus.launch.inline`) over the same :class:`~catbus.runtime.driver.NodeDriver`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from catbus.runtime.driver import NodeDriver
+from catbus.runtime.link import ProcessLink
+from catbus.runtime.loops import parallel, stepped
+from catbus.runtime.terms import RunTerms
+
+Loop = Callable[[ProcessLink, NodeDriver, RunTerms], None]
+
+
+def choose_loop(mode: str, periodic: bool) -> Loop:
+    """The loop for ``mode`` (``stepped`` or ``parallel``) and a node with or without a period."""
+    if mode == "stepped":
+        return _stepped_periodic if periodic else _stepped_reactive
+    return _parallel_periodic if periodic else _parallel_reactive
+
+
+def _stepped_periodic(link: ProcessLink, driver: NodeDriver, run: RunTerms) -> None:
+    stepped.run_periodic(link, driver, run.require_schedule())
+
+
+def _stepped_reactive(link: ProcessLink, driver: NodeDriver, run: RunTerms) -> None:
+    stepped.run_reactive(link, driver, run.require_schedule())
+
+
+def _parallel_periodic(link: ProcessLink, driver: NodeDriver, run: RunTerms) -> None:
+    parallel.run_periodic(link, driver, run.duration)
+
+
+def _parallel_reactive(link: ProcessLink, driver: NodeDriver, run: RunTerms) -> None:
+    parallel.run_reactive(link, driver, run.duration)
+
+
+__all__ = ["Loop", "choose_loop"]

@@ -1,0 +1,121 @@
+"""``parallel`` mode in a node process (``docs/design.md``, "Parallel mode"): the node steps at
+its period in wall time on the newest inputs; a cycle missed because a step overran is skipped
+and counted. A node without a period handles messages as they arrive."""
+
+from __future__ import annotations
+
+import time
+
+from catbus.runtime.dataplane import receive_frames
+from catbus.runtime.driver import NodeDriver
+from catbus.runtime.link import CONTROL_EVERY, ProcessLink
+from catbus.runtime.lockstep import waits_for_me
+
+
+def run_periodic(link: ProcessLink, driver: NodeDriver, duration: float | None) -> None:
+    """Step every ``period`` seconds of wall time until the duration or the episode's end."""
+    link.wait_until_started()
+    start = link.started
+    period = driver.period
+    inbox = driver.inbox
+    node = driver.node
+    stats = driver.stats
+    cycle = 0
+    # A node without data inputs still gets progress (the end of the episode) on its data
+    # socket, but looking at it every CONTROL_EVERY (in service) is soon enough.
+    reads = bool(inbox.by_topic) or inbox.wildcard
+    serviced = time.monotonic()
+    while True:
+        due = start + cycle * period
+        now = time.monotonic()
+        if now < due:
+            link.service((due - now) * 1000)
+            serviced = now
+            continue
+        if now - serviced >= CONTROL_EVERY:
+            # A node that is always late never waits above, so it must look at its control
+            # link here, or it never hears the registry: no stop, no end, and RegistryLost
+            # once the registry has been "silent" for the timeout. Looked at no more often
+            # than CONTROL_EVERY, so the step-after-step loop pays no system call per step.
+            link.service(0)
+            serviced = now
+        late = int((now - due) / period)
+        if late:
+            stats.overruns += late
+            cycle += late
+        if duration is not None and cycle * period > duration + 1e-9:
+            return
+        if link.end_tick is not None or inbox.end_tick() is not None:
+            return
+        if reads:
+            link.drain_data()
+        driver.step(cycle, now - start, inbox.take_latest())
+        driver.completed = cycle
+        if node._end_requested is not None:
+            link.stop_reason = node._end_requested
+            link.end_tick = cycle
+            link.data.publish_progress(cycle, cycle, cycle, False)
+            return
+        cycle += 1
+        # No keep_alive here: both ways around the loop call service, which does it.
+
+
+def run_reactive(link: ProcessLink, driver: NodeDriver, duration: float | None) -> None:
+    """Handle messages as they arrive until the run ends.
+
+    A reactive node has no clock of its own to end by, so it normally ends when every
+    publisher it reads has finished (their final progress comes after their last data: the
+    recorder keeps everything). Once the run is over -- its duration has passed, or the end
+    of the episode is known -- it stops waiting for publishers that wait, through reactive
+    nodes, for this very node: in a cycle of reactive nodes (ping answering pong answering
+    ping) none of them would ever finish first.
+    """
+    link.wait_until_started()
+    start = link.started
+    publishers = link.peers.publishers
+    node = driver.node
+    inbox = driver.inbox
+    sub = link.data.sub
+    add = inbox.add_frames
+    deliver = driver.deliver
+    monotonic = time.monotonic
+    awaited: list[str] | None = None   # publishers still waited for once the run is over
+    driver.stats.state = "waiting for messages"
+    # Wait in a blocking receive on the data socket, as a plain pyzmq receiver does: one
+    # call per message instead of poll + receive + the zmq.Again of an empty receive. The
+    # control link, subscriptions and the end of the run are looked at after a timeout, when
+    # something else than a data message came (progress: perhaps the end), and at least
+    # every CONTROL_EVERY while messages keep coming.
+    link.block_on_data(CONTROL_EVERY * 1000)
+    serviced = monotonic()
+    while True:
+        frames = receive_frames(sub, wait=True)
+        check = frames is None or add(frames) is None
+        now = monotonic()
+        if check or now - serviced >= CONTROL_EVERY:
+            link.service(0)
+            serviced = now
+            check = True
+        if inbox.raw:
+            deliver(inbox.take_raw_all())
+            driver.completed = driver.stats.tick
+            if node._end_requested is not None:
+                # Ends now, like a periodic node: our peers see the end in our final
+                # progress, the registry relays it to everyone (done{end, end_tick}).
+                link.stop_reason = node._end_requested
+                if link.end_tick is None:
+                    link.end_tick = driver.stats.tick
+                return
+        if not check:
+            continue
+        if awaited is None and (
+                link.end_tick is not None or inbox.end_tick() is not None
+                or (duration is not None and now - start > duration)):
+            cyclic = waits_for_me(driver.name, link.graph_nodes)
+            awaited = [p for p in publishers if p not in cyclic]
+        if inbox.all_final(publishers if awaited is None else awaited) and \
+                (publishers or awaited is not None):
+            link.drain_data()
+            if inbox.raw:
+                deliver(inbox.take_raw_all())
+            return

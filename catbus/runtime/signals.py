@@ -1,0 +1,79 @@
+"""How a node process ends when it is told to, or when its launcher is gone (``docs/design.md``,
+"Processes"): SIGINT/SIGTERM become :class:`Interrupted`, the parent-death signal, and the orphan
+watchdog that is the last resort behind both."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from typing import Any, Callable
+
+#: Seconds a node whose launcher died gets to finish gracefully before it SIGKILLs itself.
+ORPHAN_GRACE = 5.0
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM reached this process (also: the launcher died, via PDEATHSIG).
+
+    A BaseException, like KeyboardInterrupt: the signal handler raises it wherever the process
+    happens to be, and as an Exception it was swallowed by every ``except Exception`` on the
+    way -- codec.Header.unpack turned it into a DecodeError that the inbox counted as malformed,
+    the control link into a malformed message, node code's own handlers into nothing -- after
+    which the node ignored every further signal and outlived its launcher.
+
+    ``signum`` is the signal; the process then exits with ``128 + signum`` (130 for SIGINT, 143
+    for SIGTERM), the shell's convention. A launcher found dead counts as SIGTERM, the
+    parent-death signal.
+    """
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(signum)
+        self.signum = int(signum)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def set_parent_death_signal(parent_pid: int | None) -> None:
+    """Ask Linux to send SIGTERM when the launcher dies (prctl PR_SET_PDEATHSIG), then close the
+    race where it died before we asked."""
+    if parent_pid is None:
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:
+        raise Interrupted()
+
+
+def start_orphan_watchdog(parent_pid: int | None, grace: float = ORPHAN_GRACE) -> None:
+    """The last resort behind PDEATHSIG and the heartbeat timeout: both act only where the node
+    runs catbus code, so a node stuck in a step that ignores SIGTERM outlived its launcher for
+    ever. A daemon thread notices the launcher is gone and, ``grace`` seconds later (time for the
+    graceful exit: close() runs, a recording is finished), ends the process with SIGKILL."""
+    if parent_pid is None:
+        return
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        time.sleep(grace)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="catbus-orphan-watchdog", daemon=True).start()
+
+
+def install_signal_handlers(runtime: Any) -> None:
+    """SIGINT and SIGTERM end the node gracefully: ``close()`` runs, the recording is finished.
+    ``runtime.interrupt(signum, frame)`` decides (it raises :class:`Interrupted` until the node
+    is finishing)."""
+    handler: Callable[[int, Any], None] = runtime.interrupt
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
