@@ -1,4 +1,6 @@
-"""``python -m catbus`` is the ``catbus`` command (the launcher starts nodes this way)."""
+"""``python -m catbus`` is the ``catbus`` command. The launcher starts nodes with ``python -P -m
+catbus node ...``: ``-P`` keeps the current folder off ``sys.path``, where a folder named
+``catbus`` would otherwise hide the installed package."""
 
 import sys
 

@@ -109,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--advertise", metavar="IP", help="address other hosts reach this one at")
     p.add_argument("--timeout", type=float, default=10.0,
                    help="seconds to wait for the registry (default 10)")
+    p.add_argument("--path", dest="paths", action="append", default=[], metavar="DIR",
+                   help="folder searched first for the class's package (repeatable; then the "
+                   "current folder, then the installed packages); the launcher passes its run's "
+                   "import path this way: the launch file's pythonpath folders, its folder, "
+                   "its current folder")
     p.set_defaults(func=cmd_node)
 
     p = commands.add_parser("bus", help="host a registry alone; nodes join with `catbus node`")
@@ -192,7 +197,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
     # inline run lets the KeyboardInterrupt through, and main() turns it into the same codes.)
     code = interrupt_exit_code(result.signal) if result.interrupted else 0
     if args.json:
-        print(json.dumps(result.summary(), default=str, indent=2))
+        print(json.dumps(result.summary, default=str, indent=2))
         return code
     print(result.table())
     if result.record is not None:
@@ -215,7 +220,7 @@ def cmd_node(args: argparse.Namespace) -> int:
 
     return run_node(args.target, name=args.name, bus=args.bus, params=args.param,
                     remaps=args.remap, period=args.period, advertise=args.advertise,
-                    timeout=args.timeout)
+                    timeout=args.timeout, paths=args.paths)
 
 
 def cmd_bus(args: argparse.Namespace) -> int:

@@ -15,8 +15,10 @@ from typing import Sequence
 from catbus import params as params_mod
 from catbus.errors import CatbusError, ConfigError
 from catbus.runtime.inbox import InputBinding
+from catbus.launch.imports import import_path_for
 from catbus.launch.launchfile import import_node_class
-from catbus.runtime.process import Interrupted, NodeRuntime, install_signal_handlers, \
+from catbus.runtime.process import NodeRuntime
+from catbus.runtime.signals import Interrupted, install_signal_handlers, \
     set_parent_death_signal, start_orphan_watchdog
 from catbus.topics import resolve_topic
 from catbus.wire.protocol import bus_address_problem
@@ -66,16 +68,37 @@ def _check_advertise(address: str | None) -> None:
                                                    f"other hosts reach it at: {mine}") from None
 
 
+#: How to fix a class path that ``catbus node`` cannot import.
+NODE_IMPORT_FIX = ("run from the folder that holds the package, or give that folder with "
+                   "--path DIR (repeatable); check the spelling")
+
+
+def _import_path(paths: Sequence[str]) -> tuple:
+    """``--path`` folders (relative to the current folder) then the current folder: the same
+    import path rule as the launcher's (:mod:`catbus.launch.imports`)."""
+    for folder in paths:
+        if not os.path.isdir(folder):
+            raise ConfigError("--path", folder, f"no such folder on this host "
+                                                f"({os.path.abspath(folder)}); give the folder "
+                                                f"that holds the node's package here")
+    return import_path_for(paths)
+
+
 def run_node(class_path: str, *, name: str, bus: str | None, params: Sequence[str] = (),
              remaps: Sequence[str] = (), period: float | None = None,
-             advertise: str | None = None, timeout: float = 10.0) -> int:
-    """Run one node until the run ends; returns the exit code."""
+             advertise: str | None = None, timeout: float = 10.0,
+             paths: Sequence[str] = ()) -> int:
+    """Run one node until the run ends; returns the exit code.
+
+    ``paths`` (``--path``) and the current folder go in front of ``sys.path`` before the class
+    is imported (the launcher passes its run's import path this way)."""
     parent = os.environ.pop("CATBUS_PARENT_PID", None)
     runtime: NodeRuntime | None = None
     try:
         set_parent_death_signal(int(parent) if parent else None)
         start_orphan_watchdog(int(parent) if parent else None)
-        _, node_class = import_node_class(class_path, "catbus node", "node")
+        _, node_class = import_node_class(class_path, "catbus node", "node",
+                                          import_path=_import_path(paths), fix=NODE_IMPORT_FIX)
         given: dict = {}
         for assignment in params:
             parts, value = params_mod.parse_assignment(assignment, where="--param")

@@ -16,6 +16,8 @@ Format (YAML)::
     record: runs/flat_evade.mcap  # optional; relative to this file's folder
     bus: ipc                      # default ipc (private temp folder) or tcp://HOST:PORT for the
                                   # registry, when nodes run on other machines (see "TCP" below)
+    pythonpath: [..]              # optional; folders searched first for classes, relative to
+                                  # this file (see "Imports" below)
     nodes:                        # in schedule order: within a tick, nodes step in this order
       env:                        # the node's name: its identity on the bus ([A-Za-z_][A-Za-z0-9_]*)
         class: nodes.flat_evade.env:FlatEvadeEnv   # module:Class, a catbus.Node subclass
@@ -57,6 +59,13 @@ Decisions worth knowing:
   address). A remote node runs ``catbus node module:Class --name NAME --bus tcp://HOST:PORT``
   with HOST as *it* reaches the launcher's machine; its parameters and the run seed come from
   the registry, never from files on its host.
+* **Imports.** Class paths are imported with the run's *import path* in front of ``sys.path``:
+  the ``pythonpath:`` folders (relative to the file), the launch file's folder, then the current
+  folder (:mod:`catbus.launch.imports`). The launcher, every node process (``--path`` options)
+  and ``catbus eval`` use the same folders, so a user's ``nodes/`` package next to the launch
+  file or in the current folder is found in every mode, installed catbus or not; catbus installs
+  no ``nodes`` package of its own. :attr:`LaunchSpec.import_path` is that list, and the document
+  records it as absolute ``pythonpath`` folders (so it resolves the same classes from anywhere).
 * Classes whose module is under ``catbus.`` (the framework's own nodes) may use ``catbus/`` topics.
 * :attr:`LaunchSpec.document` is the launch data after every override, with every node's full
   parameters and effective period, plain YAML: it is recorded as metadata, and
@@ -72,7 +81,6 @@ import difflib
 import importlib
 import math
 import os
-import sys
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,20 +90,20 @@ import yaml
 
 from catbus import params as params_mod
 from catbus.errors import ConfigError
+from catbus.launch.imports import describe, import_path_for, shadowing_module, use_import_path
 from catbus.node import Input, Node
+from catbus.wire.protocol import MODES, POLICIES, bus_address_problem
 from catbus.topics import ALL_TOPICS, RESERVED_PREFIX, resolve_topic, validate_node_name, \
     validate_topic
 
-MODES = ("parallel", "stepped", "inline")
-POLICIES = ("latest", "all")
-TOP_KEYS = ("name", "description", "mode", "steps", "duration", "seed", "record", "bus", "nodes")
+TOP_KEYS = ("name", "description", "mode", "steps", "duration", "seed", "record", "bus",
+            "pythonpath", "nodes")
 NODE_KEYS = ("class", "period", "params", "params_file", "remap", "remote")
 RECORDER_CLASS = "catbus.recording.recorder:Recorder"
 RECORDER_NAME = "recorder"
 CLI = "command line"
 SET = "--set"
 
-_TCP = re.compile(r"tcp://(?P<host>[^\s/]+):(?P<port>\d+)\Z")
 _RUN_NAME = re.compile(r"[A-Za-z0-9_.-]+\Z")
 
 
@@ -140,6 +148,10 @@ class LaunchSpec:
     seed: int
     record: Path | None
     document: dict = field(repr=False)  # launch data after all overrides, plain YAML
+    #: Folders searched first for class paths, in order (absolute): the file's ``pythonpath:``
+    #: folders, its own folder, the current folder at load time. Node processes get them as
+    #: ``catbus node --path DIR`` options.
+    import_path: tuple[Path, ...] = ()
 
     def node(self, name: str) -> NodeSpec:
         """The node called ``name``; a ConfigError listing the nodes if there is none."""
@@ -229,6 +241,8 @@ def _build(document: Any, *, where: str, base_dir: Path, path: Path | None, defa
     run_seed = _seed(top.get("seed"), seed, where)
     run_record = _record(top.get("record"), record, base_dir, where)
     run_bus = _bus(top.get("bus"), bus, where)
+    import_path = import_path_for([*_pythonpath(top.get("pythonpath"), base_dir, where),
+                                   base_dir])
 
     raw_nodes = _raw_nodes(top.get("nodes"), where)
     if run_record is not None:
@@ -237,16 +251,16 @@ def _build(document: Any, *, where: str, base_dir: Path, path: Path | None, defa
     remote_names = _check_remote_names(remote, raw_nodes)
 
     nodes = tuple(_node_spec(name, raw, where=where, base_dir=base_dir, sets=sets.get(name, []),
-                             force_remote=name in remote_names)
+                             force_remote=name in remote_names, import_path=import_path)
                   for name, raw in raw_nodes.items())
     _check_publishers(nodes, where)
     _check_mode(nodes, run_mode, run_steps, run_duration, where, steps_from_cli=steps is not None)
 
     doc = _document(top, run_name, run_mode, run_steps, run_duration, run_seed, run_record,
-                    run_bus, nodes)
+                    run_bus, import_path, nodes)
     return LaunchSpec(path=path, name=run_name, nodes=nodes, bus=run_bus, mode=run_mode,
                       steps=run_steps, duration=run_duration, seed=run_seed, record=run_record,
-                      document=doc)
+                      document=doc, import_path=import_path)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -431,12 +445,36 @@ def _record(file_value: Any, cli_value: Any, base_dir: Path, where: str) -> Path
     return _absolute(base_dir / file_value)
 
 
+def _pythonpath(value: Any, base_dir: Path, where: str) -> list[Path]:
+    """The ``pythonpath:`` folders, absolute (relative ones relative to the launch file)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ConfigError(where, "pythonpath", f"must be a list of folders (relative to this "
+                                               f"file), for example pythonpath: [..], got "
+                                               f"{value!r}")
+    folders = []
+    for index, entry in enumerate(value):
+        field_path = f"pythonpath[{index}]"
+        if not isinstance(entry, str) or not entry.strip():
+            raise ConfigError(where, field_path, f"must be a folder path (relative to this "
+                                                 f"file), got {entry!r}")
+        folder = _absolute(base_dir / entry)
+        if not folder.is_dir():
+            what = "is not a folder" if folder.exists() else "no such folder"
+            raise ConfigError(where, field_path, f"{what}: {folder} (paths in a launch file are "
+                                                 f"relative to its folder; list the folder that "
+                                                 f"holds your node packages)")
+        folders.append(folder)
+    return folders
+
+
 def _bus(file_value: Any, cli_value: str | None, where: str) -> str:
     value, src, key = _source(cli_value, file_value, "bus", where)
     if value is None or value == "ipc":
         return "ipc"
-    match = _TCP.match(value) if isinstance(value, str) else None
-    if not match or not 0 < int(match["port"]) < 65536:
+    if not isinstance(value, str) or not value.startswith("tcp://") or \
+            bus_address_problem(value) is not None:
         raise ConfigError(src, key, f"must be 'ipc' or 'tcp://HOST:PORT' (for example "
                                     f"tcp://0.0.0.0:7700), got {value!r}")
     return value
@@ -539,9 +577,11 @@ def _check_remote_names(remote: Sequence[str], nodes: Mapping[str, Any]) -> set[
 # One node
 # ------------------------------------------------------------------------------------------------
 def _node_spec(name: str, raw: Mapping[str, Any], *, where: str, base_dir: Path,
-               sets: list[tuple[str, dict[str, Any]]], force_remote: bool) -> NodeSpec:
+               sets: list[tuple[str, dict[str, Any]]], force_remote: bool,
+               import_path: Sequence[Path]) -> NodeSpec:
     prefix = f"nodes.{name}"
-    class_path, node_class = import_node_class(raw.get("class"), where, prefix)
+    class_path, node_class = import_node_class(raw.get("class"), where, prefix,
+                                               import_path=import_path)
     period = _period(raw, node_class, where, prefix)
     node_params = _params(name, raw, node_class, where=where, base_dir=base_dir, sets=sets)
     remote = _remote(raw.get("remote", False), where, prefix) or force_remote
@@ -552,8 +592,20 @@ def _node_spec(name: str, raw: Mapping[str, Any], *, where: str, base_dir: Path,
                     period=period, remote=remote, remap=remap, inputs=inputs, outputs=outputs)
 
 
-def import_node_class(value: Any, where: str, prefix: str) -> tuple[str, type]:
-    """Import ``module:Class`` (or accept a Node subclass), reporting every failure as config."""
+#: How to fix a class path that does not import, in a launch file.
+LAUNCH_IMPORT_FIX = ("put the package in one of those folders, or list the folder that holds it "
+                     "under 'pythonpath:' in the launch file (relative to the file); and check "
+                     "the spelling")
+
+
+def import_node_class(value: Any, where: str, prefix: str, *,
+                      import_path: Sequence[str | os.PathLike] | None = None,
+                      fix: str = LAUNCH_IMPORT_FIX) -> tuple[str, type]:
+    """Import ``module:Class`` (or accept a Node subclass), reporting every failure as config.
+
+    ``import_path`` (default: the current folder) goes in front of ``sys.path`` first
+    (:func:`catbus.launch.imports.use_import_path`); ``fix`` ends the message when the module
+    is not found."""
     field_path = f"{prefix}.class"
     if value is None:
         raise ConfigError(where, field_path, "missing: give the node's class as module:Class "
@@ -569,7 +621,8 @@ def import_node_class(value: Any, where: str, prefix: str) -> tuple[str, type]:
         module_name, _, attr = class_path.partition(":")
         if not module_name or not attr:
             raise ConfigError(where, field_path, f"must be module:Class, got {value!r}")
-        module = _import_module(module_name, where, field_path)
+        paths = tuple(import_path) if import_path is not None else import_path_for()
+        module = _import_module(module_name, where, field_path, paths, fix)
         node_class = _get_attr(module, module_name, attr, where, field_path)
     if not isinstance(node_class, type) or not issubclass(node_class, Node):
         what = "a class not derived from catbus.Node" if isinstance(node_class, type) else \
@@ -579,21 +632,26 @@ def import_node_class(value: Any, where: str, prefix: str) -> tuple[str, type]:
     return class_path, node_class
 
 
-def _import_module(module_name: str, where: str, field_path: str) -> Any:
-    # Like `python -m`, node modules of the project one works in are importable without
-    # installing them: the current folder is searched too (children inherit it).
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.append(os.getcwd())
+def _import_module(module_name: str, where: str, field_path: str,
+                   import_path: Sequence[str | os.PathLike], fix: str) -> Any:
+    use_import_path(import_path)
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as error:
         missing = error.name or ""
         if missing and (module_name == missing or module_name.startswith(missing + ".")):
             detail = "" if missing == module_name else f"no module {missing!r}; "
+            shadow = shadowing_module(module_name, import_path)
+            if shadow is not None and missing != module_name.partition(".")[0]:
+                top = module_name.partition(".")[0]
+                searched = (f"{top!r} is taken by {shadow}, another package of that name, "
+                            f"outside the folders searched first ({describe(import_path)}); a "
+                            f"process imports one package of a name")
+            else:
+                searched = (f"searched {describe(import_path)}, then the installed packages")
             raise ConfigError(where, field_path,
-                              f"module {module_name!r} not found ({detail}is the package "
-                              f"installed, or the current folder the project root, and the name "
-                              f"spelled right?)") from None
+                              f"module {module_name!r} not found ({detail}{searched}); "
+                              f"fix: {fix}") from None
         raise ConfigError(where, field_path, f"importing {module_name} failed: "
                                              f"{_one_line(error)}") from None
     except Exception as error:  # noqa: BLE001 -- any import failure is the user's to fix
@@ -789,12 +847,16 @@ def _check_mode(nodes: Sequence[NodeSpec], mode: str, steps: int | None, duratio
 # ------------------------------------------------------------------------------------------------
 def _document(top: Mapping[str, Any], name: str, mode: str, steps: int | None,
               duration: float | None, seed: int, record: Path | None, bus: str,
-              nodes: Sequence[NodeSpec]) -> dict[str, Any]:
+              import_path: Sequence[Path], nodes: Sequence[NodeSpec]) -> dict[str, Any]:
     doc: dict[str, Any] = {"name": name}
     if top.get("description") is not None:
         doc["description"] = top["description"]
+    # The whole import path, absolute: the document resolves the same classes from any folder
+    # (build_launch(document) adds only its own base folder and current folder after them), and
+    # a recording's metadata tells `catbus eval` where its evaluator came from.
     doc.update({"mode": mode, "steps": steps, "duration": duration, "seed": seed,
-                "record": str(record) if record is not None else None, "bus": bus})
+                "record": str(record) if record is not None else None, "bus": bus,
+                "pythonpath": [str(folder) for folder in import_path]})
     doc["nodes"] = {spec.name: _node_document(spec) for spec in nodes}
     return _plain(doc)
 

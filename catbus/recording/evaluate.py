@@ -15,11 +15,11 @@ import importlib
 import inspect
 import math
 import os
-import sys
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from catbus.errors import CatbusError
+from catbus.launch.imports import recorded_import_path
 from catbus.recording.reader import Recording
 
 
@@ -107,30 +107,35 @@ def _named_functions(recording: Recording, key: str,
         raise CatbusError(f"{recording.path}: the recording names no {what} (metadata "
                           f"'{key}' is {'missing' if key not in recording.metadata else 'empty'}); "
                           f"the run's environment node declares none")
-    return [(str(ref), load_function(str(ref), where=str(recording.path))) for ref in refs]
+    path = recorded_import_path(recording.metadata)
+    return [(str(ref), load_function(str(ref), where=str(recording.path), path=path))
+            for ref in refs]
 
 
-def load_function(ref: str, *, where: str = "") -> Callable[..., Any]:
-    """Import ``"package.module:function"``.
+def load_function(ref: str, *, where: str = "",
+                  path: Sequence[str | os.PathLike[str]] = ()) -> Callable[..., Any]:
+    """Import ``"package.module:function"`` with the import path in front of ``sys.path``:
+    ``path`` (a recording's run lists its folders:
+    :func:`catbus.launch.imports.recorded_import_path`), then the current folder -- the same rule
+    as for node classes (:mod:`catbus.launch.imports`); ``catbus eval`` is often run from the
+    project folder, whose packages are not installed."""
+    from catbus.launch.imports import describe, import_path_for, use_import_path
 
-    The current folder is tried as a last resort: ``catbus eval`` is often run from the project
-    folder whose ``nodes`` package is not installed.
-    """
     prefix = f"{where}: " if where else ""
     module_name, sep, attr = ref.partition(":")
     if not sep or not module_name or not attr:
         raise CatbusError(f"{prefix}'{ref}' is not of the form module:function")
+    folders = import_path_for([p for p in path if os.path.isdir(p)])
+    use_import_path(folders)
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        cwd = os.getcwd()
-        if cwd in sys.path or "" in sys.path:
-            raise CatbusError(f"{prefix}cannot import {module_name} for {ref}: {exc}") from None
-        sys.path.append(cwd)
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as again:
-            raise CatbusError(f"{prefix}cannot import {module_name} for {ref}: {again}") from None
+        missing = exc.name or ""
+        where_hint = (f" (searched {describe(folders)}, then the installed packages; run from "
+                      f"the folder that holds the package)"
+                      if module_name == missing or module_name.startswith(missing + ".") else "")
+        raise CatbusError(f"{prefix}cannot import {module_name} for {ref}: {exc}"
+                          f"{where_hint}") from None
     fn = module
     for part in attr.split("."):
         fn = getattr(fn, part, None)
