@@ -1,36 +1,75 @@
-"""The Python API under the CLI: ``catbus.run(launch, mode=, seed=, steps=, ...)``.
+"""The Python API under the CLI: :func:`run`, :func:`start` and :func:`load`.
 
-Scripts, sweeps and tests drive runs exactly as people do from the command line.
+Scripts, sweeps and tests drive runs exactly as people do from the command line. Importing this
+module is cheap (no ZeroMQ, no MCAP): the runners are imported when a run starts.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from catbus.errors import ConfigError
 from catbus.launch.launchfile import LaunchSpec, build_launch, load_launch
 from catbus.launch.result import RunResult
 
+if TYPE_CHECKING:
+    import threading
+
+    from catbus.launch.handle import RunHandle
+
 
 def load(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: str | None = None,
          seed: int | None = None, steps: int | None = None, duration: float | None = None,
-         overrides: Sequence[str] | Mapping[str, Any] = (), record: str | os.PathLike | None = None,
-         remote: Sequence[str] = (), bus: str | None = None) -> LaunchSpec:
-    """A checked LaunchSpec from a file path, a dict (same layout as the YAML) or a spec."""
+         overrides: Sequence[str] | Mapping[str, Any] = (),
+         record: str | os.PathLike | bool | None = None, remote: Sequence[str] = (),
+         bus: str | None = None) -> LaunchSpec:
+    """Read and check a launch without running it.
+
+    Every keyword is a command-line value and wins over the launch's own; ``None`` (the default)
+    keeps the launch's value. ``0`` is a value like any other: ``seed=0`` and ``steps=0`` (the
+    reset tick only) replace the file's seed and steps.
+
+    Args:
+        launch: A launch file path, a dict with the same layout as the YAML (relative paths in it
+            are relative to the current folder), or a :class:`LaunchSpec` (returned as it is when
+            no option is given, else rebuilt from its document with the options applied).
+        mode: ``"parallel"``, ``"stepped"`` or ``"inline"``.
+        seed: The run seed (non-negative integer).
+        steps: Periods of the first periodic node after the reset (``--steps``).
+        duration: Seconds of sim time (wall time in parallel); not together with ``steps``.
+        overrides: ``--set`` assignments, as strings (``"robot.safe_controller=Unsafe"``) or a
+            mapping (``{"robot.safe_controller": "Unsafe"}``).
+        record: Path of an MCAP recording, relative to the current folder; ``False`` turns off a
+            recording the launch asks for.
+        remote: Names of nodes to treat as remote (started elsewhere with ``catbus node``).
+        bus: The registry address to bind, ``"ipc"`` or ``"tcp://HOST:PORT"``.
+
+    Returns:
+        The checked :class:`~catbus.launch.launchfile.LaunchSpec`.
+
+    Raises:
+        ConfigError: The launch or an option is wrong; the message names the file, the field and
+            the fix.
+    """
     if isinstance(overrides, Mapping):
         overrides = [f"{key}={_yaml_scalar(value)}" for key, value in overrides.items()]
     options = dict(mode=mode, seed=seed, steps=steps, duration=duration,
                    overrides=list(overrides), record=record, remote=list(remote), bus=bus)
     if isinstance(launch, LaunchSpec):
-        if any(v for v in options.values()):
+        # "Given" means not None (and, for the lists, not empty): seed=0, steps=0 and
+        # record=False are values, not "nothing".
+        if any(value is not None and value != [] for value in options.values()):
             launch = build_launch(launch.document, where=str(launch.path or "<launch>"),
                                   base_dir=(launch.path.parent if launch.path else Path.cwd()),
                                   **options)
         return launch
     if isinstance(launch, Mapping):
         return build_launch(launch, **options)
+    if not isinstance(launch, (str, os.PathLike)):
+        raise ConfigError("", "launch", f"must be a launch file path, a dict or a LaunchSpec, "
+                                        f"got {type(launch).__name__}")
     return load_launch(launch, **options)
 
 
@@ -42,44 +81,136 @@ def _yaml_scalar(value: Any) -> str:
 
 def run(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: str | None = None,
         seed: int | None = None, steps: int | None = None, duration: float | None = None,
-        overrides: Sequence[str] | Mapping[str, Any] = (), record: str | os.PathLike | None = None,
-        remote: Sequence[str] = (), bus: str | None = None, remote_timeout: float = 120.0,
-        progress: bool | None = False, deadline: float = 30.0,
-        evaluate: bool = True) -> RunResult:
-    """Run a launch file (or dict) to the end and return its summary and, if it was recorded and
-    its environment names an evaluator, its scores.
+        overrides: Sequence[str] | Mapping[str, Any] = (),
+        record: str | os.PathLike | bool | None = None, remote: Sequence[str] = (),
+        bus: str | None = None, remote_timeout: float = 120.0, progress: bool | None = False,
+        deadline: float = 30.0, evaluate: bool = True) -> RunResult:
+    """Run a launch to its end (its steps or duration, the end of the episode, or Ctrl-C).
 
-    ``overrides`` are ``--set`` assignments, as strings (``"robot.safe_controller=Unsafe"``) or a
-    mapping ``{"robot.safe_controller": "Unsafe"}``. ``bus`` (``tcp://HOST:PORT``) overrides the
-    file's registry address, for nodes on other hosts; ``remote_timeout`` bounds the wait for them. Raises ConfigError before anything starts if
-    the launch is wrong, NodeFailed if a node fails.
+    The Python form of ``catbus launch``: the same launch, options and checks. Ctrl-C or SIGTERM
+    during a ``parallel`` or ``stepped`` run stops every node gracefully (the recording is kept)
+    and returns the interrupted result; see :func:`start` for a run in the background.
+
+    Args:
+        launch: A launch file path, a dict with the same layout as the YAML, or a
+            :class:`~catbus.launch.launchfile.LaunchSpec` from :func:`load`.
+        mode: ``"parallel"`` (processes, wall clock), ``"stepped"`` (processes, deterministic
+            lockstep) or ``"inline"`` (one process); ``None`` keeps the launch's (default
+            parallel).
+        seed: The run seed; ``None`` keeps the launch's (default 0).
+        steps: Periods of the first periodic node (the environment) after the reset.
+        duration: Seconds (sim time; wall time in parallel). Not together with ``steps``.
+        overrides: Parameter overrides, as ``--set`` strings (``"robot.safe_controller=Unsafe"``)
+            or a mapping (``{"robot.safe_controller": "Unsafe"}``).
+        record: Path of an MCAP recording of every topic (``False``: none, even if the launch
+            asks for one).
+        remote: Names of nodes started elsewhere with ``catbus node`` (not in inline mode).
+        bus: Registry address: ``"ipc"`` (default) or ``"tcp://HOST:PORT"`` for remote nodes.
+        remote_timeout: Seconds to wait for remote nodes to join.
+        progress: Show a progress bar on stderr (``None``: only on a terminal).
+        deadline: Seconds a stuck node is waited for before the run fails naming it.
+        evaluate: Score the recording with the evaluator its environment names.
+
+    Returns:
+        A :class:`~catbus.launch.result.RunResult`: per-node statistics (``nodes``), ``wall_time``,
+        ``end_reason``, ``interrupted``, ``record`` and, if recorded and evaluated, ``scores``.
+
+    Raises:
+        ConfigError: The launch or an option is wrong. Raised before any process starts.
+        NodeFailed: A node raised, died or got stuck; ``error.result`` has the statistics so far.
+        RunTimeout: Remote nodes did not join in time, or the run did not start.
     """
-    spec = load(launch, mode=mode, seed=seed, steps=steps, duration=duration,
-                overrides=overrides, record=record, remote=remote, bus=bus)
+    spec = _checked(launch, mode=mode, seed=seed, steps=steps, duration=duration,
+                    overrides=overrides, record=record, remote=remote, bus=bus)
+    return execute(spec, progress=progress, deadline=deadline, remote_timeout=remote_timeout,
+                   evaluate=evaluate)
+
+
+def start(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: str | None = None,
+          seed: int | None = None, steps: int | None = None, duration: float | None = None,
+          overrides: Sequence[str] | Mapping[str, Any] = (),
+          record: str | os.PathLike | bool | None = None, remote: Sequence[str] = (),
+          bus: str | None = None, remote_timeout: float = 120.0, progress: bool | None = False,
+          deadline: float = 30.0, evaluate: bool = True) -> RunHandle:
+    """Start a run in the background and return its handle at once.
+
+    Takes the same arguments as :func:`run`. The launch is checked here, before anything starts;
+    the run itself goes on in a background thread (its nodes in their own processes, or inline in
+    that thread). ``with catbus.start(...) as run:`` stops the run, if it is still going, when the
+    block is left::
+
+        with catbus.start("launch/demo.yaml", mode="parallel", duration=60) as run:
+            print(run.bus)            # the registry address, for `catbus topic echo --bus ...`
+            ...
+            run.stop()                # like Ctrl-C: every node stops, the recording is kept
+        result = run.wait()           # the interrupted RunResult
+
+    Args:
+        launch: As for :func:`run`.
+        mode, seed, steps, duration, overrides, record, remote, bus, remote_timeout, progress,
+            deadline, evaluate: As for :func:`run`.
+
+    Returns:
+        A :class:`~catbus.launch.handle.RunHandle`: ``name``, ``mode``, ``bus``, ``done``,
+        ``running``, ``wait(timeout)``, ``stop()``.
+
+    Raises:
+        ConfigError: The launch or an option is wrong (also: the registry cannot bind ``bus``).
+            Raised here, before any process starts; every later failure comes from ``wait()``.
+    """
+    from catbus.launch.handle import RunHandle
+
+    spec = _checked(launch, mode=mode, seed=seed, steps=steps, duration=duration,
+                    overrides=overrides, record=record, remote=remote, bus=bus)
+    return RunHandle._start(spec, progress=progress, deadline=deadline,
+                            remote_timeout=remote_timeout, evaluate=evaluate)
+
+
+def _checked(launch: Any, **options: Any) -> LaunchSpec:
+    """:func:`load`, plus the checks that depend on the mode."""
+    spec = load(launch, **options)
     if spec.mode == "inline":
         remote_nodes = [n.name for n in spec.nodes if n.remote]
         if remote_nodes:
             raise ConfigError(str(spec.path or "<launch>"), f"nodes.{remote_nodes[0]}.remote",
                               "inline mode runs every node in this process and cannot wait for "
                               "remote nodes; use --mode stepped or parallel")
+    return spec
+
+
+def execute(spec: LaunchSpec, *, progress: bool | None = False, deadline: float = 30.0,
+            remote_timeout: float = 120.0, evaluate: bool = True, launcher: Any = None,
+            stop: threading.Event | None = None) -> RunResult:
+    """Run a checked spec to its end (what :func:`run` does after :func:`load`).
+
+    ``launcher``: a :class:`~catbus.launch.launcher.Launcher` already built for ``spec``
+    (parallel and stepped; :class:`~catbus.launch.handle.RunHandle` keeps it to stop the run).
+    ``stop``: inline mode, an event that ends the run between two steps, as Ctrl-C would.
+    """
+    if spec.mode == "inline":
         from catbus.launch.inline import run_inline
 
-        result = run_inline(spec, progress=progress)
+        result = run_inline(spec, progress=progress, deadline=deadline, stop=stop)
     else:
-        from catbus.launch.launcher import launch as launch_processes
+        if launcher is None:
+            from catbus.launch.launcher import Launcher
 
-        result = launch_processes(spec, progress=progress, deadline=deadline,
-                                  remote_timeout=remote_timeout)
+            launcher = Launcher(spec, progress=progress, deadline=deadline,
+                                remote_timeout=remote_timeout)
+        result = launcher.run()
     if evaluate and spec.record is not None and not result.interrupted:
         result.scores = _scores(spec.record)
     return result
 
 
 def _scores(record: Path) -> dict[str, Any] | None:
-    from catbus.recording.evaluate import evaluate_file
     from catbus.errors import CatbusError
+    from catbus.recording.evaluate import evaluate_file
 
     try:
         return evaluate_file(record)
     except CatbusError:
         return None
+
+
+__all__ = ["load", "run", "start", "execute"]

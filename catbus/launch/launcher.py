@@ -16,17 +16,20 @@ keeps everything), and they get SIGTERM from the kernel if the launcher itself d
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import zmq
 
-from catbus.wire.control import CLOSING_STATE, HEARTBEAT_INTERVAL
+from catbus.wire.protocol import CLOSING_STATE, HEARTBEAT_INTERVAL
 from catbus.runtime.dataplane import reachable_bus
 from catbus.errors import ConfigError, NodeFailed, RunTimeout
+from catbus.launch.imports import python_command
 from catbus.launch.launchfile import LaunchSpec, NodeSpec
 from catbus.launch.progressbar import RunProgress
 from catbus.launch.registry import Registry
@@ -45,10 +48,19 @@ SIGNAL_GRACE = 2.0
 END_GRACE = 5.0
 
 
-def node_command(spec: NodeSpec, bus: str) -> list[str]:
-    """The command line of a local node process (the same CLI a remote node uses)."""
-    return [sys.executable, "-m", "catbus", "node", spec.class_path, "--name", spec.name,
-            "--bus", bus]
+def node_command(spec: NodeSpec, bus: str, import_path: Sequence[os.PathLike | str] = ()
+                 ) -> list[str]:
+    """The command line of a local node process (the same CLI a remote node uses):
+    ``python -P -m catbus node CLASS --name NAME --bus ADDR --path DIR ...``.
+
+    ``-P`` (an equivalent on Python 3.10, :func:`~catbus.launch.imports.python_command`): the
+    current folder is not searched before catbus is imported, so a folder named ``catbus`` there
+    cannot shadow it; the run's import path (:attr:`LaunchSpec.import_path`) is passed as
+    ``--path`` options, so the node imports its class from exactly the folders the launcher did.
+    """
+    paths = [arg for folder in import_path for arg in ("--path", os.fspath(folder))]
+    return [*python_command(), "node", spec.class_path, "--name", spec.name, "--bus", bus,
+            *paths]
 
 
 def expected_config(spec: LaunchSpec) -> dict[str, dict[str, Any]]:
@@ -78,6 +90,12 @@ class Launcher:
         self.signal: int | None = None
         #: When the registry reported the end of the episode (monotonic), or None.
         self.ended_at: float | None = None
+        #: The registry's address (``ipc://...`` or ``tcp://HOST:PORT``) once it is bound, for
+        #: ``catbus.start`` handles and tools; ``bus_ready`` is set then (from another thread:
+        #: ``launcher.bus_ready.wait(timeout)``). ``registry`` is the live Registry object.
+        self.bus: str | None = None
+        self.bus_ready = threading.Event()
+        self.registry: Registry | None = None
 
     def run(self) -> RunResult:
         spec = self.spec
@@ -100,12 +118,17 @@ class Launcher:
                               f"the registry cannot bind {bind}: {exc.strerror} (HOST must be "
                               f"an address of this machine, or 0.0.0.0, and PORT free)") from None
         rundir.publish(registry.endpoint, spec.name)
+        self.registry, self.bus = registry, registry.endpoint
+        self.bus_ready.set()
         self._announce_remote(registry)
         # SIGTERM (kill, timeout, systemd, a CI runner) stops the run like Ctrl-C does. Left at its
         # default it killed the launcher outright: no stop for the children (they only had their
-        # parent-death signal), no summary, and the run folder left behind.
+        # parent-death signal), no summary, and the run folder left behind. signal.signal works
+        # on the main thread only: a run in a background thread (``catbus.start``) leaves the
+        # process's handlers alone and is stopped with :meth:`request_stop`.
+        on_main_thread = threading.current_thread() is threading.main_thread()
         previous_handlers = {sig: signal.signal(sig, self._on_sigint)
-                             for sig in (signal.SIGINT, signal.SIGTERM)}
+                             for sig in (signal.SIGINT, signal.SIGTERM)} if on_main_thread else {}
         began = time.monotonic()
         try:
             for node in spec.nodes:
@@ -125,12 +148,19 @@ class Launcher:
     def _spawn(self, node: NodeSpec, bus: str) -> None:
         env = dict(os.environ, CATBUS_PARENT_PID=str(os.getpid()))
         self.children[node.name] = subprocess.Popen(
-            node_command(node, bus), env=env, start_new_session=True, stdin=subprocess.DEVNULL)
+            node_command(node, bus, self.spec.import_path), env=env, start_new_session=True,
+            stdin=subprocess.DEVNULL)
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
         self.interrupted = True
         if self.signal is None:
             self.signal = signum
+
+    def request_stop(self) -> None:
+        """Stop the run as Ctrl-C does, from any thread: every node is stopped in order (the
+        recorder last, so the recording is kept) and :meth:`run` returns a result with
+        ``interrupted=True`` (``signal`` None). Returns at once; harmless after the end."""
+        self.interrupted = True
 
     def _supervise(self, registry: Registry) -> None:
         spec = self.spec
@@ -171,10 +201,14 @@ class Launcher:
 
     def remote_commands(self, registry: Registry, names: list[str] | None = None) -> list[str]:
         """The exact command that starts each remote node on its host (parameters and seed
-        come from the registry, so the command needs nothing else)."""
+        come from the registry, so the command needs nothing else but where to import the class
+        from: the run's import path as ``--path`` options -- on another host, the folders that
+        hold the same packages there)."""
         bus = reachable_bus(registry.endpoint)
-        return [f"catbus node {n.class_path} --name {n.name} --bus {bus}" for n in self.spec.nodes
-                if n.remote and (names is None or n.name in names)]
+        paths = "".join(f" --path {shlex.quote(os.fspath(folder))}"
+                        for folder in self.spec.import_path)
+        return [f"catbus node {shlex.quote(n.class_path)} --name {n.name} --bus {bus}{paths}"
+                for n in self.spec.nodes if n.remote and (names is None or n.name in names)]
 
     def _announce_remote(self, registry: Registry) -> None:
         """Tell the user, before waiting, what to type on the other host."""
@@ -298,7 +332,9 @@ class Launcher:
 
 
 def _signal_label(signum: int | None) -> str:
-    return "Ctrl-C" if signum in (None, signal.SIGINT) else signal.Signals(signum).name
+    if signum is None:   # Launcher.request_stop: no signal came
+        return "stop requested"
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
 
 
 def launch(spec: LaunchSpec, **options: Any) -> RunResult:

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from catbus.launch.launchfile import LaunchSpec
+
+
+class Summary(dict):
+    """:attr:`RunResult.summary`: a plain dict, also callable for code written when ``summary``
+    was a method (``result.summary()`` returns the same dict, with a DeprecationWarning)."""
+
+    __slots__ = ()
+
+    def __call__(self) -> "Summary":
+        warnings.warn("RunResult.summary is an attribute now: use result.summary, not "
+                      "result.summary()", DeprecationWarning, stacklevel=2)
+        return self
 
 
 @dataclass
@@ -31,11 +44,18 @@ class RunResult:
     def mode(self) -> str:
         return self.spec.mode
 
-    def summary(self) -> dict[str, Any]:
-        return {"name": self.spec.name, "mode": self.spec.mode, "seed": self.spec.seed,
-                "wall_time_s": round(self.wall_time, 3), "end_reason": self.end_reason,
-                "interrupted": self.interrupted, "nodes": self.nodes,
-                "record": str(self.record) if self.record else None, "scores": self.scores}
+    @property
+    def summary(self) -> "Summary":
+        """The run as plain data (what ``catbus launch --json`` prints): name, mode, seed,
+        ``wall_time_s``, ``end_reason``, ``interrupted``, per-node ``nodes`` statistics,
+        ``record`` (a path string or None) and ``scores``. A new dict on every access.
+
+        An attribute since 0.2; calling it (``result.summary()``, the old method) still works
+        and warns (DeprecationWarning)."""
+        return Summary(name=self.spec.name, mode=self.spec.mode, seed=self.spec.seed,
+                       wall_time_s=round(self.wall_time, 3), end_reason=self.end_reason,
+                       interrupted=self.interrupted, nodes=self.nodes,
+                       record=str(self.record) if self.record else None, scores=self.scores)
 
     def table(self) -> str:
         """Per node: steps, achieved period, step-time percentiles, waiting, messages, losses."""

@@ -1,0 +1,222 @@
+"""A run going on in the background: what :func:`catbus.start` returns.
+
+The run executes in a thread of this process: the launcher (``parallel``, ``stepped``; each node
+in its own process) or the inline runner. The handle waits for it, stops it as Ctrl-C would, and
+tells its registry address. It is deliberately small: hot swapping nodes and a Gymnasium wrapper
+build on it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from typing import Any
+
+from catbus.launch.launchfile import LaunchSpec
+from catbus.launch.result import RunResult
+
+#: How long :func:`catbus.start` waits for the registry to be bound (to report a bus address it
+#: cannot bind as a ConfigError, synchronously, and to know ``bus`` at once). Binding takes
+#: milliseconds; the bound only keeps ``start`` from hanging if something is badly wrong.
+BIND_WAIT = 10.0
+#: How often waits that have no event to block on look again (seconds).
+POLL = 0.01
+
+#: Handles whose run is still going, stopped when the interpreter exits (see _stop_all).
+_running: "weakref.WeakSet[RunHandle]" = weakref.WeakSet()
+
+
+class RunHandle:
+    """A run started with :func:`catbus.start`; use it as a context manager to stop the run when
+    the block is left.
+
+    Attributes:
+        spec: The checked :class:`~catbus.launch.launchfile.LaunchSpec` being run.
+        name: The run's name (the launch file's ``name:``, else its stem).
+        mode: ``"parallel"``, ``"stepped"`` or ``"inline"``.
+    """
+
+    def __init__(self, spec: LaunchSpec, *, launcher: Any = None, options: dict[str, Any]
+                 ) -> None:
+        self.spec = spec
+        self.name: str = spec.name
+        self.mode: str = spec.mode
+        self._launcher = launcher
+        self._options = options
+        self._stop_event = threading.Event()
+        self._done = threading.Event()
+        self._result: RunResult | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name=f"catbus-run-{spec.name}")
+
+    @classmethod
+    def _start(cls, spec: LaunchSpec, *, progress: bool | None = False, deadline: float = 30.0,
+               remote_timeout: float = 120.0, evaluate: bool = True) -> "RunHandle":
+        """Start a checked spec (see :func:`catbus.start`, which checks it first)."""
+        launcher = None
+        if spec.mode != "inline":
+            from catbus.launch.launcher import Launcher
+
+            # Built here, not in the thread: what it checks (the schedule) raises ConfigError
+            # to the caller.
+            launcher = Launcher(spec, progress=progress, deadline=deadline,
+                                remote_timeout=remote_timeout)
+        options = dict(progress=progress, deadline=deadline, remote_timeout=remote_timeout,
+                       evaluate=evaluate)
+        handle = cls(spec, launcher=launcher, options=options)
+        _running.add(handle)
+        handle._thread.start()
+        if launcher is not None:
+            # Wait for the registry to bind: a bus address that cannot be bound is the caller's
+            # mistake (ConfigError), reported here like every other one.
+            until = time.monotonic() + BIND_WAIT
+            while (not launcher.bus_ready.wait(POLL) and not handle._done.is_set()
+                   and time.monotonic() < until):
+                pass
+            from catbus.errors import ConfigError
+
+            if handle._done.is_set() and isinstance(handle._error, ConfigError):
+                handle._thread.join()
+                raise handle._error
+        return handle
+
+    def _main(self) -> None:
+        from catbus.launch.api import execute
+
+        try:
+            self._result = execute(self.spec, launcher=self._launcher, stop=self._stop_event,
+                                   **self._options)
+        except BaseException as exc:   # handed to wait(); nothing is printed by the thread
+            self._error = exc
+        finally:
+            self._done.set()
+            _running.discard(self)
+
+    # -- state ----------------------------------------------------------------------------------
+    @property
+    def bus(self) -> str | None:
+        """The registry address (``ipc://...`` or ``tcp://HOST:PORT``), for ``catbus topic
+        echo --bus``, ``catbus node --bus`` and remote nodes. Known when :func:`catbus.start`
+        returns; None for inline runs (no bus) and for a run that ended before binding it."""
+        launcher = self._launcher
+        return None if launcher is None else launcher.bus
+
+    @property
+    def done(self) -> bool:
+        """True once the run has ended (``wait()`` then returns or raises at once)."""
+        return self._done.is_set()
+
+    @property
+    def running(self) -> bool:
+        """True while the run goes on (also while it is stopping)."""
+        return not self._done.is_set()
+
+    @property
+    def stopping(self) -> bool:
+        """True once :meth:`stop` was called."""
+        return self._stop_event.is_set()
+
+    # -- waiting --------------------------------------------------------------------------------
+    def wait(self, timeout: float | None = None) -> RunResult:
+        """Wait for the run to end and return its result.
+
+        Args:
+            timeout: Seconds to wait at most; None waits for the end.
+
+        Returns:
+            The :class:`~catbus.launch.result.RunResult` (``interrupted`` is True after
+            :meth:`stop`), as :func:`catbus.run` returns it.
+
+        Raises:
+            TimeoutError: The run did not end within ``timeout`` (it goes on).
+            NodeFailed: A node failed; ``error.result`` has the statistics so far.
+            RunTimeout: Remote nodes did not join in time, or the run did not start.
+            ConfigError: Something about the launch that only showed when the run started.
+            KeyboardInterrupt: Ctrl-C while waiting: the run is stopped (as by :meth:`stop`)
+                and the interrupt goes on to the caller.
+        """
+        try:
+            finished = self._done.wait(timeout)
+        except KeyboardInterrupt:
+            self.stop()
+            raise
+        if not finished:
+            raise TimeoutError(f"run {self.name} did not end within {timeout:g} s")
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+    def wait_until_started(self, timeout: float | None = None) -> bool:
+        """Wait until the run has started: every node has joined and stepping began (inline:
+        the runner is running).
+
+        Args:
+            timeout: Seconds to wait at most; None waits as long as it takes.
+
+        Returns:
+            True once the run has started (also if it has ended since); False if ``timeout``
+            passed first, or the run ended without starting (``wait()`` tells why).
+        """
+        until = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._started():
+                return True
+            if self._done.is_set():
+                return self._started()
+            if until is not None and time.monotonic() >= until:
+                return False
+            self._done.wait(POLL)
+
+    def _started(self) -> bool:
+        if self._launcher is None:   # inline: it starts as soon as the thread does
+            return not self._done.is_set() or self._result is not None
+        registry = self._launcher.registry
+        return registry is not None and bool(registry.started)
+
+    # -- stopping -------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop the run gracefully, as Ctrl-C does, and return at once: every node is stopped
+        (the recorder last, so the recording is complete) and :meth:`wait` then returns the
+        result with ``interrupted=True``. Harmless when the run has already ended or is
+        stopping. An inline run stops between two steps.
+        """
+        if self._done.is_set():
+            return
+        self._stop_event.set()
+        if self._launcher is not None:
+            self._launcher.request_stop()
+
+    def __enter__(self) -> "RunHandle":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        """Stop the run if it is still going and wait for its end. The run's own outcome
+        (result or error) stays for :meth:`wait`; nothing is raised here."""
+        self.stop()
+        self._done.wait()
+        self._thread.join()
+
+    def __repr__(self) -> str:
+        state = ("failed" if self._error is not None else "done") if self.done else (
+            "stopping" if self.stopping else "running")
+        bus = f" bus={self.bus}" if self.bus else ""
+        return f"<RunHandle {self.name} mode={self.mode} {state}{bus}>"
+
+
+def _stop_all() -> None:
+    """At interpreter exit (before threads are joined): stop every run still going, so that
+    a script that ends without waiting stops its nodes as Ctrl-C would, instead of waiting
+    for the run's end."""
+    for handle in list(_running):
+        handle.stop()
+
+
+_register = getattr(threading, "_register_atexit", None)
+if _register is not None:
+    _register(_stop_all)
+
+
+__all__ = ["RunHandle"]
