@@ -470,3 +470,55 @@ def test_exponent_numbers_are_numbers(tmp_path: Path) -> None:
     assert spec.duration == 10.0 and spec.node("talker").period == 0.01
     assert spec.node("talker").params["gain"] == 0.2
     assert load_launch(path, overrides=["talker.gain=1e-3"]).node("talker").params["gain"] == 0.001
+
+
+# ------------------------------------------------------------------------------------------------
+# node callbacks are checked at launch
+# ------------------------------------------------------------------------------------------------
+class _OnMessageWithoutTopic(Node):
+    inputs = ["talker/out"]
+
+    def on_message(self, message):  # type: ignore[override]
+        return None
+
+
+class _StepWithoutInputs(Node):
+    period = 0.1
+
+    def step(self, t):  # type: ignore[override]
+        return None
+
+
+class _FlexibleCallbacks(Node):
+    period = 0.1
+
+    def step(self, *args, **kwargs):
+        return None
+
+    def on_message(self, topic, message, extra=None):
+        return None
+
+
+@pytest.mark.parametrize("node_class, callback", [
+    (_OnMessageWithoutTopic, "on_message(self, message)"),
+    (_StepWithoutInputs, "step(self, t)"),
+])
+def test_a_callback_with_the_wrong_parameters_is_refused_at_launch(
+        node_class: type, callback: str) -> None:
+    from catbus.launch.callbacks import callback_problems
+
+    problems = callback_problems(node_class)
+    assert len(problems) == 1 and callback in problems[0][1], problems
+    document = {"steps": 1, "nodes": {"talker": {"class": toy_nodes.Talker},
+                                       "bad": {"class": node_class}}}
+    with pytest.raises(ConfigError) as error:
+        build_launch(document, where="x.yaml")
+    message = str(error.value)
+    assert message.startswith("x.yaml: nodes.bad.class: ") and callback in message, message
+
+
+def test_callbacks_that_accept_the_call_pass() -> None:
+    from catbus.launch.callbacks import callback_problems
+
+    assert callback_problems(_FlexibleCallbacks) == []
+    assert callback_problems(Node) == []

@@ -16,6 +16,7 @@ from catbus import params as params_mod
 from catbus.errors import CatbusError, ConfigError
 from catbus.runtime.inbox import InputBinding
 from catbus.launch.imports import import_path_for
+from catbus.launch.callbacks import callback_problems
 from catbus.launch.launchfile import import_node_class
 from catbus.runtime.process import NodeRuntime
 from catbus.runtime.signals import Interrupted, install_signal_handlers, \
@@ -99,6 +100,8 @@ def run_node(class_path: str, *, name: str, bus: str | None, params: Sequence[st
         start_orphan_watchdog(int(parent) if parent else None)
         _, node_class = import_node_class(class_path, "catbus node", "node",
                                           import_path=_import_path(paths), fix=NODE_IMPORT_FIX)
+        for _, problem in callback_problems(node_class):
+            raise ConfigError("catbus node", "class", f"{class_path}: {problem}")
         given: dict = {}
         for assignment in params:
             parts, value = params_mod.parse_assignment(assignment, where="--param")

@@ -91,6 +91,7 @@ import yaml
 from catbus import params as params_mod
 from catbus.errors import ConfigError
 from catbus.launch.imports import describe, import_path_for, shadowing_module, use_import_path
+from catbus.launch.callbacks import callback_problems
 from catbus.node import Input, Node
 from catbus.wire.protocol import MODES, POLICIES, bus_address_problem
 from catbus.topics import ALL_TOPICS, RESERVED_PREFIX, resolve_topic, validate_node_name, \
@@ -582,6 +583,8 @@ def _node_spec(name: str, raw: Mapping[str, Any], *, where: str, base_dir: Path,
     prefix = f"nodes.{name}"
     class_path, node_class = import_node_class(raw.get("class"), where, prefix,
                                                import_path=import_path)
+    for callback, problem in callback_problems(node_class):
+        raise ConfigError(where, f"{prefix}.class", f"{class_path}: {problem}")
     period = _period(raw, node_class, where, prefix)
     node_params = _params(name, raw, node_class, where=where, base_dir=base_dir, sets=sets)
     remote = _remote(raw.get("remote", False), where, prefix) or force_remote
