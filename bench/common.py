@@ -143,7 +143,10 @@ def print_table(title: str, rows: Sequence[Row], reps: int, extra: Sequence[str]
         pairs = ", ".join(f"{_fmt(c)}/{_fmt(b)}" for c, b in zip(row.catbus, row.baseline))
         print(f"  {row.metric}: catbus = {row.catbus_label}; baseline = {row.baseline_label}"
               + (f"; {row.note}" if row.note else ""))
-        print(f"    per repetition (catbus/baseline): {pairs}")
+        ratios = [c / b for c, b in zip(row.catbus, row.baseline) if b]
+        spread = (f"; ratio per repetition {min(ratios):.2f}-{max(ratios):.2f}x, median "
+                  f"{median(ratios):.2f}x" if len(ratios) > 1 else "")
+        print(f"    per repetition (catbus/baseline): {pairs}{spread}")
     if checks:
         print()
         width = max(len(text) for text, _ in checks)

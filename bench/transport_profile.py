@@ -9,7 +9,8 @@ cProfile inflates functions called very often; compare totals with ``bench/trans
 
     python bench/transport_profile.py latency --n 3000
     python bench/transport_profile.py throughput --n 30000
-    python bench/transport_profile.py latency --cpu   # no profiler: CPU us per message only
+    python bench/transport_profile.py latency --cpu   # no profiler: CPU us per message only,
+                                                      # beside the plain pyzmq baseline's
 """
 
 from __future__ import annotations
@@ -85,6 +86,22 @@ class CSink(CpuTimed, Sink):
     pass
 
 
+def _plain_cpu(tmp: Path, n: int) -> None:
+    """The same CPU figure for the plain pyzmq baseline of bench/transport.py (one msgpack
+    frame, send/recv), run right after: what catbus's per-message CPU compares with."""
+    from bench.transport import _spawn
+    from bench import raw_transport
+
+    a, b = f"ipc://{tmp}/plain-ping.sock", f"ipc://{tmp}/plain-pong.sock"
+    ping, pong = _spawn([(raw_transport.plain_ping, (a, b, n, 100)),
+                         (raw_transport.plain_pong, (b, a))])
+    rtt = sorted(ping["rtt"]["small"])
+    count = ping["messages"]
+    print(f"plain pyzmq baseline: median round trip {rtt[len(rtt) // 2] * 1e6:.1f} us; "
+          f"ping {ping['cpu'] / count * 1e6:.1f}, pong {pong['cpu'] / count * 1e6:.1f} us CPU "
+          "per message (main thread)")
+
+
 def main(argv: list[str] | None = None) -> int:
     import catbus
     from bench.transport import _run_until_file
@@ -128,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
             for path in sorted(tmp.glob("*.cpu")):
                 print(f"{path.stem}: {float(path.read_text()) / count * 1e6:.1f} us CPU per "
                       "message (main thread, setup to close)")
+            if args.run == "latency":
+                _plain_cpu(tmp, n)
         else:
             report(tmp, count, args.top)
     return 0

@@ -90,7 +90,9 @@ def check_table(output: str, metrics: list[str]) -> None:
 @pytest.mark.timeout(150)
 def test_transport_quick() -> None:
     output = run_quick("transport.py", timeout=120)
-    check_table(output, ["small round trip", "small throughput", "1 MiB throughput"])
+    check_table(output, ["small round trip", "small round trip vs raw, catbus frame layout",
+                         "raw, catbus frame layout / plain", "small throughput",
+                         "1 MiB throughput"])
     assert "check" in output   # zero loss and zero-copy checks are printed
 
 

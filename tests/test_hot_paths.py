@@ -174,6 +174,71 @@ def test_receive_frames_reads_whole_messages_and_none_when_empty() -> None:
         ctx.term()
 
 
+def test_the_fast_header_paths_give_what_the_plain_ones_gave() -> None:
+    # pack_header (what DataPlane.publish sends) is Header.pack, byte for byte.
+    for fields in (("me", 1, 0, 0, 0.0, 1.5, None), ("é", 7, 2**40, -3, 2.25, 1e9, 12),
+                   ("x" * 300, 2**31, 5, 5, -1.0, 0.0, 0)):
+        publisher, incarnation, seq, tick, sim_time, wall_time, through = fields
+        header = codec.Header(publisher, seq, tick, sim_time, wall_time, through, incarnation)
+        packed = codec.pack_header(*fields)
+        assert packed == header.pack() == msgpack.packb(
+            [2, publisher, incarnation, seq, tick, sim_time, wall_time, through])
+        assert codec.Header.unpack(packed) == header
+    # What the fast path of unpack does not take, the slow path still reads or refuses.
+    assert codec.Header.unpack(msgpack.packb([2, "p", 1, 3, 4, 5, 6, None])) == \
+        codec.Header("p", 3, 4, 5.0, 6.0, None, 1)                   # int times: floats
+    assert codec.Header.unpack(msgpack.packb([2, "p", 1, 3, 4, 5.0, 6.0, 7, "later"])) == \
+        codec.Header("p", 3, 4, 5.0, 6.0, 7, 1)                      # appended fields ignored
+    for bad in ([1, "p", 1, 3, 4, 5.0, 6.0, None], [2, "p", 1, 3, 4, 5.0, 6.0],
+                [2, b"p", 1, 3, 4, 5.0, 6.0, None], [2, "p", 1.0, 3, 4, 5.0, 6.0, None],
+                [2, "p", 1, True, 4, 5.0, 6.0, None], [2, "p", 1, 3, 4, "5", 6.0, None],
+                [2, "p", 1, 3, 4, 5.0, None, None], [2, "p", 1, 3, 4, 5.0, 6.0, 7.0],
+                {"v": 2}, "2"):
+        with pytest.raises(codec.DecodeError):
+            codec.Header.unpack(msgpack.packb(bad))
+
+
+def test_publish_sends_the_frames_encode_message_builds() -> None:
+    from catbus.runtime.dataplane import DataPlane
+
+    ctx = zmq.Context()
+    plane = DataPlane(ctx, "me", "inproc://hot-paths-publish")
+    receiver = ctx.socket(zmq.SUB)
+    try:
+        plane.incarnation = 3
+        receiver.setsockopt(zmq.SUBSCRIBE, b"")
+        receiver.setsockopt(zmq.RCVTIMEO, 5000)
+        receiver.connect("inproc://hot-paths-publish")
+        assert plane.pub.recv() == b"\x01"   # the subscription reached the publisher
+        values = [{"x": 1, "a": np.arange(3.0)}, {"big": np.arange(100_000.0)},
+                  {"blob": b"z" * 100_000}, [1, 2]]
+        for index, value in enumerate(values):
+            plane.publish("a/b", value, 10 + index, 0.5, 9 if index == 1 else None)
+        for index, value in enumerate(values):
+            frames = receive_frames(receiver, wait=True)
+            topic, header, decoded = codec.decode_message(frames)
+            expected = codec.encode_message("a/b", codec.Header(
+                "me", index, 10 + index, 0.5, header.wall_time, 9 if index == 1 else None, 3),
+                value)
+            assert topic == "a/b" and header.incarnation == 3 and header.seq == index
+            assert [bytes(f) for f in frames] == [bytes(f) for f in expected]
+            _assert_same(decoded, value)
+        assert plane.sent == len(values)
+    finally:
+        receiver.close(0)
+        plane.close()
+        ctx.term()
+
+
+def test_an_array_without_its_buffer_frame_is_a_decode_error() -> None:
+    payload, buffers = codec.encode_payload({"big": np.arange(1000.0)})
+    assert len(buffers) == 1
+    with pytest.raises(codec.DecodeError):
+        codec.decode_payload(payload)          # no buffers at all
+    with pytest.raises(codec.DecodeError):
+        codec.decode_payload(payload, [])
+
+
 def test_the_inbox_keeps_the_earliest_announced_end() -> None:
     inbox = Inbox([InputBinding("x", "x")], {"a": 0, "b": 1})
     header = codec.Header("a", 0, 0, 0.0, 0.0).pack()

@@ -29,6 +29,7 @@ from catbus.wire import codec
 from catbus.wire.protocol import HELLO_PREFIX, PROGRESS_TOPIC, hello_topic
 
 PROGRESS_FRAME = codec.topic_frame(PROGRESS_TOPIC)
+_pack_header, _encode_payload, _time = codec.pack_header, codec.encode_payload, time.time
 #: Queue bounds. Stepped mode bounds queues by its window; this only caps a runaway parallel node.
 HWM = 100_000
 # Plain ints: pyzmq's enum flags cost microseconds per ``|`` on the per-message hot path.
@@ -36,18 +37,28 @@ _SNDMORE, _NOBLOCK = int(zmq.SNDMORE), int(zmq.NOBLOCK)
 _EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 #: Frames below this size are copied (cheaper than a zero-copy frame object); larger ones are not.
 ZERO_COPY_MIN = 64 * 1024
+# pyzmq's compiled send and recv, called without the Python method of ``zmq.Socket`` around
+# them: that wrapper (routing_id/group handling, then ``super().send``) doubled the cost of
+# sending a small frame, ~0.2 us per frame on each side. Used for copied (small) frames only:
+# a zero-copy send still goes through ``zmq.Socket.send``, which applies the socket's
+# ``copy_threshold`` (and is what bench/transport.py watches to check that nothing is copied).
+try:
+    _raw_send = zmq.backend.Socket.send
+    _raw_recv = zmq.backend.Socket.recv
+except AttributeError:   # a pyzmq backend without the compiled class
+    _raw_send = zmq.Socket.send
+    _raw_recv = zmq.Socket.recv
 
 
 def send_frames(sock: zmq.Socket, frames: list) -> None:
     """``send_multipart`` without its per-frame overhead; large buffers go out without a copy."""
     last = len(frames) - 1
-    send = sock.send
     for index, frame in enumerate(frames):
         flags = _SNDMORE if index < last else 0
         if len(frame) >= ZERO_COPY_MIN:
-            send(frame, flags, copy=False)
+            sock.send(frame, flags, copy=False)
         else:
-            send(frame, flags)
+            _raw_send(sock, frame, flags)
 
 
 def receive_frames(sock: zmq.Socket, wait: bool = False) -> list | None:
@@ -69,14 +80,13 @@ def receive_frames(sock: zmq.Socket, wait: bool = False) -> list | None:
     their system calls per message. Signals still interrupt it (pyzmq runs the Python handler
     on EINTR).
     """
-    recv = sock.recv
     try:
-        frame = recv(0 if wait else _NOBLOCK, copy=False)
+        frame = _raw_recv(sock, 0 if wait else _NOBLOCK, False)
     except zmq.Again:
         return None
     frames = [frame.bytes]
     while frame.more:
-        frame = recv(_NOBLOCK, copy=False)
+        frame = _raw_recv(sock, _NOBLOCK, False)
         frames.append(frame.bytes if len(frames) < 3 else frame)
     return frames
 
@@ -203,6 +213,7 @@ class DataPlane:
         self.subscriptions: list[bytes] = []
         self.hellos: set[str] = set()
         self.seq: dict[str, int] = defaultdict(int)
+        self._topic_frames: dict[str, bytes] = {}
         #: This process's identity beside its name, from the registry's welcome.
         self.incarnation = 1
         self.sent = 0
@@ -245,12 +256,27 @@ class DataPlane:
     def publish(self, topic: str, value: Any, tick: int, sim_time: float,
                 through: int | None = None) -> None:
         """Encode and send one message; large array buffers go out without a copy. ``through``
-        makes it carry progress too (see :class:`catbus.wire.codec.Header`)."""
+        makes it carry progress too (see :class:`catbus.wire.codec.Header`).
+
+        The frames of :func:`catbus.wire.codec.encode_message`, built and sent here without the
+        intermediate Header object and frame list (a publisher sends one per message): the
+        topic frame comes from a per-topic cache, the header from
+        :func:`catbus.wire.codec.pack_header`.
+        """
         seq = self.seq[topic]
         self.seq[topic] = seq + 1
-        header = codec.Header(self.name, seq, tick, sim_time, time.time(), through,
-                              self.incarnation)
-        send_frames(self.pub, codec.encode_message(topic, header, value))
+        head = self._topic_frames.get(topic)
+        if head is None:
+            head = self._topic_frames[topic] = codec.topic_frame(topic)
+        header = _pack_header(self.name, self.incarnation, seq, tick, sim_time, _time(), through)
+        payload, buffers = _encode_payload(value)
+        pub = self.pub
+        _raw_send(pub, head, _SNDMORE)
+        _raw_send(pub, header, _SNDMORE)
+        if buffers or len(payload) >= ZERO_COPY_MIN:
+            send_frames(pub, [payload, *buffers])
+        else:
+            _raw_send(pub, payload, 0)
         self.sent += 1
 
     def publish_progress(self, tick: int, through: int, end: int | None, final: bool) -> None:
@@ -260,7 +286,7 @@ class DataPlane:
         ZeroMQ keeps each connection in order, so whoever has this has all our data before it.
         """
         payload = msgpack.packb([self.name, tick, through, end, final, dict(self.seq)])
-        header = codec.Header(self.name, 0, tick, 0.0, time.time(), None, self.incarnation).pack()
+        header = codec.pack_header(self.name, self.incarnation, 0, tick, 0.0, time.time(), None)
         send_frames(self.pub, [PROGRESS_FRAME, header, payload])
 
     def close(self) -> None:

@@ -71,6 +71,10 @@ def _buffer(frame: Any) -> Any:
     return frame.buffer if hasattr(frame, "buffer") else frame
 
 
+_topic_from_frame = codec.topic_from_frame
+_unpack_header = codec.Header.unpack
+
+
 class Inbox:
     """Per-node message buffers, progress of peers and loss counters."""
 
@@ -110,12 +114,17 @@ class Inbox:
     def add_frames(self, frames: Sequence[Any]) -> Received | None:
         """Take one multipart message (zmq.Frame objects or bytes). Returns the data message, or
         None for progress, malformed frames and topics we did not ask for."""
+        # Runs once per message on every receiver, so the sequence-gap count is written out
+        # here and _buffer is called only for frames that are not bytes already (receive_frames
+        # hands over topic, header and payload as bytes).
         try:
             if len(frames) < 3:
                 raise codec.DecodeError("too few frames")
-            topic = codec.topic_from_frame(_buffer(frames[0]))
-            header = codec.Header.unpack(_buffer(frames[1]))
-            payload = _buffer(frames[2])
+            first, second, payload = frames[0], frames[1], frames[2]
+            topic = _topic_from_frame(first if type(first) is bytes else _buffer(first))
+            header = _unpack_header(second if type(second) is bytes else _buffer(second))
+            if type(payload) is not bytes:
+                payload = _buffer(payload)
             if topic == PROGRESS_TOPIC:
                 self._add_progress(payload)
                 return None
@@ -127,7 +136,12 @@ class Inbox:
         buffers = [_buffer(frame) for frame in frames[3:]] if len(frames) > 3 else []
         message = Received(topic, header, payload, buffers)
         publisher = header.publisher
-        self._count_gap(publisher, topic, header.seq)
+        seq = header.seq
+        key = (publisher, topic)
+        previous = self.last_seq.get(key)
+        if previous is not None and seq > previous + 1:
+            self.dropped += seq - previous - 1
+        self.last_seq[key] = seq
         through = header.through
         if through is not None:
             self._carry(publisher, topic, through)
@@ -136,7 +150,7 @@ class Inbox:
             if not (self.wildcard or topic in self.queues):
                 return None
             rank = self.order.get(publisher, len(self.order))
-            self.raw.append((header.tick, rank, header.seq, message))
+            self.raw.append((header.tick, rank, seq, message))
         elif topic in self.queues:
             self.queues[topic].append((header.tick, message))
         else:
@@ -193,13 +207,6 @@ class Inbox:
             if wanted:
                 self._complete_through(publisher, topics, wanted)
         self.advances += 1
-
-    def _count_gap(self, publisher: str, topic: str, seq: int) -> None:
-        key = (publisher, topic)
-        previous = self.last_seq.get(key)
-        if previous is not None and seq > previous + 1:
-            self.dropped += seq - previous - 1
-        self.last_seq[key] = seq
 
     # -- progress -------------------------------------------------------------------------------
     def through(self, peer: str) -> int:
