@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import tempfile
+from typing import Any
 import time
 import uuid
 from dataclasses import dataclass
@@ -147,3 +148,15 @@ def bus_sandbox(monkeypatch: pytest.MonkeyPatch,
         shutil.rmtree(root, ignore_errors=True)
         assert not described, f"processes left running after the test: {described}"
         assert not folders, f"run folders left after the test: {folders}"
+
+
+def pack_control(op: str, **fields: Any) -> bytes:
+    """A control message built by hand, as a node in another language builds it (a
+    ``register`` says the protocol version it speaks unless the caller gives one)."""
+    import msgpack
+
+    from catbus.wire.protocol import PROTOCOL_VERSION
+
+    if op == "register":
+        fields.setdefault("protocol", PROTOCOL_VERSION)
+    return msgpack.packb({"op": op, **fields})

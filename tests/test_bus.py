@@ -25,7 +25,6 @@ import zmq
 
 import catbus
 from catbus.wire import codec
-from catbus.wire.protocol import PROTOCOL_VERSION
 from catbus.launch import launcher
 from catbus.runtime import signals as noderuntime
 from catbus.runtime.dataplane import HELLO_PREFIX, PROGRESS_FRAME
@@ -34,18 +33,12 @@ from catbus.cli.introspect import query_graph
 from catbus.recording.reader import Recording
 from catbus.launch.registry import Registry
 from catbus.launch.rundir import RunDir, remove_stale_runs, running_runs
-from tests.conftest import ROOT, alive, wait_until
+from tests.conftest import ROOT, alive, pack_control, wait_until
 
 pytestmark = pytest.mark.usefixtures("bus_sandbox")
 
 TOY = "tests.toy_nodes"
 
-
-def pack(op: str, **fields: Any) -> bytes:
-    """A control message built by hand, as a node in another language builds it."""
-    if op == "register":
-        fields.setdefault("protocol", PROTOCOL_VERSION)
-    return msgpack.packb({"op": op, **fields})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -428,7 +421,7 @@ def test_node_survives_garbage_frames_and_counts_them(tmp_path: Path) -> None:
             [sys.executable, "-m", "catbus", "node", f"{TOY}:Relay", "--name", "relay",
              "--bus", registry.endpoint], cwd=ROOT, stdin=subprocess.DEVNULL)
         dealer.connect(registry.endpoint)
-        dealer.send(pack(
+        dealer.send(pack_control(
             "register", name="evil", pid=os.getpid(), host="test", cls="raw zmq",
             endpoint=evil_endpoint, period=None, inputs=[["back", "relay/out", "all"]],
             outputs=[["out", "relay/in"]]))
@@ -505,14 +498,14 @@ def test_registry_survives_garbage_control_messages(tmp_path: Path) -> None:
         dealer.connect(registry.endpoint)
         garbage = [
             [b"\xc1"], [msgpack.packb([1, 2])], [msgpack.packb({"op": 5})], [b"a", b"b"],
-            [pack("register")],                                   # no name, no endpoint
-            [pack("register", name="x", endpoint="ipc://x", pid="not a pid",
+            [pack_control("register")],                                   # no name, no endpoint
+            [pack_control("register", name="x", endpoint="ipc://x", pid="not a pid",
                           inputs=[], outputs=[])],
-            [pack("register", name="y", endpoint="ipc://y", inputs=5, outputs=None)],
+            [pack_control("register", name="y", endpoint="ipc://y", inputs=5, outputs=None)],
         ]
         for frames in garbage:
             dealer.send_multipart(frames)
-        dealer.send(pack("graph?"))
+        dealer.send(pack_control("graph?"))
         replies: list[dict] = []
 
         def answered() -> bool:

@@ -6,18 +6,18 @@ import os
 import threading
 from pathlib import Path
 
+import msgpack
 import pytest
 import zmq
 
 import catbus
 from catbus.wire import codec
-from catbus.wire import control
 from catbus.runtime.dataplane import HELLO_PREFIX, PROGRESS_FRAME
 from catbus.errors import ConfigError, NodeFailed
 from catbus.launch.rundir import RunDir, running_runs
 from catbus.recording.reader import Recording
 from catbus.recording.verify import first_difference
-from tests.conftest import wait_until
+from tests.conftest import pack_control, wait_until
 
 FLAT_EVADE = Path(__file__).resolve().parent.parent / "launch" / "flat_evade.yaml"
 
@@ -172,26 +172,26 @@ class MuteNode(threading.Thread):
             xpub.bind(endpoint)
             registry = wait_until(self._registry_endpoint, 20, what="the run to be published")
             dealer.connect(registry)
-            dealer.send(control.pack(
+            dealer.send(pack_control(
                 "register", name="mute", pid=os.getpid(), host="test", cls="raw zmq",
                 endpoint=endpoint, period=0.1, inputs=[], outputs=[["out", "mute/out"]]))
             for prefix in (PROGRESS_FRAME, codec.topic_frame(HELLO_PREFIX + "mute")):
                 sub.setsockopt(zmq.SUBSCRIBE, prefix)
             while not self.finished.is_set():
                 if not dealer.poll(200):
-                    dealer.send(control.pack("hb", tick=-1, steps=0, state="muted"))
+                    dealer.send(pack_control("hb", tick=-1, steps=0, state="muted"))
                     continue
-                message = control.unpack(dealer.recv())
+                message = msgpack.unpackb(dealer.recv())
                 if message["op"] == "graph":
                     for node in message["nodes"]:
                         if node["name"] != "mute":
                             sub.connect(node["endpoint"])
-                    dealer.send(control.pack("ready"))
+                    dealer.send(pack_control("ready"))
                 elif message["op"] == "hb":
-                    dealer.send(control.pack("hb", tick=-1, steps=0, state="muted"))
+                    dealer.send(pack_control("hb", tick=-1, steps=0, state="muted"))
                 elif message["op"] == "stop":
                     self.stop_reason = message.get("reason")
-                    dealer.send(control.pack("done", code=1, stats={}))
+                    dealer.send(pack_control("done", code=1, stats={}))
                     return
         finally:
             for sock in sockets:
