@@ -17,8 +17,9 @@ import pytest
 import yaml
 
 from catbus.errors import ConfigError
-from catbus.launch.launchfile import (RECORDER_CLASS, LaunchSpec, TopicBinding, build_launch,
-                               load_launch)
+from catbus.launch.launchfile import LaunchSpec, build_launch, load_launch
+from catbus.launch.nodelist import RECORDER_CLASS
+from catbus.launch.nodespec import TopicBinding
 from catbus.node import Input, Node
 from catbus.params import Param
 from catbus.topics import resolve_topic, validate_node_name, validate_topic

@@ -17,7 +17,7 @@ from catbus.errors import CatbusError, ConfigError
 from catbus.runtime.inbox import InputBinding
 from catbus.launch.imports import import_path_for
 from catbus.launch.callbacks import callback_problems
-from catbus.launch.launchfile import import_node_class
+from catbus.launch.nodespec import import_node_class
 from catbus.runtime.process import NodeRuntime
 from catbus.runtime.signals import Interrupted, install_signal_handlers, \
     set_parent_death_signal, start_orphan_watchdog

@@ -30,7 +30,8 @@ from catbus.wire.protocol import CLOSING_STATE, HEARTBEAT_INTERVAL
 from catbus.runtime.dataplane import reachable_bus
 from catbus.errors import ConfigError, NodeFailed, RunTimeout
 from catbus.launch.imports import python_command
-from catbus.launch.launchfile import LaunchSpec, NodeSpec
+from catbus.launch.launchfile import LaunchSpec
+from catbus.launch.nodespec import NodeSpec
 from catbus.launch.progressbar import RunProgress
 from catbus.launch.registry import Registry
 from catbus.launch.result import RunResult
