@@ -12,15 +12,15 @@ call. Three ways to move a message:
   (``default`` / ``ext_hook``), so the receiver gets an array back as catbus's does. Nothing is
   validated: that is catbus's job, and part of what the ratio charges it for.
 * **catbus frame layout** (``ping``/``pong``/``sender``/``receiver``, ``tuned=False``): the very
-  :func:`catbus.wire.codec.encode_message` frames (topic, header, payload, buffers),
+  :func:`catbus.wire.codec.encode_message` frames (the envelope, then buffers),
   ``send_multipart(frames, copy=False)`` and ``recv_multipart(copy=False)``,
   :func:`catbus.wire.codec.decode_message`. pyzmq's ``copy=False`` path costs several
   microseconds per small frame, so this is slower than plain for small messages: informational
-  only (what the three-frame layout costs), and the baseline of the 1 MiB rows, where
+  only (what that layout and ``copy=False`` cost), and the baseline of the 1 MiB rows, where
   zero-copy is the fast way.
 * **tuned** (``tuned=True``, informational): the same frames, one ``send`` per frame with
-  ``copy=False`` only for frames of 64 KiB or more, and ``recv`` returning bytes for the three
-  small leading frames: the catbus layout written with care.
+  ``copy=False`` only for frames of 64 KiB or more, and ``recv`` returning bytes for the
+  envelope: the catbus layout written with care.
 
 The publishing socket is an XPUB only so that each side can wait until it has seen the other's
 subscription before anything is timed (ZeroMQ's slow-joiner problem); on the data path XPUB is PUB.
@@ -99,7 +99,7 @@ def recv(sub: zmq.Socket, tuned: bool) -> list:
             return sub.recv_multipart(copy=False)
         frames: list = [sub.recv()]
         while sub.getsockopt(_RCVMORE):
-            frames.append(sub.recv() if len(frames) < 3 else sub.recv(copy=False))
+            frames.append(sub.recv(copy=False))
         return frames
     except zmq.Again:
         raise TimeoutError("no message within the timeout") from None
@@ -305,7 +305,7 @@ def sender(pub_endpoint: str, n: int, big_bytes: int, tuned: bool, conn: Any) ->
         frames = codec.encode_message("src/out", codec.Header("src", seq, seq, 0.0, time.time()),
                                       message)
         if seq == 0 and big is not None:
-            view = np.frombuffer(frames[3], np.uint8)
+            view = np.frombuffer(frames[1], np.uint8)
             checks = {"send_frame_shares_array_memory": bool(np.shares_memory(view, big)),
                       "send_copy_false": True,
                       "send_frame_over_copy_threshold": view.nbytes >= zmq.COPY_THRESHOLD}

@@ -10,7 +10,7 @@ copying ``send`` and a blocking ``recv`` (``bench/raw_transport.py``, "plain"). 
 baseline of the small-message rows. Also measured, for information: the very
 :func:`catbus.wire.codec.encode_message` frames over raw pyzmq (``send_multipart(copy=False)`` /
 ``recv_multipart(copy=False)``, :func:`catbus.wire.codec.decode_message`; "raw, catbus frame
-layout": what the three-frame layout costs by itself) and the same frames sent with care
+layout": what the catbus frame layout costs by itself) and the same frames sent with care
 ("tuned"). Round trip: a reactive ``Ping`` node sends a ping from ``on_message`` and a reactive
 ``Pong`` node echoes it from ``on_message``; one round trip is from returning the ping (before the
 runtime encodes it) to entering ``on_message`` with the decoded echo, the same span as the
@@ -324,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         Row("small round trip vs raw, layout tuned", "us", mine.rtt_small, tuned.rtt_small,
             None, False, catbus_label, tuned_label),
         Row("raw, catbus frame layout / plain (rtt)", "us", base.rtt_small, plain.rtt_small,
-            None, False, raw_label, plain_label, "what the three-frame layout alone costs"),
+            None, False, raw_label, plain_label, "what the catbus frame layout alone costs"),
         Row("1 MiB round trip", "us", mine.rtt_big, base.rtt_big, None, False,
             catbus_label, raw_label, f"median of {cfg.n_big} round trips per repetition"),
         Row("small throughput", "msg/s", mine.thr_small, plain.thr_small, 0.8, True,

@@ -294,7 +294,7 @@ class NodeHarness:
 
 def _as_received(frames: Sequence[Any]) -> list[Any]:
     """What the wire does: the receiver gets its own copy of every buffer."""
-    return [*frames[:3], *(bytes(buffer) for buffer in frames[3:])]
+    return [frames[0], *(bytes(buffer) for buffer in frames[1:])]
 
 
 def _unsendable_message(what: str, value: Any, exc: Exception) -> str:

@@ -38,8 +38,8 @@ import numpy as np
 import zmq
 
 # -- protocol constants (docs/protocol.md, "Constants") ---------------------------------------------
-PROTOCOL_VERSION = 2
-HEADER_VERSION = 2
+PROTOCOL_VERSION = 3
+HEADER_VERSION = 3
 WINDOW = 8
 HEARTBEAT_INTERVAL = 0.5
 REGISTRY_TIMEOUT = 10.0
@@ -57,6 +57,23 @@ WAIT_MS = 50
 # -- codec (docs/protocol.md, "Data messages") ------------------------------------------------------
 def topic_frame(topic: str) -> bytes:
     return topic.encode() + b"\0"
+
+
+def envelope(topic: str, header: bytes, payload: bytes) -> bytes:
+    """The first frame: topic, NUL, the header's length in two bytes (big-endian), header,
+    payload."""
+    return topic_frame(topic) + len(header).to_bytes(2, "big") + header + payload
+
+
+def open_envelope(frame: bytes) -> tuple[str, bytes, bytes] | None:
+    """``(topic, header, payload)`` of a first frame, or None if it is not an envelope."""
+    end = frame.find(b"\0")
+    if end < 0 or len(frame) < end + 3:
+        return None
+    stop = end + 3 + int.from_bytes(frame[end + 1:end + 3], "big")
+    if stop > len(frame):
+        return None
+    return frame[:end].decode(errors="replace"), frame[end + 3:stop], frame[stop:]
 
 
 def _descr(dtype: np.dtype) -> Any:
@@ -442,19 +459,17 @@ class RawNode:
         self.service(0)
 
     def add(self, frames: list[bytes]) -> None:
-        if len(frames) < 3 or not frames[0].endswith(b"\0"):
-            self.malformed += 1
-            return
-        header = unpack_header(frames[1])
+        opened = open_envelope(frames[0]) if frames else None
+        header = unpack_header(opened[1]) if opened is not None else None
         if header is None:
             self.malformed += 1
             return
-        topic = frames[0][:-1].decode(errors="replace")
+        topic, _, payload = opened
         publisher, _incarnation, seq, tick, _sim, _wall, through = header
         if topic == PROGRESS_TOPIC:
             try:
                 name, _tick, done, end, final, _counts = msgpack.unpackb(
-                    frames[2], strict_map_key=False)
+                    payload, strict_map_key=False)
             except Exception:
                 self.malformed += 1
                 return
@@ -478,7 +493,7 @@ class RawNode:
             if wanted:
                 peer.through = max(peer.through, min(peer.carried.get(t, -1) for t in wanted))
         if topic == self.input_topic:
-            self.queue.append((tick, frames[2], frames[3:]))
+            self.queue.append((tick, payload, frames[1:]))
 
     def publish(self, outputs: dict[str, Any] | None, tick: int, sim_time: float,
                 through: int | None) -> set[str]:
@@ -490,8 +505,8 @@ class RawNode:
             payload, buffers = encode_payload(value)
             seq = self.seq.get(topic, 0)
             self.seq[topic] = seq + 1
-            self.pub.send_multipart([topic_frame(topic), pack_header(
-                self.name, self.incarnation, seq, tick, sim_time, through), payload, *buffers])
+            header = pack_header(self.name, self.incarnation, seq, tick, sim_time, through)
+            self.pub.send_multipart([envelope(topic, header, payload), *buffers])
             self.sent += 1
             published.add(topic)
         return published
@@ -500,7 +515,7 @@ class RawNode:
         payload = msgpack.packb([self.name, tick, through, end, final, dict(self.seq)])
         header = msgpack.packb([HEADER_VERSION, self.name, self.incarnation, 0, tick, 0.0,
                                 time.time(), None])
-        self.pub.send_multipart([topic_frame(PROGRESS_TOPIC), header, payload])
+        self.pub.send(envelope(PROGRESS_TOPIC, header, payload))
 
     # -- stepping -----------------------------------------------------------------------------
     def step(self, tick: int, t: float, limit: int | None, through: int | None) -> set[str]:

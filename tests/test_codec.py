@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from catbus.wire import codec
+from catbus.wire.protocol import HEADER_VERSION
 from catbus.runtime.inbox import Inbox, InputBinding
 
 pytestmark = pytest.mark.timeout(60)
@@ -308,7 +309,7 @@ def big(dtype: str = "<f8", shape: tuple = (64, 33)) -> np.ndarray:
 def test_contiguous_array_frame_shares_memory_on_send() -> None:
     array = big()
     frames = codec.encode_message("t", HEADER, {"a": array, "b": [array[1:10]]})
-    buffers = frames[3:]
+    buffers = frames[1:]
     assert len(buffers) == 2
     assert np.shares_memory(np.frombuffer(buffers[0], np.uint8), array)
     assert np.shares_memory(np.frombuffer(buffers[1], np.uint8), array)   # a contiguous slice
@@ -318,7 +319,7 @@ def test_non_contiguous_array_is_copied_once() -> None:
     array = big()
     view = array.T
     frames = codec.encode_message("t", HEADER, view)
-    (buffer,) = frames[3:]
+    (buffer,) = frames[1:]
     assert not np.shares_memory(np.frombuffer(buffer, np.uint8), array)
     assert bytes(buffer) == np.ascontiguousarray(view).tobytes()
 
@@ -329,7 +330,7 @@ def test_decoded_array_is_a_read_only_view_of_the_received_frame(kind: str) -> N
     try:
         array = big("<i4", (300, 7))
         decoded, received = round_trip(wire, {"a": array, "small": np.arange(3)})
-        frame = np.frombuffer(received[3], np.uint8)
+        frame = np.frombuffer(received[1], np.uint8)
         assert np.shares_memory(decoded["a"], frame), "the array was copied on receive"
         assert not decoded["a"].flags.writeable
         assert not decoded["small"].flags.writeable
@@ -358,41 +359,49 @@ def array_ref(index: int, descr: str = "<f8", shape: tuple = (2,)) -> bytes:
 
 GOOD_HEADER = HEADER.pack()
 T = codec.topic_frame("t/x")
+V = HEADER_VERSION
+
+
+def env(topic_prefix: bytes, header: bytes, payload: bytes, *buffers: bytes) -> list[bytes]:
+    """The frames of a message built by hand: the envelope, then the buffer frames."""
+    return [codec.envelope(topic_prefix, header, payload), *buffers]
 # Malformed messages that still reach a subscriber of "t/x" (ZeroMQ's prefix match lets through
 # anything starting with b"t/x\0"): (label, frames, caught when the frames arrive?).
 MALFORMED = [
     ("no frames", [], True),
-    ("one frame", [T], True),
-    ("two frames", [T, GOOD_HEADER], True),
-    ("topic without terminator", [b"t/x\0tail", GOOD_HEADER, good_payload()], True),
-    ("topic not utf-8", [b"t/x\0\xff\xfe\0", GOOD_HEADER, good_payload()], True),
-    ("header not msgpack", [T, b"\xc1", good_payload()], True),
-    ("header truncated", [T, GOOD_HEADER[:-3], good_payload()], True),
-    ("header not a list", [T, msgpack.packb({"v": 1}), good_payload()], True),
-    ("header too short", [T, header_of(2, "pub", 1, 0), good_payload()], True),
-    ("wrong version", [T, header_of(99, "pub", 1, 0, 0, 0.0, 0.0, None), good_payload()], True),
-    ("old version", [T, header_of(1, "pub", 0, 0, 0.0, 0.0, None), good_payload()], True),
-    ("header field types", [T, header_of(2, 5, 1, "x", 0, 0.0, 0.0, None), good_payload()],
+    ("topic only", [T], True),
+    ("no NUL after the topic", [b"t/x"], True),
+    ("header length cut short", [T + b"\x00"], True),
+    ("header length past the end", [T + b"\x00\x40" + GOOD_HEADER], True),
+    ("topic not utf-8", env(b"t/\xff\xfe\0", GOOD_HEADER, good_payload()), True),
+    ("header not msgpack", env(T, b"\xc1", good_payload()), True),
+    ("header truncated", env(T, GOOD_HEADER[:-3], good_payload()), True),
+    ("header not a list", env(T, msgpack.packb({"v": 1}), good_payload()), True),
+    ("header too short", env(T, header_of(V, "pub", 1, 0), good_payload()), True),
+    ("wrong version", env(T, header_of(99, "pub", 1, 0, 0, 0.0, 0.0, None), good_payload()), True),
+    ("version 1", env(T, header_of(1, "pub", 0, 0, 0.0, 0.0, None), good_payload()), True),
+    ("version 2", env(T, header_of(2, "pub", 1, 0, 0, 0.0, 0.0, None), good_payload()), True),
+    ("header field types", env(T, header_of(V, 5, 1, "x", 0, 0.0, 0.0, None), good_payload()),
      True),
-    ("incarnation not an int", [T, header_of(2, "pub", "1", 0, 0, 0.0, 0.0, None),
-                                good_payload()], True),
-    ("seq a bool", [T, header_of(2, "pub", 1, True, 0, 0.0, 0.0, None), good_payload()], True),
-    ("through a string", [T, header_of(2, "pub", 1, 0, 0, 0.0, 0.0, "9"), good_payload()],
+    ("incarnation not an int", env(T, header_of(V, "pub", "1", 0, 0, 0.0, 0.0, None),
+                                   good_payload()), True),
+    ("seq a bool", env(T, header_of(V, "pub", 1, True, 0, 0.0, 0.0, None), good_payload()), True),
+    ("through a string", env(T, header_of(V, "pub", 1, 0, 0, 0.0, 0.0, "9"), good_payload()),
      True),
-    ("header time not a number", [T, header_of(2, "pub", 1, 0, 0, "soon", 0.0, None),
-                                  good_payload()], True),
-    ("header time nil", [T, header_of(2, "pub", 1, 0, 0, None, 0.0, None), good_payload()],
+    ("header time not a number", env(T, header_of(V, "pub", 1, 0, 0, "soon", 0.0, None),
+                                     good_payload()), True),
+    ("header time nil", env(T, header_of(V, "pub", 1, 0, 0, None, 0.0, None), good_payload()),
      True),
-    ("garbage payload", [T, GOOD_HEADER, b"\xc1\xc1"], False),
-    ("truncated payload", [T, GOOD_HEADER, good_payload()[:-1]], False),
-    ("buffer index out of range", [T, GOOD_HEADER, array_ref(3), b"\0" * 16], False),
-    ("negative buffer index", [T, GOOD_HEADER, array_ref(-1), b"\0" * 16], False),
-    ("buffer of the wrong size", [T, GOOD_HEADER, array_ref(0, shape=(5,)), b"\0" * 12], False),
-    ("bad dtype", [T, GOOD_HEADER, array_ref(0, descr="<nope"), b"\0" * 16], False),
-    ("array meta not a list", [T, GOOD_HEADER, msgpack.packb(msgpack.ExtType(
-        codec.EXT_NDARRAY, msgpack.packb(7))), b""], False),
-    ("scalar with short data", [T, GOOD_HEADER, msgpack.packb(msgpack.ExtType(
-        codec.EXT_NPSCALAR, msgpack.packb(["<f8", b"\0\0"])))], False),
+    ("garbage payload", env(T, GOOD_HEADER, b"\xc1\xc1"), False),
+    ("truncated payload", env(T, GOOD_HEADER, good_payload()[:-1]), False),
+    ("buffer index out of range", env(T, GOOD_HEADER, array_ref(3), b"\0" * 16), False),
+    ("negative buffer index", env(T, GOOD_HEADER, array_ref(-1), b"\0" * 16), False),
+    ("buffer of the wrong size", env(T, GOOD_HEADER, array_ref(0, shape=(5,)), b"\0" * 12), False),
+    ("bad dtype", env(T, GOOD_HEADER, array_ref(0, descr="<nope"), b"\0" * 16), False),
+    ("array meta not a list", env(T, GOOD_HEADER, msgpack.packb(msgpack.ExtType(
+        codec.EXT_NDARRAY, msgpack.packb(7))), b""), False),
+    ("scalar with short data", env(T, GOOD_HEADER, msgpack.packb(msgpack.ExtType(
+        codec.EXT_NPSCALAR, msgpack.packb(["<f8", b"\0\0"])))), False),
 ]
 
 
@@ -425,7 +434,8 @@ def test_inbox_counts_malformed_frames_without_raising(label: str, frames: list,
     ["peer", 0, "three", None, False, {}]), msgpack.packb(["peer", 0, 3, "end", 0, {}])[:-2]])
 def test_inbox_counts_malformed_progress(payload: bytes) -> None:
     inbox = Inbox([InputBinding("x", "t/x")], {})
-    assert inbox.add_frames([codec.topic_frame("catbus/progress"), GOOD_HEADER, payload]) is None
+    progress = env(codec.topic_frame("catbus/progress"), GOOD_HEADER, payload)
+    assert inbox.add_frames(progress) is None
     assert inbox.malformed == 1
 
 
@@ -450,13 +460,15 @@ def test_random_frames_decode_or_raise_decode_error(frames: list[bytes]) -> None
 @SETTINGS
 @given(value=messages(), data=st.data())
 def test_corrupted_messages_decode_or_raise_decode_error(value: Any, data: st.DataObject) -> None:
-    """Flip bytes of a real message's header or payload: never anything but DecodeError."""
+    """Flip bytes of a real message's envelope (after the topic) or buffers: never anything but
+    DecodeError."""
     frames = [bytes(f) for f in codec.encode_message("t/x", HEADER, value)]
-    index = data.draw(st.integers(1, len(frames) - 1), label="frame")
+    index = data.draw(st.integers(0, len(frames) - 1), label="frame")
     frame = bytearray(frames[index])
     if frame:
         for _ in range(data.draw(st.integers(1, 3), label="flips")):
-            position = data.draw(st.integers(0, len(frame) - 1), label="position")
+            position = data.draw(st.integers(len(T) if index == 0 else 0, len(frame) - 1),
+                                 label="position")
             frame[position] = data.draw(st.integers(0, 255), label="byte")
     else:
         frame = bytearray(b"\xc1")

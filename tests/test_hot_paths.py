@@ -17,6 +17,7 @@ import zmq
 from mcap.writer import CompressionType, Writer
 
 from catbus.wire import codec
+from catbus.wire.protocol import HEADER_VERSION
 from catbus.runtime.dataplane import receive_frames, send_frames
 from catbus.runtime.inbox import Inbox, InputBinding
 from catbus.recording.recorder import _FastChunkBuilder, _use_fast_chunks
@@ -136,14 +137,29 @@ def test_an_inline_array_whose_bytes_do_not_match_its_shape_is_a_decode_error() 
 
 
 def test_topic_names_are_the_same_from_the_cache_and_errors_stay_errors() -> None:
+    def topic_of(prefix: bytes) -> str:
+        return codec.open_envelope(codec.envelope(prefix, b"\x90", b"\xc0"))[0]
+
     for _ in range(2):
-        assert codec.topic_from_frame(b"robot/sensors\0") == "robot/sensors"
-        assert codec.topic_from_frame(memoryview(b"robot/sensors\0")) == "robot/sensors"
-        assert codec.topic_from_frame("réseau/état\0".encode()) == "réseau/état"
+        assert topic_of(b"robot/sensors\0") == "robot/sensors"
+        assert topic_of("réseau/état\0".encode()) == "réseau/état"
         with pytest.raises(codec.DecodeError):
-            codec.topic_from_frame(b"robot/sensors")
+            codec.open_envelope(b"robot/sensors")
         with pytest.raises(codec.DecodeError):
-            codec.topic_from_frame(b"\xff\xfe\0")
+            topic_of(b"\xff\xfe\0")
+
+
+def test_an_envelope_splits_into_topic_header_and_payload_without_copying_the_payload() -> None:
+    frame = codec.envelope(b"a/b\0", b"HEADER", b"payload bytes")
+    topic, header, payload = codec.open_envelope(frame)
+    assert (topic, header, bytes(payload)) == ("a/b", b"HEADER", b"payload bytes")
+    assert isinstance(payload, memoryview) and payload.obj is frame
+    assert codec.open_envelope(codec.envelope(b"a\0", b"", b""))[1:] == (b"", memoryview(b""))
+    for short in (b"a\0", b"a\0\x00", b"a\0\x00\x05abcd"):
+        with pytest.raises(codec.DecodeError):
+            codec.open_envelope(short)
+    with pytest.raises(ValueError):
+        codec.envelope(b"a\0", bytes(codec.HEADER_MAX + 1), b"")
 
 
 def test_receive_frames_reads_whole_messages_and_none_when_empty() -> None:
@@ -163,7 +179,7 @@ def test_receive_frames_reads_whole_messages_and_none_when_empty() -> None:
         send_frames(sender, large)
         received = [receive_frames(receiver, wait=True), receive_frames(receiver, wait=True)]
         assert received[0] == small and all(type(f) is bytes for f in received[0])
-        assert received[1][:3] == large[:3] and isinstance(received[1][3], zmq.Frame)
+        assert received[1][0] == large[0] and isinstance(received[1][1], zmq.Frame)
         assert codec.decode_message(received[1])[2]["x"].sum() == np.arange(100_000.0).sum()
         assert receive_frames(receiver) is None
         receiver.setsockopt(zmq.RCVTIMEO, 10)
@@ -182,18 +198,19 @@ def test_the_fast_header_paths_give_what_the_plain_ones_gave() -> None:
         header = codec.Header(publisher, seq, tick, sim_time, wall_time, through, incarnation)
         packed = codec.pack_header(*fields)
         assert packed == header.pack() == msgpack.packb(
-            [2, publisher, incarnation, seq, tick, sim_time, wall_time, through])
+            [HEADER_VERSION, publisher, incarnation, seq, tick, sim_time, wall_time, through])
         assert codec.Header.unpack(packed) == header
     # What the fast path of unpack does not take, the slow path still reads or refuses.
-    assert codec.Header.unpack(msgpack.packb([2, "p", 1, 3, 4, 5, 6, None])) == \
+    v = HEADER_VERSION
+    assert codec.Header.unpack(msgpack.packb([v, "p", 1, 3, 4, 5, 6, None])) == \
         codec.Header("p", 3, 4, 5.0, 6.0, None, 1)                   # int times: floats
-    assert codec.Header.unpack(msgpack.packb([2, "p", 1, 3, 4, 5.0, 6.0, 7, "later"])) == \
+    assert codec.Header.unpack(msgpack.packb([v, "p", 1, 3, 4, 5.0, 6.0, 7, "later"])) == \
         codec.Header("p", 3, 4, 5.0, 6.0, 7, 1)                      # appended fields ignored
-    for bad in ([1, "p", 1, 3, 4, 5.0, 6.0, None], [2, "p", 1, 3, 4, 5.0, 6.0],
-                [2, b"p", 1, 3, 4, 5.0, 6.0, None], [2, "p", 1.0, 3, 4, 5.0, 6.0, None],
-                [2, "p", 1, True, 4, 5.0, 6.0, None], [2, "p", 1, 3, 4, "5", 6.0, None],
-                [2, "p", 1, 3, 4, 5.0, None, None], [2, "p", 1, 3, 4, 5.0, 6.0, 7.0],
-                {"v": 2}, "2"):
+    for bad in ([v - 1, "p", 1, 3, 4, 5.0, 6.0, None], [v, "p", 1, 3, 4, 5.0, 6.0],
+                [v, b"p", 1, 3, 4, 5.0, 6.0, None], [v, "p", 1.0, 3, 4, 5.0, 6.0, None],
+                [v, "p", 1, True, 4, 5.0, 6.0, None], [v, "p", 1, 3, 4, "5", 6.0, None],
+                [v, "p", 1, 3, 4, 5.0, None, None], [v, "p", 1, 3, 4, 5.0, 6.0, 7.0],
+                {"v": v}, str(v)):
         with pytest.raises(codec.DecodeError):
             codec.Header.unpack(msgpack.packb(bad))
 
@@ -244,8 +261,8 @@ def test_the_inbox_keeps_the_earliest_announced_end() -> None:
     header = codec.Header("a", 0, 0, 0.0, 0.0).pack()
 
     def progress(name: str, end: int | None) -> list[bytes]:
-        return [codec.topic_frame("catbus/progress"), header,
-                msgpack.packb([name, 3, 3, end, False, {}])]
+        return [codec.envelope(codec.topic_frame("catbus/progress"), header,
+                               msgpack.packb([name, 3, 3, end, False, {}]))]
 
     assert inbox.end_tick() is None
     inbox.add_frames(progress("a", None))

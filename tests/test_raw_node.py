@@ -293,6 +293,16 @@ def test_raw_headers_read_like_catbus_headers() -> None:
     assert raw_node.unpack_header(b"\x93\x01\x02\x03") is None   # another header version
 
 
+def test_raw_envelopes_are_catbus_envelopes() -> None:
+    header, payload = raw_node.pack_header("env", 1, 0, 0, 0.0, None), b"\x81\xa1x\x01"
+    frame = raw_node.envelope("env/state", header, payload)
+    assert frame == codec.envelope(codec.topic_frame("env/state"), header, payload)
+    topic, got_header, got_payload = codec.open_envelope(frame)
+    assert (topic, got_header, bytes(got_payload)) == ("env/state", header, payload)
+    assert raw_node.open_envelope(frame) == ("env/state", header, payload)
+    assert raw_node.open_envelope(b"env/state\0\x00\x09short") is None
+
+
 def test_raw_node_source_does_not_import_catbus() -> None:
     tree = ast.parse(RAW_NODE.read_text())
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)

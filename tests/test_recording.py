@@ -58,7 +58,8 @@ def send(recorder: Recorder, topic: str, value: Any, *, tick: int, seq: int,
     """Feed one message as the runtime would; return the record bytes it must store."""
     header = codec.Header(publisher, seq, tick, tick * (BASE_TICK_NS / 1e9), time.time())
     frames = codec.encode_message(topic, header, value)
-    payload, buffers = frames[2], frames[3:]
+    _, _, payload = codec.open_envelope(frames[0])
+    buffers = frames[1:]
     recorder.on_raw(topic, header, payload, buffers)
     return codec.record_bytes(payload, buffers)
 

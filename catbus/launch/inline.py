@@ -123,7 +123,7 @@ class InlineRun:
             header = codec.Header(name, number, tick, t, time.time())
             frames = codec.encode_message(topic, header, value)
             # What the wire does: the receiver gets its own copy of every buffer.
-            frames = [*frames[:3], *(bytes(buffer) for buffer in frames[3:])]
+            frames = [frames[0], *(bytes(buffer) for buffer in frames[1:])]
             self.sent[name] += 1
             for reader in self.readers.get(topic, self.wildcard):
                 if reader.name != name:

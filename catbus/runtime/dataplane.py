@@ -29,7 +29,8 @@ from catbus.wire import codec
 from catbus.wire.protocol import HELLO_PREFIX, PROGRESS_TOPIC, hello_topic
 
 PROGRESS_FRAME = codec.topic_frame(PROGRESS_TOPIC)
-_pack_header, _encode_payload, _time = codec.pack_header, codec.encode_payload, time.time
+_pack_header, _encode_payload, _envelope = codec.pack_header, codec.encode_payload, codec.envelope
+_time = time.time
 #: Queue bounds. Stepped mode bounds queues by its window; this only caps a runaway parallel node.
 HWM = 100_000
 # Plain ints: pyzmq's enum flags cost microseconds per ``|`` on the per-message hot path.
@@ -65,8 +66,8 @@ def receive_frames(sock: zmq.Socket, wait: bool = False) -> list | None:
     """One multipart message if one is waiting, else None. With ``wait``, block for up to the
     socket's ``RCVTIMEO`` for it first.
 
-    Topic, header and payload arrive as bytes; array buffer frames as zero-copy ``zmq.Frame``
-    objects whose memory numpy then views without copying.
+    The envelope (topic, header and payload) arrives as bytes; array buffer frames as zero-copy
+    ``zmq.Frame`` objects whose memory numpy then views without copying.
 
     Every frame is received as a ``zmq.Frame`` and asked ``more`` (a field of the message, no
     system call), and "nothing waiting" is the ``zmq.Again`` of a non-blocking receive. The
@@ -87,7 +88,7 @@ def receive_frames(sock: zmq.Socket, wait: bool = False) -> list | None:
     frames = [frame.bytes]
     while frame.more:
         frame = _raw_recv(sock, _NOBLOCK, False)
-        frames.append(frame.bytes if len(frames) < 3 else frame)
+        frames.append(frame)
     return frames
 
 
@@ -260,7 +261,7 @@ class DataPlane:
 
         The frames of :func:`catbus.wire.codec.encode_message`, built and sent here without the
         intermediate Header object and frame list (a publisher sends one per message): the
-        topic frame comes from a per-topic cache, the header from
+        topic's prefix comes from a per-topic cache, the header from
         :func:`catbus.wire.codec.pack_header`.
         """
         seq = self.seq[topic]
@@ -270,13 +271,11 @@ class DataPlane:
             head = self._topic_frames[topic] = codec.topic_frame(topic)
         header = _pack_header(self.name, self.incarnation, seq, tick, sim_time, _time(), through)
         payload, buffers = _encode_payload(value)
-        pub = self.pub
-        _raw_send(pub, head, _SNDMORE)
-        _raw_send(pub, header, _SNDMORE)
-        if buffers or len(payload) >= ZERO_COPY_MIN:
-            send_frames(pub, [payload, *buffers])
+        first = _envelope(head, header, payload)
+        if buffers:
+            send_frames(self.pub, [first, *buffers])
         else:
-            _raw_send(pub, payload, 0)
+            _raw_send(self.pub, first, 0)
         self.sent += 1
 
     def publish_progress(self, tick: int, through: int, end: int | None, final: bool) -> None:
@@ -287,7 +286,7 @@ class DataPlane:
         """
         payload = msgpack.packb([self.name, tick, through, end, final, dict(self.seq)])
         header = codec.pack_header(self.name, self.incarnation, 0, tick, 0.0, time.time(), None)
-        send_frames(self.pub, [PROGRESS_FRAME, header, payload])
+        _raw_send(self.pub, codec.envelope(PROGRESS_FRAME, header, payload), 0)
 
     def close(self) -> None:
         self.sub.close(0)

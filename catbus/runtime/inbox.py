@@ -71,7 +71,7 @@ def _buffer(frame: Any) -> Any:
     return frame.buffer if hasattr(frame, "buffer") else frame
 
 
-_topic_from_frame = codec.topic_from_frame
+_open_envelope = codec.open_envelope
 _unpack_header = codec.Header.unpack
 
 
@@ -116,24 +116,21 @@ class Inbox:
         None for progress, malformed frames and topics we did not ask for."""
         # Runs once per message on every receiver, so the sequence-gap count is written out
         # here and _buffer is called only for frames that are not bytes already (receive_frames
-        # hands over topic, header and payload as bytes).
+        # hands over the envelope as bytes).
         try:
-            if len(frames) < 3:
-                raise codec.DecodeError("too few frames")
-            first, second, payload = frames[0], frames[1], frames[2]
-            topic = _topic_from_frame(first if type(first) is bytes else _buffer(first))
-            header = _unpack_header(second if type(second) is bytes else _buffer(second))
-            if type(payload) is not bytes:
-                payload = _buffer(payload)
+            first = frames[0]
+            topic, header, payload = _open_envelope(
+                first if type(first) is bytes else bytes(_buffer(first)))
+            header = _unpack_header(header)
             if topic == PROGRESS_TOPIC:
                 self._add_progress(payload)
                 return None
-        except (codec.DecodeError, ValueError, TypeError, msgpack.UnpackException):
+        except (codec.DecodeError, ValueError, TypeError, IndexError, msgpack.UnpackException):
             self.malformed += 1
             return None
         if topic.startswith(HELLO_PREFIX):
             return None
-        buffers = [_buffer(frame) for frame in frames[3:]] if len(frames) > 3 else []
+        buffers = [_buffer(frame) for frame in frames[1:]] if len(frames) > 1 else []
         message = Received(topic, header, payload, buffers)
         publisher = header.publisher
         seq = header.seq

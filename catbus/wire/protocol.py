@@ -17,12 +17,13 @@ from __future__ import annotations
 import re
 from typing import Final
 
-#: Control plane (register/welcome/graph/...) layout. 2: process identity (``incarnation``),
-#: ``protocol`` in ``register``, typed messages.
-PROTOCOL_VERSION: Final = 2
+#: The protocol as a whole (control and data plane). 2: process identity (``incarnation``),
+#: ``protocol`` in ``register``, typed messages. 3: a data message's topic, header and payload
+#: travel in one frame (the envelope, see catbus.wire.codec).
+PROTOCOL_VERSION: Final = 3
 #: Data message header layout: ``[HEADER_VERSION, publisher, incarnation, seq, tick, sim_time,
-#: wall_time, through]``.
-HEADER_VERSION: Final = 2
+#: wall_time, through]``; 3 since it travels in the envelope.
+HEADER_VERSION: Final = 3
 #: Number of fields of a version-:data:`HEADER_VERSION` header.
 HEADER_FIELDS: Final = 8
 
