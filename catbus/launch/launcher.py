@@ -1,15 +1,15 @@
 """Starts a run's node processes, supervises them, and stops every one of them.
 
-The launcher hosts the registry, starts each local node as ``python -m catbus node ...`` (exactly
-what a user types on another host for a remote node), and watches three things: registry events
+The launcher hosts the registry, starts each local node as ``python -P -m catbus node ...`` (the
+``catbus node`` a user types on another host for a remote node), and watches three things: registry events
 (errors with tracebacks, missed heartbeats), child exit codes, and Ctrl-C or SIGTERM; in parallel
 mode also the end of the run: a node not done :data:`END_GRACE` seconds after it (stuck in a
 step, or waiting for one that is) fails the run, named. At the end -- normal, failed or
 interrupted -- every child is stopped: a ``stop`` message first, then SIGINT, SIGTERM and
 SIGKILL, each with a deadline. The interrupting signal is kept (``RunResult.signal``) for the
 exit code: 128 + the signal, 130 for Ctrl-C, 143 for SIGTERM. Children are in their own session
-so that Ctrl-C reaches only the launcher, which then stops them in order (the recorder last, so it
-keeps everything), and they get SIGTERM from the kernel if the launcher itself dies
+so that Ctrl-C reaches only the launcher, which then stops them all gracefully (each runs its
+``close()``, so the recorder finishes its file), and they get SIGTERM from the kernel if the launcher itself dies
 (PR_SET_PDEATHSIG).
 """
 
