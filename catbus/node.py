@@ -104,6 +104,9 @@ class Node:
     * ``tick``   -- the schedule tick of the call (``parallel``: the cycle number; in
       ``on_message``: the message's tick); -1 before the first call;
     * ``is_reset`` (read-only) -- True exactly when ``tick == 0``, the reset.
+
+    Services: :meth:`end_episode` ends the episode after this tick; :meth:`report` reports
+    scores of the run.
     """
 
     inputs: ClassVar[Sequence[str | Input]] = ()
@@ -166,8 +169,36 @@ class Node:
         """
         self._end_requested = reason or f"ended by {self.name}"
 
+    def report(self, **scores: Any) -> None:
+        """Report scores of the run: ``self.report(reward=12.5, success=True)``.
+
+        Values are numbers, strings or booleans (numpy scalars become plain Python); a later
+        call updates the keys it names and keeps the others. The scores land in
+        ``RunResult.scores`` (and ``catbus launch``'s output) in every mode, and, when the run
+        records, in the recording (a ``catbus/scores`` message after the step that reported;
+        ``catbus eval`` shows them). A key that two nodes report is prefixed with each node's
+        name (``env.x``, ``robot.x``). Call it from ``step``, ``on_message`` or ``close``
+        (scores reported in ``close`` reach the result but not the recording).
+        """
+        checked = {}
+        for key, value in scores.items():
+            if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+                value = value.item()   # numpy scalar -> Python
+            if type(value) not in (bool, int, float, str):
+                raise TypeError(f"node {getattr(self, 'name', '?')}: report({key}=...): a score "
+                                f"is a number, a string or a bool, got {type(value).__name__}")
+            checked[key] = value
+        if self._scores is None:
+            self._scores = {}
+        self._scores.update(checked)
+        self._scores_changed = True
+
     # -- runtime plumbing (not for node code) ---------------------------------------------------
     _end_requested: str | None = None
+    #: What :meth:`report` collected (None: nothing yet), and whether it changed since the
+    #: runtime last published it.
+    _scores: dict[str, Any] | None = None
+    _scores_changed: bool = False
     #: Metadata of the run (launch spec, mode, seed, versions, evaluators) for built-in nodes such
     #: as the recorder. Ordinary nodes must not depend on it: that would break mode independence.
     run_info: dict[str, Any] = {}
@@ -186,6 +217,8 @@ class Node:
         self.run_info = run_info
         self.tick = -1
         self._end_requested = None
+        self._scores = None
+        self._scores_changed = False
 
 
 def param_declarations(node_class: type[Node]) -> Mapping[str, Any]:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 def load(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: str | None = None,
          seed: int | None = None, steps: int | None = None, duration: float | None = None,
-         overrides: Sequence[str] | Mapping[str, Any] = (),
+         max_steps: int | None = None, overrides: Sequence[str] | Mapping[str, Any] = (),
          record: str | os.PathLike | bool | None = None, remote: Sequence[str] = (),
          bus: str | None = None) -> LaunchSpec:
     """Read and check a launch without running it.
@@ -39,6 +39,8 @@ def load(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: st
         seed: The run seed (non-negative integer).
         steps: Periods of the first periodic node after the reset (``--steps``).
         duration: Seconds of sim time (wall time in parallel); not together with ``steps``.
+        max_steps: The bound of a run without ``steps`` or ``duration`` (``--max-steps``; a
+            node is expected to end the episode before), in periods of the first periodic node.
         overrides: ``--set`` assignments, as strings (``"robot.safe_controller=Unsafe"``) or a
             mapping (``{"robot.safe_controller": "Unsafe"}``).
         record: Path of an MCAP recording, relative to the current folder; ``False`` turns off a
@@ -55,7 +57,7 @@ def load(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: st
     """
     if isinstance(overrides, Mapping):
         overrides = [f"{key}={_yaml_scalar(value)}" for key, value in overrides.items()]
-    options = dict(mode=mode, seed=seed, steps=steps, duration=duration,
+    options = dict(mode=mode, seed=seed, steps=steps, duration=duration, max_steps=max_steps,
                    overrides=list(overrides), record=record, remote=list(remote), bus=bus)
     if isinstance(launch, LaunchSpec):
         # "Given" means not None (and, for the lists, not empty): seed=0, steps=0 and
@@ -81,11 +83,12 @@ def _yaml_scalar(value: Any) -> str:
 
 def run(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: str | None = None,
         seed: int | None = None, steps: int | None = None, duration: float | None = None,
-        overrides: Sequence[str] | Mapping[str, Any] = (),
+        max_steps: int | None = None, overrides: Sequence[str] | Mapping[str, Any] = (),
         record: str | os.PathLike | bool | None = None, remote: Sequence[str] = (),
         bus: str | None = None, remote_timeout: float = 120.0, progress: bool | None = False,
         deadline: float = 30.0, evaluate: bool = True) -> RunResult:
-    """Run a launch to its end (its steps or duration, the end of the episode, or Ctrl-C).
+    """Run a launch to its end (its steps or duration, the end of the episode, its
+    ``max_steps`` bound, or Ctrl-C).
 
     The Python form of ``catbus launch``: the same launch, options and checks. Ctrl-C or SIGTERM
     during a ``parallel`` or ``stepped`` run stops every node gracefully (the recording is kept)
@@ -100,6 +103,10 @@ def run(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: str
         seed: The run seed; ``None`` keeps the launch's (default 0).
         steps: Periods of the first periodic node (the environment) after the reset.
         duration: Seconds (sim time; wall time in parallel). Not together with ``steps``.
+        max_steps: Without ``steps`` and ``duration`` the run lasts until a node ends the
+            episode, at most this many periods of the first periodic node (``None``: the
+            launch's ``max_steps``, default 100000); reaching it ends the run normally, with
+            ``end_reason`` saying so.
         overrides: Parameter overrides, as ``--set`` strings (``"robot.safe_controller=Unsafe"``)
             or a mapping (``{"robot.safe_controller": "Unsafe"}``).
         record: Path of an MCAP recording of every topic (``False``: none, even if the launch
@@ -113,7 +120,9 @@ def run(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: str
 
     Returns:
         A :class:`~catbus.launch.result.RunResult`: per-node statistics (``nodes``), ``wall_time``,
-        ``end_reason``, ``interrupted``, ``record`` and, if recorded and evaluated, ``scores``.
+        ``end_reason``, ``interrupted``, ``record`` and ``scores``: what nodes reported
+        (``Node.report``) merged with the evaluator's scores of the recording (its keys win);
+        None if neither.
 
     Raises:
         ConfigError: The launch or an option is wrong. Raised before any process starts.
@@ -121,14 +130,15 @@ def run(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: str
         RunTimeout: Remote nodes did not join in time, or the run did not start.
     """
     spec = _checked(launch, mode=mode, seed=seed, steps=steps, duration=duration,
-                    overrides=overrides, record=record, remote=remote, bus=bus)
+                    max_steps=max_steps, overrides=overrides, record=record, remote=remote,
+                    bus=bus)
     return execute(spec, progress=progress, deadline=deadline, remote_timeout=remote_timeout,
                    evaluate=evaluate)
 
 
 def start(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: str | None = None,
           seed: int | None = None, steps: int | None = None, duration: float | None = None,
-          overrides: Sequence[str] | Mapping[str, Any] = (),
+          max_steps: int | None = None, overrides: Sequence[str] | Mapping[str, Any] = (),
           record: str | os.PathLike | bool | None = None, remote: Sequence[str] = (),
           bus: str | None = None, remote_timeout: float = 120.0, progress: bool | None = False,
           deadline: float = 30.0, evaluate: bool = True) -> RunHandle:
@@ -147,8 +157,8 @@ def start(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: s
 
     Args:
         launch: As for :func:`run`.
-        mode, seed, steps, duration, overrides, record, remote, bus, remote_timeout, progress,
-            deadline, evaluate: As for :func:`run`.
+        mode, seed, steps, duration, max_steps, overrides, record, remote, bus,
+            remote_timeout, progress, deadline, evaluate: As for :func:`run`.
 
     Returns:
         A :class:`~catbus.launch.handle.RunHandle`: ``name``, ``mode``, ``bus``, ``done``,
@@ -161,7 +171,8 @@ def start(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: s
     from catbus.launch.handle import RunHandle
 
     spec = _checked(launch, mode=mode, seed=seed, steps=steps, duration=duration,
-                    overrides=overrides, record=record, remote=remote, bus=bus)
+                    max_steps=max_steps, overrides=overrides, record=record, remote=remote,
+                    bus=bus)
     return RunHandle._start(spec, progress=progress, deadline=deadline,
                             remote_timeout=remote_timeout, evaluate=evaluate)
 
@@ -199,16 +210,21 @@ def execute(spec: LaunchSpec, *, progress: bool | None = False, deadline: float 
                                 remote_timeout=remote_timeout)
         result = launcher.run()
     if evaluate and spec.record is not None and not result.interrupted:
-        result.scores = _scores(spec.record)
+        evaluated = _scores(spec.record)
+        if evaluated:
+            # The evaluator's keys win over reported ones of the same name (docs/design.md,
+            # "Scores").
+            result.scores = {**(result.scores or {}), **evaluated}
     return result
 
 
 def _scores(record: Path) -> dict[str, Any] | None:
+    """The scores of the evaluator(s) the recording names (None: none named, or it failed)."""
     from catbus.errors import CatbusError
-    from catbus.recording.evaluate import evaluate_file
+    from catbus.recording.evaluate import evaluator_scores
 
     try:
-        return evaluate_file(record)
+        return evaluator_scores(record) or None
     except CatbusError:
         return None
 

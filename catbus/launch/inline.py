@@ -21,7 +21,8 @@ from typing import Any, Callable
 from catbus.errors import NodeFailed
 from catbus.launch.launchfile import LaunchSpec
 from catbus.launch.progressbar import RunProgress
-from catbus.launch.result import RunResult
+from catbus.launch.launchfile import max_steps_reason
+from catbus.launch.result import RunResult, merge_reported
 from catbus.launch.runinfo import build_run_info, schedule_for
 from catbus.runtime.driver import NodeDriver, Publish
 from catbus.runtime.inbox import ALL, InputBinding
@@ -81,8 +82,11 @@ class InlineRun:
             self.progress.close()
         nodes = {name: dict(driver.summary(self.sent[name]), state="done")
                  for name, driver in self.drivers.items()}
+        if end_reason is None and not self.interrupted and self.spec.bounded_by_max_steps:
+            end_reason = max_steps_reason(self.spec.max_steps)
+        scores = merge_reported({name: d.scores for name, d in self.drivers.items()})
         return RunResult(self.spec, nodes, time.monotonic() - began, end_reason,
-                         interrupted=self.interrupted)
+                         interrupted=self.interrupted, scores=scores)
 
     def _loop(self) -> str | None:
         schedule = self.schedule
@@ -93,7 +97,7 @@ class InlineRun:
         registry_view = _ProgressView()
         sim_time = sim_time_function(schedule)
         stopping = self.stop.is_set if self.stop is not None else None
-        for tick, name in schedule.steps():
+        for tick, name in schedule.iter_steps():
             if end_tick is not None and tick > end_tick:
                 break
             if stopping is not None and stopping():

@@ -34,7 +34,8 @@ from catbus.launch.launchfile import LaunchSpec
 from catbus.launch.nodespec import NodeSpec
 from catbus.launch.progressbar import RunProgress
 from catbus.launch.registry import Registry
-from catbus.launch.result import RunResult
+from catbus.launch.launchfile import max_steps_reason
+from catbus.launch.result import RunResult, merge_reported
 from catbus.launch.rundir import RunDir
 from catbus.launch.runinfo import build_run_info, parallel_duration, schedule_for
 
@@ -323,13 +324,18 @@ class Launcher:
             # How each local process ended (negative: killed by that signal, e.g. -9 when the
             # shutdown ladder had to use SIGKILL).
             nodes[name]["returncode"] = child.returncode
+        scores = merge_reported({m.name: m.scores for m in registry.members.values()})
         if self.failures:
             name, message, detail = self.failures[0]
             raise NodeFailed(f"node {name} failed: {message}" + (f"\n{detail}" if detail else ""),
                              result=RunResult(self.spec, nodes, wall, registry.end_reason,
-                                              failures=self.failures))
-        return RunResult(self.spec, nodes, wall, registry.end_reason,
-                         interrupted=self.interrupted, signal=self.signal)
+                                              failures=self.failures, scores=scores))
+        end_reason = registry.end_reason
+        if end_reason is None and not self.interrupted and self.spec.bounded_by_max_steps \
+                and parallel_duration(self.spec) is not None:
+            end_reason = max_steps_reason(self.spec.max_steps)
+        return RunResult(self.spec, nodes, wall, end_reason, interrupted=self.interrupted,
+                         signal=self.signal, scores=scores)
 
 
 def _signal_label(signum: int | None) -> str:

@@ -12,6 +12,8 @@ Format (YAML)::
     steps: 500                    # N periods of the FIRST periodic node in the file (the
                                   # environment): ticks 0..N, i.e. N steps after the reset
     # duration: 5.0               # or seconds of (simulated or wall) time; not both
+    max_steps: 100000             # without steps/duration: the bound of a run a node ends
+                                  # (end_episode); same unit as steps; default 100000
     seed: 0                       # default 0; a non-negative integer
     record: runs/flat_evade.mcap  # optional; relative to this file's folder
     bus: ipc                      # default ipc (private temp folder) or tcp://HOST:PORT for the
@@ -29,11 +31,13 @@ Format (YAML)::
 
 Decisions worth knowing:
 
-* **End of a run.** At most one of ``steps`` and ``duration``. With neither, a ``parallel`` run
-  goes on until a node ends the episode or Ctrl-C; ``stepped`` and ``inline`` refuse to start,
-  because a simulated clock would run as fast as it can forever (give an upper bound with
-  ``--steps``; a node may still end the episode earlier). ``steps: 0`` runs the reset tick only.
-  A command-line ``steps`` replaces a file's ``duration`` and vice versa.
+* **End of a run.** At most one of ``steps`` and ``duration``. With neither, the run lasts
+  until a node ends the episode (``end_episode``), bounded by ``max_steps`` (default
+  :data:`DEFAULT_MAX_STEPS`, periods of the first periodic node like ``steps``; in ``parallel``
+  the same bound as wall-clock seconds, ``max_steps`` x that node's period). A run that reaches
+  the bound ends normally with ``RunResult.end_reason`` saying so (:func:`max_steps_reason`).
+  ``steps`` or ``duration``, when given, win and ``max_steps`` is not used. ``steps: 0`` runs
+  the reset tick only. A command-line ``steps`` replaces a file's ``duration`` and vice versa.
 * **Overrides.** Command-line values win over the file. ``--set NODE.a.b=VALUE`` (YAML value)
   lands on top of ``params``, which lands on top of ``params_file``, which lands on top of the
   class defaults. Each layer is validated on its own, so an error names the file (or ``--set``)
@@ -95,8 +99,17 @@ from catbus.launch.yamlfile import _load_yaml_file
 from catbus.topics import ALL_TOPICS, RESERVED_PREFIX
 from catbus.wire.protocol import MODES, bus_address_problem
 
-TOP_KEYS = ("name", "description", "mode", "steps", "duration", "seed", "record", "bus",
-            "pythonpath", "nodes")
+TOP_KEYS = ("name", "description", "mode", "steps", "duration", "max_steps", "seed", "record",
+            "bus", "pythonpath", "nodes")
+
+#: The bound of a run without ``steps`` or ``duration`` (periods of the first periodic node).
+DEFAULT_MAX_STEPS = 100_000
+
+
+def max_steps_reason(max_steps: int) -> str:
+    """``RunResult.end_reason`` of a run that reached its ``max_steps`` bound."""
+    return (f"reached max_steps ({max_steps}) without an end of episode; raise max_steps or "
+            f"give steps")
 
 _RUN_NAME = re.compile(r"[A-Za-z0-9_.-]+\Z")
 
@@ -122,6 +135,15 @@ class LaunchSpec:
     #: folders, its own folder, the current folder at load time. Node processes get them as
     #: ``catbus node --path DIR`` options.
     import_path: tuple[Path, ...] = ()
+    #: The bound of a run without ``steps`` or ``duration``, in periods of the first periodic
+    #: node (see :attr:`bounded_by_max_steps`).
+    max_steps: int = DEFAULT_MAX_STEPS
+
+    @property
+    def bounded_by_max_steps(self) -> bool:
+        """True when neither ``steps`` nor ``duration`` is given: the run lasts until a node
+        ends the episode, at most ``max_steps`` periods of the first periodic node."""
+        return self.steps is None and self.duration is None
 
     def node(self, name: str) -> NodeSpec:
         """The node called ``name``; a ConfigError listing the nodes if there is none."""
@@ -169,7 +191,8 @@ class LaunchSpec:
 def load_launch(path: str | os.PathLike, *, mode: str | None = None, steps: int | None = None,
                 duration: float | None = None, seed: int | None = None,
                 record: str | os.PathLike | bool | None = None, overrides: Sequence[str] = (),
-                remote: Sequence[str] = (), bus: str | None = None) -> LaunchSpec:
+                remote: Sequence[str] = (), bus: str | None = None,
+                max_steps: int | None = None) -> LaunchSpec:
     """Read, validate and override the launch file at ``path``.
 
     Keyword arguments are command-line values and win over the file; ``None`` keeps the file's
@@ -182,32 +205,35 @@ def load_launch(path: str | os.PathLike, *, mode: str | None = None, steps: int 
     document = _load_yaml_file(file, where=where, missing="no such launch file")
     return _build(document, where=where, base_dir=_absolute(file).parent, path=file,
                   default_name=file.stem, mode=mode, steps=steps, duration=duration, seed=seed,
-                  record=record, overrides=overrides, remote=remote, bus=bus)
+                  record=record, overrides=overrides, remote=remote, bus=bus,
+                  max_steps=max_steps)
 
 
 def build_launch(document: Mapping[str, Any], *, where: str = "<launch>",
                  base_dir: str | os.PathLike | None = None, mode: str | None = None,
                  steps: int | None = None, duration: float | None = None, seed: int | None = None,
                  record: str | os.PathLike | bool | None = None, overrides: Sequence[str] = (),
-                 remote: Sequence[str] = (), bus: str | None = None) -> LaunchSpec:
+                 remote: Sequence[str] = (), bus: str | None = None,
+                 max_steps: int | None = None) -> LaunchSpec:
     """Validate launch data given as a dict (the Python API), with the same overrides as
     :func:`load_launch`. Relative paths in ``document`` are relative to ``base_dir`` (default: the
     current directory at call time); ``where`` names the source in error messages."""
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     return _build(document, where=where, base_dir=base, path=None, default_name="launch",
                   mode=mode, steps=steps, duration=duration, seed=seed, record=record,
-                  overrides=overrides, remote=remote, bus=bus)
+                  overrides=overrides, remote=remote, bus=bus, max_steps=max_steps)
 
 
 def _build(document: Any, *, where: str, base_dir: Path, path: Path | None, default_name: str,
            mode: str | None, steps: int | None, duration: float | None, seed: int | None,
            record: str | os.PathLike | bool | None, overrides: Sequence[str],
-           remote: Sequence[str], bus: str | None) -> LaunchSpec:
+           remote: Sequence[str], bus: str | None, max_steps: int | None = None) -> LaunchSpec:
     """The one pipeline behind both entry points: top level, nodes, overrides, cross-checks."""
     top = _check_top(document, where)
     run_name = _run_name(top.get("name"), default_name, where)
     run_mode = _mode(top.get("mode"), mode, where)
     run_steps, run_duration = _end(top, steps, duration, where)
+    run_max_steps = _max_steps(top.get("max_steps"), max_steps, where)
     run_seed = _seed(top.get("seed"), seed, where)
     run_record = _record(top.get("record"), record, base_dir, where)
     run_bus = _bus(top.get("bus"), bus, where)
@@ -227,10 +253,10 @@ def _build(document: Any, *, where: str, base_dir: Path, path: Path | None, defa
     _check_mode(nodes, run_mode, run_steps, run_duration, where, steps_from_cli=steps is not None)
 
     doc = _document(top, run_name, run_mode, run_steps, run_duration, run_seed, run_record,
-                    run_bus, import_path, nodes)
+                    run_bus, import_path, nodes, run_max_steps)
     return LaunchSpec(path=path, name=run_name, nodes=nodes, bus=run_bus, mode=run_mode,
                       steps=run_steps, duration=run_duration, seed=run_seed, record=run_record,
-                      document=doc, import_path=import_path)
+                      document=doc, import_path=import_path, max_steps=run_max_steps)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -293,6 +319,20 @@ def _end(top: Mapping[str, Any], cli_steps: Any, cli_duration: Any,
         raise ConfigError(src, f"{prefix}duration", f"must be a positive number of seconds, got "
                                                     f"{duration!r}")
     return steps, (float(duration) if duration is not None else None)
+
+
+def _max_steps(file_value: Any, cli_value: Any, where: str) -> int:
+    """``max_steps``: a positive integer (periods of the first periodic node)."""
+    value, src, key = _source(cli_value, file_value, "max-steps", where)
+    if src != CLI:
+        key = "max_steps"
+    if value is None:
+        return DEFAULT_MAX_STEPS
+    if not _is_int(value) or value <= 0:
+        raise ConfigError(src, key, f"must be a positive integer (the most periods of the first "
+                                    f"periodic node a run without steps or duration lasts), got "
+                                    f"{value!r}")
+    return value
 
 
 def _seed(file_value: Any, cli_value: int | None, where: str) -> int:
@@ -378,9 +418,6 @@ def _check_mode(nodes: Sequence[NodeSpec], mode: str, steps: int | None, duratio
         raise ConfigError(CLI if steps_from_cli else where, "--steps" if steps_from_cli else "steps",
                           "counts periods of the first periodic node, but no node has a period; "
                           "give a period or use duration")
-    if mode in ("stepped", "inline") and steps is None and duration is None:
-        raise ConfigError(where, "steps", f"{mode} mode simulates time and needs an end: give "
-                                          f"steps or duration in the file, or --steps/--duration")
     if mode == "inline":
         for spec in nodes:
             if spec.remote:
@@ -394,14 +431,16 @@ def _check_mode(nodes: Sequence[NodeSpec], mode: str, steps: int | None, duratio
 # ------------------------------------------------------------------------------------------------
 def _document(top: Mapping[str, Any], name: str, mode: str, steps: int | None,
               duration: float | None, seed: int, record: Path | None, bus: str,
-              import_path: Sequence[Path], nodes: Sequence[NodeSpec]) -> dict[str, Any]:
+              import_path: Sequence[Path], nodes: Sequence[NodeSpec],
+              max_steps: int = DEFAULT_MAX_STEPS) -> dict[str, Any]:
     doc: dict[str, Any] = {"name": name}
     if top.get("description") is not None:
         doc["description"] = top["description"]
     # The whole import path, absolute: the document resolves the same classes from any folder
     # (build_launch(document) adds only its own base folder and current folder after them), and
     # a recording's metadata tells `catbus eval` where its evaluator came from.
-    doc.update({"mode": mode, "steps": steps, "duration": duration, "seed": seed,
+    doc.update({"mode": mode, "steps": steps, "duration": duration, "max_steps": max_steps,
+                "seed": seed,
                 "record": str(record) if record is not None else None, "bus": bus,
                 "pythonpath": [str(folder) for folder in import_path]})
     doc["nodes"] = {spec.name: _node_document(spec) for spec in nodes}
@@ -437,4 +476,5 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-__all__ = ["LaunchSpec", "load_launch", "build_launch", "MODES"]
+__all__ = ["LaunchSpec", "load_launch", "build_launch", "MODES", "DEFAULT_MAX_STEPS",
+           "max_steps_reason"]

@@ -45,6 +45,8 @@ class Member:
     activity: str = ""
     stats: dict = field(default_factory=dict)
     code: int | None = None
+    #: The scores the node reported (``done.scores``).
+    scores: dict = field(default_factory=dict)
 
     def graph_entry(self) -> dict[str, Any]:
         return {"name": self.name, "incarnation": self.incarnation, "endpoint": self.endpoint, "inputs": self.inputs,
@@ -269,6 +271,7 @@ class Registry:
 
     def _done(self, member: Member, message: msg.Done) -> list[Event]:
         member.stats = dict(message.stats)
+        member.scores = {str(key): value for key, value in message.scores.items()}
         member.code = message.code
         tick, steps = member.stats.get("tick", member.tick), member.stats.get("steps", member.steps)
         member.tick = tick if type(tick) is int else member.tick

@@ -5,9 +5,22 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from catbus.launch.launchfile import LaunchSpec
+
+
+def merge_reported(by_node: Mapping[str, Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The scores nodes reported (``Node.report``), ``{node: {key: value}}`` in launch order, as
+    one dict: a key only one node reported keeps its name; a key several nodes reported is
+    ``<node>.<key>`` for each of them (``env.x``, ``robot.x``). None if no node reported any."""
+    counts: dict[str, int] = {}
+    for scores in by_node.values():
+        for key in scores:
+            counts[key] = counts.get(key, 0) + 1
+    merged = {(f"{node}.{key}" if counts[key] > 1 else key): value
+              for node, scores in by_node.items() for key, value in scores.items()}
+    return merged or None
 
 
 class Summary(dict):
@@ -34,6 +47,8 @@ class RunResult:
     #: The signal that interrupted the run (SIGINT for Ctrl-C, SIGTERM), for the exit code.
     signal: int | None = None
     failures: list = field(default_factory=list)
+    #: The scores nodes reported (``Node.report``; a key two nodes report is prefixed with each
+    #: node's name), merged with the recording's evaluator's, whose keys win; None if neither.
     scores: dict[str, Any] | None = None
 
     @property
@@ -80,6 +95,8 @@ class RunResult:
                  f"{self.wall_time:.2f} s wall")
         if self.end_reason:
             title += f", ended: {self.end_reason}"
+
         if self.interrupted:
             title += ", interrupted"
         return "\n".join([title, *lines])
+

@@ -30,18 +30,21 @@ def schedule_for(spec: LaunchSpec) -> Schedule | None:
     if spec.mode == "parallel" and spec.steps is None and spec.duration is None:
         return None
     return build_schedule([(n.name, n.period) for n in spec.nodes], steps=spec.steps,
-                          duration=spec.duration, where=str(spec.path or "<launch>"))
+                          duration=spec.duration, max_steps=spec.max_steps,
+                          where=str(spec.path or "<launch>"))
 
 
 def parallel_duration(spec: LaunchSpec) -> float | None:
     """Seconds a parallel run lasts: ``steps`` periods of the first periodic node, or
-    ``duration``; None means until Ctrl-C."""
+    ``duration``; with neither, ``max_steps`` periods of that node (the bound of a run that a
+    node is expected to end). None (no periodic node, no duration) means until Ctrl-C or the
+    end of the episode."""
     if spec.duration is not None:
         return float(spec.duration)
-    if spec.steps is not None:
-        first = next((n.period for n in spec.nodes if n.period is not None), None)
-        return None if first is None else spec.steps * float(first)
-    return None
+    first = next((n.period for n in spec.nodes if n.period is not None), None)
+    if first is None:
+        return None
+    return (spec.steps if spec.steps is not None else spec.max_steps) * float(first)
 
 
 def build_run_info(spec: LaunchSpec, schedule: Schedule | None) -> dict[str, Any]:

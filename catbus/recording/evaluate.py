@@ -24,12 +24,43 @@ from catbus.recording.reader import Recording
 
 
 def evaluate_file(path: str | os.PathLike[str] | Recording, **options: Any) -> dict[str, Any]:
-    """Scores of a recording from the evaluator(s) its metadata names.
+    """Scores of a recording: what its nodes reported (:func:`reported_scores`) merged with
+    the scores of the evaluator(s) its metadata names, whose keys win.
 
     ``options`` (e.g. ``d_min=10``) go to the evaluator; ``None`` values are left out so a CLI
     can pass its unset flags through. With several evaluators the results are merged; a key two
-    evaluators share is prefixed with the evaluator's name.
+    evaluators share is prefixed with the evaluator's name. A recording with reported scores
+    needs no evaluator; one with neither is an error.
     """
+    recording = _open(path)
+    reported = reported_scores(recording)
+    if reported and not recording.metadata.get("evaluators") and \
+            all(value is None for value in options.values()):
+        return reported
+    return {**reported, **evaluator_scores(recording, **options)}
+
+
+def reported_scores(path: str | os.PathLike[str] | Recording) -> dict[str, Any]:
+    """The scores the run's nodes reported (``Node.report``), from the recording's
+    ``catbus/scores`` messages: each node's last score set, merged as ``RunResult.scores``
+    merges them (a key several nodes reported becomes ``<node>.<key>``). {} if none."""
+    from catbus.launch.result import merge_reported
+    from catbus.wire.protocol import SCORES_TOPIC
+
+    recording = _open(path)
+    if SCORES_TOPIC not in recording.topics():
+        return {}
+    by_node: dict[str, dict[str, Any]] = {}
+    for message in recording.messages([SCORES_TOPIC]):
+        value = message.value
+        if isinstance(value, Mapping) and isinstance(value.get("scores"), Mapping):
+            by_node[str(value.get("node", ""))] = dict(value["scores"])
+    return merge_reported(by_node) or {}
+
+
+def evaluator_scores(path: str | os.PathLike[str] | Recording, **options: Any) -> dict[str, Any]:
+    """The scores of the evaluator(s) the recording's metadata names (see
+    :func:`evaluate_file`); an error if it names none."""
     recording = _open(path)
     functions = _named_functions(recording, "evaluators", "evaluator")
     scores: dict[str, Any] = {}
@@ -192,4 +223,4 @@ def _format_value(value: Any) -> str:
     return str(value)
 
 
-__all__ = ["evaluate_file", "plot_file", "format_table", "to_jsonable", "load_function"]
+__all__ = ["evaluate_file", "reported_scores", "evaluator_scores", "plot_file", "format_table", "to_jsonable", "load_function"]

@@ -13,7 +13,8 @@ launch-file order, then sequence). File layout (see docs/design.md, "Recording (
   per-topic sequence number (MCAP stores 32 bits);
 * a metadata record named ``catbus`` with the run's launch text, seed, mode, base tick, versions,
   evaluators and plotters, written first so even a file cut short carries it; a second one named
-  ``catbus.end`` with counts, written at a clean close;
+  ``catbus.end`` with counts and the scores nodes reported (``scores``, merged as in
+  ``RunResult.scores``), written at a clean close;
 * bookkeeping under ``catbus/``: everything the bus carries there except the chatty
   ``catbus/progress``, plus one ``catbus/drops`` message written at close.
 
@@ -41,7 +42,7 @@ from mcap.writer import CompressionType, Writer
 from catbus.wire import codec
 from catbus.node import Input, Node
 from catbus.params import Param
-from catbus.wire.protocol import DROPS_TOPIC, EVERY_TOPIC, PROGRESS_TOPIC
+from catbus.wire.protocol import DROPS_TOPIC, EVERY_TOPIC, PROGRESS_TOPIC, SCORES_TOPIC
 
 from catbus.recording.mcap_layout import (END_METADATA_NAME, JSON_KEYS, MESSAGE_ENCODING,
                                           METADATA_NAME, PROFILE)
@@ -200,6 +201,8 @@ class Recorder(Node):
         self._flush_interval = float(params.get("flush_interval", 2.0))
         self._last_flush = time.monotonic()
         self._tick_warned = False
+        #: node -> its latest reported scores (from ``catbus/scores``)
+        self.reported: dict[str, dict] = {}
         info = getattr(self, "run_info", None) or {}
         base = info.get("base_tick_ns")
         self._base_tick_ns = base if isinstance(base, int) and base > 0 else None
@@ -228,6 +231,8 @@ class Recorder(Node):
             channel = writer.register_channel(topic=topic, message_encoding=MESSAGE_ENCODING,
                                               schema_id=0)
             self._channels[topic] = channel
+        if topic == SCORES_TOPIC:
+            self._keep_scores(payload, buffers)
         self._count_sequence(header.publisher, topic, header.seq)
         publish_time = max(0, round(header.sim_time * 1e9))
         self._check_tick(topic, header, publish_time)
@@ -250,15 +255,27 @@ class Recorder(Node):
         try:
             if writer is not None:
                 self._write_drops(writer)
+                from catbus.launch.result import merge_reported
+
                 writer.add_metadata(END_METADATA_NAME, metadata_strings({
                     "messages": self.messages_written, "drops": self.drops,
-                    "closed_at_ns": time.time_ns()}))
+                    "closed_at_ns": time.time_ns(),
+                    "scores": merge_reported(getattr(self, "reported", {}))}))
                 writer.finish()
         finally:
             if file is not None:
                 file.close()
 
     # -- helpers --------------------------------------------------------------------------------
+    def _keep_scores(self, payload: bytes | memoryview, buffers: Sequence[Any]) -> None:
+        """A node's ``catbus/scores`` message: keep its newest score set for ``catbus.end``."""
+        try:
+            value = codec.decode_payload(payload, buffers)
+        except Exception:   # a bad payload is counted nowhere and never fails the recording
+            return
+        if isinstance(value, Mapping) and isinstance(value.get("scores"), Mapping):
+            self.reported[str(value.get("node", ""))] = dict(value["scores"])
+
     def _count_sequence(self, publisher: str, topic: str, seq: int) -> None:
         """Sequence numbers are per (publisher, topic) and start at 0, so a gap is a loss.
 

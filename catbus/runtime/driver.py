@@ -27,6 +27,7 @@ from catbus.node import Node
 from catbus.runtime.inbox import Inbox, InputBinding, Received
 from catbus.runtime.stats import NodeStats
 from catbus.wire import codec
+from catbus.wire.protocol import SCORES_TOPIC
 
 #: ``publish(topic, value, tick, sim_time, through)``: encode and send one message. ``through``
 #: (stepped mode) is the progress the message carries for its topic, else None.
@@ -87,6 +88,22 @@ class NodeDriver:
         """The reason the node gave to :meth:`~catbus.node.Node.end_episode`, or None."""
         return None if self.node is None else self.node._end_requested
 
+    @property
+    def scores(self) -> dict[str, Any]:
+        """What the node reported with :meth:`~catbus.node.Node.report` (a copy; {} if
+        nothing)."""
+        scores = None if self.node is None else self.node._scores
+        return dict(scores) if scores else {}
+
+    def _publish_scores(self, tick: int, t: float) -> None:
+        """After a call that changed the node's scores: its whole score set on
+        ``catbus/scores`` (the recorder keeps it), before the call's outputs, so that it is
+        sent before anything that carries this tick's progress."""
+        node = self.node
+        node._scores_changed = False
+        self._send(SCORES_TOPIC, {"node": self.name, "scores": dict(node._scores)}, tick, t,
+                   None)
+
     def summary(self, sent: int | None) -> dict[str, Any]:
         """The statistics a run reports for this node."""
         return self.stats.to_dict(sent, self.inbox)
@@ -105,6 +122,8 @@ class NodeDriver:
         outputs = node.step(t, inputs)
         stats.record_step(time.perf_counter() - began)
         stats.tick = tick
+        if node._scores_changed:
+            self._publish_scores(tick, t)
         if node._end_requested is not None:
             # The end travels in its own progress message, together with the end tick: a peer
             # that learnt "complete through this tick" from a data header without the end could
@@ -135,6 +154,8 @@ class NodeDriver:
                 header = message.header
                 node.tick = header.tick
                 outputs = node.on_message(declared_of.get(message.topic, message.topic), value)
+                if node._scores_changed:
+                    self._publish_scores(header.tick, header.sim_time)
                 if outputs:
                     self.publish(outputs, header.tick, header.sim_time)
         self.stats.record_step(time.perf_counter() - began)

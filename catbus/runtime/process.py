@@ -148,10 +148,11 @@ class NodeRuntime:
                 code = 1
         stats = driver.summary(link.data.sent) if driver is not None else \
             NodeStats().to_dict(link.data.sent)
+        scores = driver.scores if driver is not None else {}
         try:
             self._publish_final()
             link.send(msg.Done(code=code, stats=stats, end=link.stop_reason,
-                               end_tick=link.end_tick))
+                               end_tick=link.end_tick, scores=scores))
         except zmq.ZMQError:
             pass
         link.close()

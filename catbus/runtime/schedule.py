@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 from catbus.errors import ConfigError
 
@@ -93,10 +93,18 @@ class Schedule:
         return message_tick <= self.required_tick(reader, publisher, reader_tick)
 
     def steps(self) -> list[tuple[int, str]]:
-        """Every (tick, node) step of the run, in execution order (used by the inline runner)."""
+        """Every (tick, node) step of the run, in execution order, as a list."""
+        return list(self.iter_steps())
+
+    def iter_steps(self) -> Iterator[tuple[int, str]]:
+        """Every (tick, node) step of the run, in execution order (the inline runner): a
+        generator, because a run bounded only by ``max_steps`` may have millions of ticks that
+        the episode's end cuts short."""
         periodic = [(name, k) for name in self.order if (k := self.ticks_per_period[name])]
-        return [(tick, name) for tick in range(self.last_tick + 1)
-                for name, k in periodic if tick % k == 0]
+        for tick in range(self.last_tick + 1):
+            for name, k in periodic:
+                if tick % k == 0:
+                    yield tick, name
 
     def to_dict(self) -> dict:
         return {"order": list(self.order), "ticks_per_period": dict(self.ticks_per_period),
@@ -110,12 +118,14 @@ class Schedule:
 
 
 def build_schedule(periods: Sequence[tuple[str, float | None]], *, steps: int | None,
-                   duration: float | None, where: str = "") -> Schedule:
+                   duration: float | None, max_steps: int | None = None,
+                   where: str = "") -> Schedule:
     """Schedule for nodes given as ``(name, period_seconds_or_None)`` in launch-file order.
 
     ``steps`` counts periods of the first periodic node (the environment, by convention listed
     first): ``steps=N`` runs its ticks 0..N, i.e. N steps after the reset. ``duration`` is in
-    seconds of sim time.
+    seconds of sim time. With neither, ``max_steps`` (same unit as ``steps``) is the upper bound
+    of a run that a node is expected to end (``end_episode``); without it too, a ConfigError.
     """
     periodic = [(name, exact(p)) for name, p in periods if p is not None]
     if not periodic:
@@ -133,6 +143,8 @@ def build_schedule(periods: Sequence[tuple[str, float | None]], *, steps: int | 
         last_tick = steps * ticks[periodic[0][0]]
     elif duration is not None:
         last_tick = int(exact(duration) / base)
+    elif max_steps is not None:
+        last_tick = max_steps * ticks[periodic[0][0]]
     else:
         raise ConfigError(where, "steps", "stepped and inline runs need an end: give steps or "
                                           "duration in the launch file, or --steps / --duration")

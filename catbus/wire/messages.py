@@ -75,14 +75,16 @@ class Heartbeat:
 
 @dataclass(frozen=True)
 class Done:
-    """The node left its run loop: exit ``code``, statistics, and the end of the episode if this
-    node ended it (``end`` is the reason, ``end_tick`` the last tick)."""
+    """The node left its run loop: exit ``code``, statistics, the end of the episode if this
+    node ended it (``end`` is the reason, ``end_tick`` the last tick), and the scores it
+    reported (``Node.report``; the launcher puts them in ``RunResult.scores``)."""
 
     OP: ClassVar[str] = Op.DONE
     code: int = 0
     stats: dict = field(default_factory=dict)
     end: str | None = None
     end_tick: int | None = None
+    scores: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

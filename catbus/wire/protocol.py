@@ -39,6 +39,10 @@ PROGRESS_TOPIC: Final = "catbus/progress"
 HELLO_PREFIX: Final = "catbus/hello/"
 #: The recorder's loss summary, written once at the end of a recording.
 DROPS_TOPIC: Final = "catbus/drops"
+#: A node's reported scores (``Node.report``), ``{"node": name, "scores": {key: value}}``: the
+#: node's whole score set so far, published after a step that changed it; only the recorder
+#: reads it.
+SCORES_TOPIC: Final = "catbus/scores"
 #: The byte after every topic name in a topic frame, so prefix matching is exact.
 TOPIC_TERMINATOR: Final = b"\0"
 
