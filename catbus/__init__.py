@@ -14,8 +14,8 @@ Nodes are step functions over topics; the same node runs in ``parallel`` (proces
 
 The public API is what ``__all__`` lists: writing nodes (:class:`Node`, :class:`Input`,
 :class:`Param`), running (:func:`run`, :func:`start`, :func:`load`, :class:`RunResult`,
-:class:`RunHandle`), reading recordings (:class:`Recording`) and the errors. Testing a node
-without a bus: :mod:`catbus.testing`.
+:class:`RunHandle`; :func:`sweep` over settings x seeds), reading recordings
+(:class:`Recording`) and the errors. Testing a node without a bus: :mod:`catbus.testing`.
 
 ``import catbus`` is cheap: each name is imported on first use (numpy with :class:`Node`,
 ZeroMQ only when a run starts, MCAP with :class:`Recording`).
@@ -41,6 +41,7 @@ _LAZY = {
     "RunResult": "catbus.launch.result",
     "RunHandle": "catbus.launch.handle",
     "Recording": "catbus.recording.reader",
+    "sweep": "catbus.sweep.api",
     # Not in __all__, kept for code that used them from here:
     "ALL_TOPICS": "catbus.node",
 }
@@ -48,7 +49,8 @@ _LAZY = {
 _SUBMODULES = ("testing",)
 
 __all__ = ["Node", "Input", "Param", "run", "start", "load", "RunResult", "RunHandle",
-           "Recording", "CatbusError", "ConfigError", "NodeFailed", "RunTimeout", "__version__"]
+           "Recording", "sweep", "CatbusError", "ConfigError", "NodeFailed", "RunTimeout",
+           "__version__"]
 
 if TYPE_CHECKING:   # what type checkers and IDEs see; at run time __getattr__ does it
     from catbus.launch.api import load, run, start
@@ -57,6 +59,7 @@ if TYPE_CHECKING:   # what type checkers and IDEs see; at run time __getattr__ d
     from catbus.node import ALL_TOPICS, Input, Node
     from catbus.params import Param
     from catbus.recording.reader import Recording
+    from catbus.sweep.api import sweep
 
 
 def __getattr__(name: str) -> Any:

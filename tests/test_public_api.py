@@ -24,10 +24,10 @@ DEMO = ROOT / "launch" / "demo.yaml"
 TOY = "tests.toy_nodes"
 
 EXPECTED_ALL = ["Node", "Input", "Param", "run", "start", "load", "RunResult", "RunHandle",
-                "Recording", "CatbusError", "ConfigError", "NodeFailed", "RunTimeout",
+                "Recording", "sweep", "CatbusError", "ConfigError", "NodeFailed", "RunTimeout",
                 "__version__"]
-RUN_PARAMETERS = ["launch", "mode", "seed", "steps", "duration", "overrides", "record", "remote",
-                  "bus", "remote_timeout", "progress", "deadline", "evaluate"]
+RUN_PARAMETERS = ["launch", "mode", "seed", "steps", "duration", "max_steps", "overrides",
+                  "record", "remote", "bus", "remote_timeout", "progress", "deadline", "evaluate"]
 
 
 def talker_launch(**top) -> dict:

@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "143): either stops every node\ngracefully and keeps the recording.")
     p.add_argument("file", help="launch file (YAML)")
     _add_run_options(p)
+    p.add_argument("--max-steps", type=int, metavar="N",
+                   help="without --steps/--duration the run lasts until a node ends the "
+                        "episode, at most N environment steps (default: the file's max_steps, "
+                        "else 100000)")
     p.add_argument("--record", metavar="PATH", help="record every topic to this MCAP file")
     p.add_argument("--remote", action="append", default=[], metavar="NODE",
                    help="do not start NODE here; wait for it to join with `catbus node`")
@@ -147,6 +151,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mp4", action="store_true", help="also write an animation (needs ffmpeg)")
     p.set_defaults(func=cmd_plot)
 
+    p = commands.add_parser("sweep", help="run a grid of settings x seeds, one episode each, "
+                            "and summarize the scores", epilog=EXIT_CODES,
+                            formatter_class=argparse.RawDescriptionHelpFormatter,
+                            description="Every (setting, seed) episode in its own worker "
+                            "process (private endpoints\nand files), rows streamed to --out "
+                            "(CSV) and --out's .jsonl as they come, a\nsummary per setting at "
+                            "the end. Exit 1 if any episode failed; Ctrl-C: 130,\nfinished rows "
+                            "kept (--resume runs the rest).")
+    p.add_argument("file", help="launch file (YAML)")
+    p.add_argument("--seeds", default=None, metavar="A:B|S,S,..", help="seeds: A:B half-open "
+                   "(0:100 is 0..99) or a list 3,7,9 (default: the file's seed)")
+    p.add_argument("--set", dest="grid", action="append", default=[],
+                   metavar="NODE.PARAM=V1,V2,..", help="values of a parameter (repeatable; every "
+                   "combination is a setting); split on top-level commas, each read as YAML "
+                   "flow: --set robot.feedback.u_max=[100,100],[200,200]")
+    p.add_argument("--mode", choices=MODES, default="inline", help="default inline")
+    p.add_argument("--jobs", type=int, default=None, help="worker processes (default: cores)")
+    p.add_argument("--out", metavar="CSV", help="results table (also written as CSV.jsonl)")
+    p.add_argument("--record", metavar="DIR", help="record each episode to "
+                   "DIR/<setting>/seed-<n>.mcap")
+    p.add_argument("--steps", type=int, help="environment steps per episode")
+    p.add_argument("--fresh", action="store_true", help="a new worker process per episode")
+    p.add_argument("--episode-timeout", type=float, metavar="S", help="kill an episode's worker "
+                   "after S seconds (failed row: timeout)")
+    p.add_argument("--resume", action="store_true", help="skip episodes already in --out")
+    p.add_argument("--deadline", type=float, default=30.0, metavar="S",
+                   help="as for launch (default 30)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_sweep)
+
     p = commands.add_parser("verify", help="run inline and stepped and compare the recordings")
     p.add_argument("file", help="launch file")
     _add_run_options(p)
@@ -190,12 +225,15 @@ def cmd_launch(args: argparse.Namespace) -> int:
     from catbus.recording.evaluate import format_table
 
     result = run(args.file, mode=args.mode, seed=args.seed, steps=args.steps,
-                 duration=args.duration, overrides=args.overrides, record=args.record,
+                 duration=args.duration, max_steps=args.max_steps,
+                 overrides=args.overrides, record=args.record,
                  remote=args.remote, bus=args.bus, remote_timeout=args.remote_timeout,
                  progress=None if not args.no_progress else False, deadline=args.deadline)
     # Interrupted: 130 (Ctrl-C) or 143 (SIGTERM), from the signal the launcher handled. (An
     # inline run lets the KeyboardInterrupt through, and main() turns it into the same codes.)
     code = interrupt_exit_code(result.signal) if result.interrupted else 0
+    if result.end_reason and result.end_reason.startswith("reached max_steps"):
+        print(f"catbus: {result.end_reason}", file=sys.stderr)
     if args.json:
         print(json.dumps(result.summary, default=str, indent=2))
         return code
@@ -203,7 +241,8 @@ def cmd_launch(args: argparse.Namespace) -> int:
     if result.record is not None:
         print(f"recorded: {result.record}")
     if result.scores:
-        print(format_table(result.scores))
+        print("scores:")
+        print("\n".join(f"  {line}" for line in format_table(result.scores).splitlines()))
     return code
 
 
@@ -255,6 +294,35 @@ def cmd_plot(args: argparse.Namespace) -> int:
     if args.output is None:
         args.output = str(args.file).removesuffix(".mcap") + ".png"
     return run_plot(args)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from catbus.sweep.api import score_keys, sweep
+    from catbus.sweep.grid import parse_seeds, parse_sets
+    from catbus.sweep.stats import format_summary, summarize
+
+    grid = parse_sets(args.grid)
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else None
+    if args.resume and not args.out:
+        print("catbus: sweep: --resume needs --out (the rows to resume from)", file=sys.stderr)
+        return 2
+    rows = sweep(args.file, seeds=seeds, grid=grid, mode=args.mode, jobs=args.jobs,
+                 out=args.out, record=args.record, steps=args.steps, fresh=args.fresh,
+                 episode_timeout=args.episode_timeout, resume=args.resume,
+                 progress=None if not args.no_progress else False, deadline=args.deadline)
+    summary = summarize(rows, score_keys(rows, list(grid)))
+    failed = [r for r in rows if r.get("status") != "ok"]
+    if args.json:
+        print(json.dumps(summary, default=str, indent=2))
+    else:
+        print(format_summary(summary))
+        for row in failed:
+            error = str(row.get("error") or "").strip().splitlines()
+            print(f"failed: {row.get('setting')} seed {row.get('seed')}: "
+                  f"{error[0] if error else row.get('exit_code')}")
+        if args.out:
+            print(f"results: {args.out}")
+    return 1 if failed else 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -1,0 +1,278 @@
+"""Worker processes of a sweep, owned by the sweep (no ``multiprocessing.Pool``).
+
+Each worker is a ``forkserver`` process with a duplex pipe and
+a private temporary folder (``TMPDIR``: its runs' ipc folders and temporary recordings). The
+parent waits on every busy worker's pipe *and* its process sentinel, so a worker that dies
+(a segfault in a simulator's C library, ``os._exit``) is seen at once: the episode becomes a
+failed row naming the signal or exit code, and the next episode gets a new worker. A worker
+busy past the episode timeout is killed (SIGKILL, by pid). Killed or not, a worker's own child
+processes (stepped node processes) are waited for -- they get SIGTERM from their parent-death
+signal -- and SIGKILLed by pid if still there after a grace period; its folder is removed.
+
+Why forkserver: ``fork`` of the sweep process is unsafe once it has threads (tqdm's monitor,
+a user's notebook), and ``spawn`` imports numpy and catbus afresh in every worker, 0.5-1 s each:
+with short episodes that start-up was most of a sweep (2 jobs ran no faster than 1). The fork
+server is one clean process, started once with catbus preloaded, that forks each worker in
+milliseconds; the sweep stops it at the end if it started it.
+
+Workers ignore SIGINT (Ctrl-C on a terminal reaches the whole process group): the sweep stops
+them itself, by pid. A worker asks for SIGKILL if the sweep process dies (PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import signal
+import tempfile
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import wait
+from pathlib import Path
+from typing import Any, Callable
+
+from catbus.sweep.episode import EXIT_TIMEOUT, Episode
+
+#: Seconds a dead worker's child processes get to follow it (parent-death SIGTERM) before SIGKILL.
+CHILD_GRACE = 5.0
+
+
+def _worker_main(conn: Any, tmpdir: str, parent: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    try:   # the sweep died before we asked for its death signal (our parent is the fork server)
+        os.kill(parent, 0)
+    except ProcessLookupError:
+        os._exit(1)
+    os.environ["TMPDIR"] = tmpdir
+    tempfile.tempdir = None
+    from catbus.sweep.episode import run_episode
+
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:
+            return
+        if task is None:
+            return
+        conn.send(run_episode(task))
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def children_of(pid: int) -> list[int]:
+    """Direct children of ``pid`` (Linux /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                text = stat.read().decode(errors="replace")
+        except OSError:
+            continue
+        fields = text[text.rfind(")") + 2:].split()
+        if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
+            found.append(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            text = stat.read().decode(errors="replace")
+    except OSError:
+        return False
+    return text[text.rfind(")") + 2:].split()[0] not in ("Z", "X")
+
+
+@dataclass
+class Worker:
+    process: Any
+    conn: Any
+    tmpdir: Path
+    task: Episode | None = None
+    started: float = 0.0
+    episodes: int = 0
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+class WorkerPool:
+    """Up to ``jobs`` workers running :class:`Episode` tasks; ``fresh`` (or a task with
+    ``extra["fresh"]``): a new worker per episode."""
+
+    def __init__(self, jobs: int, *, fresh: bool = False, timeout: float | None = None) -> None:
+        self.jobs = max(1, int(jobs))
+        self.fresh = fresh
+        self.timeout = timeout
+        self.root = Path(tempfile.mkdtemp(prefix="sweep-"))
+        # multiprocessing keeps one temporary folder (where the fork server's socket goes) for
+        # the life of the process, and removes it at exit; a sweep lends it a folder of its own,
+        # inside its root, for its lifetime: nothing of multiprocessing's outlives the sweep, and
+        # a later sweep with another TMPDIR (a notebook, a test) does not find a folder gone.
+        config = multiprocessing.current_process()._config
+        self._lent_tempdir = ("tempdir" in config, config.get("tempdir"))
+        config["tempdir"] = str(self.root)
+        self.ctx = multiprocessing.get_context("forkserver")
+        self.ctx.set_forkserver_preload(["catbus.sweep.episode"])
+        from multiprocessing import forkserver
+
+        #: The fork server, and whether this pool started it (then close() stops it).
+        self._forkserver = forkserver._forkserver
+        self._owns_forkserver = getattr(self._forkserver, "_forkserver_pid", 0) is None
+        self.workers: list[Worker] = []
+        from multiprocessing import resource_tracker
+
+        #: the fork server starts multiprocessing's resource tracker process; if this pool started it,
+        #: close() stops it again (nothing of the sweep outlives it).
+        self._tracker = resource_tracker._resource_tracker
+        self._owns_tracker = getattr(self._tracker, "_pid", 0) is None
+
+    # -- workers ----------------------------------------------------------------------------------
+    def _start_worker(self) -> Worker:
+        tmpdir = Path(tempfile.mkdtemp(prefix="w", dir=self.root))
+        mine, theirs = self.ctx.Pipe(duplex=True)
+        process = self.ctx.Process(target=_worker_main, args=(theirs, str(tmpdir), os.getpid()),
+                                   name="catbus-sweep-worker", daemon=True)
+        process.start()
+        theirs.close()
+        worker = Worker(process, mine, tmpdir)
+        self.workers.append(worker)
+        return worker
+
+    def _end_worker(self, worker: Worker, *, kill: bool) -> None:
+        """Stop ``worker`` (politely, or SIGKILL by pid), then its leftover children, then its
+        folder."""
+        children = children_of(worker.pid) if worker.process.is_alive() else []
+        if not kill:
+            try:
+                worker.conn.send(None)
+            except OSError:
+                pass
+            worker.process.join(5.0)
+        if worker.process.is_alive():
+            try:
+                os.kill(worker.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        worker.process.join(5.0)
+        deadline = time.monotonic() + CHILD_GRACE
+        while any(_alive(p) for p in children) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for pid in children:
+            if _alive(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        worker.conn.close()
+        if worker in self.workers:
+            self.workers.remove(worker)
+        shutil.rmtree(worker.tmpdir, ignore_errors=True)
+
+    def close(self, *, kill: bool = False) -> None:
+        """Stop every worker (busy ones by SIGKILL) and remove the sweep's folder."""
+        for worker in list(self.workers):
+            self._end_worker(worker, kill=kill or worker.task is not None)
+        if self._owns_forkserver and getattr(self._forkserver, "_forkserver_pid", None):
+            try:
+                self._forkserver._stop()
+            except Exception:   # a private API: at worst the server lives until we exit
+                pass
+        config = multiprocessing.current_process()._config
+        had, previous = self._lent_tempdir
+        if had:
+            config["tempdir"] = previous
+        else:
+            config.pop("tempdir", None)
+        shutil.rmtree(self.root, ignore_errors=True)
+        if self._owns_tracker and getattr(self._tracker, "_pid", None) is not None:
+            try:
+                self._tracker._stop()
+            except Exception:   # a private API: at worst the tracker lives until we exit
+                pass
+
+    # -- running ----------------------------------------------------------------------------------
+    def run(self, tasks: list[Episode], on_row: Callable[[dict[str, Any]], None]) -> None:
+        """Run every task; ``on_row(row)`` for each finished (or failed) episode, as it comes."""
+        pending = list(reversed(tasks))
+        while pending or any(w.task is not None for w in self.workers):
+            for worker in self.workers:   # give idle workers work
+                if worker.task is None and pending:
+                    self._assign(worker, pending.pop())
+            while pending and len(self.workers) < self.jobs:
+                self._assign(self._start_worker(), pending.pop())
+            busy = [w for w in self.workers if w.task is not None]
+            timeout = None
+            if self.timeout is not None:
+                now = time.monotonic()
+                timeout = max(0.0, min(w.started + self.timeout for w in busy) - now)
+            handles = {}
+            for w in busy:
+                handles[w.conn] = w
+                handles[w.process.sentinel] = w
+            ready = wait(list(handles), timeout)
+            done = []
+            for item in ready:
+                worker = handles[item]
+                if worker in done:
+                    continue
+                done.append(worker)
+                on_row(self._collect(worker))
+            if self.timeout is not None:
+                now = time.monotonic()
+                for worker in busy:
+                    if worker not in done and now - worker.started >= self.timeout:
+                        task = worker.task
+                        self._end_worker(worker, kill=True)
+                        on_row({**task.base_row(), "status": "failed",
+                                "exit_code": EXIT_TIMEOUT, "worker_pid": worker.pid,
+                                "error": f"timeout: episode still running after "
+                                         f"{self.timeout:g} s (worker killed)",
+                                "wall_time_s": round(now - worker.started, 4),
+                                "record": task.record})
+
+    def _assign(self, worker: Worker, task: Episode) -> None:
+        worker.task, worker.started = task, time.monotonic()
+        worker.conn.send(task)
+
+    def _collect(self, worker: Worker) -> dict[str, Any]:
+        """The row of ``worker``'s episode: what it sent, or why it died."""
+        task = worker.task
+        row = None
+        try:
+            if worker.conn.poll():
+                row = worker.conn.recv()
+        except (EOFError, OSError):
+            row = None
+        if row is not None:
+            worker.task = None
+            worker.episodes += 1
+            if self.fresh or task.extra.get("fresh"):
+                self._end_worker(worker, kill=False)
+            return row
+        worker.process.join(5.0)
+        code = worker.process.exitcode
+        elapsed = time.monotonic() - worker.started
+        self._end_worker(worker, kill=True)
+        if code is not None and code < 0:
+            error, exit_code = f"worker died: {signal_name(-code)}", 128 - code
+        else:
+            error, exit_code = f"worker exited with code {code}", code
+        return {**task.base_row(), "status": "failed", "exit_code": exit_code, "error": error,
+                "wall_time_s": round(elapsed, 4), "worker_pid": worker.pid,
+                "record": task.record}
