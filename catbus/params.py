@@ -9,6 +9,7 @@ never a silently ignored key.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -90,7 +91,9 @@ def _merge_into(target: dict, declared: Mapping[str, Any], given: Mapping[str, A
         path = f"{prefix}.{key}" if prefix else str(key)
         if key not in declared:
             known = ", ".join(sorted(map(str, declared))) or "none"
-            raise ConfigError(where, path, f"unknown parameter (this node has: {known})")
+            close = difflib.get_close_matches(str(key), list(map(str, declared)), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(where, path, f"unknown parameter (this node has: {known}){hint}")
         spec = declared[key]
         if isinstance(spec, Mapping):
             _merge_into(target[key], spec, value, where, path)

@@ -1,7 +1,9 @@
 """Looking into a running run: ``catbus topic list|echo|hz``, ``catbus node list``, ``catbus bus``.
 
-A run on this machine is found through its run folder (see :mod:`catbus.launch.rundir`); ``--bus`` names
-any other. ``echo`` and ``hz`` connect a SUB socket straight to the topic's publisher, like any
+A run on this machine is found through its run folder (see :mod:`catbus.launch.rundir`): the only
+live run, or the one ``--run NAME`` names (with several live runs and neither ``--run`` nor
+``--bus``, the tools refuse to guess); ``--bus`` names any other. Each tool says on stderr which
+run it talks to. ``echo`` and ``hz`` connect a SUB socket straight to the topic's publisher, like any
 node, so they observe the run without slowing it down through a broker. They end by themselves
 when the run they watch ends (:class:`RunWatch`): its run folder is removed, or its registry stops
 answering.
@@ -21,7 +23,7 @@ import zmq
 from catbus.wire import codec
 from catbus.wire import messages as msg
 from catbus.errors import CatbusError
-from catbus.launch.rundir import RUN_FILE, running_runs
+from catbus.launch.rundir import RUN_FILE, running_runs, select_run
 
 #: How often ``echo`` and ``hz`` ask the registry whether the run is still there, and how long it
 #: may leave them unanswered before they take the run for gone.
@@ -29,22 +31,29 @@ WATCH_EVERY = 0.5
 REGISTRY_SILENCE = 3.0
 
 
-def find_run(bus: str | None) -> dict[str, Any]:
-    """``{"registry", "folder", "name"}`` of the run at ``bus`` (folder and name unknown: None),
-    else of the newest run on this machine."""
+def find_run(bus: str | None, run: str | None = None) -> dict[str, Any]:
+    """``{"registry", "folder", "name", ...}`` of the run at ``bus`` (folder and name unknown:
+    None), else of the run on this machine ``run`` names, else of the only one running."""
+    if bus and run:
+        raise CatbusError("give --run NAME (a run on this machine) or --bus ADDR, not both")
     if bus:
-        return {"registry": bus, "folder": None, "name": None}
-    runs = running_runs()
-    if not runs:
-        raise CatbusError("no catbus run is running on this machine; start one with "
-                          "`catbus launch FILE`, or name its registry with --bus ADDR")
-    return {"registry": runs[0]["registry"], "folder": runs[0]["folder"],
-            "name": runs[0].get("name")}
+        return {"registry": bus, "folder": None, "name": None, "id": None}
+    info = select_run(run)
+    return dict(info, name=info["id"])
 
 
-def find_registry(bus: str | None) -> str:
-    """``bus`` if given, else the registry of the newest run on this machine."""
-    return find_run(bus)["registry"]
+def find_registry(bus: str | None, run: str | None = None) -> str:
+    """``bus`` if given, else the registry of the run ``run`` names, else of the only run."""
+    return find_run(bus, run)["registry"]
+
+
+def _say_run(run: dict[str, Any], graph: dict[str, Any] | None = None) -> None:
+    """One line on stderr naming the run a tool talks to (stdout stays the tool's data)."""
+    name = run.get("name") or (graph or {}).get("run") or "?"
+    mode = run.get("mode") or (graph or {}).get("mode")
+    pid = f"pid {run['pid']}, " if run.get("pid") else ""
+    print(f"catbus: run {name} ({pid}mode {mode or '?'}) on {run['registry']}",
+          file=sys.stderr, flush=True)
 
 
 class RunWatch:
@@ -94,9 +103,9 @@ class RunWatch:
         self.socket.close()
 
 
-def query_graph(bus: str | None, timeout: float = 3.0) -> dict[str, Any]:
+def query_graph(bus: str | None, timeout: float = 3.0, run: str | None = None) -> dict[str, Any]:
     """Ask the registry who is in the run (the same ``graph`` nodes receive)."""
-    address = find_registry(bus)
+    address = find_registry(bus, run)
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
@@ -132,8 +141,11 @@ def _topics(graph: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return topics
 
 
-def topic_list(bus: str | None) -> int:
-    topics = _topics(query_graph(bus))
+def topic_list(bus: str | None, run: str | None = None) -> int:
+    found = find_run(bus, run)
+    graph = query_graph(found["registry"])
+    _say_run(found, graph)
+    topics = _topics(graph)
     width = max((len(t) for t in topics), default=5)
     for topic in sorted(topics):
         info = topics[topic]
@@ -142,8 +154,10 @@ def topic_list(bus: str | None) -> int:
     return 0
 
 
-def node_list(bus: str | None) -> int:
-    graph = query_graph(bus)
+def node_list(bus: str | None, run: str | None = None) -> int:
+    found = find_run(bus, run)
+    graph = query_graph(found["registry"])
+    _say_run(found, graph)
     print(f"mode {graph.get('mode')}, {'running' if graph.get('started') else 'starting'}")
     for node in graph["nodes"]:
         period = f"{node['period']:g} s" if node.get("period") else "reactive"
@@ -152,11 +166,13 @@ def node_list(bus: str | None) -> int:
     return 0
 
 
-def _subscribe(topic: str, bus: str | None) -> tuple[zmq.Socket, RunWatch]:
+def _subscribe(topic: str, bus: str | None, run_name: str | None = None
+               ) -> tuple[zmq.Socket, RunWatch]:
     """A SUB socket on ``topic``'s publishers, and a watch on the run they belong to."""
-    run = find_run(bus)
+    run = find_run(bus, run_name)
     graph = query_graph(run["registry"])
     run["name"] = run.get("name") or graph.get("run") or None
+    _say_run(run, graph)
     topics = _topics(graph)
     if topic not in topics:
         known = ", ".join(sorted(topics)) or "none"
@@ -189,10 +205,11 @@ def _printable(value: Any) -> Any:
     return value
 
 
-def topic_echo(topic: str, bus: str | None, count: int | None = None) -> int:
+def topic_echo(topic: str, bus: str | None, count: int | None = None,
+               run: str | None = None) -> int:
     """Print every message on ``topic`` until ``count`` of them, Ctrl-C, or the end of the run
     (then: exit code 0 and one line on stderr saying the run ended)."""
-    sock, watch = _subscribe(topic, bus)
+    sock, watch = _subscribe(topic, bus, run)
     seen = 0
     try:
         while count is None or seen < count:
@@ -216,10 +233,11 @@ def topic_echo(topic: str, bus: str | None, count: int | None = None) -> int:
     return 0
 
 
-def topic_hz(topic: str, bus: str | None, count: int | None = None, window: float = 1.0) -> int:
+def topic_hz(topic: str, bus: str | None, count: int | None = None, window: float = 1.0,
+             run: str | None = None) -> int:
     """Messages per second on ``topic``, printed every ``window`` seconds (wall clock), until
     ``count`` windows, Ctrl-C, or the end of the run (exit code 0, one line on stderr)."""
-    sock, watch = _subscribe(topic, bus)
+    sock, watch = _subscribe(topic, bus, run)
     windows = 0
     try:
         while count is None or windows < count:
@@ -239,20 +257,66 @@ def topic_hz(topic: str, bus: str | None, count: int | None = None, window: floa
     return 0
 
 
-def host_bus(bind: str, *, mode: str = "parallel", seed: int = 0) -> int:
-    """``catbus bus``: a registry with no launch file; nodes start as soon as they connect."""
+def run_list(as_json: bool = False) -> int:
+    """``catbus run list``: every live run on this machine, newest first."""
+    import datetime
+
+    runs = running_runs()
+    rows = [{"name": r["id"], "pid": r.get("pid"),
+             "started": datetime.datetime.fromtimestamp(float(r["started"])).isoformat(
+                 timespec="seconds"),
+             "mode": r.get("mode"), "bus": r.get("registry"), "folder": r["folder"],
+             "launch_name": r.get("name"), "record": r.get("record")} for r in runs]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no catbus run is running on this machine", file=sys.stderr)
+        return 0
+    header = ("NAME", "PID", "STARTED", "MODE", "BUS", "FOLDER")
+    table = [header] + [(r["name"], str(r["pid"]), r["started"].replace("T", " "),
+                         str(r["mode"] or "-"), str(r["bus"]), r["folder"]) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    for row in table:
+        print("  ".join([c.ljust(w) for c, w in zip(row, widths)] + [row[-1]]))
+    return 0
+
+
+def host_bus(bind: str | None, *, mode: str = "parallel", seed: int = 0) -> int:
+    """``catbus bus``: a registry with no launch file; nodes start as soon as they connect.
+    ``bind`` None: ipc in the bus's run folder; a ``tcp://`` address with port 0 or ``*``: a
+    free port. An address that cannot be bound is one line (exit 2), and no folder is left."""
+    from catbus.errors import ConfigError
     from catbus.launch.registry import Registry
     from catbus.launch.rundir import RunDir
+    from catbus.wire.protocol import bus_address_problem
 
+    if bind is not None:
+        if bind.startswith("tcp://") and bind.rsplit(":", 1)[-1] == "0":
+            bind = bind[:-1] + "*"
+        problem = bus_address_problem(bind) if not bind.endswith(":*") else None
+        if problem is not None:
+            raise ConfigError("--bind", bind, f"{problem}; give tcp://HOST:PORT")
     ctx = zmq.Context.instance()
     rundir = RunDir.create("bus")
-    registry = Registry(ctx, bind, expected=None, mode=mode, seed=seed,
-                        run_info={"name": "bus", "mode": mode, "seed": seed})
-    rundir.publish(registry.endpoint, "bus")
-    print(f"catbus bus: registry at {registry.endpoint}; join with "
-          f"catbus node module:Class --name NAME --bus {registry.endpoint}", flush=True)
+    try:
+        registry = Registry(ctx, bind or rundir.endpoint("registry"), expected=None, mode=mode,
+                            seed=seed, run_info={"name": "bus", "mode": mode, "seed": seed})
+    except zmq.ZMQError as exc:
+        rundir.remove()
+        raise ConfigError("--bind", bind or "ipc", f"cannot bind: {exc.strerror} (HOST must be "
+                          f"an address of this machine, or 0.0.0.0, and PORT free; port 0 "
+                          f"picks a free one)") from None
     stopping: list[int] = []
-    previous = signal.signal(signal.SIGTERM, lambda signum, _: stopping.append(signum))
+    try:
+        published = rundir.publish(registry.endpoint, "bus", mode=mode)
+        print(f"catbus bus: run {published['id']}, registry at {registry.endpoint}; join with "
+              f"catbus node module:Class --name NAME --bus {registry.endpoint}", flush=True)
+        previous = signal.signal(signal.SIGTERM, lambda signum, _: stopping.append(signum))
+    except BaseException:
+        registry.close()
+        rundir.remove()
+        raise
     try:
         while not stopping:
             for event in registry.poll(200):

@@ -62,11 +62,28 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         "(repeatable), e.g. --set robot.safe_controller=Unsafe")
 
 
+def _add_run_choice(parser: argparse.ArgumentParser, bus_help: str) -> None:
+    parser.add_argument("--bus", metavar="ADDR", help=bus_help)
+    parser.add_argument("--run", metavar="NAME", help="the run on this machine to talk to: its "
+                        "name in `catbus run list` (a unique prefix, or the launcher's pid, "
+                        "will do); needed when several runs are running")
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("catbus")
+    except Exception:   # not installed (a source tree on sys.path)
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="catbus", description="Benchmark agents against simulated environments: nodes "
         "exchanging topics over ZeroMQ, run in parallel, stepped or inline mode.",
         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"catbus {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = commands.add_parser("launch", help="run a launch file", epilog=EXIT_CODES,
@@ -103,10 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("target", metavar="CLASS|list", help="module:Class of the node, or 'list'")
     p.add_argument("--name", help="node name (its identity in the run)")
-    p.add_argument("--bus", help="registry address, e.g. tcp://10.0.0.1:7700 (default: the run "
-                   "on this machine)")
+    _add_run_choice(p, "registry address, e.g. tcp://10.0.0.1:7700 (default: the run on this "
+                       "machine)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="parameter, when the registry has none for this node (repeatable)")
+                   help="parameter, for an open bus (`catbus bus`); a run whose launch file has "
+                        "this node sets its parameters (a --param that differs is warned about "
+                        "and not used: use `catbus launch --set NODE.KEY=VALUE`) (repeatable)")
     p.add_argument("--remap", action="append", default=[], metavar="DECLARED=TOPIC",
                    help="rename a declared topic (repeatable)")
     p.add_argument("--period", type=float, help="override the class's period (seconds)")
@@ -120,11 +139,30 @@ def build_parser() -> argparse.ArgumentParser:
                    "its current folder")
     p.set_defaults(func=cmd_node)
 
-    p = commands.add_parser("bus", help="host a registry alone; nodes join with `catbus node`")
-    p.add_argument("--bind", default="tcp://127.0.0.1:7700", help="address to bind")
-    p.add_argument("--mode", choices=("parallel",), default="parallel")
-    p.add_argument("--seed", type=int, default=0)
+    p = commands.add_parser(
+        "bus", help="host an open bus (a registry without a launch file); nodes join with "
+        "`catbus node`", epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Host a registry with no launch file: every node that joins with "
+        "`catbus node CLASS --name NAME`\n(--param for its parameters) starts at once, in "
+        "parallel mode. It runs until Ctrl-C\n(exit 130) or SIGTERM (exit 143). `catbus run "
+        "list` lists it; `catbus node`, `catbus topic`\nand `catbus node list` find it like a "
+        "launched run.")
+    p.add_argument("--bind", default=None, metavar="ADDR",
+                   help="address to bind: tcp://HOST:PORT (PORT 0 or '*': a free port) for "
+                        "nodes on other hosts; default: ipc, in a private run folder")
+    p.add_argument("--mode", choices=("parallel",), default="parallel",
+                   help="only parallel: an open bus has no schedule")
+    p.add_argument("--seed", type=int, default=0, help="run seed handed to nodes (default 0)")
     p.set_defaults(func=cmd_bus)
+
+    p = commands.add_parser("run", help="list the runs running on this machine",
+                            description="list: every live run on this machine (launched or "
+                            "`catbus bus`): its name (what --run\ntakes), launcher pid, start "
+                            "time, mode, bus address and run folder.",
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("action", choices=("list",))
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_run)
 
     p = commands.add_parser("topic", help="inspect topics of a running run",
                             epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -134,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "say so on stderr and exit 0).")
     p.add_argument("action", choices=("list", "echo", "hz"))
     p.add_argument("topic", nargs="?")
-    p.add_argument("--bus", help="registry address (default: the run on this machine)")
+    _add_run_choice(p, "registry address (default: the run on this machine)")
     p.add_argument("--count", type=int, help="echo: stop after N messages; hz: after N windows")
     p.set_defaults(func=cmd_topic)
 
@@ -180,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="as for launch (default 30)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--cluster", metavar="tcp://HOST:PORT", default=None,
+                   help="run the episodes on this Dask distributed scheduler's workers "
+                   "(pip install 'catbus[dask]'); no scheduler within 10 s: exit 1")
     p.set_defaults(func=cmd_sweep)
 
     p = commands.add_parser("verify", help="run inline and stepped and compare the recordings")
@@ -197,18 +238,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     except ValueError:   # not the main thread (main() called from a thread): leave SIGTERM be
         previous = None
+    as_json = bool(getattr(args, "json", False))
     try:
         return int(args.func(args) or 0)
     except NodeFailed as exc:
         print(f"catbus: {exc}", file=sys.stderr)
+        if as_json:
+            result = getattr(exc, "result", None)
+            _json_error(str(exc).splitlines()[0], exc.exit_code,
+                        summary=getattr(result, "summary", None))
         return exc.exit_code
     except CatbusError as exc:
         print(f"catbus: {exc}", file=sys.stderr)
+        if as_json:
+            _json_error(str(exc), exc.exit_code)
         return exc.exit_code
     except KeyboardInterrupt:
         code = interrupt_exit_code()
         print("catbus: stopped by SIGTERM" if code == 128 + signal.SIGTERM else
               "catbus: interrupted", file=sys.stderr)
+        if as_json:
+            _json_error("stopped by SIGTERM" if code == 128 + signal.SIGTERM else "interrupted",
+                        code)
         return code
     except BrokenPipeError:
         # `catbus topic echo ... | head`: the reader left; that is not an error.
@@ -221,14 +272,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # -- commands -------------------------------------------------------------------------------------
 def cmd_launch(args: argparse.Namespace) -> int:
-    from catbus.launch.api import run
+    from catbus.launch.api import _checked, execute
+    from catbus.launch.rundir import claim_record, stderr_line
     from catbus.recording.evaluate import format_table
 
-    result = run(args.file, mode=args.mode, seed=args.seed, steps=args.steps,
-                 duration=args.duration, max_steps=args.max_steps,
-                 overrides=args.overrides, record=args.record,
-                 remote=args.remote, bus=args.bus, remote_timeout=args.remote_timeout,
-                 progress=None if not args.no_progress else False, deadline=args.deadline)
+    spec = _checked(args.file, mode=args.mode, seed=args.seed, steps=args.steps,
+                    duration=args.duration, max_steps=args.max_steps,
+                    overrides=args.overrides, record=args.record, remote=args.remote,
+                    bus=args.bus)
+    progress = None if not args.no_progress else False
+    launcher = None
+    if spec.mode == "inline":
+        # No run folder and no bus: the launcher's checks and start line, said here.
+        claim_record(spec.record, where=str(spec.path or "command line"), say=stderr_line)
+        stderr_line(f"catbus: run {spec.name} (mode inline) in this process (no bus)")
+    else:
+        from catbus.launch.launcher import Launcher
+
+        launcher = Launcher(spec, progress=progress, deadline=args.deadline,
+                            remote_timeout=args.remote_timeout, announce=True)
+    result = execute(spec, progress=progress, deadline=args.deadline,
+                     remote_timeout=args.remote_timeout, launcher=launcher)
     # Interrupted: 130 (Ctrl-C) or 143 (SIGTERM), from the signal the launcher handled. (An
     # inline run lets the KeyboardInterrupt through, and main() turns it into the same codes.)
     code = interrupt_exit_code(result.signal) if result.interrupted else 0
@@ -250,14 +314,14 @@ def cmd_node(args: argparse.Namespace) -> int:
     if args.target == "list":
         from catbus.cli.introspect import node_list
 
-        return node_list(args.bus)
+        return node_list(args.bus, run=args.run)
     if not args.name:
         print("catbus: node: --name is required (the node's identity in the run)",
               file=sys.stderr)
         return 2
     from catbus.cli.node import run_node
 
-    return run_node(args.target, name=args.name, bus=args.bus, params=args.param,
+    return run_node(args.target, name=args.name, bus=args.bus, run=args.run, params=args.param,
                     remaps=args.remap, period=args.period, advertise=args.advertise,
                     timeout=args.timeout, paths=args.paths)
 
@@ -268,6 +332,12 @@ def cmd_bus(args: argparse.Namespace) -> int:
     return host_bus(args.bind, mode=args.mode, seed=args.seed)
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from catbus.cli.introspect import run_list
+
+    return run_list(as_json=args.json)
+
+
 def cmd_topic(args: argparse.Namespace) -> int:
     from catbus.cli import introspect
 
@@ -276,10 +346,10 @@ def cmd_topic(args: argparse.Namespace) -> int:
               "robot/sensors", file=sys.stderr)
         return 2
     if args.action == "list":
-        return introspect.topic_list(args.bus)
+        return introspect.topic_list(args.bus, run=args.run)
     if args.action == "echo":
-        return introspect.topic_echo(args.topic, args.bus, count=args.count)
-    return introspect.topic_hz(args.topic, args.bus, count=args.count)
+        return introspect.topic_echo(args.topic, args.bus, count=args.count, run=args.run)
+    return introspect.topic_hz(args.topic, args.bus, count=args.count, run=args.run)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -309,7 +379,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     rows = sweep(args.file, seeds=seeds, grid=grid, mode=args.mode, jobs=args.jobs,
                  out=args.out, record=args.record, steps=args.steps, fresh=args.fresh,
                  episode_timeout=args.episode_timeout, resume=args.resume,
-                 progress=None if not args.no_progress else False, deadline=args.deadline)
+                 progress=None if not args.no_progress else False, deadline=args.deadline,
+                 cluster=args.cluster)
     summary = summarize(rows, score_keys(rows, list(grid)))
     failed = [r for r in rows if r.get("status") != "ok"]
     if args.json:
@@ -328,12 +399,28 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from catbus.recording.verify import verify
 
+    if args.mode is not None:
+        print(f"catbus: verify: --mode {args.mode} does not apply: verify always runs the file "
+              "inline and stepped and compares the two recordings (parallel runs are not "
+              "deterministic)", file=sys.stderr)
+        return 2
     return verify(args.file, seed=args.seed, steps=args.steps, duration=args.duration,
                   overrides=args.overrides)
 
 
 def _print_json(data: Any) -> None:
     print(json.dumps(data, default=str, indent=2))
+
+
+def _json_error(error: str, exit_code: int, **extra: Any) -> None:
+    """``--json`` and a failure: still one JSON object on stdout, ``{"error", "exit_code"}``
+    (a failed run adds its ``summary`` so far)."""
+    data = {"error": error, "exit_code": exit_code,
+            **{k: v for k, v in extra.items() if v is not None}}
+    try:
+        print(json.dumps(data, default=str, indent=2), flush=True)
+    except BrokenPipeError:
+        pass
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@
 The launcher starts local nodes with this very command; a user starts a remote node with it on
 another host. Parameters and the seed come from the registry when the run's launch file has the
 node; ``--param`` values are used only by an open bus (``catbus bus``) that has no launch file.
+A ``--param`` that the run's launch file overrules (the node runs with another value) is said
+on stderr, naming the value used and how to change it (``catbus launch --set``); the node still
+joins, so the run is not failed by it.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 from catbus import params as params_mod
 from catbus.errors import CatbusError, ConfigError
@@ -35,12 +38,44 @@ def _parse_remaps(remaps: Sequence[str]) -> dict[str, str]:
     return result
 
 
-def _find_bus(bus: str | None) -> str:
-    if bus:
+def _find_bus(bus: str | None, run: str | None = None) -> str:
+    if bus and not run:
         return _check_bus(bus)
     from catbus.cli.introspect import find_registry
 
-    return find_registry(None)
+    return find_registry(bus, run)
+
+
+def _flat(values: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(values, dict):
+        return {prefix: values}
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        flat.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def overruled_params(given: Mapping[str, Any], used: Mapping[str, Any]) -> dict[str, Any]:
+    """``{dotted key: value used}`` for each ``--param`` the run did not use as given."""
+    used_flat = _flat(dict(used))
+    return {key: used_flat.get(key) for key, value in _flat(dict(given)).items()
+            if key not in used_flat or used_flat[key] != value}
+
+
+class _CliNodeRuntime(NodeRuntime):
+    """The node runtime, telling the user when the registry's parameters overrule --param."""
+
+    def _join(self, link: Any) -> Any:
+        terms = super()._join(link)
+        if self.given_params:
+            overruled = overruled_params(self.given_params, terms.params)
+            if overruled:
+                used = ", ".join(f"{k}={v!r}" for k, v in overruled.items())
+                sets = " ".join(f"--set {self.name}.{k}=..." for k in overruled)
+                print(f"catbus: node {self.name}: warning: --param ignored: the run's launch "
+                      f"file sets this node's parameters (used: {used}); change them there or "
+                      f"with `catbus launch ... {sets}`", file=sys.stderr, flush=True)
+        return terms
 
 
 def _check_bus(bus: str) -> str:
@@ -85,7 +120,8 @@ def _import_path(paths: Sequence[str]) -> tuple:
     return import_path_for(paths)
 
 
-def run_node(class_path: str, *, name: str, bus: str | None, params: Sequence[str] = (),
+def run_node(class_path: str, *, name: str, bus: str | None, run: str | None = None,
+             params: Sequence[str] = (),
              remaps: Sequence[str] = (), period: float | None = None,
              advertise: str | None = None, timeout: float = 10.0,
              paths: Sequence[str] = ()) -> int:
@@ -112,7 +148,7 @@ def run_node(class_path: str, *, name: str, bus: str | None, params: Sequence[st
                   for i in node_class.declared_inputs()]
         outputs = [(o, resolve_topic(o, name, remap)) for o in node_class.outputs]
         _check_advertise(advertise)
-        runtime = NodeRuntime(node_class, name, _find_bus(bus), class_path=class_path,
+        runtime = _CliNodeRuntime(node_class, name, _find_bus(bus, run), class_path=class_path,
                               params=given, inputs=inputs, outputs=outputs, period=period,
                               advertise=advertise, registry_timeout=timeout)
         runtime.parent_pid = int(parent) if parent else None

@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 from catbus.errors import CatbusError
-from catbus.recording.evaluate import evaluate_file, format_table, plot_file, to_jsonable
+from catbus.recording.evaluate import NoFFmpeg, evaluate_file, format_table, plot_file, \
+    to_jsonable
 from catbus.wire.protocol import DROPS_TOPIC
 from catbus.recording.reader import Recording
 
@@ -30,6 +31,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         scores = evaluate_file(recording, **options)
     except CatbusError as exc:
         print(f"catbus eval: {exc}", file=sys.stderr)
+        if getattr(args, "json", False):   # --json: a JSON object also on failure
+            print(json.dumps({"error": str(exc), "exit_code": 2}, indent=2))
         return 2
     if getattr(args, "json", False):
         print(json.dumps(to_jsonable(scores), indent=2))
@@ -41,7 +44,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_plot(args: argparse.Namespace) -> int:
     """``catbus plot FILE [-o OUT] [--mp4]``: draw the run as a PNG (default ``FILE.png``); with
-    ``--mp4`` also an animation beside it (``.mp4``, needs ffmpeg)."""
+    ``--mp4`` also an animation beside it (``.mp4``, needs ffmpeg: without it, the PNG is
+    written, then one line says why there is no MP4, exit 2)."""
     mp4 = bool(getattr(args, "mp4", False))
     try:
         recording = Recording(args.file)
@@ -49,6 +53,12 @@ def cmd_plot(args: argparse.Namespace) -> int:
         output = getattr(args, "output", None)
         out = Path(output) if output else Path(args.file).with_suffix(".png")
         written = plot_file(recording, out, mp4=mp4)
+    except NoFFmpeg as exc:
+        # The PNG is drawn all the same; the missing animation is an error (exit 2).
+        for path in exc.written:
+            print(f"wrote {path}")
+        print(f"catbus plot: {exc}", file=sys.stderr)
+        return 2
     except CatbusError as exc:
         print(f"catbus plot: {exc}", file=sys.stderr)
         return 2

@@ -36,7 +36,7 @@ from catbus.launch.progressbar import RunProgress
 from catbus.launch.registry import Registry
 from catbus.launch.launchfile import max_steps_reason
 from catbus.launch.result import RunResult, merge_reported
-from catbus.launch.rundir import RunDir
+from catbus.launch.rundir import RunDir, claim_record, stderr_line
 from catbus.launch.runinfo import build_run_info, parallel_duration, schedule_for
 
 #: Seconds given to children for each step of the shutdown ladder.
@@ -77,8 +77,12 @@ class Launcher:
     """One multi-process run (``parallel`` or ``stepped``)."""
 
     def __init__(self, spec: LaunchSpec, *, progress: bool | None = None, deadline: float = 30.0,
-                 remote_timeout: float = 120.0, startup_timeout: float = 60.0) -> None:
+                 remote_timeout: float = 120.0, startup_timeout: float = 60.0,
+                 announce: bool = False) -> None:
         self.spec = spec
+        #: ``catbus launch``: say on stderr which run this is (name, mode, bus) once it is bound,
+        #: and that a finished recording is overwritten. Off for the Python API.
+        self.announce = announce
         self.schedule = schedule_for(spec)
         self.run_info = build_run_info(spec, self.schedule)
         self.deadline = deadline
@@ -119,7 +123,21 @@ class Launcher:
             raise ConfigError(str(spec.path or "command line"), "bus",
                               f"the registry cannot bind {bind}: {exc.strerror} (HOST must be "
                               f"an address of this machine, or 0.0.0.0, and PORT free)") from None
-        rundir.publish(registry.endpoint, spec.name)
+        published = rundir.publish(registry.endpoint, spec.name, mode=spec.mode,
+                                   record=spec.record)
+        try:
+            # After publishing: of two runs started together on one file, the later refuses.
+            claim_record(spec.record, own=published, where=str(spec.path or "command line"),
+                         say=stderr_line if self.announce else None)
+        except ConfigError:
+            registry.close()
+            ctx.term()
+            rundir.remove()
+            raise
+        #: The run's name among the live runs (``--run``; ``demo``, or ``demo-2`` beside it).
+        self.run_id = published["id"]
+        if self.announce:
+            stderr_line(f"catbus: run {self.run_id} (mode {spec.mode}) on {registry.endpoint}")
         self.registry, self.bus = registry, registry.endpoint
         self.bus_ready.set()
         self._announce_remote(registry)

@@ -73,15 +73,28 @@ class RunResult:
                        record=str(self.record) if self.record else None, scores=self.scores)
 
     def table(self) -> str:
-        """Per node: steps, achieved period, step-time percentiles, waiting, messages, losses."""
-        header = ("node", "steps", "period", "p50 ms", "p99 ms", "wait s", "in", "out", "drops",
-                  "skipped")
+        """Per node: steps, period, step-time percentiles, waiting, messages, losses.
+
+        ``period``: in parallel mode the achieved wall-clock period; in stepped and inline mode
+        the *sim* period (``sim period``: the node's period in simulated time, ``reactive`` for
+        a node without one), with the wall time per step beside it (``wall/step``)."""
+        simulated = self.spec.mode in ("stepped", "inline")
+        header = ("node", "steps", "sim period" if simulated else "period",
+                  *(("wall/step",) if simulated else ()), "p50 ms", "p99 ms", "wait s", "in",
+                  "out", "drops", "skipped")
         rows = [header]
         for name, stats in self.nodes.items():
             steps = stats.get("steps", 0)
             # Achieved period: from the node's first step to its last, so start-up is excluded.
             period = stats.get("active_s", 0.0) / (steps - 1) if steps > 1 else 0.0
-            rows.append((name, str(steps), f"{period * 1e3:.2f} ms" if period else "-",
+            wall = f"{period * 1e3:.2f} ms" if period else "-"
+            if simulated:
+                sim = self._sim_period(name)
+                periods: tuple[str, ...] = (
+                    "reactive" if sim is None else f"{sim * 1e3:.2f} ms", wall)
+            else:
+                periods = (wall,)
+            rows.append((name, str(steps), *periods,
                          f"{stats.get('p50_ms', 0):.3f}", f"{stats.get('p99_ms', 0):.3f}",
                          f"{stats.get('wait_s', 0):.2f}", str(stats.get("received", "-")),
                          str(stats.get("sent", "-")),
@@ -99,4 +112,10 @@ class RunResult:
         if self.interrupted:
             title += ", interrupted"
         return "\n".join([title, *lines])
+
+    def _sim_period(self, name: str) -> float | None:
+        try:
+            return self.spec.node(name).period
+        except Exception:   # not in the launch (ConfigError): no period to show
+            return None
 

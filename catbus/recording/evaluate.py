@@ -80,9 +80,15 @@ def plot_file(path: str | os.PathLike[str] | Recording, out: str | os.PathLike[s
 
     A plotter writes the picture to ``out`` and, with ``mp4``, an animation beside it (same name,
     ``.mp4``). With several plotters the second and later get ``<stem>.<n><suffix>``.
+
+    ``mp4`` without ffmpeg on PATH: the pictures are still drawn (as without ``mp4``), then
+    :class:`NoFFmpeg` is raised; its ``written`` lists them.
     """
     recording = _open(path)
     functions = _named_functions(recording, "plotters", "plotter")
+    missing_ffmpeg = mp4 and ffmpeg_path() is None
+    if missing_ffmpeg:
+        mp4 = False
     out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     written: list[str] = []
@@ -94,7 +100,32 @@ def plot_file(path: str | os.PathLike[str] | Recording, out: str | os.PathLike[s
         before = {c: _mtime(c) for c in candidates}
         fn(recording, str(target), mp4=mp4, **_options_for(fn, ref, options, recording))
         written += [str(c) for c in candidates if _mtime(c) not in (None, before[c])]
+    if missing_ffmpeg:
+        raise NoFFmpeg(written)
     return written
+
+
+class NoFFmpeg(CatbusError):
+    """``plot_file(mp4=True)`` without ffmpeg: the pictures were written (``written``), the
+    animation was not."""
+
+    def __init__(self, written: list[str]) -> None:
+        super().__init__("no MP4 written: it needs ffmpeg on PATH (e.g. `apt-get install "
+                         "ffmpeg`)" + ("; the PNG was written" if written else ""))
+        self.written = written
+
+
+def ffmpeg_path() -> str | None:
+    """Where the ffmpeg that matplotlib would use is, or None."""
+    import shutil
+
+    try:
+        import matplotlib
+
+        name = matplotlib.rcParams["animation.ffmpeg_path"] or "ffmpeg"
+    except Exception:   # no matplotlib: the plotter will say so
+        name = "ffmpeg"
+    return shutil.which(name)
 
 
 def format_table(scores: Mapping[str, Any]) -> str:
@@ -223,4 +254,5 @@ def _format_value(value: Any) -> str:
     return str(value)
 
 
-__all__ = ["evaluate_file", "reported_scores", "evaluator_scores", "plot_file", "format_table", "to_jsonable", "load_function"]
+__all__ = ["evaluate_file", "reported_scores", "evaluator_scores", "plot_file", "format_table",
+           "to_jsonable", "load_function", "NoFFmpeg", "ffmpeg_path"]

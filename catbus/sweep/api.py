@@ -20,7 +20,8 @@ def sweep(launch: str | os.PathLike | Mapping[str, Any], seeds: Iterable[int] | 
           record: str | os.PathLike | None = None, steps: int | None = None,
           fresh: bool = False, episode_timeout: float | None = None, resume: bool = False,
           progress: bool | None = False, deadline: float = 30.0, evaluate: bool = True,
-          on_row: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+          on_row: Callable[[dict[str, Any]], None] | None = None,
+          cluster: Any = None) -> list[dict[str, Any]]:
     """Run the launch once per (setting, seed) of ``grid`` x ``seeds``; one row per episode.
 
     Each episode runs in a worker process (``jobs`` of them, default: the number of cores), with
@@ -48,6 +49,9 @@ def sweep(launch: str | os.PathLike | Mapping[str, Any], seeds: Iterable[int] | 
         evaluate: Score episodes with the environment's evaluator (``False``: only what nodes
             report; no temporary recording).
         on_row: Called with each row as it comes.
+        cluster: Run the episodes on a Dask distributed cluster instead: a scheduler address
+            (``"tcp://HOST:8786"``) or a ``distributed.Client`` (needs ``catbus[dask]``; ``jobs``
+            is then the cluster's business). See :mod:`catbus.sweep.cluster`.
 
     Returns:
         The rows (dicts), in grid order: ``setting`` (slug), one column per grid key, ``seed``,
@@ -56,7 +60,9 @@ def sweep(launch: str | os.PathLike | Mapping[str, Any], seeds: Iterable[int] | 
         ``record``.
 
     Raises:
-        ConfigError: The launch, the grid or an option is wrong (before any episode runs).
+        ConfigError: The launch, the grid or an option is wrong (before any episode runs);
+            ``cluster`` without Dask installed.
+        RunTimeout: No scheduler answered at ``cluster`` in time.
     """
     from catbus.launch.api import load
 
@@ -81,6 +87,12 @@ def sweep(launch: str | os.PathLike | Mapping[str, Any], seeds: Iterable[int] | 
     wants_own = [c.__name__ for c in classes if getattr(c, "one_per_process", False)]
     has_evaluator = any(getattr(c, "evaluator", None) for c in classes)
     record_dir = Path(record).resolve() if record is not None else None
+
+    client = None
+    if cluster is not None:
+        from catbus.sweep import cluster as dask_cluster
+
+        client = dask_cluster.connect(cluster)   # before any file is written
 
     keys = list(grid or {})
     tasks = [Episode(index=len(settings) and i * len(seed_list) + j, launch=launch,
@@ -110,6 +122,21 @@ def sweep(launch: str | os.PathLike | Mapping[str, Any], seeds: Iterable[int] | 
             bar.set_postfix_str(f"failed {failures[0]}", refresh=True)
         if on_row is not None:
             on_row(row)
+
+    if client is not None:
+        finished = False
+        try:
+            dask_cluster.run(cluster, todo, collected, fresh=fresh, timeout=episode_timeout,
+                             client=client)
+            finished = True
+        finally:
+            if bar is not None:
+                bar.close()
+            if finished:
+                rows = writer.finish(order)
+            else:
+                writer.close()   # every finished row is on disk already
+        return rows
 
     from catbus.sweep.workers import WorkerPool
 
