@@ -1,0 +1,318 @@
+"""A catbus graph as a Gymnasium environment: :class:`CatbusEnv` and :func:`make`.
+
+Design (inline mode): the agent node the trainer controls is replaced by a *stand-in* node class
+with the agent's declared inputs, outputs, parameters and period (after remapping), plus the
+mapping's extra ``topics``. The rest of the graph (the environment, other agents, the recorder if
+the run records) runs unchanged in an inline run (:func:`catbus.launch.api.execute`) in a
+background thread. At each of its steps the stand-in hands its inputs to the trainer through a
+queue and blocks until the trainer's action comes back through another; so the graph advances
+exactly one agent period per :meth:`CatbusEnv.step`, on the inline schedule, and nothing in the
+graph can tell the agent is a trainer. :meth:`CatbusEnv.reset` stops the previous run (between two
+steps, as Ctrl-C would) and starts a new one with the episode's seed; it is cheap (no process).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import itertools
+import math
+import os
+import queue
+import threading
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import gymnasium
+
+from catbus.errors import ConfigError
+from catbus.gym.mapping import GymMapping
+from catbus.launch.api import execute, load
+from catbus.launch.launchfile import LaunchSpec, max_steps_reason
+from catbus.launch.nodelist import RECORDER_CLASS
+from catbus.launch.nodespec import TopicBinding
+from catbus.node import Node
+
+#: Seconds the trainer waits for the graph to reach the agent's next step before failing (a node
+#: stuck in a step). Generous: the graph usually answers in microseconds.
+STEP_TIMEOUT = 120.0
+
+_STOP = object()        # put on the action queue: the run is being stopped
+_episodes = itertools.count()
+
+
+class _Channel:
+    """The two queues between the trainer and the stand-in of one episode."""
+
+    def __init__(self) -> None:
+        self.inputs: "queue.Queue[tuple]" = queue.Queue()   # graph -> trainer
+        self.actions: "queue.Queue[Any]" = queue.Queue()    # trainer -> graph
+
+
+class _StandIn(Node):
+    """The trained agent's place in the graph (subclassed per episode with its declarations)."""
+
+    _channel: _Channel
+    _topics: dict[str, str]          # declared input -> topic
+    _declared_out: dict[str, str]    # output topic -> declared
+
+    def setup(self, params: dict[str, Any]) -> None:
+        pass
+
+    def step(self, t: float, inputs: dict[str, Any]) -> Optional[dict[str, Any]]:
+        messages = {self._topics[name]: value for name, value in inputs.items()}
+        self._channel.inputs.put(("step", self.tick, messages))
+        action = self._channel.actions.get()
+        if action is _STOP:
+            return None
+        return {self._declared_out.get(topic, topic): value for topic, value in action.items()}
+
+
+def _stand_in_class(agent: Any, extra: Sequence[str], channel: _Channel) -> type[Node]:
+    declared_in = {b.declared: b.topic for b in agent.inputs}
+    for topic in extra:
+        if topic not in declared_in.values():
+            declared_in[topic] = topic
+    attrs = {
+        "inputs": list(declared_in),
+        "outputs": [b.declared for b in agent.outputs],
+        "params": agent.node_class.params,
+        "period": agent.period,
+        "_channel": channel,
+        "_topics": declared_in,
+        "_declared_out": {b.topic: b.declared for b in agent.outputs},
+        "__module__": __name__,
+    }
+    return type(f"GymAgent_{agent.name}", (_StandIn,), attrs)
+
+
+class CatbusEnv(gymnasium.Env):
+    """One agent of a catbus launch as a ``gymnasium.Env`` (see :func:`make`)."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, launch: Any, agent: str, mapping: GymMapping | str, *, mode: str = "inline",
+                 overrides: Sequence[str] | Mapping[str, Any] = (),
+                 record: str | os.PathLike | bool | None = None, max_steps: int | None = None,
+                 steps: int | None = None) -> None:
+        if mode != "inline":
+            raise ConfigError("catbus.gym", "mode",
+                              f"mode {mode!r} is not supported yet: catbus.gym runs the graph "
+                              f"inline (mode='inline'), in this process; stepped (the graph in "
+                              f"its processes while the trainer thinks) is planned")
+        # Checked now: a wrong launch, agent or override fails at make(), not at reset().
+        template = record if isinstance(record, str) and "{" in record else None
+        if template is not None:   # the recorder is attached now, its path set per episode
+            record = template.format(seed=0, episode=0)
+        base = load(launch, mode="inline", overrides=overrides, record=record)
+        self._base = base
+        self._record = template
+        if isinstance(mapping, str):
+            mapping = _import_mapping(mapping, base)
+        self.mapping = mapping
+        self.agent = base.node(agent)
+        if self.agent.period is None:
+            raise ConfigError(str(base.path or "<launch>"), f"nodes.{agent}.period",
+                              "the trained agent must be periodic (each step() is one of its "
+                              "periods)")
+        outputs = {b.topic for b in self.agent.outputs}
+        self.observation_space = mapping.observation_space
+        self.action_space = mapping.action_space
+        self.max_steps = max_steps if max_steps is not None else mapping.max_steps
+        self._steps_override = steps
+        self._outputs = outputs
+        self._thread: threading.Thread | None = None
+        self._stop: threading.Event | None = None
+        self._channel: _Channel | None = None
+        self._previous: Optional[dict] = None
+        self._last_obs: Any = None
+        self._count = 0
+        self._over = True
+        self.result: Any = None    # the RunResult of the last finished episode run
+
+    # -- episode runs ---------------------------------------------------------------------------
+    def _episode_spec(self, seed: int) -> LaunchSpec:
+        base = self._base
+        changes: dict[str, Any] = {"seed": int(seed)}
+        if self._record is not None:
+            path = Path(self._record.format(seed=seed, episode=next(_episodes))).resolve()
+            changes["record"] = path
+        if self._steps_override is not None:
+            changes.update(steps=self._steps_override, duration=None)
+        elif self.max_steps is not None:
+            # The trainer truncates at max_steps; the run must not end before it does.
+            # max_steps counts the first periodic node's periods; ours are the agent's.
+            clock = next(n.period for n in base.nodes if n.period is not None)
+            bound = math.ceil(self.max_steps * self.agent.period / clock) + 2
+            changes.update(steps=None, duration=None, max_steps=max(base.max_steps, bound))
+        channel = _Channel()
+        stand_in = _stand_in_class(self.agent, self.mapping.topics, channel)
+        nodes = []
+        for node in base.nodes:
+            if "record" in changes and node.class_path == RECORDER_CLASS:
+                node = dataclasses.replace(node, params={**node.params,
+                                                         "path": str(changes["record"])})
+            if node.name == self.agent.name:
+                inputs = tuple(node.inputs) + tuple(
+                    TopicBinding(topic, topic) for topic in self.mapping.topics
+                    if topic not in {b.topic for b in node.inputs})
+                node = dataclasses.replace(node, node_class=stand_in, inputs=inputs,
+                                           class_path=f"{__name__}:{stand_in.__name__}")
+            nodes.append(node)
+        changes["nodes"] = tuple(nodes)
+        self._channel = channel
+        return dataclasses.replace(base, **changes)
+
+    def _start(self, seed: int) -> None:
+        spec = self._episode_spec(seed)
+        channel = self._channel
+        stop = threading.Event()
+
+        def main() -> None:
+            try:
+                result = execute(spec, progress=False, stop=stop, evaluate=False)
+            except BaseException as error:   # handed to the trainer
+                channel.inputs.put(("error", error))
+            else:
+                channel.inputs.put(("end", result))
+
+        self._stop = stop
+        self._thread = threading.Thread(target=main, name=f"catbus-gym-{spec.name}", daemon=True)
+        self._thread.start()
+
+    def _halt(self) -> None:
+        """Stop the current run (if any) and wait for its thread."""
+        thread, channel = self._thread, self._channel
+        if thread is None:
+            return
+        assert self._stop is not None and channel is not None
+        self._stop.set()
+        channel.actions.put(_STOP)   # a stand-in waiting for an action returns at once
+        thread.join()
+        self._thread = None
+        while True:                   # keep the last result, drop what the trainer never read
+            try:
+                item = channel.inputs.get_nowait()
+            except queue.Empty:
+                break
+            if item[0] == "end":
+                self.result = item[1]
+
+    def _next(self) -> tuple:
+        assert self._channel is not None
+        try:
+            item = self._channel.inputs.get(timeout=STEP_TIMEOUT)
+        except queue.Empty:
+            raise RuntimeError(f"catbus.gym: the graph did not reach {self.agent.name}'s next "
+                               f"step within {STEP_TIMEOUT:g} s (a node is stuck)") from None
+        if item[0] == "error":
+            self._thread, self._over = None, True
+            raise item[1]
+        if item[0] == "end":
+            self._thread, self._over = None, True
+            self.result = item[1]
+        return item
+
+    # -- gymnasium.Env --------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
+        super().reset(seed=seed)
+        self._halt()
+        # The run seed: the given one, else drawn from the env's generator (itself seeded by
+        # the last given seed), so reset(seed=s), reset(), reset() is reproducible.
+        run_seed = int(seed) if seed is not None else int(self.np_random.integers(2 ** 31 - 1))
+        self._start(run_seed)
+        self._over, self._count, self._previous = False, 0, None
+        item = self._next()
+        if item[0] == "end":
+            raise RuntimeError(f"catbus.gym: the run ended before {self.agent.name} stepped "
+                               f"({getattr(item[1], 'end_reason', None)})")
+        messages = item[2]
+        self._previous = messages
+        self._last_obs = self.mapping.observation(messages)
+        return self._last_obs, dict(self.mapping.info(messages), tick=item[1], seed=run_seed)
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        if self._over or self._channel is None:
+            raise RuntimeError("catbus.gym: step() after the episode ended; call reset()")
+        message = dict(self.mapping.action(action))
+        unknown = set(message) - self._outputs
+        if unknown:
+            raise ValueError(f"catbus.gym: the mapping's action() names {sorted(unknown)}, not "
+                             f"outputs of {self.agent.name} ({sorted(self._outputs)})")
+        self._channel.actions.put(message)
+        self._count += 1
+        item = self._next()
+        if item[0] == "end":
+            result = item[1]
+            reason = getattr(result, "end_reason", None)
+            by_bound = reason is None or reason == max_steps_reason(self._base.max_steps) or \
+                (reason or "").startswith("reached max_steps")
+            return (self._last_obs, 0.0, not by_bound, by_bound,
+                    {"end_reason": reason, "scores": getattr(result, "scores", None)})
+        tick, messages = item[1], item[2]
+        observation = self.mapping.observation(messages)
+        reward = float(self.mapping.reward(self._previous, messages))
+        terminated = bool(self.mapping.terminated(messages))
+        truncated = bool(self.mapping.truncated(messages)) or (
+            self.max_steps is not None and self._count >= self.max_steps)
+        self._previous, self._last_obs = messages, observation
+        self._over = terminated or truncated
+        return observation, reward, terminated, truncated, dict(self.mapping.info(messages),
+                                                                tick=tick)
+
+    def close(self) -> None:
+        self._halt()
+        self._over = True
+        super().close()
+
+    def __del__(self) -> None:
+        try:
+            self._halt()
+        except Exception:   # noqa: BLE001 -- interpreter shutdown
+            pass
+
+
+def _import_mapping(path: str, spec: LaunchSpec) -> GymMapping:
+    """``module:attr`` with the launch's import path; ``attr`` a GymMapping or a function of no
+    arguments returning one."""
+    from catbus.launch.imports import use_import_path
+
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise ConfigError("catbus.gym", "mapping", f"must be module:attr, got {path!r}")
+    use_import_path(spec.import_path)
+    value: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        value = getattr(value, part)
+    if callable(value) and not isinstance(value, GymMapping):
+        value = value()
+    if not isinstance(value, GymMapping):
+        raise ConfigError("catbus.gym", "mapping", f"{path} is not a catbus.gym.GymMapping")
+    return value
+
+
+def make(launch: Any, agent: str, mapping: GymMapping | str, *, mode: str = "inline",
+         overrides: Sequence[str] | Mapping[str, Any] = (),
+         record: str | os.PathLike | bool | None = None, max_steps: int | None = None,
+         steps: int | None = None) -> CatbusEnv:
+    """One agent of a catbus launch as a ``gymnasium.Env``.
+
+    Args:
+        launch: A launch file path, a dict with its layout, or a checked ``LaunchSpec``.
+        agent: The node the trainer replaces (it must be periodic).
+        mapping: A :class:`~catbus.gym.mapping.GymMapping`, or ``"module:attr"`` naming one (or
+            a function returning one), imported with the launch's import path.
+        mode: ``"inline"`` (the only one so far).
+        overrides: Parameter overrides, as for :func:`catbus.run`.
+        record: As for :func:`catbus.run` (None keeps the launch's; False: none). A path with
+            ``{episode}`` and/or ``{seed}`` gives each episode its own file; a fixed path is
+            rewritten by each episode.
+        max_steps: Truncate after this many steps (default: the mapping's ``max_steps``); the
+            run is then not bounded by the launch's ``steps``.
+        steps: Bound each episode's run to this many periods of the first periodic node instead.
+    """
+    return CatbusEnv(launch, agent, mapping, mode=mode, overrides=overrides, record=record,
+                     max_steps=max_steps, steps=steps)
+
+
+__all__ = ["CatbusEnv", "make"]
