@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "running 5 s (at most S) after the run's end")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--foxglove", nargs="?", type=int, const=8765, default=None, metavar="PORT",
+                   help="also serve every topic to the Foxglove app on ws://127.0.0.1:PORT "
+                        "(default 8765; needs catbus[foxglove]; not in inline mode)")
     p.set_defaults(func=cmd_launch)
 
     p = commands.add_parser("node", help="run one node and join a run (`catbus node list`: "
@@ -182,6 +185,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--d-min", dest="d_min", type=float, default=None,
                    help="safety distance for the steps-below count (default: the evaluator's)")
     p.set_defaults(func=cmd_eval)
+
+    p = commands.add_parser("export", help="write a copy of a recording that Foxglove can show "
+                            "(JSON messages with JSON Schemas, plus scene channels)")
+    p.add_argument("file", help="MCAP recording")
+    p.add_argument("-o", "--output", required=True, help="MCAP file to write")
+    p.add_argument("--no-scene", action="store_true", help="leave out the scene channels")
+    p.set_defaults(func=cmd_export)
+
+    p = commands.add_parser("foxglove", help="serve the topics of a running run to the Foxglove "
+                            "app (WebSocket); ends when the run ends", epilog=EXIT_CODES,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_run_choice(p, "registry address (default: the run on this machine)")
+    p.add_argument("--port", type=int, default=8765, help="WebSocket port (default 8765; 0: a "
+                   "free one)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default "
+                   "127.0.0.1)")
+    p.set_defaults(func=cmd_foxglove)
 
     p = commands.add_parser("plot", help="draw a recording")
     p.add_argument("file", help="MCAP recording")
@@ -291,8 +311,22 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
         launcher = Launcher(spec, progress=progress, deadline=args.deadline,
                             remote_timeout=args.remote_timeout, announce=True)
-    result = execute(spec, progress=progress, deadline=args.deadline,
-                     remote_timeout=args.remote_timeout, launcher=launcher)
+    bridge = None
+    if args.foxglove is not None:
+        if launcher is None:
+            print("catbus: launch: --foxglove needs a bus (mode stepped or parallel); an inline "
+                  "run can be exported afterwards: catbus export FILE -o view.mcap",
+                  file=sys.stderr)
+            return 2
+        from catbus.recording.foxglove_bridge import BridgeThread
+
+        bridge = BridgeThread.for_launcher(launcher, spec, port=args.foxglove)
+    try:
+        result = execute(spec, progress=progress, deadline=args.deadline,
+                         remote_timeout=args.remote_timeout, launcher=launcher)
+    finally:
+        if bridge is not None:
+            bridge.stop()
     # Interrupted: 130 (Ctrl-C) or 143 (SIGTERM), from the signal the launcher handled. (An
     # inline run lets the KeyboardInterrupt through, and main() turns it into the same codes.)
     code = interrupt_exit_code(result.signal) if result.interrupted else 0
@@ -356,6 +390,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from catbus.cli.recording import cmd_eval as run_eval
 
     return run_eval(args)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from catbus.recording.export import export
+
+    written = export(args.file, args.output, scene=not args.no_scene)
+    scene = ", ".join(f"{t} ({n})" for t, n in written["scene"].items()) or "none"
+    print(f"wrote {args.output}: {len(written['channels'])} JSON channels, scene channels: "
+          f"{scene}; {written['messages']} messages")
+    return 0
+
+
+def cmd_foxglove(args: argparse.Namespace) -> int:
+    from catbus.recording.foxglove_bridge import serve
+
+    return serve(bus=args.bus, run=args.run, port=args.port, host=args.host)
 
 
 def cmd_plot(args: argparse.Namespace) -> int:

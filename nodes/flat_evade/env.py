@@ -43,6 +43,7 @@ class FlatEvadeEnv(Node):
     period = 0.01
     evaluator = "nodes.flat_evade.evaluator:evaluate"
     plotter = "nodes.flat_evade.plot:plot"
+    foxglove_scene = "nodes.flat_evade.foxglove_scene:FlatEvadeScene"
 
     params = {
         "rng": Param(str, "generator",
