@@ -524,3 +524,16 @@ def test_callbacks_that_accept_the_call_pass() -> None:
 
     assert callback_problems(_FlexibleCallbacks) == []
     assert callback_problems(Node) == []
+
+
+def test_an_input_nobody_publishes_is_warned_about_with_the_nearest_topics() -> None:
+    spec = build_launch({"steps": 1, "nodes": {
+        "talker": {"class": toy_nodes.Talker},
+        "listener": {"class": toy_nodes.Listener, "remap": {"talker/out": "talker/uot"}}}},
+        where="x.yaml")
+    (warning,) = spec.unpublished_input_warnings()
+    assert warning.startswith("x.yaml: nodes.listener: input ") and "'talker/uot'" in warning
+    assert "did you mean talker/out?" in warning
+    fine = build_launch({"steps": 1, "nodes": {"talker": {"class": toy_nodes.Talker},
+                                               "listener": {"class": toy_nodes.Listener}}})
+    assert fine.unpublished_input_warnings() == []

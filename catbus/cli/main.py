@@ -300,6 +300,8 @@ def cmd_launch(args: argparse.Namespace) -> int:
                     duration=args.duration, max_steps=args.max_steps,
                     overrides=args.overrides, record=args.record, remote=args.remote,
                     bus=args.bus)
+    for warning in spec.unpublished_input_warnings():
+        print(f"catbus: warning: {warning}", file=sys.stderr)
     progress = None if not args.no_progress else False
     launcher = None
     if spec.mode == "inline":

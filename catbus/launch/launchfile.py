@@ -176,6 +176,22 @@ class LaunchSpec:
                 if binding.topic != ALL_TOPICS and binding.topic not in published
                 and not binding.topic.startswith(RESERVED_PREFIX)]
 
+    def unpublished_input_warnings(self) -> list[str]:
+        """One line per input nobody publishes, naming the file, the node, the topic and the
+        nearest published topic names (a typo in a remap is the usual cause)."""
+        import difflib
+
+        published = sorted(self.publishers())
+        lines = []
+        for name, binding in self.unpublished_inputs():
+            near = difflib.get_close_matches(binding.topic, published, n=3, cutoff=0.6)
+            hint = (f"; did you mean {', '.join(near)}?" if near else
+                    f"; published topics: {', '.join(published) or 'none'}")
+            lines.append(f"{self._where}: nodes.{name}: input {binding.declared!r} reads "
+                         f"{binding.topic!r}, which no node of this launch publishes (it stays "
+                         f"None unless a tool publishes it){hint}")
+        return lines
+
     def to_yaml(self) -> str:
         """:attr:`document` as YAML text (a launch file that reproduces this run)."""
         return yaml.safe_dump(self.document, sort_keys=False, default_flow_style=False)
