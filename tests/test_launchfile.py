@@ -532,7 +532,7 @@ def test_an_input_nobody_publishes_is_warned_about_with_the_nearest_topics() -> 
         "listener": {"class": toy_nodes.Listener, "remap": {"talker/out": "talker/uot"}}}},
         where="x.yaml")
     (warning,) = spec.unpublished_input_warnings()
-    assert warning.startswith("x.yaml: nodes.listener: input ") and "'talker/uot'" in warning
+    assert "nodes.listener: input 'talker/out' reads 'talker/uot'" in warning, warning
     assert "did you mean talker/out?" in warning
     fine = build_launch({"steps": 1, "nodes": {"talker": {"class": toy_nodes.Talker},
                                                "listener": {"class": toy_nodes.Listener}}})
