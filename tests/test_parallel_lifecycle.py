@@ -297,7 +297,9 @@ def test_echo_and_hz_end_when_the_run_ends(tmp_path: Path, launches: list) -> No
     wait_gone(node_pids(graph), timeout=5)
     for watcher, (out, err) in zip(watchers, outputs):
         assert watcher.returncode == 0, (out, err)
-        assert err == "catbus: run talk ended\n", err
+        said = err.splitlines()   # which run it watches, then how the watch ended
+        assert said[0].startswith("catbus: run talk (pid ") and said[1:] == [
+            "catbus: run talk ended"], err
     assert "Traceback" not in outputs[0][1] + outputs[1][1]
 
 
@@ -319,7 +321,9 @@ def test_echo_ends_when_the_registry_of_its_run_goes_silent(tmp_path: Path, laun
         wait_gone(node_pids(graph), timeout=10)       # parent-death signal
         remove_stale_runs()                           # the SIGKILLed launcher's folder
     assert watchers[0].returncode == 0, (out, err)
-    assert err.startswith("catbus: run talk ended (its registry at ipc://"), err
+    said = err.splitlines()
+    assert said[0].startswith("catbus: run talk (pid "), err
+    assert said[1].startswith("catbus: run talk ended (its registry at ipc://"), err
     assert "has not answered for 3 s" in err, err
 
 

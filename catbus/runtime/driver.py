@@ -29,6 +29,8 @@ from catbus.runtime.stats import NodeStats
 from catbus.wire import codec
 from catbus.wire.protocol import SCORES_TOPIC
 
+_perf_counter = time.perf_counter
+
 #: ``publish(topic, value, tick, sim_time, through)``: encode and send one message. ``through``
 #: (stepped mode) is the progress the message carries for its topic, else None.
 Publish = Callable[[str, Any, int, float, "int | None"], None]
@@ -118,9 +120,10 @@ class NodeDriver:
         node = self.node
         stats.state = f"stepping tick {tick}"
         node.tick = tick
-        began = time.perf_counter()
+        began = _perf_counter()
         outputs = node.step(t, inputs)
-        stats.record_step(time.perf_counter() - began)
+        ended = _perf_counter()
+        stats.record_step(ended - began, ended)
         stats.tick = tick
         if node._scores_changed:
             self._publish_scores(tick, t)

@@ -57,6 +57,55 @@ class Received:
         return self._value
 
 
+class Shared:
+    """The value of one in-process message (inline), built once by :func:`codec.local_copy`,
+    and how many readers may still take it. Every reader but the last gets its own copy
+    (:func:`codec.local_fresh`); the last takes this one: no reader ever sees another's
+    changes to a received dict or list."""
+
+    __slots__ = ("value", "left")
+
+    def __init__(self, value: Any, readers: int) -> None:
+        self.value = value
+        self.left = readers
+
+
+class LocalMessage:
+    """A data message delivered in process (inline): what a :class:`Received` is to a reader,
+    with the value already in decoded form (``decode(encode(value))``, see
+    :func:`codec.local_copy`) instead of frames to decode, and the header's fields kept as
+    they are (its :class:`~catbus.wire.codec.Header` is built only if asked for). Nodes that
+    want raw frames are given frames, never these."""
+
+    __slots__ = ("topic", "publisher", "seq", "tick", "sim_time", "wall_time", "shared",
+                 "_value", "_decoded")
+
+    def __init__(self, topic: str, publisher: str, seq: int, tick: int, sim_time: float,
+                 wall_time: float, shared: Shared) -> None:
+        self.topic = topic
+        self.publisher = publisher
+        self.seq = seq
+        self.tick = tick
+        self.sim_time = sim_time
+        self.wall_time = wall_time
+        self.shared = shared
+        self._decoded = False
+
+    @property
+    def header(self) -> codec.Header:
+        return codec.Header(self.publisher, self.seq, self.tick, self.sim_time, self.wall_time)
+
+    @property
+    def value(self) -> Any:
+        if not self._decoded:
+            shared = self.shared
+            shared.left -= 1
+            self._value = shared.value if shared.left <= 0 else codec.local_fresh(shared.value)
+            self._decoded = True
+            self.shared = None
+        return self._value
+
+
 @dataclass
 class PeerProgress:
     through: int = -1
@@ -106,6 +155,8 @@ class Inbox:
         self.advances = 0
         self.end: int | None = None   # min of the peers' announced ends, see end_tick()
         self.last_seq: dict[tuple[str, str], int] = {}
+        #: (declared, topic, policy is "all") of the inputs but the wildcard; see _assemble
+        self._plan: list[tuple[str, str, bool]] | None = None
         self.received = 0
         self.dropped = 0        # sequence gaps: messages lost before they reached us
         self.malformed = 0      # frames that are not catbus messages: counted, never fatal
@@ -153,6 +204,25 @@ class Inbox:
         else:
             return None
         return message
+
+    def add_local(self, message: LocalMessage) -> None:
+        """Take one in-process data message (inline): :meth:`add_frames` without the frames
+        (and without ``through``: inline messages carry no progress)."""
+        topic = message.topic
+        publisher = message.publisher
+        seq = message.seq
+        key = (publisher, topic)
+        previous = self.last_seq.get(key)
+        if previous is not None and seq > previous + 1:
+            self.dropped += seq - previous - 1
+        self.last_seq[key] = seq
+        self.received += 1
+        if self.in_order:
+            if self.wildcard or topic in self.queues:
+                self.raw.append((message.tick, self.order.get(publisher, len(self.order)), seq,
+                                 message))
+        elif topic in self.queues:
+            self.queues[topic].append((message.tick, message))
 
     def _add_progress(self, payload: Any) -> None:
         name, _tick, through, end, final, _counts = msgpack.unpackb(payload)
@@ -230,24 +300,44 @@ class Inbox:
         return self._assemble()
 
     def take_latest(self) -> dict[str, Any]:
-        """Inputs for a parallel step: everything received so far counts."""
+        """Inputs for a parallel (and inline) step: everything received so far counts."""
+        current = self.current
+        pending_all = self.pending_all
         for topic, queue in self.queues.items():
-            while queue:
-                _, message = queue.popleft()
-                self.current[topic] = message
-                self.pending_all[topic].append(message)
+            if queue:
+                pending = pending_all[topic]
+                for _, message in queue:
+                    pending.append(message)
+                current[topic] = message
+                queue.clear()
         return self._assemble()
 
     def _assemble(self) -> dict[str, Any]:
+        # Once per step of every node: the bindings are walked as prepared tuples, and the
+        # newest message's value is taken here (the helpers only for an undecodable one).
+        plan = self._plan
+        if plan is None:
+            plan = self._plan = [(b.declared, b.topic, b.policy == "all")
+                                 for b in self.inputs if b.topic != ALL]
+        current = self.current
+        pending_all = self.pending_all
         inputs: dict[str, Any] = {}
-        for binding in self.inputs:
-            if binding.topic == ALL:
-                continue
-            if binding.policy == "all":
-                inputs[binding.declared] = self._values(self.pending_all[binding.topic])
+        for declared, topic, every in plan:
+            pending = pending_all[topic]
+            if every:
+                inputs[declared] = self._values(pending)
             else:
-                inputs[binding.declared] = self._latest_value(binding.topic)
-            self.pending_all[binding.topic].clear()
+                message = current[topic]
+                if message is None:
+                    inputs[declared] = None
+                else:
+                    try:
+                        inputs[declared] = message.value
+                    except codec.DecodeError:
+                        inputs[declared] = self._latest_value(topic)
+                    else:
+                        self.last_good[topic] = message
+            pending.clear()
         return inputs
 
     # Payloads are decoded lazily, so a message whose header was fine but whose payload is not

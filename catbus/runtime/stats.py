@@ -27,8 +27,11 @@ class NodeStats:
     first_step: float | None = None   # perf_counter at the start of the first step
     last_step: float = 0.0            # ... and at the end of the latest one
 
-    def record_step(self, seconds: float) -> None:
-        now = time.perf_counter()
+    def record_step(self, seconds: float, now: float | None = None) -> None:
+        """One step (or batch of handled messages) of ``seconds``, ending ``now`` (a
+        ``perf_counter`` reading; read here if not given)."""
+        if now is None:
+            now = time.perf_counter()
         if self.first_step is None:
             self.first_step = now - seconds
         self.last_step = now
