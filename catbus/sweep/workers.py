@@ -9,11 +9,13 @@ busy past the episode timeout is killed (SIGKILL, by pid). Killed or not, a work
 processes (stepped node processes) are waited for -- they get SIGTERM from their parent-death
 signal -- and SIGKILLed by pid if still there after a grace period; its folder is removed.
 
-Why forkserver: ``fork`` of the sweep process is unsafe once it has threads (tqdm's monitor,
-a user's notebook), and ``spawn`` imports numpy and catbus afresh in every worker, 0.5-1 s each:
-with short episodes that start-up was most of a sweep (2 jobs ran no faster than 1). The fork
-server is one clean process, started once with catbus preloaded, that forks each worker in
-milliseconds; the sweep stops it at the end if it started it.
+How workers start: ``spawn`` imports numpy and catbus afresh in every worker, 0.5-1 s each: with
+short episodes that start-up was most of a sweep (2 jobs ran no faster than 1). While the sweep
+process has no other thread (the command line, before any progress bar), a worker is forked
+from it: instant, and safe, since no other thread can hold a lock. Once it has threads (tqdm's
+monitor, a notebook's), workers come from a fork server instead: one clean process, started
+once with catbus preloaded, that forks each worker in milliseconds; the sweep stops it at the
+end if it started it.
 
 Workers ignore SIGINT (Ctrl-C on a terminal reaches the whole process group): the sweep stops
 them itself, by pid. A worker asks for SIGKILL if the sweep process dies (PR_SET_PDEATHSIG).
@@ -26,6 +28,7 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import wait
@@ -129,6 +132,7 @@ class WorkerPool:
         config["tempdir"] = str(self.root)
         self.ctx = multiprocessing.get_context("forkserver")
         self.ctx.set_forkserver_preload(["catbus.sweep.episode"])
+        self.fork_ctx = multiprocessing.get_context("fork")
         from multiprocessing import forkserver
 
         #: The fork server, and whether this pool started it (then close() stops it).
@@ -145,8 +149,9 @@ class WorkerPool:
     # -- workers ----------------------------------------------------------------------------------
     def _start_worker(self) -> Worker:
         tmpdir = Path(tempfile.mkdtemp(prefix="w", dir=self.root))
-        mine, theirs = self.ctx.Pipe(duplex=True)
-        process = self.ctx.Process(target=_worker_main, args=(theirs, str(tmpdir), os.getpid()),
+        ctx = self.fork_ctx if threading.active_count() == 1 else self.ctx
+        mine, theirs = ctx.Pipe(duplex=True)
+        process = ctx.Process(target=_worker_main, args=(theirs, str(tmpdir), os.getpid()),
                                    name="catbus-sweep-worker", daemon=True)
         process.start()
         theirs.close()
