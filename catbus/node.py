@@ -97,7 +97,8 @@ class Node:
     * ``seed``   -- the run seed (an int), for nodes that need a generator of their own kind;
     * ``rng``    -- ``numpy.random.Generator`` seeded from ``SeedSequence([seed, *name.encode()])``,
       so every node gets its own reproducible stream, the same in every mode and process;
-    * ``log``    -- a ``logging.Logger`` named ``catbus.node.<name>``.
+    * ``log``    -- a ``logging.Logger`` named ``catbus.node.<name>``; its records reach stderr as
+      ``[<name>] LEVEL message`` and the recording (``catbus/log``) at the run's ``--log-level``.
 
     Set by catbus before every ``step`` and ``on_message``:
 

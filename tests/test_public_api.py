@@ -27,7 +27,8 @@ EXPECTED_ALL = ["Node", "Input", "Param", "run", "start", "load", "RunResult", "
                 "Recording", "sweep", "CatbusError", "ConfigError", "NodeFailed", "RunTimeout",
                 "__version__"]
 RUN_PARAMETERS = ["launch", "mode", "seed", "steps", "duration", "max_steps", "overrides",
-                  "record", "remote", "bus", "remote_timeout", "progress", "deadline", "evaluate"]
+                  "record", "remote", "bus", "remote_timeout", "progress", "deadline", "evaluate",
+                  "log_level"]
 
 
 def talker_launch(**top) -> dict:

@@ -50,6 +50,21 @@ def interrupt_exit_code(signum: int | None = None) -> int:
     return 128 + int(signum)
 
 
+def _log_level_type(value: str) -> str:
+    from catbus.runtime.logs import argparse_level
+
+    return argparse_level(value)
+
+
+def _add_log_level(parser: argparse.ArgumentParser, default: str | None) -> None:
+    said = (f"default {default}" if default else
+            "default: the run's level, which `catbus launch --log-level` sets, else INFO")
+    parser.add_argument("--log-level", type=_log_level_type, default=default, metavar="LEVEL",
+                        help="DEBUG, INFO, WARNING or ERROR (any case): nodes' self.log records "
+                             "at this level and above go to stderr as `[NODE] LEVEL message` "
+                             f"and into the recording (catbus/log) ({said})")
+
+
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=MODES, help="how nodes run (default: the file's mode, "
                         "else parallel)")
@@ -113,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "running 5 s (at most S) after the run's end")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _add_log_level(p, "INFO")
     p.add_argument("--foxglove", nargs="?", type=int, const=8765, default=None, metavar="PORT",
                    help="also serve every topic to the Foxglove app on ws://127.0.0.1:PORT "
                         "(default 8765; needs catbus[foxglove]; not in inline mode)")
@@ -140,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "current folder, then the installed packages); the launcher passes its run's "
                    "import path this way: the launch file's pythonpath folders, its folder, "
                    "its current folder")
+    _add_log_level(p, None)
     p.set_defaults(func=cmd_node)
 
     p = commands.add_parser(
@@ -238,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="as for launch (default 30)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _add_log_level(p, "WARNING")
     p.add_argument("--cluster", metavar="tcp://HOST:PORT", default=None,
                    help="run the episodes on this Dask distributed scheduler's workers "
                    "(pip install 'catbus[dask]'); no scheduler within 10 s: exit 1")
@@ -312,7 +330,8 @@ def cmd_launch(args: argparse.Namespace) -> int:
         from catbus.launch.launcher import Launcher
 
         launcher = Launcher(spec, progress=progress, deadline=args.deadline,
-                            remote_timeout=args.remote_timeout, announce=True)
+                            remote_timeout=args.remote_timeout, announce=True,
+                            log_level=args.log_level)
     bridge = None
     if args.foxglove is not None:
         if launcher is None:
@@ -325,7 +344,8 @@ def cmd_launch(args: argparse.Namespace) -> int:
         bridge = BridgeThread.for_launcher(launcher, spec, port=args.foxglove)
     try:
         result = execute(spec, progress=progress, deadline=args.deadline,
-                         remote_timeout=args.remote_timeout, launcher=launcher)
+                         remote_timeout=args.remote_timeout, launcher=launcher,
+                         log_level=args.log_level)
     finally:
         if bridge is not None:
             bridge.stop()
@@ -359,7 +379,7 @@ def cmd_node(args: argparse.Namespace) -> int:
 
     return run_node(args.target, name=args.name, bus=args.bus, run=args.run, params=args.param,
                     remaps=args.remap, period=args.period, advertise=args.advertise,
-                    timeout=args.timeout, paths=args.paths)
+                    timeout=args.timeout, paths=args.paths, log_level=args.log_level)
 
 
 def cmd_bus(args: argparse.Namespace) -> int:
@@ -432,7 +452,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                  out=args.out, record=args.record, steps=args.steps, fresh=args.fresh,
                  episode_timeout=args.episode_timeout, resume=args.resume,
                  progress=None if not args.no_progress else False, deadline=args.deadline,
-                 cluster=args.cluster)
+                 cluster=args.cluster, log_level=args.log_level)
     summary = summarize(rows, score_keys(rows, list(grid)))
     failed = [r for r in rows if r.get("status") != "ok"]
     if args.json:

@@ -124,7 +124,7 @@ def run_node(class_path: str, *, name: str, bus: str | None, run: str | None = N
              params: Sequence[str] = (),
              remaps: Sequence[str] = (), period: float | None = None,
              advertise: str | None = None, timeout: float = 10.0,
-             paths: Sequence[str] = ()) -> int:
+             paths: Sequence[str] = (), log_level: str | None = None) -> int:
     """Run one node until the run ends; returns the exit code.
 
     ``paths`` (``--path``) and the current folder go in front of ``sys.path`` before the class
@@ -150,7 +150,8 @@ def run_node(class_path: str, *, name: str, bus: str | None, run: str | None = N
         _check_advertise(advertise)
         runtime = _CliNodeRuntime(node_class, name, _find_bus(bus, run), class_path=class_path,
                               params=given, inputs=inputs, outputs=outputs, period=period,
-                              advertise=advertise, registry_timeout=timeout)
+                              advertise=advertise, registry_timeout=timeout,
+                              log_level=log_level)
         runtime.parent_pid = int(parent) if parent else None
         install_signal_handlers(runtime)
     except Interrupted as exc:

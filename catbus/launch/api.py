@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from catbus.errors import ConfigError
 from catbus.launch.launchfile import LaunchSpec, build_launch, load_launch
 from catbus.launch.result import RunResult
+from catbus.runtime.logs import check_level
 
 if TYPE_CHECKING:
     import threading
@@ -86,7 +87,7 @@ def run(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: str
         max_steps: int | None = None, overrides: Sequence[str] | Mapping[str, Any] = (),
         record: str | os.PathLike | bool | None = None, remote: Sequence[str] = (),
         bus: str | None = None, remote_timeout: float = 120.0, progress: bool | None = False,
-        deadline: float = 30.0, evaluate: bool = True) -> RunResult:
+        deadline: float = 30.0, evaluate: bool = True, log_level: str = "WARNING") -> RunResult:
     """Run a launch to its end (its steps or duration, the end of the episode, its
     ``max_steps`` bound, or Ctrl-C).
 
@@ -117,6 +118,10 @@ def run(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: str
         progress: Show a progress bar on stderr (``None``: only on a terminal).
         deadline: Seconds a stuck node is waited for before the run fails naming it.
         evaluate: Score the recording with the evaluator its environment names.
+        log_level: ``"DEBUG"``, ``"INFO"``, ``"WARNING"`` (default: a library call prints
+            only warnings and errors) or ``"ERROR"``, any case: the nodes' ``self.log`` records
+            at that level and above go to stderr as ``[NODE] LEVEL message`` and, when the run
+            records, onto the ``catbus/log`` channel. ``catbus launch`` defaults to INFO.
 
     Returns:
         A :class:`~catbus.launch.result.RunResult`: per-node statistics (``nodes``), ``wall_time``,
@@ -133,7 +138,7 @@ def run(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: str
                     max_steps=max_steps, overrides=overrides, record=record, remote=remote,
                     bus=bus)
     return execute(spec, progress=progress, deadline=deadline, remote_timeout=remote_timeout,
-                   evaluate=evaluate)
+                   evaluate=evaluate, log_level=check_level(log_level))
 
 
 def start(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: str | None = None,
@@ -141,7 +146,8 @@ def start(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: s
           max_steps: int | None = None, overrides: Sequence[str] | Mapping[str, Any] = (),
           record: str | os.PathLike | bool | None = None, remote: Sequence[str] = (),
           bus: str | None = None, remote_timeout: float = 120.0, progress: bool | None = False,
-          deadline: float = 30.0, evaluate: bool = True) -> RunHandle:
+          deadline: float = 30.0, evaluate: bool = True,
+          log_level: str = "WARNING") -> RunHandle:
     """Start a run in the background and return its handle at once.
 
     Takes the same arguments as :func:`run`. The launch is checked here, before anything starts;
@@ -158,7 +164,7 @@ def start(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: s
     Args:
         launch: As for :func:`run`.
         mode, seed, steps, duration, max_steps, overrides, record, remote, bus,
-            remote_timeout, progress, deadline, evaluate: As for :func:`run`.
+            remote_timeout, progress, deadline, evaluate, log_level: As for :func:`run`.
 
     Returns:
         A :class:`~catbus.launch.handle.RunHandle`: ``name``, ``mode``, ``bus``, ``done``,
@@ -174,7 +180,8 @@ def start(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: s
                     max_steps=max_steps, overrides=overrides, record=record, remote=remote,
                     bus=bus)
     return RunHandle._start(spec, progress=progress, deadline=deadline,
-                            remote_timeout=remote_timeout, evaluate=evaluate)
+                            remote_timeout=remote_timeout, evaluate=evaluate,
+                            log_level=check_level(log_level))
 
 
 def _checked(launch: Any, **options: Any) -> LaunchSpec:
@@ -191,23 +198,25 @@ def _checked(launch: Any, **options: Any) -> LaunchSpec:
 
 def execute(spec: LaunchSpec, *, progress: bool | None = False, deadline: float = 30.0,
             remote_timeout: float = 120.0, evaluate: bool = True, launcher: Any = None,
-            stop: threading.Event | None = None) -> RunResult:
+            stop: threading.Event | None = None, log_level: str | None = None) -> RunResult:
     """Run a checked spec to its end (what :func:`run` does after :func:`load`).
 
     ``launcher``: a :class:`~catbus.launch.launcher.Launcher` already built for ``spec``
     (parallel and stepped; :class:`~catbus.launch.handle.RunHandle` keeps it to stop the run).
     ``stop``: inline mode, an event that ends the run between two steps, as Ctrl-C would.
+    ``log_level``: as for :func:`run` (None: WARNING); a ``launcher`` given has its own.
     """
     if spec.mode == "inline":
         from catbus.launch.inline import run_inline
 
-        result = run_inline(spec, progress=progress, deadline=deadline, stop=stop)
+        result = run_inline(spec, progress=progress, deadline=deadline, stop=stop,
+                            log_level=log_level)
     else:
         if launcher is None:
             from catbus.launch.launcher import Launcher
 
             launcher = Launcher(spec, progress=progress, deadline=deadline,
-                                remote_timeout=remote_timeout)
+                                remote_timeout=remote_timeout, log_level=log_level)
         result = launcher.run()
     if evaluate and spec.record is not None and not result.interrupted:
         evaluated = _scores(spec.record)

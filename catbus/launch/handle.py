@@ -52,7 +52,8 @@ class RunHandle:
 
     @classmethod
     def _start(cls, spec: LaunchSpec, *, progress: bool | None = False, deadline: float = 30.0,
-               remote_timeout: float = 120.0, evaluate: bool = True) -> "RunHandle":
+               remote_timeout: float = 120.0, evaluate: bool = True,
+               log_level: str | None = None) -> "RunHandle":
         """Start a checked spec (see :func:`catbus.start`, which checks it first)."""
         launcher = None
         if spec.mode != "inline":
@@ -61,9 +62,9 @@ class RunHandle:
             # Built here, not in the thread: what it checks (the schedule) raises ConfigError
             # to the caller.
             launcher = Launcher(spec, progress=progress, deadline=deadline,
-                                remote_timeout=remote_timeout)
+                                remote_timeout=remote_timeout, log_level=log_level)
         options = dict(progress=progress, deadline=deadline, remote_timeout=remote_timeout,
-                       evaluate=evaluate)
+                       evaluate=evaluate, log_level=log_level)
         handle = cls(spec, launcher=launcher, options=options)
         _running.add(handle)
         handle._thread.start()

@@ -28,6 +28,7 @@ from catbus.launch.launchfile import max_steps_reason
 from catbus.launch.result import RunResult, merge_reported
 from catbus.launch.runinfo import build_run_info, schedule_for
 from catbus.runtime.driver import NodeDriver, Publish
+from catbus.runtime.logs import install_terminal, uninstall_terminal
 from catbus.runtime.inbox import ALL, InputBinding, LocalMessage, Shared
 from catbus.runtime.simclock import sim_time_function
 from catbus.runtime.stepdeadline import StepDeadline, StepOverrun
@@ -39,12 +40,14 @@ class InlineRun:
     """One inline run of a launch spec."""
 
     def __init__(self, spec: LaunchSpec, *, progress: bool | None = None,
-                 deadline: float | None = None, stop: threading.Event | None = None) -> None:
+                 deadline: float | None = None, stop: threading.Event | None = None,
+                 log_level: str | None = None) -> None:
         self.spec = spec
         self.stop = stop
         self.interrupted = False
         self.schedule = schedule_for(spec)
-        self.run_info = build_run_info(spec, self.schedule)
+        self.run_info = build_run_info(spec, self.schedule, log_level)
+        self.log_level = self.run_info["log_level"]
         order = {n.name: i for i, n in enumerate(spec.nodes)}
         self.sent = {n.name: 0 for n in spec.nodes}
         self.drivers: dict[str, NodeDriver] = {
@@ -69,10 +72,12 @@ class InlineRun:
         began = time.monotonic()
         end_reason = None
         set_up: list[NodeDriver] = []
+        terminal = install_terminal(self.log_level)
         try:
             for node in self.spec.nodes:
                 driver = self.drivers[node.name]
-                _guard(driver, "setup", driver.setup, node.params, self.spec.seed, self.run_info)
+                _guard(driver, "setup", driver.setup, node.params, self.spec.seed, self.run_info,
+                       self.log_level)
                 set_up.append(driver)
             try:
                 with self.watch:
@@ -80,9 +85,12 @@ class InlineRun:
             except StepOverrun as overrun:
                 raise NodeFailed(self._overrun_message(overrun)) from None
         finally:
-            for driver in reversed(set_up):
-                _guard(driver, "close", driver.close)
-            self.progress.close()
+            try:
+                for driver in reversed(set_up):
+                    _guard(driver, "close", driver.close)
+                self.progress.close()
+            finally:
+                uninstall_terminal(terminal)
         nodes = {name: dict(driver.summary(self.sent[name]), state="done")
                  for name, driver in self.drivers.items()}
         if end_reason is None and not self.interrupted and self.spec.bounded_by_max_steps:
@@ -254,9 +262,12 @@ class _ProgressView:
 
 
 def run_inline(spec: LaunchSpec, *, progress: bool | None = None,
-               deadline: float | None = None, stop: threading.Event | None = None) -> RunResult:
+               deadline: float | None = None, stop: threading.Event | None = None,
+               log_level: str | None = None) -> RunResult:
     """Run ``spec`` inline. ``deadline`` (seconds, None: none) bounds every step and message
     handler, like ``--deadline`` bounds a node process's silence (only when called in the main
     thread: see :mod:`catbus.runtime.stepdeadline`). ``stop``: once set, the run ends between
-    two steps as Ctrl-C ends it (the result says ``interrupted``)."""
-    return InlineRun(spec, progress=progress, deadline=deadline, stop=stop).run()
+    two steps as Ctrl-C ends it (the result says ``interrupted``). ``log_level``: the nodes'
+    logs at that level and above go to stderr and the recording (default WARNING)."""
+    return InlineRun(spec, progress=progress, deadline=deadline, stop=stop,
+                     log_level=log_level).run()

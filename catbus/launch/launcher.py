@@ -78,13 +78,15 @@ class Launcher:
 
     def __init__(self, spec: LaunchSpec, *, progress: bool | None = None, deadline: float = 30.0,
                  remote_timeout: float = 120.0, startup_timeout: float = 60.0,
-                 announce: bool = False) -> None:
+                 announce: bool = False, log_level: str | None = None) -> None:
         self.spec = spec
         #: ``catbus launch``: say on stderr which run this is (name, mode, bus) once it is bound,
         #: and that a finished recording is overwritten. Off for the Python API.
         self.announce = announce
         self.schedule = schedule_for(spec)
-        self.run_info = build_run_info(spec, self.schedule)
+        #: ``log_level`` (default WARNING, the Python API's) reaches every node process, also
+        #: remote ones, in ``run_info["log_level"]``.
+        self.run_info = build_run_info(spec, self.schedule, log_level)
         self.deadline = deadline
         self.remote_timeout = remote_timeout
         self.startup_timeout = startup_timeout

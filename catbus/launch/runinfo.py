@@ -47,8 +47,12 @@ def parallel_duration(spec: LaunchSpec) -> float | None:
     return (spec.steps if spec.steps is not None else spec.max_steps) * float(first)
 
 
-def build_run_info(spec: LaunchSpec, schedule: Schedule | None) -> dict[str, Any]:
-    """Metadata for built-in nodes (the recorder writes it into the MCAP file)."""
+def build_run_info(spec: LaunchSpec, schedule: Schedule | None,
+                   log_level: str | None = None) -> dict[str, Any]:
+    """Metadata for built-in nodes (the recorder writes it into the MCAP file), and the run's
+    ``log_level`` (node processes, also remote ones, log at it; see catbus.runtime.logs)."""
+    from catbus.runtime.logs import API_DEFAULT_LEVEL, check_level
+
     def declared(attr: str) -> list[str]:
         return sorted({value for n in spec.nodes if (value := getattr(n.node_class, attr, None))})
 
@@ -56,4 +60,5 @@ def build_run_info(spec: LaunchSpec, schedule: Schedule | None) -> dict[str, Any
             "base_tick_ns": schedule.base_tick_ns if schedule else None,
             "last_tick": schedule.last_tick if schedule else None,
             "versions": package_versions(), "evaluators": declared("evaluator"),
-            "plotters": declared("plotter"), "argv": sys.argv}
+            "plotters": declared("plotter"), "argv": sys.argv,
+            "log_level": check_level(log_level or API_DEFAULT_LEVEL)}

@@ -14,6 +14,8 @@ Foxglove reads ``json``, ``protobuf``, ``flatbuffer``, ``ros1`` and ``cdr`` mess
   ``"-Infinity"`` (the convention of protobuf's JSON mapping, which Foxglove also uses): JSON has
   no such numbers, and ``null`` would lose which one it was. Where one was seen, the schema allows
   ``["number", "string"]`` at that place. :func:`from_json` turns them back into floats;
+- ``catbus/log`` (the nodes' log records, already in Foxglove's ``Log`` shape) gets the schema
+  name ``foxglove.Log`` (:data:`FOXGLOVE_LOG_SCHEMA`), so Foxglove's Log panel shows it;
 - ``log_time``, ``publish_time`` and ``sequence`` are kept; every metadata record is copied;
 - scenes: a node class of the run may name a scene converter (class attribute
   ``foxglove_scene = "module:Factory"``, e.g. ``FlatEvadeEnv``). It is built with the node's name
@@ -40,11 +42,31 @@ import numpy as np
 from catbus.errors import CatbusError
 from catbus.recording.mcap_layout import MESSAGE_ENCODING
 from catbus.recording.reader import Recording
+from catbus.wire.protocol import LOG_TOPIC
 
 #: How NaN and the infinities are written (JSON has no such numbers).
 NONFINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 _NONFINITE_VALUES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+#: The ``catbus/log`` channel's schema: Foxglove's ``foxglove.Log`` as JSON (foxglove-sdk ships
+#: it only as protobuf), so Foxglove's Log panel lists the nodes' log records.
+FOXGLOVE_LOG_SCHEMA: dict[str, Any] = {
+    "$schema": JSON_SCHEMA_DIALECT, "title": "foxglove.Log",
+    "description": "A log message", "type": "object",
+    "properties": {
+        "timestamp": {"type": "object", "title": "time", "description": "Timestamp of log message",
+                      "properties": {"sec": {"type": "integer", "minimum": 0},
+                                     "nsec": {"type": "integer", "minimum": 0,
+                                              "maximum": 999999999}}},
+        "level": {"title": "foxglove.LogLevel", "description": "Log level",
+                  "oneOf": [{"title": t, "const": n} for n, t in enumerate(
+                      ("UNKNOWN", "DEBUG", "INFO", "WARNING", "ERROR", "FATAL"))]},
+        "message": {"type": "string", "description": "Log message"},
+        "name": {"type": "string", "description": "Process or node name"},
+        "file": {"type": "string", "description": "Filename"},
+        "line": {"type": "integer", "minimum": 0, "description": "Line number in the file"},
+    },
+}
 #: Class attribute a node class sets to name its scene converter (``"module:Factory"``).
 SCENE_ATTRIBUTE = "foxglove_scene"
 
@@ -296,8 +318,13 @@ def export(source: str | os.PathLike[str], out: str | os.PathLike[str], *, scene
         for name, values in _raw_metadata(recording):
             writer.add_metadata(name, values)
         for topic, builder in builders.items():
-            schema_id = writer.register_schema(name=topic, encoding="jsonschema",
-                                               data=_json_text(builder.schema(topic)).encode())
+            if topic == LOG_TOPIC:   # Foxglove's log panel reads channels of this schema
+                schema_id = writer.register_schema(name=FOXGLOVE_LOG_SCHEMA["title"],
+                                                   encoding="jsonschema",
+                                                   data=_json_text(FOXGLOVE_LOG_SCHEMA).encode())
+            else:
+                schema_id = writer.register_schema(name=topic, encoding="jsonschema",
+                                                   data=_json_text(builder.schema(topic)).encode())
             channel_ids[topic] = writer.register_channel(topic=topic, message_encoding="json",
                                                          schema_id=schema_id)
         import json as _json

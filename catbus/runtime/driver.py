@@ -27,7 +27,7 @@ from catbus.node import Node
 from catbus.runtime.inbox import Inbox, InputBinding, Received
 from catbus.runtime.stats import NodeStats
 from catbus.wire import codec
-from catbus.wire.protocol import SCORES_TOPIC
+from catbus.wire.protocol import LOG_TOPIC, SCORES_TOPIC
 
 _perf_counter = time.perf_counter
 
@@ -67,23 +67,49 @@ class NodeDriver:
         #: carries progress (parallel, inline). See :meth:`plan_carrying`.
         self._carry_needs: list[frozenset[str]] | None = None
         self._covered: dict[tuple, bool] = {}
+        #: The sim time of the current step or message (what a ``catbus/log`` message carries).
+        self.sim_time = 0.0
+        #: Between the first step (or message) and ``close()``: the node's logs are published.
+        self.running = False
+        self._log_publisher: Any = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     def setup(self, given_params: Mapping[str, Any] | None, seed: int,
-              run_info: Mapping[str, Any]) -> None:
+              run_info: Mapping[str, Any], log_level: str | None = None) -> None:
         """Validate the parameters (declared defaults merged under the given values), create
-        and bind the node, call its ``setup``."""
+        and bind the node, call its ``setup``. With ``log_level``, the node's log records at that
+        level and above are published on ``catbus/log`` while it runs (see
+        :mod:`catbus.runtime.logs`)."""
         params = params_mod.resolve(self.node_class.params, given_params, where=f"node {self.name}",
                                     prefix="params")
         node = self.node_class()
         node.bind(self.name, seed, self.period, dict(run_info))
         self.node = node
+        if log_level is not None:
+            from catbus.runtime.logs import LogPublisher
+
+            self._log_publisher = LogPublisher(self, log_level)
+            node.log.addHandler(self._log_publisher)
         node.setup(params)
 
     def close(self) -> None:
         """The node's ``close`` (if it was created): always called, also after a failure."""
-        if self.node is not None:
-            self.node.close()
+        self.running = False   # what close() logs goes to the terminal only
+        try:
+            if self.node is not None:
+                self.node.close()
+        finally:
+            if self._log_publisher is not None:
+                self.node.log.removeHandler(self._log_publisher)
+                self._log_publisher = None
+
+    def publish_log(self, record: Any) -> None:
+        """One log record of the node on ``catbus/log`` (``foxglove.Log`` shape), at the
+        node's current tick and sim time."""
+        from catbus.runtime.logs import log_message
+
+        self._send(LOG_TOPIC, log_message(record, self.name, self.sim_time), self.node.tick,
+                   self.sim_time, None)
 
     @property
     def end_requested(self) -> str | None:
@@ -120,6 +146,8 @@ class NodeDriver:
         node = self.node
         stats.state = f"stepping tick {tick}"
         node.tick = tick
+        self.sim_time = t
+        self.running = True
         began = _perf_counter()
         outputs = node.step(t, inputs)
         ended = _perf_counter()
@@ -141,10 +169,12 @@ class NodeDriver:
         node = self.node
         began = time.perf_counter()
         header = None
+        self.running = True
         if node.wants_raw:
             for message in messages:
                 header = message.header
                 node.tick = header.tick
+                self.sim_time = header.sim_time
                 node.on_raw(message.topic, header, message.payload, message.buffers)
         else:
             declared_of = self.inbox.declared_of
@@ -156,6 +186,7 @@ class NodeDriver:
                     continue
                 header = message.header
                 node.tick = header.tick
+                self.sim_time = header.sim_time
                 outputs = node.on_message(declared_of.get(message.topic, message.topic), value)
                 if node._scores_changed:
                     self._publish_scores(header.tick, header.sim_time)

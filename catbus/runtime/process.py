@@ -25,6 +25,7 @@ from catbus.runtime.driver import NodeDriver
 from catbus.runtime.inbox import InputBinding
 from catbus.runtime.link import ProcessLink, RegistryLost, Stopped
 from catbus.runtime.lockstep import final_through
+from catbus.runtime.logs import CLI_DEFAULT_LEVEL, check_level, install_terminal
 from catbus.runtime.loops import choose_loop
 from catbus.runtime.signals import Interrupted
 from catbus.runtime.stats import NodeStats
@@ -40,7 +41,8 @@ class NodeRuntime:
                  params: dict | None = None, inputs: list[InputBinding] | None = None,
                  outputs: list[tuple[str, str]] | None = None, period: float | None = None,
                  advertise: str | None = None,
-                 registry_timeout: float = DEFAULT_REGISTRY_TIMEOUT) -> None:
+                 registry_timeout: float = DEFAULT_REGISTRY_TIMEOUT,
+                 log_level: str | None = None) -> None:
         self.node_class = node_class
         self.name = name
         self.bus = bus
@@ -52,6 +54,8 @@ class NodeRuntime:
         self.period = period if period is not None else node_class.period
         self.advertise = advertise
         self.registry_timeout = registry_timeout
+        #: ``catbus node --log-level``: overrides the run's level (``run_info["log_level"]``).
+        self.log_level = log_level
         #: The launcher's pid for a node it started: if it changes, the launcher is gone.
         self.parent_pid: int | None = None
         self.link: ProcessLink | None = None
@@ -72,7 +76,9 @@ class NodeRuntime:
         try:
             terms = self._join(link)
             where = "setup"
-            self.driver.setup(terms.params, terms.seed, terms.run_info)
+            level = self._log_level(terms)
+            install_terminal(level)
+            self.driver.setup(terms.params, terms.seed, terms.run_info, log_level=level)
             where = "connect"
             link.connect_and_wait_start()
             where = "step"
@@ -98,6 +104,15 @@ class NodeRuntime:
             code = self._finish(code)
             ctx.term()
         return code
+
+    def _log_level(self, terms: RunTerms) -> str:
+        """This node's log level: ``--log-level``, else the run's, else INFO."""
+        if self.log_level is not None:
+            return check_level(self.log_level, "--log-level")
+        try:
+            return check_level(terms.run_info.get("log_level") or CLI_DEFAULT_LEVEL)
+        except CatbusError:
+            return CLI_DEFAULT_LEVEL   # a registry of another catbus version: never fatal
 
     def interrupt(self, signum: int, frame: Any) -> None:
         """The SIGINT/SIGTERM handler. Every signal raises until the node is finishing (not

@@ -21,7 +21,7 @@ def sweep(launch: str | os.PathLike | Mapping[str, Any], seeds: Iterable[int] | 
           fresh: bool = False, episode_timeout: float | None = None, resume: bool = False,
           progress: bool | None = False, deadline: float = 30.0, evaluate: bool = True,
           on_row: Callable[[dict[str, Any]], None] | None = None,
-          cluster: Any = None) -> list[dict[str, Any]]:
+          cluster: Any = None, log_level: str = "WARNING") -> list[dict[str, Any]]:
     """Run the launch once per (setting, seed) of ``grid`` x ``seeds``; one row per episode.
 
     Each episode runs in a worker process (``jobs`` of them, default: the number of cores), with
@@ -52,6 +52,9 @@ def sweep(launch: str | os.PathLike | Mapping[str, Any], seeds: Iterable[int] | 
         cluster: Run the episodes on a Dask distributed cluster instead: a scheduler address
             (``"tcp://HOST:8786"``) or a ``distributed.Client`` (needs ``catbus[dask]``; ``jobs``
             is then the cluster's business). See :mod:`catbus.sweep.cluster`.
+        log_level: The nodes' ``self.log`` records at this level and above go to the workers'
+            stderr as ``[NODE] LEVEL message`` and into recordings (default ``"WARNING"``: a
+            sweep runs many episodes; any case).
 
     Returns:
         The rows (dicts), in grid order: ``setting`` (slug), one column per grid key, ``seed``,
@@ -68,6 +71,9 @@ def sweep(launch: str | os.PathLike | Mapping[str, Any], seeds: Iterable[int] | 
 
     if isinstance(launch, (str, os.PathLike)):
         launch = str(Path(launch).resolve())
+    from catbus.runtime.logs import check_level
+
+    level = check_level(log_level)
     settings = settings_of(grid)
     slugs = unique_slugs(settings)
     seed_list = list(seeds) if seeds is not None else None
@@ -99,7 +105,7 @@ def sweep(launch: str | os.PathLike | Mapping[str, Any], seeds: Iterable[int] | 
                      setting=setting, slug=slug, seed=seed, mode=spec.mode, steps=steps,
                      record=str(record_dir / slug / f"seed-{seed}.mcap") if record_dir else None,
                      score_record=record_dir is None and has_evaluator and evaluate,
-                     deadline=deadline, evaluate=evaluate,
+                     deadline=deadline, evaluate=evaluate, log_level=level,
                      extra={"fresh": bool(wants_own)})
              for i, (setting, slug) in enumerate(zip(settings, slugs))
              for j, seed in enumerate(seed_list)]

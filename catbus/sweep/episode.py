@@ -32,6 +32,7 @@ class Episode:
     score_record: bool = False        # no record asked for, but the environment has an evaluator
     deadline: float = 30.0
     evaluate: bool = True             # score the recording with the environment's evaluator
+    log_level: str = "WARNING"        # the nodes' logs at this level and above: stderr, recording
     extra: dict[str, Any] = field(default_factory=dict)
 
     def base_row(self) -> dict[str, Any]:
@@ -58,7 +59,8 @@ def run_episode(task: Episode) -> dict[str, Any]:
     try:
         result = run(task.launch, mode=task.mode, seed=task.seed, steps=task.steps,
                      overrides=task.setting, record=record, bus="ipc", progress=False,
-                     deadline=task.deadline, evaluate=task.evaluate)
+                     deadline=task.deadline, evaluate=task.evaluate,
+                     log_level=getattr(task, "log_level", "WARNING"))
         row.update(status="ok", exit_code=EXIT_OK, error=None)
         if result.interrupted:
             row.update(status="failed", exit_code=130, error="interrupted")

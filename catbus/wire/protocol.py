@@ -43,6 +43,10 @@ DROPS_TOPIC: Final = "catbus/drops"
 #: node's whole score set so far, published after a step that changed it; only the recorder
 #: reads it.
 SCORES_TOPIC: Final = "catbus/scores"
+#: A node's log record (``self.log``), in Foxglove's ``foxglove.Log`` shape: ``{timestamp:
+#: {sec, nsec}, level (1 DEBUG .. 5 FATAL), message, name (the node), file, line}``, at the
+#: node's current tick; only the recorder reads it.
+LOG_TOPIC: Final = "catbus/log"
 #: The byte after every topic name in a topic frame, so prefix matching is exact.
 TOPIC_TERMINATOR: Final = b"\0"
 
