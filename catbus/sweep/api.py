@@ -129,38 +129,27 @@ def sweep(launch: str | os.PathLike | Mapping[str, Any], seeds: Iterable[int] | 
         if on_row is not None:
             on_row(row)
 
-    if client is not None:
-        finished = False
-        try:
+    finished = False
+    pool = None
+    try:
+        if client is not None:
             dask_cluster.run(cluster, todo, collected, fresh=fresh, timeout=episode_timeout,
                              client=client)
-            finished = True
-        finally:
-            if bar is not None:
-                bar.close()
-            if finished:
-                rows = writer.finish(order)
-            else:
-                writer.close()   # every finished row is on disk already
-        return rows
+        else:
+            from catbus.sweep.workers import WorkerPool
 
-    from catbus.sweep.workers import WorkerPool
-
-    pool = WorkerPool(min(jobs or os.cpu_count() or 1, max(len(todo), 1)), fresh=fresh,
-                      timeout=episode_timeout)
-    finished = False
-    try:
-        pool.run(todo, collected)
+            pool = WorkerPool(min(jobs or os.cpu_count() or 1, max(len(todo), 1)), fresh=fresh,
+                              timeout=episode_timeout)
+            pool.run(todo, collected)
         finished = True
     finally:
-        pool.close(kill=not finished)
+        if pool is not None:
+            pool.close(kill=not finished)
         if bar is not None:
             bar.close()
-        if finished:
-            rows = writer.finish(order)
-        else:
+        if not finished:
             writer.close()   # every finished row is on disk already
-    return rows
+    return writer.finish(order)
 
 
 def _progress_bar(enabled: bool | None, total: int, initial: int) -> Any:
