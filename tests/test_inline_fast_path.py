@@ -1,4 +1,4 @@
-"""Inline delivers values without the bytes in between (``codec.local_copy``), yet a node still
+"""Inline delivers values without the bytes in between (``localcopy.local_copy``), yet a node still
 receives exactly what ``decode(encode(value))`` gives, as over the wire: tuples become lists,
 arrays are read-only copies (taken when published) with the received dtype, numpy scalars keep
 their dtype, and what one reader does to a received dict or list never reaches another reader."""
@@ -15,6 +15,7 @@ import catbus
 from catbus.errors import NodeFailed
 from catbus.node import Node
 from catbus.wire import codec
+from catbus.wire import localcopy
 
 
 def round_trip(value: Any) -> Any:
@@ -94,17 +95,17 @@ def _nest(depth: int) -> Any:
 @pytest.mark.parametrize("value", values(), ids=range(len(values())))
 def test_local_copy_is_the_codec_round_trip(value: Any) -> None:
     expected = round_trip(value)
-    got = codec.local_copy(value)
+    got = localcopy.local_copy(value)
     assert_identical(got, expected)
-    assert_identical(codec.local_fresh(got), expected)
-    codec.check_local(value)
+    assert_identical(localcopy.local_fresh(got), expected)
+    localcopy.check_local(value)
 
 
 @pytest.mark.parametrize("value", exotic(), ids=range(len(exotic())))
 def test_values_local_copy_does_not_handle_are_left_to_the_codec(value: Any) -> None:
-    with pytest.raises(codec.NotLocal):
-        codec.local_copy(value)
-    codec.check_local(value)   # valid for the codec: no error
+    with pytest.raises(localcopy.NotLocal):
+        localcopy.local_copy(value)
+    localcopy.check_local(value)   # valid for the codec: no error
 
 
 @pytest.mark.parametrize("bad", [
@@ -114,12 +115,12 @@ def test_check_local_raises_what_encoding_raises(bad: Any) -> None:
     with pytest.raises(Exception) as encoded:
         codec.encode_payload(bad)
     with pytest.raises(type(encoded.value)):
-        codec.check_local(bad)
+        localcopy.check_local(bad)
 
 
 def test_arrays_are_taken_when_published() -> None:
     array = np.zeros(3)
-    copy = codec.local_copy({"a": array})
+    copy = localcopy.local_copy({"a": array})
     array[:] = 7
     assert copy["a"].tolist() == [0.0, 0.0, 0.0]
 

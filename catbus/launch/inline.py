@@ -6,7 +6,7 @@ the same checks; only the ``publish`` callback differs, and a node cannot tell i
 inline: a reader receives exactly what the wire would give it, ``decode(encode(value))`` (tuples
 become lists, arrays read-only copies taken when published, numpy scalars keep their dtype, its
 own dicts and lists). Readers of raw frames (the recorder) get the codec's frames; the others get
-that value built directly, without the bytes in between (:func:`catbus.wire.codec.local_copy`),
+that value built directly, without the bytes in between (:func:`catbus.wire.localcopy.local_copy`),
 which made inline ~1.35x faster on flat_evade. Because steps run in (tick, launch order), "the
 newest message so far" is exactly what the schedule lets a node see.
 
@@ -33,7 +33,8 @@ from catbus.runtime.inbox import ALL, InputBinding, LocalMessage, Shared
 from catbus.runtime.simclock import sim_time_function
 from catbus.runtime.stepdeadline import StepDeadline, StepOverrun
 from catbus.wire import codec
-from catbus.wire.codec import NotLocal
+from catbus.wire import localcopy
+from catbus.wire.localcopy import NotLocal
 
 
 class InlineRun:
@@ -148,16 +149,16 @@ class InlineRun:
 
         Readers that want raw frames (the recorder) get the codec's frames, with the buffers
         copied as the wire copies them. Every other reader gets the value ``decode(encode(
-        value))`` would give, built directly by :func:`codec.local_copy` (no bytes in between:
+        value))`` would give, built directly by :func:`localcopy.local_copy` (no bytes in between:
         the codec round trip of ~40 small arrays per step was most of inline's overhead), once
         per message, each reader its own containers; values it does not handle go through the
-        codec as before. A message no one reads is still checked (:func:`codec.check_local`),
+        codec as before. A message no one reads is still checked (:func:`localcopy.check_local`),
         so an unsendable value fails the run as in every mode."""
         sent = self.sent
         routes: dict[str, _Route] = {}
         handle = self._handle
         wall_time = time.time
-        local_copy = codec.local_copy
+        local_copy = localcopy.local_copy
         Header = codec.Header
 
         def publish(topic: str, value: Any, tick: int, t: float, through: int | None) -> None:
@@ -176,7 +177,7 @@ class InlineRun:
                     if frames is None:
                         frames = _frames(topic, Header(name, number, tick, t, now), value)
             elif frames is None:
-                codec.check_local(value)
+                localcopy.check_local(value)
             route.seq = number + 1
             sent[name] += 1
             # In the readers' order (as before: the order reactive handlers run in, and so the

@@ -23,6 +23,7 @@ from typing import Any, Collection, Mapping, Sequence
 import msgpack
 
 from catbus.wire import codec
+from catbus.wire import localcopy
 from catbus.wire.protocol import EVERY_TOPIC, HELLO_PREFIX, PROGRESS_TOPIC
 
 #: The wildcard input topic (kept under its short name: the runtime compares against it often).
@@ -58,9 +59,9 @@ class Received:
 
 
 class Shared:
-    """The value of one in-process message (inline), built once by :func:`codec.local_copy`,
+    """The value of one in-process message (inline), built once by :func:`localcopy.local_copy`,
     and how many readers may still take it. Every reader but the last gets its own copy
-    (:func:`codec.local_fresh`); the last takes this one: no reader ever sees another's
+    (:func:`localcopy.local_fresh`); the last takes this one: no reader ever sees another's
     changes to a received dict or list."""
 
     __slots__ = ("value", "left")
@@ -73,7 +74,7 @@ class Shared:
 class LocalMessage:
     """A data message delivered in process (inline): what a :class:`Received` is to a reader,
     with the value already in decoded form (``decode(encode(value))``, see
-    :func:`codec.local_copy`) instead of frames to decode, and the header's fields kept as
+    :func:`localcopy.local_copy`) instead of frames to decode, and the header's fields kept as
     they are (its :class:`~catbus.wire.codec.Header` is built only if asked for). Nodes that
     want raw frames are given frames, never these."""
 
@@ -100,7 +101,7 @@ class LocalMessage:
         if not self._decoded:
             shared = self.shared
             shared.left -= 1
-            self._value = shared.value if shared.left <= 0 else codec.local_fresh(shared.value)
+            self._value = shared.value if shared.left <= 0 else localcopy.local_fresh(shared.value)
             self._decoded = True
             self.shared = None
         return self._value
