@@ -149,7 +149,9 @@ def catbus_throughput(cfg: Config, tmp: Path, res: Results, big: bool) -> None:
     src_out = tmp / f"src-{time.monotonic_ns()}.json"
     sink_out = tmp / f"sink-{time.monotonic_ns()}.json"
     launch = {
-        "name": "bench_throughput", "mode": "parallel",
+        # Source ends the episode after its n messages; the duration only bounds a run that
+        # goes wrong (without it, max_steps x Source's 1 us period would end it at 0.1 s).
+        "name": "bench_throughput", "mode": "parallel", "duration": RUN_TIMEOUT,
         "nodes": {
             "src": {"class": "bench.transport_nodes:Source",
                     "params": {"n": n, "big_bytes": cfg.big_bytes if big else 0,
