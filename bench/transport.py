@@ -24,7 +24,7 @@ that is the fast way), and the benchmark also checks that nothing is copied: on 
 runtime's send carries a frame that *is* the array's memory, with ``copy=False`` and above pyzmq's
 copy threshold (watched for that one send only); on the receiver, the decoded array is a view over
 the received ``zmq.Frame`` (``.base`` chain and ``np.shares_memory``) and is read-only, as
-DESIGN.md promises. Process start-up is never timed. Targets: small round trip <= 1.3x plain;
+docs/design.md promises. Process start-up is never timed. Targets: small round trip <= 1.3x plain;
 small throughput >= 0.8x plain; 1 MiB throughput >= 0.8x raw zero-copy, no copy.
 
     python bench/transport.py              # 5 repetitions (about 1-2 minutes)
@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
                "send_frame_over_copy_threshold")),
         ("catbus receiver: decoded 1 MiB array is a view over the zmq.Frame (no copy)",
          every(catbus_checks, "recv_view_of_zmq_frame")),
-        ("catbus receiver: decoded array is read-only (DESIGN.md: received arrays are read-only)",
+        ("catbus receiver: decoded array is read-only (docs/design.md: received arrays are read-only)",
          every(catbus_checks, "recv_read_only")),
         ("baseline: 1 MiB sent and received without a copy",
          every(base_checks, "send_frame_shares_array_memory", "recv_view_of_zmq_frame")),

@@ -1,4 +1,4 @@
-"""Stepped and inline modes: DESIGN.md's schedule, the determinism contract, failures."""
+"""Stepped and inline modes: the schedule (docs/design.md), the determinism contract, failures."""
 
 from __future__ import annotations
 
