@@ -4,6 +4,7 @@ and a catbus graph as a Gymnasium environment (catbus.gym)."""
 from __future__ import annotations
 
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -145,9 +146,72 @@ def test_run_end_is_reported() -> None:
     assert results[-1][4]["end_reason"] is None
 
 
-def test_stepped_mode_is_refused_clearly() -> None:
-    with pytest.raises(catbus.ConfigError, match="inline"):
-        make_env(mode="stepped")
+def test_unknown_mode_is_refused_clearly() -> None:
+    with pytest.raises(catbus.ConfigError, match="stepped"):
+        make_env(mode="parallel")
+
+
+def fixed_rollout(env, seed: int, steps: int) -> list[np.ndarray]:
+    """Observations of a rollout with fixed (not sampled) actions."""
+    observation, _ = env.reset(seed=seed)
+    observations = [observation]
+    for i in range(steps):
+        action = np.array([0.5 * np.cos(i / 3), 0.5 * np.sin(i / 5)], np.float32)
+        observation, _, terminated, truncated, _ = env.step(action)
+        observations.append(observation)
+        assert not terminated and not truncated
+    return observations
+
+
+def test_stepped_rollout_equals_inline(capfd: pytest.CaptureFixture[str]) -> None:
+    runs = {}
+    for mode in ("inline", "stepped"):
+        env = make_env(mode=mode)
+        try:
+            runs[mode] = fixed_rollout(env, seed=7, steps=20)
+            runs[mode + " again"] = fixed_rollout(env, seed=7, steps=20)   # a second episode
+        finally:
+            env.close()
+    for key in ("stepped", "stepped again", "inline again"):
+        assert len(runs[key]) == 21
+        assert all(np.array_equal(a, b) for a, b in zip(runs["inline"], runs[key])), key
+    # The launcher does not tell the user to start the agent: the env starts it.
+    assert "catbus node" not in capfd.readouterr().err
+
+
+def test_stepped_graph_lives_while_the_trainer_thinks() -> None:
+    """A trainer pausing twice the deadline: the stand-in heartbeats during the pause (else the
+    registry fails it after ``deadline`` without heartbeat) and says it awaits its controller
+    (else the stall check fails the run: no node completes a tick during the pause)."""
+    from catbus.wire.protocol import AWAITING_CONTROLLER_STATE
+
+    env = make_env(mode="stepped", deadline=1.5)
+    try:
+        env.reset(seed=1)
+        env.step(np.zeros(2, np.float32))
+        registry = env._handle._launcher.registry
+        time.sleep(3.0)                  # the trainer thinks
+        robot = registry.members["robot"]
+        assert robot.state == "running" and robot.activity == AWAITING_CONTROLLER_STATE
+        assert time.monotonic() - robot.last_seen < 1.0     # heartbeats flowed
+        for _ in range(3):
+            *_, info = env.step(np.zeros(2, np.float32))
+        assert env._handle.running and "human_distance" in info
+    finally:
+        env.close()
+
+
+def test_stepped_close_leaves_nothing(bus_sandbox) -> None:
+    env = make_env(mode="stepped")
+    env.reset(seed=0)
+    env.step(np.zeros(2, np.float32))
+    assert bus_sandbox.processes()             # the graph runs in its processes
+    env.close()
+    assert not _gym_threads()
+    assert not [t for t in threading.enumerate() if t.name.startswith("catbus-run-")]
+    assert not bus_sandbox.processes()
+    assert not bus_sandbox.run_folders()
+    env.close()                                # twice: harmless
 
 
 def test_gymnasium_make_registered_env() -> None:

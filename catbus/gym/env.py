@@ -9,6 +9,16 @@ queue and blocks until the trainer's action comes back through another; so the g
 exactly one agent period per :meth:`CatbusEnv.step`, on the inline schedule, and nothing in the
 graph can tell the agent is a trainer. :meth:`CatbusEnv.reset` stops the previous run (between two
 steps, as Ctrl-C would) and starts a new one with the episode's seed; it is cheap (no process).
+
+Stepped mode: the rest of the graph runs in its own processes (:func:`catbus.start`, stepped,
+with the agent as a remote node) and keeps running while the trainer thinks; the stand-in is a
+real process-mode node (:class:`~catbus.runtime.process.NodeRuntime`) run in a background thread
+of the trainer's process. While it waits for the action it keeps its control link alive in short
+slices (heartbeats, the registry's stop), so heartbeats never depend on the trainer's pace, and it
+reports :data:`~catbus.wire.protocol.AWAITING_CONTROLLER_STATE`: the registry's stall check
+(``deadline``) then leaves the run alone, since a trainer that thinks is not a stuck graph. The
+``deadline`` bounds what it bounds in any run: a node silent (no heartbeat) that long, a lockstep
+stuck on itself that long. Same seed, same actions: the same observations as inline.
 """
 
 from __future__ import annotations
@@ -32,10 +42,14 @@ from catbus.launch.launchfile import LaunchSpec, max_steps_reason
 from catbus.launch.nodelist import RECORDER_CLASS
 from catbus.launch.nodespec import TopicBinding
 from catbus.node import Node
+from catbus.wire.protocol import AWAITING_CONTROLLER_STATE, DEFAULT_DEADLINE
 
 #: Seconds the trainer waits for the graph to reach the agent's next step before failing (a node
 #: stuck in a step). Generous: the graph usually answers in microseconds.
 STEP_TIMEOUT = 120.0
+#: Stepped mode: the stand-in waits for the trainer's action in slices this long (seconds), and
+#: tends its control link between them (heartbeats, the registry's stop).
+ACTION_SLICE = 0.1
 
 _STOP = object()        # put on the action queue: the run is being stopped
 _episodes = itertools.count()
@@ -55,6 +69,7 @@ class _StandIn(Node):
     _channel: _Channel
     _topics: dict[str, str]          # declared input -> topic
     _declared_out: dict[str, str]    # output topic -> declared
+    _runtime: Any = None             # stepped: the NodeRuntime running this node
 
     def setup(self, params: dict[str, Any]) -> None:
         pass
@@ -62,10 +77,29 @@ class _StandIn(Node):
     def step(self, t: float, inputs: dict[str, Any]) -> Optional[dict[str, Any]]:
         messages = {self._topics[name]: value for name, value in inputs.items()}
         self._channel.inputs.put(("step", self.tick, messages))
-        action = self._channel.actions.get()
+        runtime = self._runtime
+        if runtime is None:    # inline: nothing else to do while the trainer thinks
+            action = self._channel.actions.get()
+        else:
+            action = self._await_action(runtime.link)
         if action is _STOP:
             return None
         return {self._declared_out.get(topic, topic): value for topic, value in action.items()}
+
+    def _await_action(self, link: Any) -> Any:
+        """Stepped: wait for the trainer in short slices, tending the control link between them
+        (heartbeats go on at their pace; the registry's stop, or its silence, raises here and
+        ends the node as it would between steps)."""
+        stats = link.stats
+        before, stats.state = stats.state, AWAITING_CONTROLLER_STATE
+        try:
+            while True:
+                try:
+                    return self._channel.actions.get(timeout=ACTION_SLICE)
+                except queue.Empty:
+                    link.tend()
+        finally:
+            stats.state = before
 
 
 def _stand_in_class(agent: Any, extra: Sequence[str], channel: _Channel) -> type[Node]:
@@ -94,17 +128,19 @@ class CatbusEnv(gymnasium.Env):
     def __init__(self, launch: Any, agent: str, mapping: GymMapping | str, *, mode: str = "inline",
                  overrides: Sequence[str] | Mapping[str, Any] = (),
                  record: str | os.PathLike | bool | None = None, max_steps: int | None = None,
-                 steps: int | None = None) -> None:
-        if mode != "inline":
+                 steps: int | None = None, deadline: float = DEFAULT_DEADLINE) -> None:
+        if mode not in ("inline", "stepped"):
             raise ConfigError("catbus.gym", "mode",
-                              f"mode {mode!r} is not supported yet: catbus.gym runs the graph "
-                              f"inline (mode='inline'), in this process; stepped (the graph in "
-                              f"its processes while the trainer thinks) is planned")
+                              f"mode {mode!r} is not supported: use 'inline' (the graph in this "
+                              f"process) or 'stepped' (the graph in its processes, running "
+                              f"while the trainer thinks)")
+        self.mode = mode
+        self.deadline = float(deadline)
         # Checked now: a wrong launch, agent or override fails at make(), not at reset().
         template = record if isinstance(record, str) and "{" in record else None
         if template is not None:   # the recorder is attached now, its path set per episode
             record = template.format(seed=0, episode=0)
-        base = load(launch, mode="inline", overrides=overrides, record=record)
+        base = load(launch, mode=mode, overrides=overrides, record=record)
         self._base = base
         self._record = template
         if isinstance(mapping, str):
@@ -123,6 +159,7 @@ class CatbusEnv(gymnasium.Env):
         self._outputs = outputs
         self._thread: threading.Thread | None = None
         self._stop: threading.Event | None = None
+        self._handle: Any = None   # stepped: the RunHandle of the episode's run
         self._channel: _Channel | None = None
         self._previous: Optional[dict] = None
         self._last_obs: Any = None
@@ -157,7 +194,8 @@ class CatbusEnv(gymnasium.Env):
                     TopicBinding(topic, topic) for topic in self.mapping.topics
                     if topic not in {b.topic for b in node.inputs})
                 node = dataclasses.replace(node, node_class=stand_in, inputs=inputs,
-                                           class_path=f"{__name__}:{stand_in.__name__}")
+                                           class_path=f"{__name__}:{stand_in.__name__}",
+                                           remote=self.mode == "stepped")
             nodes.append(node)
         changes["nodes"] = tuple(nodes)
         self._channel = channel
@@ -165,6 +203,9 @@ class CatbusEnv(gymnasium.Env):
 
     def _start(self, seed: int) -> None:
         spec = self._episode_spec(seed)
+        if self.mode == "stepped":
+            self._start_stepped(spec)
+            return
         channel = self._channel
         stop = threading.Event()
 
@@ -180,13 +221,54 @@ class CatbusEnv(gymnasium.Env):
         self._thread = threading.Thread(target=main, name=f"catbus-gym-{spec.name}", daemon=True)
         self._thread.start()
 
+    def _start_stepped(self, spec: LaunchSpec) -> None:
+        """The graph in its processes, the stand-in a remote node run in a thread of ours."""
+        from catbus.launch.handle import RunHandle
+        from catbus.runtime.inbox import InputBinding
+        from catbus.runtime.process import NodeRuntime
+
+        channel = self._channel
+        node = spec.node(self.agent.name)
+        stand_in = node.node_class
+        # Checked like catbus.start checks it; the agent is remote: we start it ourselves below,
+        # so the launcher does not print the command that starts it.
+        handle = RunHandle._start(spec, progress=False, deadline=self.deadline, evaluate=False,
+                                  announce_remote=False)
+        self._handle = handle
+        runtime = NodeRuntime(
+            stand_in, node.name, handle.bus, class_path=node.class_path, params=dict(node.params),
+            inputs=[InputBinding(b.declared, b.topic, b.policy) for b in node.inputs],
+            outputs=[(b.declared, b.topic) for b in node.outputs], period=node.period)
+        stand_in._runtime = runtime
+
+        def main() -> None:
+            try:
+                if handle.bus is not None:
+                    runtime.run()
+                if runtime.driver is None:   # it never joined: do not wait remote_timeout
+                    handle.stop()
+                result = handle.wait()
+            except BaseException as error:   # handed to the trainer
+                channel.inputs.put(("error", error))
+            else:
+                channel.inputs.put(("end", result))
+
+        self._thread = threading.Thread(target=main, name=f"catbus-gym-{spec.name}", daemon=True)
+        self._thread.start()
+
     def _halt(self) -> None:
         """Stop the current run (if any) and wait for its thread."""
         thread, channel = self._thread, self._channel
+        handle, self._handle = self._handle, None
         if thread is None:
+            if handle is not None:     # the run ended; its thread has waited for it
+                handle.stop()
             return
-        assert self._stop is not None and channel is not None
-        self._stop.set()
+        assert channel is not None
+        if self._stop is not None:
+            self._stop.set()
+        if handle is not None:
+            handle.stop()
         channel.actions.put(_STOP)   # a stand-in waiting for an action returns at once
         thread.join()
         self._thread = None
@@ -205,11 +287,12 @@ class CatbusEnv(gymnasium.Env):
         except queue.Empty:
             raise RuntimeError(f"catbus.gym: the graph did not reach {self.agent.name}'s next "
                                f"step within {STEP_TIMEOUT:g} s (a node is stuck)") from None
-        if item[0] == "error":
+        if item[0] in ("error", "end"):   # the run's thread has nothing left to do
+            if self._thread is not None:
+                self._thread.join()
             self._thread, self._over = None, True
-            raise item[1]
-        if item[0] == "end":
-            self._thread, self._over = None, True
+            if item[0] == "error":
+                raise item[1]
             self.result = item[1]
         return item
 
@@ -294,7 +377,7 @@ def _import_mapping(path: str, spec: LaunchSpec) -> GymMapping:
 def make(launch: Any, agent: str, mapping: GymMapping | str, *, mode: str = "inline",
          overrides: Sequence[str] | Mapping[str, Any] = (),
          record: str | os.PathLike | bool | None = None, max_steps: int | None = None,
-         steps: int | None = None) -> CatbusEnv:
+         steps: int | None = None, deadline: float = DEFAULT_DEADLINE) -> CatbusEnv:
     """One agent of a catbus launch as a ``gymnasium.Env``.
 
     Args:
@@ -302,7 +385,11 @@ def make(launch: Any, agent: str, mapping: GymMapping | str, *, mode: str = "inl
         agent: The node the trainer replaces (it must be periodic).
         mapping: A :class:`~catbus.gym.mapping.GymMapping`, or ``"module:attr"`` naming one (or
             a function returning one), imported with the launch's import path.
-        mode: ``"inline"`` (the only one so far).
+        mode: ``"inline"``: the graph runs in this process, one agent period per
+            :meth:`~CatbusEnv.step`, only while ``step()`` runs. ``"stepped"``: the rest of the
+            graph runs in its own processes (as ``catbus launch --mode stepped``) and keeps
+            running (heartbeats and all) while the trainer thinks; the same seed and actions
+            give the same observations as inline.
         overrides: Parameter overrides, as for :func:`catbus.run`.
         record: As for :func:`catbus.run` (None keeps the launch's; False: none). A path with
             ``{episode}`` and/or ``{seed}`` gives each episode its own file; a fixed path is
@@ -310,9 +397,13 @@ def make(launch: Any, agent: str, mapping: GymMapping | str, *, mode: str = "inl
         max_steps: Truncate after this many steps (default: the mapping's ``max_steps``); the
             run is then not bounded by the launch's ``steps``.
         steps: Bound each episode's run to this many periods of the first periodic node instead.
+        deadline: Stepped: as for :func:`catbus.run` (seconds a node may go without heartbeat,
+            or the lockstep without progress, before the run fails). The trainer's thinking
+            time is not bounded by it: the stand-in heartbeats while it waits and reports that
+            it awaits its controller, which the stall check leaves alone.
     """
     return CatbusEnv(launch, agent, mapping, mode=mode, overrides=overrides, record=record,
-                     max_steps=max_steps, steps=steps)
+                     max_steps=max_steps, steps=steps, deadline=deadline)
 
 
 __all__ = ["CatbusEnv", "make"]

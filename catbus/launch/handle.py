@@ -53,8 +53,10 @@ class RunHandle:
     @classmethod
     def _start(cls, spec: LaunchSpec, *, progress: bool | None = False, deadline: float = 30.0,
                remote_timeout: float = 120.0, evaluate: bool = True,
-               log_level: str | None = None) -> "RunHandle":
-        """Start a checked spec (see :func:`catbus.start`, which checks it first)."""
+               log_level: str | None = None, announce_remote: bool = True) -> "RunHandle":
+        """Start a checked spec (see :func:`catbus.start`, which checks it first).
+        ``announce_remote=False``: do not print the remote nodes' commands (a caller that
+        starts them itself)."""
         launcher = None
         if spec.mode != "inline":
             from catbus.launch.launcher import Launcher
@@ -62,7 +64,8 @@ class RunHandle:
             # Built here, not in the thread: what it checks (the schedule) raises ConfigError
             # to the caller.
             launcher = Launcher(spec, progress=progress, deadline=deadline,
-                                remote_timeout=remote_timeout, log_level=log_level)
+                                remote_timeout=remote_timeout, log_level=log_level,
+                                announce_remote=announce_remote)
         options = dict(progress=progress, deadline=deadline, remote_timeout=remote_timeout,
                        evaluate=evaluate, log_level=log_level)
         handle = cls(spec, launcher=launcher, options=options)

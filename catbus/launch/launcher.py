@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 import zmq
 
-from catbus.wire.protocol import CLOSING_STATE, HEARTBEAT_INTERVAL
+from catbus.wire.protocol import AWAITING_CONTROLLER_STATE, CLOSING_STATE, HEARTBEAT_INTERVAL
 from catbus.runtime.dataplane import reachable_bus
 from catbus.errors import ConfigError, NodeFailed, RunTimeout
 from catbus.launch.imports import python_command
@@ -78,8 +78,12 @@ class Launcher:
 
     def __init__(self, spec: LaunchSpec, *, progress: bool | None = None, deadline: float = 30.0,
                  remote_timeout: float = 120.0, startup_timeout: float = 60.0,
-                 announce: bool = False, log_level: str | None = None) -> None:
+                 announce: bool = False, log_level: str | None = None,
+                 announce_remote: bool = True) -> None:
         self.spec = spec
+        #: Print on stderr the ``catbus node`` command of each remote node before waiting for
+        #: them (off for a remote node the caller starts itself: ``catbus.gym``).
+        self.announce_remote = announce_remote
         #: ``catbus launch``: say on stderr which run this is (name, mode, bus) once it is bound,
         #: and that a finished recording is overwritten. Off for the Python API.
         self.announce = announce
@@ -234,7 +238,7 @@ class Launcher:
 
     def _announce_remote(self, registry: Registry) -> None:
         """Tell the user, before waiting, what to type on the other host."""
-        commands = self.remote_commands(registry)
+        commands = self.remote_commands(registry) if self.announce_remote else []
         if not commands:
             return
         where = ("on its host" if registry.endpoint.startswith("tcp://") else
@@ -279,7 +283,8 @@ class Launcher:
         if now < end[0] + grace:
             return
         stuck = [m for m in registry.running()
-                 if m.activity != CLOSING_STATE and m.state in ("ready", "running")]
+                 if m.activity not in (CLOSING_STATE, AWAITING_CONTROLLER_STATE)
+                 and m.state in ("ready", "running")]
         silent = [m for m in stuck if now - m.last_seen > 2 * HEARTBEAT_INTERVAL]
         names = {m.name for m in stuck}
         for member in silent + [m for m in stuck if m not in silent]:

@@ -19,7 +19,8 @@ import zmq
 
 from catbus.runtime.lockstep import Position, stalled_on
 from catbus.wire import messages as msg
-from catbus.wire.protocol import EVERY_TOPIC, HEARTBEAT_INTERVAL, PROTOCOL_VERSION
+from catbus.wire.protocol import AWAITING_CONTROLLER_STATE, EVERY_TOPIC, HEARTBEAT_INTERVAL, \
+    PROTOCOL_VERSION
 
 
 @dataclass
@@ -317,6 +318,11 @@ class Registry:
             return None
         running = [m for m in self.members.values() if m.state == "running"]
         positions = tuple((m.name, m.tick, m.steps) for m in running)
+        if any(m.activity == AWAITING_CONTROLLER_STATE for m in running):
+            # A node waits (heartbeating) for its controller, e.g. a catbus.gym trainer: the
+            # graph is not stuck on itself; the stall clock restarts when the node moves on.
+            self._positions, self._moved_at = positions, now
+            return None
         if positions != self._positions:
             self._positions, self._moved_at = positions, now
             return None

@@ -25,7 +25,8 @@ from catbus.runtime.driver import NodeDriver
 from catbus.runtime.inbox import InputBinding
 from catbus.runtime.link import ProcessLink, RegistryLost, Stopped
 from catbus.runtime.lockstep import final_through
-from catbus.runtime.logs import CLI_DEFAULT_LEVEL, check_level, install_terminal
+from catbus.runtime.logs import CLI_DEFAULT_LEVEL, check_level, install_terminal, \
+    uninstall_terminal
 from catbus.runtime.loops import choose_loop
 from catbus.runtime.signals import Interrupted
 from catbus.runtime.stats import NodeStats
@@ -73,11 +74,14 @@ class NodeRuntime:
                                        parent_pid=self.parent_pid)
         code = 0
         where = "startup"
+        terminal = None
         try:
             terms = self._join(link)
             where = "setup"
             level = self._log_level(terms)
-            install_terminal(level)
+            # Undone at the end: a node run in a thread of a longer-lived process (catbus.gym's
+            # stand-in) must not leave its handler behind, one per episode.
+            terminal = install_terminal(level)
             self.driver.setup(terms.params, terms.seed, terms.run_info, log_level=level)
             where = "connect"
             link.connect_and_wait_start()
@@ -103,6 +107,8 @@ class NodeRuntime:
         finally:
             code = self._finish(code)
             ctx.term()
+            if terminal is not None:
+                uninstall_terminal(terminal)
         return code
 
     def _log_level(self, terms: RunTerms) -> str:

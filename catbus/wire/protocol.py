@@ -65,6 +65,11 @@ DEFAULT_REGISTRY_TIMEOUT: Final = 10.0
 DEFAULT_DEADLINE: Final = 30.0
 #: A node's heartbeat ``state`` once it has left its run loop and runs ``close()``.
 CLOSING_STATE: Final = "closing"
+#: A node's heartbeat ``state`` while its step waits, alive, for a decision from outside the graph
+#: (``catbus.gym``: the trainer's action). The registry's stall check and the launcher's end
+#: grace leave such a node alone: the wait is the controller's pace, not a stuck run; the
+#: heartbeat deadline still applies.
+AWAITING_CONTROLLER_STATE: Final = "awaiting its controller"
 #: Stepped mode: how many ticks a publisher may run ahead of its slowest subscriber.
 WINDOW: Final = 8
 
@@ -124,7 +129,7 @@ def hello_topic(name: str) -> str:
 __all__ = [
     "PROTOCOL_VERSION", "HEADER_VERSION", "HEADER_FIELDS", "EVERY_TOPIC", "RESERVED_PREFIX",
     "PROGRESS_TOPIC", "HELLO_PREFIX", "DROPS_TOPIC", "TOPIC_TERMINATOR", "MODES", "POLICIES",
-    "HEARTBEAT_INTERVAL", "DEFAULT_REGISTRY_TIMEOUT", "DEFAULT_DEADLINE", "CLOSING_STATE",
+    "HEARTBEAT_INTERVAL", "DEFAULT_REGISTRY_TIMEOUT", "DEFAULT_DEADLINE", "CLOSING_STATE", "AWAITING_CONTROLLER_STATE",
     "WINDOW", "Op", "EXT_NDARRAY", "EXT_NPSCALAR", "EXT_NDARRAY_INLINE", "INLINE_MAX_BYTES",
     "TCP_ADDRESS", "bus_address_problem", "hello_topic",
 ]
