@@ -166,9 +166,8 @@ class Inbox:
     def add_frames(self, frames: Sequence[Any]) -> Received | None:
         """Take one multipart message (zmq.Frame objects or bytes). Returns the data message, or
         None for progress, malformed frames and topics we did not ask for."""
-        # Runs once per message on every receiver, so the sequence-gap count is written out
-        # here and _buffer is called only for frames that are not bytes already (receive_frames
-        # hands over the envelope as bytes).
+        # Runs once per message on every receiver: _buffer is called only for frames that are
+        # not bytes already (receive_frames hands over the envelope as bytes).
         try:
             first = frames[0]
             topic, header, payload = _open_envelope(
@@ -184,34 +183,20 @@ class Inbox:
             return None
         buffers = [_buffer(frame) for frame in frames[1:]] if len(frames) > 1 else []
         message = Received(topic, header, payload, buffers)
-        publisher = header.publisher
-        seq = header.seq
-        key = (publisher, topic)
-        previous = self.last_seq.get(key)
-        if previous is not None and seq > previous + 1:
-            self.dropped += seq - previous - 1
-        self.last_seq[key] = seq
         through = header.through
         if through is not None:
-            self._carry(publisher, topic, through)
-        self.received += 1
-        if self.in_order:
-            if not (self.wildcard or topic in self.queues):
-                return None
-            rank = self.order.get(publisher, len(self.order))
-            self.raw.append((header.tick, rank, seq, message))
-        elif topic in self.queues:
-            self.queues[topic].append((header.tick, message))
-        else:
-            return None
-        return message
+            self._carry(header.publisher, topic, through)
+        return message if self._file(message, topic, header.publisher, header.seq,
+                                     header.tick) else None
 
     def add_local(self, message: LocalMessage) -> None:
         """Take one in-process data message (inline): :meth:`add_frames` without the frames
         (and without ``through``: inline messages carry no progress)."""
-        topic = message.topic
-        publisher = message.publisher
-        seq = message.seq
+        self._file(message, message.topic, message.publisher, message.seq, message.tick)
+
+    def _file(self, message: Any, topic: str, publisher: str, seq: int, tick: int) -> bool:
+        """Count a data message (and any gap in its publisher's sequence before it) and queue
+        it where a step or the in-order delivery will take it; False if no input reads it."""
         key = (publisher, topic)
         previous = self.last_seq.get(key)
         if previous is not None and seq > previous + 1:
@@ -219,11 +204,14 @@ class Inbox:
         self.last_seq[key] = seq
         self.received += 1
         if self.in_order:
-            if self.wildcard or topic in self.queues:
-                self.raw.append((message.tick, self.order.get(publisher, len(self.order)), seq,
-                                 message))
+            if not (self.wildcard or topic in self.queues):
+                return False
+            self.raw.append((tick, self.order.get(publisher, len(self.order)), seq, message))
         elif topic in self.queues:
-            self.queues[topic].append((message.tick, message))
+            self.queues[topic].append((tick, message))
+        else:
+            return False
+        return True
 
     def _add_progress(self, payload: Any) -> None:
         name, _tick, through, end, final, _counts = msgpack.unpackb(payload)
