@@ -208,6 +208,25 @@ class Node:
     def declared_inputs(cls) -> list[Input]:
         return [item if isinstance(item, Input) else Input(item) for item in cls.inputs]
 
+    @classmethod
+    def declared_outputs(cls, params: Mapping[str, Any]) -> Sequence[str]:
+        """The outputs of an instance with these validated ``params``; default ``cls.outputs``.
+
+        Why a hook: a few nodes publish topics that only their parameters name (the replay
+        player, :class:`catbus.play.Player`, publishes the recorded topics of its ``file``).
+        The launch checks call it with the node's final parameters, so remaps, the
+        one-publisher rule and the lockstep graph use the result like a class attribute. To
+        refuse parameters, raise ``ConfigError("", "param.path", "what is wrong")``: the launch
+        adds the file and ``nodes.NAME.params``.
+        """
+        return cls.outputs
+
+    @classmethod
+    def declared_period(cls, params: Mapping[str, Any]) -> float | None:
+        """The period when the launch file gives none; default ``cls.period``. A hook for the
+        same reason as :meth:`declared_outputs` (the player steps at its recorded period)."""
+        return cls.period
+
     def bind(self, name: str, seed: int, period: float | None, run_info: dict[str, Any]) -> None:
         """Give the node its identity before ``setup``; called by every runner the same way."""
         self.name = name

@@ -38,7 +38,7 @@ import numpy as np
 import zmq
 
 # -- protocol constants (docs/protocol.md, "Constants") ---------------------------------------------
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 HEADER_VERSION = 3
 WINDOW = 8
 HEARTBEAT_INTERVAL = 0.5
@@ -275,6 +275,7 @@ class RawNode:
         self.graph: list[dict] | None = None
         self.graph_complete = False
         self.started: float | None = None
+        self.last_progress = (-1, -1)   # (tick, through) of our last progress
         self.end_tick: int | None = None      # from the registry's ``end``
         self.stop_reason: str | None = None
         self.peers: dict[str, PeerState] = {}
@@ -431,7 +432,15 @@ class RawNode:
             if event[:1] == b"\x01" and event.endswith(b"\0"):
                 topic = event[1:-1].decode(errors="replace")
                 if topic.startswith(HELLO_PREFIX):
-                    self.hellos.add(topic[len(HELLO_PREFIX):])
+                    name = topic[len(HELLO_PREFIX):]
+                    self.hellos.add(name)
+                    if self.started is not None:
+                        # A neighbour (re)subscribed mid-run (a replacement, a restart): answer
+                        # with our last progress and how far we heard from it. (A full node also
+                        # sends its retained messages again; this one keeps none.)
+                        tick, through = self.last_progress
+                        heard = self.peers[name].through if name in self.peers else -1
+                        self.publish_progress(tick, through, None, False, heard={name: heard})
 
     def connect_and_wait_start(self) -> None:
         ready_sent = False
@@ -509,10 +518,18 @@ class RawNode:
             self.pub.send_multipart([envelope(topic, header, payload), *buffers])
             self.sent += 1
             published.add(topic)
+            if through is not None and through > self.last_progress[1]:
+                self.last_progress = (tick, through)
         return published
 
-    def publish_progress(self, tick: int, through: int, end: int | None, final: bool) -> None:
-        payload = msgpack.packb([self.name, tick, through, end, final, dict(self.seq)])
+    def publish_progress(self, tick: int, through: int, end: int | None, final: bool,
+                         heard: dict[str, int] | None = None) -> None:
+        fields = [self.name, tick, through, end, final, dict(self.seq)]
+        if heard is not None:
+            fields.append(heard)
+        else:
+            self.last_progress = (tick, max(through, self.last_progress[1]))
+        payload = msgpack.packb(fields)
         header = msgpack.packb([HEADER_VERSION, self.name, self.incarnation, 0, tick, 0.0,
                                 time.time(), None])
         self.pub.send(envelope(PROGRESS_TOPIC, header, payload))

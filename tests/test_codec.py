@@ -416,7 +416,10 @@ def test_malformed_frames_raise_decode_error(label: str, frames: list, early: bo
 def test_inbox_counts_malformed_frames_without_raising(label: str, frames: list, early: bool,
                                                        policy: str) -> None:
     inbox = Inbox([InputBinding("x", "t/x", policy)], {"pub": 0})
-    good = codec.encode_message("t/x", HEADER, {"n": 1})
+    # The good message comes first, with an earlier sequence number than the bad one's (a
+    # message with a number the inbox has had is a copy, dropped unread).
+    earlier = codec.Header("pub", HEADER.seq - 1, 3, 0.25, 1234.5, None, 2)
+    good = codec.encode_message("t/x", earlier, {"n": 1})
     assert inbox.add_frames(good) is not None
     kept = inbox.add_frames(frames)
     assert (kept is None) == early

@@ -28,7 +28,7 @@ EXPECTED_ALL = ["Node", "Input", "Param", "run", "start", "load", "RunResult", "
                 "__version__"]
 RUN_PARAMETERS = ["launch", "mode", "seed", "steps", "duration", "max_steps", "overrides",
                   "record", "remote", "bus", "remote_timeout", "progress", "deadline", "evaluate",
-                  "log_level"]
+                  "log_level", "pace"]
 
 
 def talker_launch(**top) -> dict:

@@ -38,7 +38,7 @@ from catbus.runtime.dataplane import data_endpoint_for, host_address, interface_
 from catbus.errors import RunTimeout
 from catbus.launch.launcher import Launcher
 from catbus.recording.verify import first_difference
-from tests.conftest import ROOT, alive
+from tests.conftest import ROOT, alive, wait_until
 
 pytestmark = pytest.mark.usefixtures("bus_sandbox")
 
@@ -407,3 +407,91 @@ def test_a_bus_address_not_on_this_host_is_a_one_line_error(tmp_path: Path) -> N
     assert done.stderr.count("\n") == 1 and "bus: the registry cannot bind" in done.stderr, \
         done.stderr
     assert not (tmp_path / "probe.json").exists()
+
+
+@pytest.mark.timeout(90)
+def test_a_node_moves_to_another_host_by_hot_swap(two_hosts: TwoHosts, tmp_path: Path) -> None:
+    """A stepped run on host A; mid-run ``catbus node ... --replace`` on host B takes the place of
+    A's counter (its count handed over by snapshot/restore): no tick lost or repeated, the
+    count goes on, and the replacement's values (offset 500) come from B's process."""
+    launch = write_launch(tmp_path, {
+        "name": "moving", "bus": two_hosts.bus, "nodes": {
+            "source": {"class": "tests.swap_nodes:Counter"},
+            "sink": {"class": "tests.swap_nodes:Echo", "remap": {"~/in": "source/count"}}}})
+    record = tmp_path / "moving.mcap"
+    launcher = two_hosts.a.start(["launch", str(launch), "--mode", "stepped", "--steps", "600",
+                                  "--pace", "2", "--record", str(record), "--no-progress"],
+                                 tmp_path / "launch")
+    replacement = None
+    try:
+        probe = ("from catbus.cli.introspect import query_graph\n"
+                 f"g = query_graph({two_hosts.bus!r}, timeout=2)\n"
+                 "print(g['started'] and min(n['tick'] for n in g['nodes']) >= 20)")
+        wait_until(lambda: two_hosts.a.python(probe) == "True", 30, interval=0.2,
+                   what="the run on host A to be at tick 20")
+        replacement = two_hosts.b.start(
+            ["node", "tests.swap_nodes:Counter", "--name", "source", "--bus", two_hosts.bus,
+             "--replace", "--param", "offset=500", "--advertise", ADDR_B], tmp_path / "node")
+        for proc in (launcher, replacement):
+            proc.process.wait(timeout=60)
+    finally:
+        for proc in (replacement, launcher):
+            if proc is not None:
+                proc.stop()
+    assert launcher.process.returncode == 0, launcher.output()
+    assert replacement.process.returncode == 0, replacement.output()
+    from catbus.recording.reader import Recording
+
+    counts = [m.value for m in Recording(record).messages("source/count")]
+    assert [c["tick"] for c in counts] == list(range(601))
+    assert [c["count"] for c in counts] == list(range(1, 602))
+    [event] = [m.value for m in Recording(record).messages("catbus/swap")]
+    assert event["new"]["pid"] == replacement.process.pid and event["state"] == "restored"
+    tick = event["tick"]
+    assert all(c["value"] == c["count"] for c in counts[:tick])
+    assert all(c["value"] == c["count"] + 500 for c in counts[tick:])
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("mode", ["stepped", "parallel"])
+def test_only_starts_this_hosts_share_of_a_launch_file(two_hosts: TwoHosts, tmp_path: Path,
+                                                       mode: str) -> None:
+    """The same launch file on both hosts: host A owns the run (probe remote), host B runs
+    `catbus launch FILE --only probe --bus tcp://A:PORT`; the probe gets its parameters and the
+    seed from A's registry. Stepped: the recording equals inline's."""
+    launch = write_launch(tmp_path, graph(tmp_path, two_hosts.bus, duration=0.3))
+    record = tmp_path / f"{mode}.mcap"
+    owner = two_hosts.a.start(["launch", str(launch), "--mode", mode, "--remote", "probe",
+                               "--set", "probe.gain=3", "--record", str(record),
+                               "--no-progress"], tmp_path / "owner")
+    share = two_hosts.b.start(["launch", str(launch), "--only", "probe", "--bus",
+                               two_hosts.bus], tmp_path / "share")
+    try:
+        for proc in (owner, share):
+            proc.process.wait(timeout=RUN_LIMIT)
+    finally:
+        for proc in (share, owner):
+            proc.stop()
+    assert owner.process.returncode == 0, owner.output()
+    assert share.process.returncode == 0, share.output()
+    assert "--only probe --bus" in owner.output()        # the owner said how
+    check_exchange(tmp_path, gain=3.0, seed=7, stepped=mode == "stepped")
+    if mode == "stepped":
+        inline = tmp_path / "inline.mcap"
+        catbus.run(launch, mode="inline", overrides=["probe.gain=3"], record=inline,
+                   evaluate=False)
+        assert first_difference(inline, record) is None
+
+
+@pytest.mark.timeout(30)
+def test_only_mistakes_are_one_line_errors(tmp_path: Path) -> None:
+    launch = write_launch(tmp_path, graph(tmp_path, "ipc"))
+    for args, expected in (
+            (["--only", "probe"], "--only: needs --bus tcp://HOST:PORT"),
+            (["--only", "nobody", "--bus", "tcp://127.0.0.1:7799"], "no node named 'nobody'"),
+            (["--only", "probe", "--bus", "tcp://127.0.0.1:7799", "--record", "x.mcap"],
+             "--record: not with --only")):
+        done = subprocess.run([sys.executable, "-m", "catbus", "launch", str(launch), *args],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=20)
+        assert done.returncode == 2 and expected in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr

@@ -20,6 +20,7 @@ from typing import Any
 
 import zmq
 
+from catbus import security
 from catbus.wire import codec
 from catbus.wire import messages as msg
 from catbus.errors import CatbusError
@@ -63,13 +64,13 @@ class RunWatch:
     was killed, or one on another host). Cheap to call often: it asks at most every
     :data:`WATCH_EVERY` seconds and never blocks."""
 
-    def __init__(self, run: dict[str, Any]) -> None:
+    def __init__(self, run: dict[str, Any], keys: Any = None) -> None:
         self.address, self.name = run["registry"], run.get("name") or run["registry"]
         self.run_file = Path(run["folder"]) / RUN_FILE if run.get("folder") else None
         self.socket = zmq.Context.instance().socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.SNDHWM, 4)
-        self.socket.connect(self.address)
+        self.handshake = security.dial(self.socket, self.address, keys)
         self.answered = self.asked = time.monotonic()
         #: Why the run is taken for ended, once it is.
         self.reason: str | None = None
@@ -87,9 +88,11 @@ class RunWatch:
                 self.answered = now
             except msg.MalformedMessage:
                 pass
-        if now - self.answered > REGISTRY_SILENCE:
-            self.reason = (f"run {self.name} ended (its registry at {self.address} has not "
-                           f"answered for {REGISTRY_SILENCE:g} s)")
+        refused = self.handshake.problem()
+        if refused or now - self.answered > REGISTRY_SILENCE:
+            self.reason = refused or (f"run {self.name} ended (its registry at "
+                                      f"{self.address} has not answered for "
+                                      f"{REGISTRY_SILENCE:g} s)")
             return True
         if now - self.asked >= WATCH_EVERY:
             self.asked = now
@@ -100,22 +103,27 @@ class RunWatch:
         return False
 
     def close(self) -> None:
+        self.handshake.close()
         self.socket.close()
 
 
-def query_graph(bus: str | None, timeout: float = 3.0, run: str | None = None) -> dict[str, Any]:
-    """Ask the registry who is in the run (the same ``graph`` nodes receive)."""
+def query_graph(bus: str | None, timeout: float = 3.0, run: str | None = None,
+                keys: Any = None) -> dict[str, Any]:
+    """Ask the registry who is in the run (the same ``graph`` nodes receive). ``keys``: a
+    :class:`catbus.security.Keys`, or a ``--keys`` folder."""
     address = find_registry(bus, run)
+    keys = security.load_option(keys) if isinstance(keys, (str, Path)) else keys
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
+    handshake = security.dial(sock, address, keys)
     try:
-        sock.connect(address)
         sock.send(msg.encode(msg.GraphQuery()))
-        if not sock.poll(timeout * 1000):
+        if not security.wait(sock, handshake, timeout):   # a refused handshake: Refused
             raise CatbusError(f"the registry at {address} did not answer within {timeout:g} s")
         data = sock.recv()
     finally:
+        handshake.close()
         sock.close()
     try:
         reply = msg.decode(data)
@@ -131,9 +139,11 @@ def _topics(graph: dict[str, Any]) -> dict[str, dict[str, Any]]:
     topics: dict[str, dict[str, Any]] = {}
     for node in graph["nodes"]:
         for _, topic in node["outputs"]:
-            topics.setdefault(topic, {"publishers": [], "subscribers": [], "endpoints": []})
+            topics.setdefault(topic, {"publishers": [], "subscribers": [], "endpoints": [],
+                                      "keys": []})
             topics[topic]["publishers"].append(node["name"])
             topics[topic]["endpoints"].append(node["endpoint"])
+            topics[topic]["keys"].append(str(node.get("key") or ""))   # CURVE: its XPUB's key
     for node in graph["nodes"]:
         for _, topic, _ in node["inputs"]:
             if topic in topics:
@@ -141,9 +151,9 @@ def _topics(graph: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return topics
 
 
-def topic_list(bus: str | None, run: str | None = None) -> int:
+def topic_list(bus: str | None, run: str | None = None, keys: Any = None) -> int:
     found = find_run(bus, run)
-    graph = query_graph(found["registry"])
+    graph = query_graph(found["registry"], keys=keys)
     _say_run(found, graph)
     topics = _topics(graph)
     width = max((len(t) for t in topics), default=5)
@@ -154,9 +164,9 @@ def topic_list(bus: str | None, run: str | None = None) -> int:
     return 0
 
 
-def node_list(bus: str | None, run: str | None = None) -> int:
+def node_list(bus: str | None, run: str | None = None, keys: Any = None) -> int:
     found = find_run(bus, run)
-    graph = query_graph(found["registry"])
+    graph = query_graph(found["registry"], keys=keys)
     _say_run(found, graph)
     print(f"mode {graph.get('mode')}, {'running' if graph.get('started') else 'starting'}")
     for node in graph["nodes"]:
@@ -166,11 +176,12 @@ def node_list(bus: str | None, run: str | None = None) -> int:
     return 0
 
 
-def _subscribe(topic: str, bus: str | None, run_name: str | None = None
+def _subscribe(topic: str, bus: str | None, run_name: str | None = None, keys: Any = None
                ) -> tuple[zmq.Socket, RunWatch]:
     """A SUB socket on ``topic``'s publishers, and a watch on the run they belong to."""
     run = find_run(bus, run_name)
-    graph = query_graph(run["registry"])
+    keys = security.load_option(keys) if isinstance(keys, (str, Path)) else keys
+    graph = query_graph(run["registry"], keys=keys)
     run["name"] = run.get("name") or graph.get("run") or None
     _say_run(run, graph)
     topics = _topics(graph)
@@ -181,9 +192,9 @@ def _subscribe(topic: str, bus: str | None, run_name: str | None = None
     sock = ctx.socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.SUBSCRIBE, codec.topic_frame(topic))
-    for endpoint in topics[topic]["endpoints"]:
-        sock.connect(endpoint)
-    return sock, RunWatch(run)
+    for endpoint, key in zip(topics[topic]["endpoints"], topics[topic]["keys"]):
+        security.dial(sock, endpoint, keys, key.encode() or None).close()   # each publisher's key
+    return sock, RunWatch(run, keys)
 
 
 def _ended(watch: RunWatch) -> int:
@@ -206,10 +217,10 @@ def _printable(value: Any) -> Any:
 
 
 def topic_echo(topic: str, bus: str | None, count: int | None = None,
-               run: str | None = None) -> int:
+               run: str | None = None, keys: Any = None) -> int:
     """Print every message on ``topic`` until ``count`` of them, Ctrl-C, or the end of the run
     (then: exit code 0 and one line on stderr saying the run ended)."""
-    sock, watch = _subscribe(topic, bus, run)
+    sock, watch = _subscribe(topic, bus, run, keys)
     seen = 0
     try:
         while count is None or seen < count:
@@ -234,10 +245,10 @@ def topic_echo(topic: str, bus: str | None, count: int | None = None,
 
 
 def topic_hz(topic: str, bus: str | None, count: int | None = None, window: float = 1.0,
-             run: str | None = None) -> int:
+             run: str | None = None, keys: Any = None) -> int:
     """Messages per second on ``topic``, printed every ``window`` seconds (wall clock), until
     ``count`` windows, Ctrl-C, or the end of the run (exit code 0, one line on stderr)."""
-    sock, watch = _subscribe(topic, bus, run)
+    sock, watch = _subscribe(topic, bus, run, keys)
     windows = 0
     try:
         while count is None or windows < count:
@@ -282,7 +293,8 @@ def run_list(as_json: bool = False) -> int:
     return 0
 
 
-def host_bus(bind: str | None, *, mode: str = "parallel", seed: int = 0) -> int:
+def host_bus(bind: str | None, *, mode: str = "parallel", seed: int = 0,
+             keys: Any = None) -> int:
     """``catbus bus``: a registry with no launch file; nodes start as soon as they connect.
     ``bind`` None: ipc in the bus's run folder; a ``tcp://`` address with port 0 or ``*``: a
     free port. An address that cannot be bound is one line (exit 2), and no folder is left."""
@@ -297,11 +309,13 @@ def host_bus(bind: str | None, *, mode: str = "parallel", seed: int = 0) -> int:
         problem = bus_address_problem(bind) if not bind.endswith(":*") else None
         if problem is not None:
             raise ConfigError("--bind", bind, f"{problem}; give tcp://HOST:PORT")
+    keys = security.host_keys(keys, bind or "ipc", "--keys")
     ctx = zmq.Context.instance()
     rundir = RunDir.create("bus")
     try:
         registry = Registry(ctx, bind or rundir.endpoint("registry"), expected=None, mode=mode,
-                            seed=seed, run_info={"name": "bus", "mode": mode, "seed": seed})
+                            seed=seed, run_info={"name": "bus", "mode": mode, "seed": seed,
+                                                 "security": security.run_info(keys)}, keys=keys)
     except zmq.ZMQError as exc:
         rundir.remove()
         raise ConfigError("--bind", bind or "ipc", f"cannot bind: {exc.strerror} (HOST must be "
@@ -310,6 +324,7 @@ def host_bus(bind: str | None, *, mode: str = "parallel", seed: int = 0) -> int:
     stopping: list[int] = []
     try:
         published = rundir.publish(registry.endpoint, "bus", mode=mode)
+        security.announce(registry.endpoint, keys)
         print(f"catbus bus: run {published['id']}, registry at {registry.endpoint}; join with "
               f"catbus node module:Class --name NAME --bus {registry.endpoint}", flush=True)
         previous = signal.signal(signal.SIGTERM, lambda signum, _: stopping.append(signum))

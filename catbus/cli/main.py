@@ -19,7 +19,7 @@ import signal
 import sys
 from typing import Any, Sequence
 
-from catbus.errors import CatbusError, NodeFailed
+from catbus.errors import CatbusError, ConfigError, NodeFailed
 
 from catbus.wire.protocol import MODES
 
@@ -82,6 +82,13 @@ def _add_run_choice(parser: argparse.ArgumentParser, bus_help: str) -> None:
     parser.add_argument("--run", metavar="NAME", help="the run on this machine to talk to: its "
                         "name in `catbus run list` (a unique prefix, or the launcher's pid, "
                         "will do); needed when several runs are running")
+    _add_keys(parser)
+
+
+def _add_keys(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--keys", metavar="DIR", help="CURVE keys for a secured TCP run: a "
+                        "folder from `catbus keys generate` (on another host: its clients/NAME "
+                        "folder)")
 
 
 def _version() -> str:
@@ -113,13 +120,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "episode, at most N environment steps (default: the file's max_steps, "
                         "else 100000)")
     p.add_argument("--record", metavar="PATH", help="record every topic to this MCAP file")
+    p.add_argument("--pace", type=float, metavar="R",
+                   help="stepped and inline: run at R times real time (1: as fast as the wall "
+                        "clock, to watch a live view and swap by hand); default: as fast as "
+                        "possible")
     p.add_argument("--remote", action="append", default=[], metavar="NODE",
                    help="do not start NODE here; wait for it to join with `catbus node`")
+    p.add_argument("--only", metavar="NODE[,NODE]",
+                   help="start only these nodes of the file, on this host, for the run whose "
+                        "registry is --bus tcp://HOST:PORT (its launcher, on another host, has "
+                        "them remote); parameters and seed come from that registry")
     p.add_argument("--bus", metavar="ADDR", help="registry address: tcp://HOST:PORT (HOST an "
                    "address of this machine, or 0.0.0.0) for nodes on other hosts; default: "
                    "the file's bus, else ipc")
     p.add_argument("--remote-timeout", type=float, default=120.0, metavar="S",
                    help="seconds to wait for remote nodes to join (default 120)")
+    _add_keys(p)
     p.add_argument("--deadline", type=float, default=30.0, metavar="S",
                    # "5 s": catbus.launch.launcher.END_GRACE (not imported: the CLI loads no zmq).
                    help="a node silent for this long (e.g. stuck in a step) fails the run, "
@@ -156,8 +172,21 @@ def build_parser() -> argparse.ArgumentParser:
                    "current folder, then the installed packages); the launcher passes its run's "
                    "import path this way: the launch file's pythonpath folders, its folder, "
                    "its current folder")
+    p.add_argument("--replace", action="store_true",
+                   help="take the place of the running node of this name (hot swap: this "
+                        "process connects, then takes over between two steps, then the old one "
+                        "stops; from any host); --param values then go on top of the launch "
+                        "file's")
     _add_log_level(p, None)
     p.set_defaults(func=cmd_node)
+
+    from catbus.cli.swap import add_parser as add_swap_parser
+
+    add_swap_parser(commands, _add_run_choice)
+
+    from catbus.cli.play import add_parser as add_play_parser
+
+    add_play_parser(commands)
 
     p = commands.add_parser(
         "bus", help="host an open bus (a registry without a launch file); nodes join with "
@@ -173,7 +202,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=("parallel",), default="parallel",
                    help="only parallel: an open bus has no schedule")
     p.add_argument("--seed", type=int, default=0, help="run seed handed to nodes (default 0)")
+    _add_keys(p)
     p.set_defaults(func=cmd_bus)
+
+    p = commands.add_parser(
+        "keys", help="create CURVE keys that secure a TCP run",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="generate DIR: the bus key pair, this host's client key (allowed any node) "
+        "and allow.yaml,\nall owner-only; each --node NAME=CLIENT adds clients/CLIENT/ (a key "
+        "pair and the bus\npublic key: copy that folder to the host of NAME) allowed to register "
+        "NAME. Run it\nagain to add clients; existing keys are kept. Then: security: {keys: DIR} "
+        "in the\nlaunch file (or --keys DIR), and on the other host `catbus node ... --keys "
+        "CLIENT/`.")
+    p.add_argument("action", choices=("generate",))
+    p.add_argument("folder", metavar="DIR", help="the keys folder (created 0700)")
+    p.add_argument("--node", action="append", default=[], metavar="NAME[=CLIENT]",
+                   help="client CLIENT (default: NAME) may register node NAME (repeatable; one "
+                        "client may run several nodes)")
+    p.set_defaults(func=cmd_keys)
 
     p = commands.add_parser("run", help="list the runs running on this machine",
                             description="list: every live run on this machine (launched or "
@@ -310,14 +356,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # -- commands -------------------------------------------------------------------------------------
 def cmd_launch(args: argparse.Namespace) -> int:
-    from catbus.launch.api import _checked, execute
+    from catbus.launch.api import _checked, check_timing, execute
     from catbus.launch.rundir import claim_record, stderr_line
     from catbus.recording.evaluate import format_table
 
+    # Every option is checked before anything starts (one line, exit 2): see _checked too.
+    check_timing(deadline=args.deadline, remote_timeout=args.remote_timeout)
+    if args.foxglove is not None and not 0 < args.foxglove < 65536:
+        raise ConfigError("command line", "--foxglove",
+                          f"must be a TCP port from 1 to 65535, got {args.foxglove}")
+    if args.only is not None:
+        return _launch_share(args)
     spec = _checked(args.file, mode=args.mode, seed=args.seed, steps=args.steps,
                     duration=args.duration, max_steps=args.max_steps,
                     overrides=args.overrides, record=args.record, remote=args.remote,
-                    bus=args.bus)
+                    bus=args.bus, pace=args.pace, keys=args.keys)
     for warning in spec.unpublished_input_warnings():
         print(f"catbus: warning: {warning}", file=sys.stderr)
     progress = None if not args.no_progress else False
@@ -366,11 +419,27 @@ def cmd_launch(args: argparse.Namespace) -> int:
     return code
 
 
+def _launch_share(args: argparse.Namespace) -> int:
+    """``catbus launch FILE --only NODES --bus ADDR``: this host's share of a run owned
+    elsewhere (:mod:`catbus.launch.share`)."""
+    from catbus.launch.api import load
+    from catbus.launch.share import run_share
+
+    for option in ("record", "steps", "duration", "seed", "mode", "pace"):
+        if getattr(args, option, None) not in (None, False):
+            raise ConfigError("command line", f"--{option}",
+                              "not with --only: the run's owner decides it (its registry hands "
+                              "every node the run's settings)")
+    spec = load(args.file, overrides=args.overrides, record=False)
+    names = [name.strip() for name in args.only.split(",") if name.strip()]
+    return run_share(spec, names, args.bus)
+
+
 def cmd_node(args: argparse.Namespace) -> int:
     if args.target == "list":
         from catbus.cli.introspect import node_list
 
-        return node_list(args.bus, run=args.run)
+        return node_list(args.bus, run=args.run, keys=args.keys)
     if not args.name:
         print("catbus: node: --name is required (the node's identity in the run)",
               file=sys.stderr)
@@ -379,13 +448,33 @@ def cmd_node(args: argparse.Namespace) -> int:
 
     return run_node(args.target, name=args.name, bus=args.bus, run=args.run, params=args.param,
                     remaps=args.remap, period=args.period, advertise=args.advertise,
-                    timeout=args.timeout, paths=args.paths, log_level=args.log_level)
+                    timeout=args.timeout, paths=args.paths, log_level=args.log_level,
+                    replace=args.replace, keys=args.keys)
 
 
 def cmd_bus(args: argparse.Namespace) -> int:
     from catbus.cli.introspect import host_bus
 
-    return host_bus(args.bind, mode=args.mode, seed=args.seed)
+    return host_bus(args.bind, mode=args.mode, seed=args.seed, keys=args.keys)
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from catbus.security import generate
+
+    clients: dict[str, list[str]] = {}
+    for item in args.node:
+        name, _, client = item.partition("=")
+        if not name.isidentifier():
+            raise ConfigError("--node", item, "expected NAME[=CLIENT], NAME a node name")
+        clients.setdefault(client or name, []).append(name)
+    done = generate(args.folder, clients)
+    for path in done["created"]:
+        print(f"created {path}")
+    print(f"allow-list {args.folder}/allow.yaml:")
+    for client, names in done["allow"].items():
+        where = "this host" if client == "local" else f"{args.folder}/clients/{client}"
+        print(f"  {client:<12} may register {', '.join(names)}  ({where})")
+    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -402,10 +491,12 @@ def cmd_topic(args: argparse.Namespace) -> int:
               "robot/sensors", file=sys.stderr)
         return 2
     if args.action == "list":
-        return introspect.topic_list(args.bus, run=args.run)
+        return introspect.topic_list(args.bus, run=args.run, keys=args.keys)
     if args.action == "echo":
-        return introspect.topic_echo(args.topic, args.bus, count=args.count, run=args.run)
-    return introspect.topic_hz(args.topic, args.bus, count=args.count, run=args.run)
+        return introspect.topic_echo(args.topic, args.bus, count=args.count, run=args.run,
+                                     keys=args.keys)
+    return introspect.topic_hz(args.topic, args.bus, count=args.count, run=args.run,
+                               keys=args.keys)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -427,7 +518,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_foxglove(args: argparse.Namespace) -> int:
     from catbus.recording.foxglove_bridge import serve
 
-    return serve(bus=args.bus, run=args.run, port=args.port, host=args.host)
+    return serve(bus=args.bus, run=args.run, port=args.port, host=args.host, keys=args.keys)
 
 
 def cmd_plot(args: argparse.Namespace) -> int:

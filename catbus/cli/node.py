@@ -67,7 +67,7 @@ class _CliNodeRuntime(NodeRuntime):
 
     def _join(self, link: Any) -> Any:
         terms = super()._join(link)
-        if self.given_params:
+        if self.given_params and not terms.joining:   # a replacement's --param are overrides
             overruled = overruled_params(self.given_params, terms.params)
             if overruled:
                 used = ", ".join(f"{k}={v!r}" for k, v in overruled.items())
@@ -124,7 +124,8 @@ def run_node(class_path: str, *, name: str, bus: str | None, run: str | None = N
              params: Sequence[str] = (),
              remaps: Sequence[str] = (), period: float | None = None,
              advertise: str | None = None, timeout: float = 10.0,
-             paths: Sequence[str] = (), log_level: str | None = None) -> int:
+             paths: Sequence[str] = (), log_level: str | None = None,
+             replace: bool = False, keys: str | None = None) -> int:
     """Run one node until the run ends; returns the exit code.
 
     ``paths`` (``--path``) and the current folder go in front of ``sys.path`` before the class
@@ -148,10 +149,13 @@ def run_node(class_path: str, *, name: str, bus: str | None, run: str | None = N
                   for i in node_class.declared_inputs()]
         outputs = [(o, resolve_topic(o, name, remap)) for o in node_class.outputs]
         _check_advertise(advertise)
+        from catbus import security
+
+        loaded = security.load_option(keys)   # --keys: CURVE on a TCP bus
         runtime = _CliNodeRuntime(node_class, name, _find_bus(bus, run), class_path=class_path,
                               params=given, inputs=inputs, outputs=outputs, period=period,
                               advertise=advertise, registry_timeout=timeout,
-                              log_level=log_level)
+                              log_level=log_level, replace=replace, keys=loaded)
         runtime.parent_pid = int(parent) if parent else None
         install_signal_handlers(runtime)
     except Interrupted as exc:

@@ -238,7 +238,8 @@ class CatbusEnv(gymnasium.Env):
         runtime = NodeRuntime(
             stand_in, node.name, handle.bus, class_path=node.class_path, params=dict(node.params),
             inputs=[InputBinding(b.declared, b.topic, b.policy) for b in node.inputs],
-            outputs=[(b.declared, b.topic) for b in node.outputs], period=node.period)
+            outputs=[(b.declared, b.topic) for b in node.outputs], period=node.period,
+            keys=getattr(handle._launcher, "keys", None))   # a secured TCP run's CURVE keys
         stand_in._runtime = runtime
 
         def main() -> None:

@@ -25,7 +25,8 @@ def load(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: st
          seed: int | None = None, steps: int | None = None, duration: float | None = None,
          max_steps: int | None = None, overrides: Sequence[str] | Mapping[str, Any] = (),
          record: str | os.PathLike | bool | None = None, remote: Sequence[str] = (),
-         bus: str | None = None) -> LaunchSpec:
+         bus: str | None = None, pace: float | None = None,
+         keys: str | os.PathLike | None = None) -> LaunchSpec:
     """Read and check a launch without running it.
 
     Every keyword is a command-line value and wins over the launch's own; ``None`` (the default)
@@ -48,6 +49,10 @@ def load(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: st
             recording the launch asks for.
         remote: Names of nodes to treat as remote (started elsewhere with ``catbus node``).
         bus: The registry address to bind, ``"ipc"`` or ``"tcp://HOST:PORT"``.
+        pace: ``stepped`` and ``inline``: run at this many times real time (``--pace``; 1: as
+            fast as the wall clock, to watch and swap by hand); None: as fast as possible.
+        keys: A keys folder (``catbus keys generate``) that secures a TCP bus with CURVE
+            (``--keys``; a launch's ``security: {keys: DIR}``).
 
     Returns:
         The checked :class:`~catbus.launch.launchfile.LaunchSpec`.
@@ -59,7 +64,8 @@ def load(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: st
     if isinstance(overrides, Mapping):
         overrides = [f"{key}={_yaml_scalar(value)}" for key, value in overrides.items()]
     options = dict(mode=mode, seed=seed, steps=steps, duration=duration, max_steps=max_steps,
-                   overrides=list(overrides), record=record, remote=list(remote), bus=bus)
+                   overrides=list(overrides), record=record, remote=list(remote), bus=bus,
+                   pace=pace, keys=keys)
     if isinstance(launch, LaunchSpec):
         # "Given" means not None (and, for the lists, not empty): seed=0, steps=0 and
         # record=False are values, not "nothing".
@@ -87,7 +93,8 @@ def run(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: str
         max_steps: int | None = None, overrides: Sequence[str] | Mapping[str, Any] = (),
         record: str | os.PathLike | bool | None = None, remote: Sequence[str] = (),
         bus: str | None = None, remote_timeout: float = 120.0, progress: bool | None = False,
-        deadline: float = 30.0, evaluate: bool = True, log_level: str = "WARNING") -> RunResult:
+        deadline: float = 30.0, evaluate: bool = True, log_level: str = "WARNING",
+        pace: float | None = None) -> RunResult:
     """Run a launch to its end (its steps or duration, the end of the episode, its
     ``max_steps`` bound, or Ctrl-C).
 
@@ -122,6 +129,7 @@ def run(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: str
             only warnings and errors) or ``"ERROR"``, any case: the nodes' ``self.log`` records
             at that level and above go to stderr as ``[NODE] LEVEL message`` and, when the run
             records, onto the ``catbus/log`` channel. ``catbus launch`` defaults to INFO.
+        pace: ``stepped`` and ``inline``: this many times real time (None: as fast as possible).
 
     Returns:
         A :class:`~catbus.launch.result.RunResult`: per-node statistics (``nodes``), ``wall_time``,
@@ -136,7 +144,7 @@ def run(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: str
     """
     spec = _checked(launch, mode=mode, seed=seed, steps=steps, duration=duration,
                     max_steps=max_steps, overrides=overrides, record=record, remote=remote,
-                    bus=bus)
+                    bus=bus, pace=pace)
     return execute(spec, progress=progress, deadline=deadline, remote_timeout=remote_timeout,
                    evaluate=evaluate, log_level=check_level(log_level))
 
@@ -147,7 +155,7 @@ def start(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: s
           record: str | os.PathLike | bool | None = None, remote: Sequence[str] = (),
           bus: str | None = None, remote_timeout: float = 120.0, progress: bool | None = False,
           deadline: float = 30.0, evaluate: bool = True,
-          log_level: str = "WARNING") -> RunHandle:
+          log_level: str = "WARNING", pace: float | None = None) -> RunHandle:
     """Start a run in the background and return its handle at once.
 
     Takes the same arguments as :func:`run`. The launch is checked here, before anything starts;
@@ -164,7 +172,7 @@ def start(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: s
     Args:
         launch: As for :func:`run`.
         mode, seed, steps, duration, max_steps, overrides, record, remote, bus,
-            remote_timeout, progress, deadline, evaluate, log_level: As for :func:`run`.
+            remote_timeout, progress, deadline, evaluate, log_level, pace: As for :func:`run`.
 
     Returns:
         A :class:`~catbus.launch.handle.RunHandle`: ``name``, ``mode``, ``bus``, ``done``,
@@ -178,15 +186,26 @@ def start(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: s
 
     spec = _checked(launch, mode=mode, seed=seed, steps=steps, duration=duration,
                     max_steps=max_steps, overrides=overrides, record=record, remote=remote,
-                    bus=bus)
+                    bus=bus, pace=pace)
     return RunHandle._start(spec, progress=progress, deadline=deadline,
                             remote_timeout=remote_timeout, evaluate=evaluate,
                             log_level=check_level(log_level))
 
 
 def _checked(launch: Any, **options: Any) -> LaunchSpec:
-    """:func:`load`, plus the checks that depend on the mode."""
+    """:func:`load`, plus the checks that depend on the mode, and that the recording can be
+    written (before any process starts)."""
     spec = load(launch, **options)
+    from_cli = options.get("record") not in (None, False)
+    where = "command line" if from_cli else str(spec.path or "<launch>")
+    if spec.seed >= 2 ** 64:
+        seed_cli = options.get("seed") is not None
+        raise ConfigError("command line" if seed_cli else str(spec.path or "<launch>"),
+                          "--seed" if seed_cli else "seed",
+                          f"must be below 2**64 (it travels as a 64-bit integer), got {spec.seed}")
+    _check_run_length(spec, options)
+    if spec.record is not None:
+        _check_record_folder(spec.record, where, "--record" if from_cli else "record")
     if spec.mode == "inline":
         remote_nodes = [n.name for n in spec.nodes if n.remote]
         if remote_nodes:
@@ -194,6 +213,77 @@ def _checked(launch: Any, **options: Any) -> LaunchSpec:
                               "inline mode runs every node in this process and cannot wait for "
                               "remote nodes; use --mode stepped or parallel")
     return spec
+
+
+#: The longest run, in seconds of sim time (and of wall time in parallel): a message's
+#: ``sim_time`` is within +-2**34 s (codec.TIME_MAX) and its tick below 2**53 (codec.INT_MAX),
+#: or receivers refuse it; a longer run would stall at that point instead of failing now.
+RUN_SECONDS_MAX = 2 ** 34
+
+
+def _check_run_length(spec: LaunchSpec, options: Mapping[str, Any]) -> None:
+    """Refuse (ConfigError) ``steps``/``duration``/``max_steps`` that make a run longer than
+    :data:`RUN_SECONDS_MAX` or its last tick 2**53 or more (``--steps 1e23`` crashed the
+    launcher with an OverflowError after it had started the nodes)."""
+    from catbus.launch.runinfo import parallel_duration, schedule_for
+
+    key = "steps" if spec.steps is not None else \
+        "duration" if spec.duration is not None else "max_steps"
+    cli = options.get(key) is not None
+    where, field = ("command line", "--" + key.replace("_", "-")) if cli else \
+        (str(spec.path or "<launch>"), key)
+    schedule = schedule_for(spec) if spec.mode != "parallel" else None
+    if schedule is not None:
+        seconds = schedule.last_tick * schedule.base_tick
+        too_long = schedule.last_tick >= 2 ** 53 or seconds > RUN_SECONDS_MAX
+    else:
+        seconds = parallel_duration(spec) or 0.0
+        too_long = seconds > RUN_SECONDS_MAX
+    if too_long:
+        value = getattr(spec, key)
+        raise ConfigError(where, field, f"{value} makes the run {float(seconds):.3g} s long; at "
+                                        f"most 2**34 s (~544 years) of sim time can be run")
+
+
+def _check_record_folder(record: Path, where: str, field: str) -> None:
+    """Refuse (ConfigError, exit 2) a recording that could not be written: its folder is made
+    now (the recorder would make it anyway) and a file is created and removed in it, so
+    ``--record /proc/nope/x.mcap`` is one line before anything starts, not a traceback after."""
+    import tempfile
+
+    path = Path(record)
+    if path.is_dir():
+        raise ConfigError(where, field, f"{path} is a folder; give a file path such as "
+                                        f"{path / 'run.mcap'}")
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(prefix=".catbus-probe-", dir=folder)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(where, field, f"cannot write the recording {path}: its folder {folder} "
+                                        f"cannot be created or written ({reason}); record to a "
+                                        f"writable folder, e.g. --record runs/{path.name}") from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ConfigError(where, field, f"cannot write the recording {path}: the file exists and "
+                                        f"is not writable; remove it or record elsewhere")
+
+
+def check_timing(*, deadline: float | None = None, remote_timeout: float | None = None,
+                 where: str = "command line") -> None:
+    """Refuse (ConfigError, exit 2) a ``deadline`` or ``remote_timeout`` that is not a finite
+    number of seconds above 0 (``--deadline 0`` failed every run at once)."""
+    import math
+
+    for name, value in (("deadline", deadline), ("remote-timeout", remote_timeout)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                not math.isfinite(value) or value <= 0:
+            field = f"--{name}" if where == "command line" else name.replace("-", "_")
+            raise ConfigError(where, field, f"must be a number of seconds above 0, got {value!r}")
 
 
 def execute(spec: LaunchSpec, *, progress: bool | None = False, deadline: float = 30.0,
@@ -206,6 +296,7 @@ def execute(spec: LaunchSpec, *, progress: bool | None = False, deadline: float 
     ``stop``: inline mode, an event that ends the run between two steps, as Ctrl-C would.
     ``log_level``: as for :func:`run` (None: WARNING); a ``launcher`` given has its own.
     """
+    check_timing(deadline=deadline, remote_timeout=remote_timeout, where="")
     if spec.mode == "inline":
         from catbus.launch.inline import run_inline
 

@@ -193,6 +193,42 @@ class RunHandle:
         if self._launcher is not None:
             self._launcher.request_stop()
 
+    # -- swapping ---------------------------------------------------------------------------------
+    def swap(self, node: str, cls: str | None = None, params: dict[str, Any] | None = None,
+             timeout: float = 60.0) -> dict[str, Any]:
+        """Replace the running ``node`` by a new process, as ``catbus swap`` does, and return
+        once it has taken over.
+
+        Args:
+            node: The node's name.
+            cls: The replacement's class, ``"module:Class"``; None keeps the node's class.
+            params: Parameters of the replacement, on top of the launch file's (nested dicts,
+                or dotted keys as in ``--set``: ``{"safe.d_min": 20}``).
+            timeout: Seconds to wait for the swap to be done.
+
+        Returns:
+            ``{"tick", "state" ("restored" | "fresh"), "gap" (parallel: seconds), "message"}``.
+
+        Raises:
+            SwapFailed: The swap was refused or the replacement failed; the old process goes on.
+            CatbusError: An inline run (one process: nothing to swap live; schedule swaps in the
+                launch file's ``swap:`` instead), or the run did not answer.
+        """
+        from catbus.errors import CatbusError
+        from catbus.launch.swapclient import request_swap
+        from catbus import params as params_mod
+
+        if self.bus is None:
+            raise CatbusError(f"run {self.name} ({self.mode}) has no bus to swap a node on; an "
+                              f"inline run swaps by the launch file's swap: schedule")
+        nested: dict[str, Any] = {}
+        for key, value in (params or {}).items():
+            nested = params_mod.deep_merge(nested, params_mod.nest(str(key).split("."), value))
+        reply = request_swap(self.bus, node, cls or "", nested, timeout=timeout,
+                             keys=getattr(self._launcher, "keys", None))
+        return {"tick": reply.tick, "state": reply.state, "gap": reply.gap,
+                "message": reply.message}
+
     def __enter__(self) -> "RunHandle":
         return self
 

@@ -16,6 +16,8 @@ tick (:mod:`catbus.runtime.stepdeadline`; only when the run runs in the main thr
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
 import traceback
@@ -27,6 +29,7 @@ from catbus.launch.progressbar import RunProgress
 from catbus.launch.launchfile import max_steps_reason
 from catbus.launch.result import RunResult, merge_reported
 from catbus.launch.runinfo import build_run_info, schedule_for
+from catbus.launch.swapplan import swap_tick
 from catbus.runtime.driver import NodeDriver, Publish
 from catbus.runtime.logs import install_terminal, uninstall_terminal
 from catbus.runtime.inbox import ALL, InputBinding, LocalMessage, Shared
@@ -35,6 +38,7 @@ from catbus.runtime.stepdeadline import StepDeadline, StepOverrun
 from catbus.wire import codec
 from catbus.wire import localcopy
 from catbus.wire.localcopy import NotLocal
+from catbus.wire.protocol import SWAP_TOPIC
 
 
 class InlineRun:
@@ -51,13 +55,19 @@ class InlineRun:
         self.log_level = self.run_info["log_level"]
         order = {n.name: i for i, n in enumerate(spec.nodes)}
         self.sent = {n.name: 0 for n in spec.nodes}
+        self.publishers = {n.name: self._publisher(n.name) for n in spec.nodes}
         self.drivers: dict[str, NodeDriver] = {
             n.name: NodeDriver(
                 n.node_class, n.name,
                 inputs=[InputBinding(b.declared, b.topic, b.policy) for b in n.inputs],
                 outputs=[(b.declared, b.topic) for b in n.outputs], period=n.period,
-                order=order, publish=self._publisher(n.name))
+                order=order, publish=self.publishers[n.name])
             for n in spec.nodes}
+        #: Scheduled swaps (``swap:``): each node's current class and incarnation, and the
+        #: swaps done (``RunResult.swaps``).
+        self.class_paths = {n.name: n.class_path for n in spec.nodes}
+        self.incarnations: dict[str, int] = {}
+        self.swaps: list[dict[str, Any]] = []
         readers: dict[str, list[NodeDriver]] = {}
         for driver in self.drivers.values():
             for binding in driver.inbox.inputs:
@@ -98,7 +108,7 @@ class InlineRun:
             end_reason = max_steps_reason(self.spec.max_steps)
         scores = merge_reported({name: d.scores for name, d in self.drivers.items()})
         return RunResult(self.spec, nodes, time.monotonic() - began, end_reason,
-                         interrupted=self.interrupted, scores=scores)
+                         interrupted=self.interrupted, scores=scores, swaps=self.swaps)
 
     def _loop(self) -> str | None:
         # Schedule.iter_steps written out (same order: every tick, the periodic nodes due then
@@ -114,16 +124,27 @@ class InlineRun:
         stopping = self.stop.is_set if self.stop is not None else None
         periodic = [(self.drivers[name], name, k) for name in schedule.order
                     if (k := schedule.ticks_per_period[name])]
+        swaps = {(entry.node, swap_tick(schedule, entry.node, entry.at)): entry
+                 for entry in self.spec.swaps}
+        next_swap = min((tick for _, tick in swaps), default=None)
+        pace = self.spec.pace
+        began = time.monotonic()
         for tick in range(schedule.last_tick + 1):
             if end_tick is not None and tick > end_tick:
                 break
             t = sim_time(tick)
+            if pace is not None and (delay := began + t / pace - time.monotonic()) > 0:
+                time.sleep(delay)
             for driver, name, k in periodic:
                 if k != 1 and tick % k:
                     continue
                 if stopping is not None and stopping():
                     self.interrupted = True   # as Ctrl-C: between two steps, every node closed
                     return end_reason
+                announce = None
+                if next_swap is not None and tick >= next_swap and (name, tick) in swaps:
+                    announce = self._swap(driver, swaps.pop((name, tick)), tick, t)
+                    next_swap = min((tick for _, tick in swaps), default=None)
                 if watching:
                     previous = watch.current
                     watch.current = (name, tick, "step")
@@ -136,12 +157,33 @@ class InlineRun:
                 if watching:
                     watch.current = previous
                 driver.completed = tick
+                if announce is not None:
+                    self.publishers[name](SWAP_TOPIC, announce, tick, t, None)
                 if end_tick is None and driver.node._end_requested is not None:
                     end_tick, end_reason = tick, driver.node._end_requested
             if tick % 256 == 0:
                 registry_view.tick = tick
                 self.progress.update(registry_view)
         return end_reason
+
+    def _swap(self, driver: NodeDriver, entry: Any, tick: int, t: float) -> dict[str, Any]:
+        """A scheduled swap, between two steps: the node's next step is the new class's first,
+        as in a stepped run. Returns the ``catbus/swap`` event, published after that step (as
+        the replacement process does)."""
+        name = entry.node
+        old = {"incarnation": self.incarnations.get(name, 1), "pid": os.getpid(),
+               "host": socket.gethostname(), "class": self.class_paths[name]}
+        restored = _guard(driver, "setup", driver.replace_node, entry.node_class, entry.params,
+                          self.spec.seed, self.run_info, self.log_level)
+        self.incarnations[name] = old["incarnation"] + 1
+        self.class_paths[name] = entry.class_path or self.class_paths[name]
+        new = dict(old, incarnation=self.incarnations[name])
+        new["class"] = self.class_paths[name]
+        state = "restored" if restored else "fresh"
+        self.swaps.append({"node": name, "kind": "swap", "tick": tick, "old": old, "new": new,
+                           "state": state, "gap": None, "at": time.time()})
+        return {"node": name, "kind": "swap", "tick": tick, "sim_time": t, "old": old,
+                "new": new, "params": entry.params, "state": state, "gap": None}
 
     def _publisher(self, name: str) -> Publish:
         """The ``publish`` callback of node ``name``: deliver to every reader's inbox (and

@@ -26,6 +26,7 @@ from typing import Any, Sequence
 
 import zmq
 
+from catbus import security
 from catbus.wire.protocol import AWAITING_CONTROLLER_STATE, CLOSING_STATE, HEARTBEAT_INTERVAL
 from catbus.runtime.dataplane import reachable_bus
 from catbus.errors import ConfigError, NodeFailed, RunTimeout
@@ -34,6 +35,7 @@ from catbus.launch.launchfile import LaunchSpec
 from catbus.launch.nodespec import NodeSpec
 from catbus.launch.progressbar import RunProgress
 from catbus.launch.registry import Registry
+from catbus.launch.respawn import Respawner
 from catbus.launch.launchfile import max_steps_reason
 from catbus.launch.result import RunResult, merge_reported
 from catbus.launch.rundir import RunDir, claim_record, stderr_line
@@ -50,8 +52,8 @@ SIGNAL_GRACE = 2.0
 END_GRACE = 5.0
 
 
-def node_command(spec: NodeSpec, bus: str, import_path: Sequence[os.PathLike | str] = ()
-                 ) -> list[str]:
+def node_command(spec: NodeSpec, bus: str, import_path: Sequence[os.PathLike | str] = (),
+                 keys: os.PathLike | str | None = None) -> list[str]:
     """The command line of a local node process (the same CLI a remote node uses):
     ``python -P -m catbus node CLASS --name NAME --bus ADDR --path DIR ...``.
 
@@ -62,7 +64,7 @@ def node_command(spec: NodeSpec, bus: str, import_path: Sequence[os.PathLike | s
     """
     paths = [arg for folder in import_path for arg in ("--path", os.fspath(folder))]
     return [*python_command(), "node", spec.class_path, "--name", spec.name, "--bus", bus,
-            *paths]
+            *paths, *(["--keys", os.fspath(keys)] if keys else [])]
 
 
 def expected_config(spec: LaunchSpec) -> dict[str, dict[str, Any]]:
@@ -91,6 +93,11 @@ class Launcher:
         #: ``log_level`` (default WARNING, the Python API's) reaches every node process, also
         #: remote ones, in ``run_info["log_level"]``.
         self.run_info = build_run_info(spec, self.schedule, log_level)
+        #: CURVE keys (catbus.security) on a TCP bus; the folder the local nodes get (--keys).
+        self.keys = security.host_keys(spec.keys, spec.bus, str(spec.path or "<launch>"))
+        self.node_keys = self.keys.folder if self.keys else None
+        if self.keys:
+            self.run_info["security"] = security.run_info(self.keys)
         self.deadline = deadline
         self.remote_timeout = remote_timeout
         self.startup_timeout = startup_timeout
@@ -108,6 +115,8 @@ class Launcher:
         self.bus: str | None = None
         self.bus_ready = threading.Event()
         self.registry: Registry | None = None
+        #: Replacement processes: hot swaps and restarts (catbus.launch.respawn).
+        self.respawn = Respawner(self)
 
     def run(self) -> RunResult:
         spec = self.spec
@@ -120,7 +129,7 @@ class Launcher:
                 run_info=self.run_info,
                 schedule=self.schedule.to_dict() if self.schedule else None,
                 duration=parallel_duration(spec), order=[n.name for n in spec.nodes],
-                deadline=self.deadline)
+                deadline=self.deadline, keys=self.keys)
         except zmq.ZMQError as exc:
             # A bus address that is not on this machine, or a port in use: the user's mistake,
             # told in one line (it was a ZeroMQ traceback that left the run folder behind).
@@ -144,7 +153,9 @@ class Launcher:
         self.run_id = published["id"]
         if self.announce:
             stderr_line(f"catbus: run {self.run_id} (mode {spec.mode}) on {registry.endpoint}")
+        security.announce(registry.endpoint, self.keys, spec.keys)   # open TCP bus: a warning
         self.registry, self.bus = registry, registry.endpoint
+        self.respawn.attach(registry)
         self.bus_ready.set()
         self._announce_remote(registry)
         # SIGTERM (kill, timeout, systemd, a CI runner) stops the run like Ctrl-C does. Left at its
@@ -172,10 +183,15 @@ class Launcher:
 
     # -- children -------------------------------------------------------------------------------
     def _spawn(self, node: NodeSpec, bus: str) -> None:
+        self.children[node.name] = self.start_process(
+            node_command(node, bus, self.spec.import_path, self.node_keys))
+
+    def start_process(self, command: list[str]) -> subprocess.Popen:
+        """Start a node process of this run: its own session (Ctrl-C reaches the launcher
+        only), and it knows its launcher (it exits if the launcher dies)."""
         env = dict(os.environ, CATBUS_PARENT_PID=str(os.getpid()))
-        self.children[node.name] = subprocess.Popen(
-            node_command(node, bus, self.spec.import_path), env=env, start_new_session=True,
-            stdin=subprocess.DEVNULL)
+        return subprocess.Popen(command, env=env, start_new_session=True,
+                                stdin=subprocess.DEVNULL)
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
         self.interrupted = True
@@ -197,8 +213,10 @@ class Launcher:
         try:
             while True:
                 for event in registry.poll(50):
-                    self._on_event(registry, event)
+                    self.on_registry_event(registry, event)
                 self._check_children(registry)
+                self.respawn.check_spares(registry)
+                self.respawn.tick(registry)
                 if self.failures:
                     registry.stop(f"node {self.failures[0][0]} failed")
                     return
@@ -234,22 +252,32 @@ class Launcher:
         paths = "".join(f" --path {shlex.quote(os.fspath(folder))}"
                         for folder in self.spec.import_path)
         return [f"catbus node {shlex.quote(n.class_path)} --name {n.name} --bus {bus}{paths}"
-                for n in self.spec.nodes if n.remote and (names is None or n.name in names)]
+                f"{security.node_option(self.keys, n.name)}" for n in self.spec.nodes if n.remote and (names is None or n.name in names)]
 
     def _announce_remote(self, registry: Registry) -> None:
         """Tell the user, before waiting, what to type on the other host."""
         commands = self.remote_commands(registry) if self.announce_remote else []
         if not commands:
             return
-        where = ("on its host" if registry.endpoint.startswith("tcp://") else
+        tcp = registry.endpoint.startswith("tcp://")
+        where = ("on its host" if tcp else
                  "on THIS machine (the bus is ipc; set bus: tcp://ADDR:PORT for another host)")
         print(f"catbus: waiting up to {self.remote_timeout:g} s for {len(commands)} remote "
               f"node(s); start each {where}:", file=sys.stderr)
         for command in commands:
             print(f"  {command}", file=sys.stderr)
+        if tcp:
+            from catbus.launch.share import only_command
+
+            remote = [n.name for n in self.spec.nodes if n.remote]
+            print("or, with this launch file on that host, all of them at once:\n  "
+                  + only_command(self.spec, remote, reachable_bus(registry.endpoint)),
+                  file=sys.stderr)
         sys.stderr.flush()
 
-    def _on_event(self, registry: Registry, event: Any) -> None:
+    def on_registry_event(self, registry: Registry, event: Any) -> None:
+        if self.respawn.on_event(registry, event):
+            return
         if event.kind == "end" and self.ended_at is None:
             self.ended_at = time.monotonic()
         elif event.kind == "failed":
@@ -300,32 +328,38 @@ class Launcher:
             self.failures.append((member.name, why, ""))
 
     def _check_children(self, registry: Registry) -> None:
-        for name, child in self.children.items():
+        for name, child in list(self.children.items()):
             code = child.poll()
             member = registry.members[name]
-            if code is None or member.state in ("done", "failed"):
+            restarting = self.respawn.waiting_on_exit(name)
+            if code is None or (member.state in ("done", "failed") and not restarting):
                 continue
             # Give a dying node's last control messages (its traceback) a moment to arrive.
             for event in registry.poll(200):
-                self._on_event(registry, event)
-            if member.state in ("done", "failed"):
+                self.on_registry_event(registry, event)
+            restarting = self.respawn.waiting_on_exit(name)
+            if member.state in ("done", "failed") and not restarting:
                 continue
-            member.state = "failed"
             how = (f"was killed by signal {-code}" if code < 0 else
                    f"exited on {signal.Signals(code - 128).name} (code {code})"
                    if code in (128 + signal.SIGINT, 128 + signal.SIGTERM) else
                    f"exited with code {code}")
-            self.failures.append((name, f"process {how} before the run ended", ""))
+            if self.respawn.child_exited(registry, name, how):
+                continue
+            member.state = "failed"
+            why = self.respawn.failing.pop(name, None) or f"process {how} before the run ended"
+            self.failures.append((name, why, ""))
 
     def _stop_children(self, registry: Registry) -> None:
         """Stop every child: stop message, SIGINT, SIGTERM, SIGKILL, each with a deadline."""
-        if not self.children:
+        processes = [*self.children.values(), *self.respawn.processes()]
+        if not processes:
             return
         registry.stop("the run is over")
         ladder = [(None, STOP_GRACE), (signal.SIGINT, SIGNAL_GRACE),
                   (signal.SIGTERM, SIGNAL_GRACE), (signal.SIGKILL, SIGNAL_GRACE)]
         for sig, grace in ladder:
-            alive = [c for c in self.children.values() if c.poll() is None]
+            alive = [c for c in processes if c.poll() is None]
             if not alive:
                 break
             for child in alive:
@@ -337,8 +371,8 @@ class Launcher:
             until = time.monotonic() + grace
             while time.monotonic() < until and any(c.poll() is None for c in alive):
                 for event in registry.poll(20):
-                    self._on_event(registry, event)
-        for child in self.children.values():
+                    self.on_registry_event(registry, event)
+        for child in processes:
             child.wait()
 
     # -- result ---------------------------------------------------------------------------------
@@ -354,13 +388,18 @@ class Launcher:
             name, message, detail = self.failures[0]
             raise NodeFailed(f"node {name} failed: {message}" + (f"\n{detail}" if detail else ""),
                              result=RunResult(self.spec, nodes, wall, registry.end_reason,
-                                              failures=self.failures, scores=scores))
+                                              failures=self.failures, scores=scores,
+                                              swaps=registry.swaps.done,
+                                              swap_failures=registry.swaps.failed,
+                                              registry_malformed=registry.malformed))
         end_reason = registry.end_reason
         if end_reason is None and not self.interrupted and self.spec.bounded_by_max_steps \
                 and parallel_duration(self.spec) is not None:
             end_reason = max_steps_reason(self.spec.max_steps)
         return RunResult(self.spec, nodes, wall, end_reason, interrupted=self.interrupted,
-                         signal=self.signal, scores=scores)
+                         signal=self.signal, scores=scores, swaps=registry.swaps.done,
+                         swap_failures=registry.swaps.failed,
+                         registry_malformed=registry.malformed)
 
 
 def _signal_label(signum: int | None) -> str:

@@ -20,6 +20,11 @@ Format (YAML)::
                                   # registry, when nodes run on other machines (see "TCP" below)
     pythonpath: [..]              # optional; folders searched first for classes, relative to
                                   # this file (see "Imports" below)
+    pace: 1.0                     # stepped/inline: run at this many times real time (--pace)
+    security: {keys: keys/}       # TCP: CURVE keys from `catbus keys generate` (--keys DIR);
+                                  # relative to this file; not used on an ipc bus
+    swap:                         # optional: swaps as part of the experiment (swapplan.py)
+      - {at: 2.5, node: robot, params: {safe_controller: Unsafe}}
     nodes:                        # in schedule order: within a tick, nodes step in this order
       env:                        # the node's name: its identity on the bus ([A-Za-z_][A-Za-z0-9_]*)
         class: nodes.flat_evade.env:FlatEvadeEnv   # module:Class, a catbus.Node subclass
@@ -28,6 +33,9 @@ Format (YAML)::
         params_file: env.yaml     # a YAML mapping merged UNDER params; relative to this file
         remap: {"~/sensors": robot/sensors}        # declared name -> topic
         remote: false             # true: started elsewhere with `catbus node`; the launcher waits
+        restart: on-failure       # never (default) | on-failure: start a failed process again,
+        max_restarts: 3           #   at most this often, after restart_backoff seconds
+        restart_backoff: 0.5      #   (doubled each time)
 
 Decisions worth knowing:
 
@@ -95,12 +103,13 @@ from catbus.launch.fieldcheck import CLI, _absolute, _is_int, _is_number, _unkno
 from catbus.launch.imports import import_path_for
 from catbus.launch.nodelist import _attach_recorder, _check_remote_names, _parse_sets, _raw_nodes
 from catbus.launch.nodespec import NodeSpec, TopicBinding, _node_spec
+from catbus.launch.swapplan import ScheduledSwap, parse_swaps
 from catbus.launch.yamlfile import _load_yaml_file
 from catbus.topics import ALL_TOPICS, RESERVED_PREFIX
 from catbus.wire.protocol import MODES, bus_address_problem
 
 TOP_KEYS = ("name", "description", "mode", "steps", "duration", "max_steps", "seed", "record",
-            "bus", "pythonpath", "nodes")
+            "bus", "pythonpath", "pace", "swap", "nodes", "security")
 
 #: The bound of a run without ``steps`` or ``duration`` (periods of the first periodic node).
 DEFAULT_MAX_STEPS = 100_000
@@ -138,6 +147,12 @@ class LaunchSpec:
     #: The bound of a run without ``steps`` or ``duration``, in periods of the first periodic
     #: node (see :attr:`bounded_by_max_steps`).
     max_steps: int = DEFAULT_MAX_STEPS
+    #: ``stepped``/``inline``: run at this many times real time (None: as fast as possible).
+    pace: float | None = None
+    #: The launch file's ``swap:`` schedule, in the order of ``at``.
+    swaps: tuple[ScheduledSwap, ...] = ()
+    #: ``security: {keys: DIR}`` (or ``--keys``): the keys folder, absolute; None: no keys.
+    keys: Path | None = None
 
     @property
     def bounded_by_max_steps(self) -> bool:
@@ -208,7 +223,8 @@ def load_launch(path: str | os.PathLike, *, mode: str | None = None, steps: int 
                 duration: float | None = None, seed: int | None = None,
                 record: str | os.PathLike | bool | None = None, overrides: Sequence[str] = (),
                 remote: Sequence[str] = (), bus: str | None = None,
-                max_steps: int | None = None) -> LaunchSpec:
+                max_steps: int | None = None, pace: float | None = None,
+                keys: str | os.PathLike | None = None) -> LaunchSpec:
     """Read, validate and override the launch file at ``path``.
 
     Keyword arguments are command-line values and win over the file; ``None`` keeps the file's
@@ -222,7 +238,7 @@ def load_launch(path: str | os.PathLike, *, mode: str | None = None, steps: int 
     return _build(document, where=where, base_dir=_absolute(file).parent, path=file,
                   default_name=file.stem, mode=mode, steps=steps, duration=duration, seed=seed,
                   record=record, overrides=overrides, remote=remote, bus=bus,
-                  max_steps=max_steps)
+                  max_steps=max_steps, pace=pace, keys=keys)
 
 
 def build_launch(document: Mapping[str, Any], *, where: str = "<launch>",
@@ -230,20 +246,23 @@ def build_launch(document: Mapping[str, Any], *, where: str = "<launch>",
                  steps: int | None = None, duration: float | None = None, seed: int | None = None,
                  record: str | os.PathLike | bool | None = None, overrides: Sequence[str] = (),
                  remote: Sequence[str] = (), bus: str | None = None,
-                 max_steps: int | None = None) -> LaunchSpec:
+                 max_steps: int | None = None, pace: float | None = None,
+                 keys: str | os.PathLike | None = None) -> LaunchSpec:
     """Validate launch data given as a dict (the Python API), with the same overrides as
     :func:`load_launch`. Relative paths in ``document`` are relative to ``base_dir`` (default: the
     current directory at call time); ``where`` names the source in error messages."""
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     return _build(document, where=where, base_dir=base, path=None, default_name="launch",
                   mode=mode, steps=steps, duration=duration, seed=seed, record=record,
-                  overrides=overrides, remote=remote, bus=bus, max_steps=max_steps)
+                  overrides=overrides, remote=remote, bus=bus, max_steps=max_steps,
+                  pace=pace, keys=keys)
 
 
 def _build(document: Any, *, where: str, base_dir: Path, path: Path | None, default_name: str,
            mode: str | None, steps: int | None, duration: float | None, seed: int | None,
            record: str | os.PathLike | bool | None, overrides: Sequence[str],
-           remote: Sequence[str], bus: str | None, max_steps: int | None = None) -> LaunchSpec:
+           remote: Sequence[str], bus: str | None, max_steps: int | None = None,
+           pace: float | None = None, keys: str | os.PathLike | None = None) -> LaunchSpec:
     """The one pipeline behind both entry points: top level, nodes, overrides, cross-checks."""
     top = _check_top(document, where)
     run_name = _run_name(top.get("name"), default_name, where)
@@ -253,6 +272,7 @@ def _build(document: Any, *, where: str, base_dir: Path, path: Path | None, defa
     run_seed = _seed(top.get("seed"), seed, where)
     run_record = _record(top.get("record"), record, base_dir, where)
     run_bus = _bus(top.get("bus"), bus, where)
+    run_keys = _security(top.get("security"), keys, base_dir, where)
     import_path = import_path_for([*_pythonpath(top.get("pythonpath"), base_dir, where),
                                    base_dir])
 
@@ -267,12 +287,21 @@ def _build(document: Any, *, where: str, base_dir: Path, path: Path | None, defa
                   for name, raw in raw_nodes.items())
     _check_publishers(nodes, where)
     _check_mode(nodes, run_mode, run_steps, run_duration, where, steps_from_cli=steps is not None)
+    run_pace = _pace(top.get("pace"), pace, where)
+    swaps = parse_swaps(top.get("swap"), nodes, where=where, import_path=import_path)
 
     doc = _document(top, run_name, run_mode, run_steps, run_duration, run_seed, run_record,
                     run_bus, import_path, nodes, run_max_steps)
+    if run_pace is not None:
+        doc["pace"] = run_pace
+    if swaps:
+        doc["swap"] = _plain([entry.document() for entry in swaps])
+    if run_keys is not None:
+        doc["security"] = {"keys": str(run_keys)}
     return LaunchSpec(path=path, name=run_name, nodes=nodes, bus=run_bus, mode=run_mode,
                       steps=run_steps, duration=run_duration, seed=run_seed, record=run_record,
-                      document=doc, import_path=import_path, max_steps=run_max_steps)
+                      document=doc, import_path=import_path, max_steps=run_max_steps,
+                      pace=run_pace, swaps=swaps, keys=run_keys)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -351,6 +380,18 @@ def _max_steps(file_value: Any, cli_value: Any, where: str) -> int:
     return value
 
 
+def _pace(file_value: Any, cli_value: Any, where: str) -> float | None:
+    """``pace``: stepped and inline runs at this many times real time (1: as fast as the wall
+    clock); None runs as fast as they can. Parallel runs are in real time anyway."""
+    value, src, key = _source(cli_value, file_value, "pace", where)
+    if value is None:
+        return None
+    if not _is_number(value) or not value > 0 or value == float("inf"):
+        raise ConfigError(src, key, f"must be a positive number (1 = real time, 2 = twice as "
+                                    f"fast), got {value!r}")
+    return float(value)
+
+
 def _seed(file_value: Any, cli_value: int | None, where: str) -> int:
     value, src, key = _source(cli_value, file_value, "seed", where)
     if value is None:
@@ -407,6 +448,29 @@ def _bus(file_value: Any, cli_value: str | None, where: str) -> str:
         raise ConfigError(src, key, f"must be 'ipc' or 'tcp://HOST:PORT' (for example "
                                     f"tcp://0.0.0.0:7700), got {value!r}")
     return value
+
+
+def _security(file_value: Any, cli_value: Any, base_dir: Path, where: str) -> Path | None:
+    """``security: {keys: DIR}`` (DIR relative to the file) or ``--keys DIR`` (relative to the
+    current folder): the keys folder, absolute and loadable (catbus.security), else None."""
+    if cli_value is not None:
+        src, key, folder = CLI, "--keys", _absolute(Path(cli_value))
+    elif file_value is None:
+        return None
+    else:
+        if not isinstance(file_value, Mapping) or set(file_value) != {"keys"} or \
+                not isinstance(file_value["keys"], str) or not file_value["keys"]:
+            raise ConfigError(where, "security", f"must be {{keys: DIR}} (DIR: a folder from "
+                                                 f"`catbus keys generate DIR`, relative to this "
+                                                 f"file), got {file_value!r}")
+        src, key, folder = where, "security.keys", _absolute(base_dir / file_value["keys"])
+    from catbus.security import load_keys
+
+    try:
+        load_keys(folder, src)
+    except ConfigError as exc:
+        raise ConfigError(src, key, exc.message) from None
+    return folder
 
 
 # ------------------------------------------------------------------------------------------------
@@ -471,6 +535,9 @@ def _node_document(spec: NodeSpec) -> dict[str, Any]:
     if spec.remap:
         entry["remap"] = spec.remap
     entry["remote"] = spec.remote
+    if spec.restart.enabled:
+        entry.update(restart=spec.restart.policy, max_restarts=spec.restart.max_restarts,
+                     restart_backoff=spec.restart.backoff)
     return entry
 
 

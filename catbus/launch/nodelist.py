@@ -13,7 +13,8 @@ from catbus.launch.fieldcheck import CLI, SET, _class_path_of, _mapping_or_empty
 from catbus.launch.yamlfile import _load_yaml_text
 from catbus.topics import validate_node_name
 
-NODE_KEYS = ("class", "period", "params", "params_file", "remap", "remote")
+NODE_KEYS = ("class", "period", "params", "params_file", "remap", "remote", "restart",
+             "max_restarts", "restart_backoff")
 RECORDER_CLASS = "catbus.recording.recorder:Recorder"
 RECORDER_NAME = "recorder"
 

@@ -6,19 +6,20 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from catbus import params as params_mod
 from catbus.errors import ConfigError
 from catbus.launch.callbacks import callback_problems
-from catbus.launch.fieldcheck import SET, _absolute, _class_path_of, _is_number, _mapping_or_empty
+from catbus.launch.fieldcheck import SET, _absolute, _class_path_of, _is_int, _is_number, \
+    _mapping_or_empty
 from catbus.launch.imports import describe, import_path_for, shadowing_module, use_import_path
 from catbus.launch.yamlfile import _load_yaml_file
 from catbus.node import Input, Node
 from catbus.topics import ALL_TOPICS, resolve_topic, validate_topic
-from catbus.wire.protocol import POLICIES
+from catbus.wire.protocol import POLICIES, RESTART_POLICIES
 
 
 # ------------------------------------------------------------------------------------------------
@@ -46,6 +47,26 @@ class NodeSpec:
     remap: dict[str, str]
     inputs: tuple[TopicBinding, ...]
     outputs: tuple[TopicBinding, ...]
+    #: The parameter values the launch file (and ``--set``) gives, without class defaults: what
+    #: a swap to another class keeps of them (those that class declares).
+    given_params: dict = field(default_factory=dict, compare=False)
+    #: ``restart: on-failure``: a failed process is started again, at most ``max_restarts``
+    #: times, after ``restart_backoff`` seconds (doubled each time).
+    restart: RestartPolicy = field(default_factory=lambda: RestartPolicy())
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """What happens when a node's process fails (``restart``, ``max_restarts``,
+    ``restart_backoff`` in a launch file)."""
+
+    policy: str = "never"
+    max_restarts: int = 3
+    backoff: float = 0.5
+
+    @property
+    def enabled(self) -> bool:
+        return self.policy == "on-failure"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -59,14 +80,36 @@ def _node_spec(name: str, raw: Mapping[str, Any], *, where: str, base_dir: Path,
                                                import_path=import_path)
     for callback, problem in callback_problems(node_class):
         raise ConfigError(where, f"{prefix}.class", f"{class_path}: {problem}")
-    period = _period(raw, node_class, where, prefix)
-    node_params = _params(name, raw, node_class, where=where, base_dir=base_dir, sets=sets)
+    node_params, given_params = _params(name, raw, node_class, where=where, base_dir=base_dir,
+                                        sets=sets)
+    # Outputs and the default period may depend on the parameters (Node.declared_outputs).
+    declared_outputs = _from_params(node_class.declared_outputs, node_params, where, prefix)
+    period = _period(raw, node_class, where, prefix,
+                     lambda: _from_params(node_class.declared_period, node_params, where, prefix))
     remote = _remote(raw.get("remote", False), where, prefix) or force_remote
-    remap = _remap(raw.get("remap"), node_class, where, prefix)
+    remap = _remap(raw.get("remap"), node_class, declared_outputs, where, prefix)
     builtin = class_path.startswith("catbus.")
-    inputs, outputs = _bindings(name, node_class, remap, builtin, where, prefix)
+    inputs, outputs = _bindings(name, node_class, declared_outputs, remap, builtin, where, prefix)
     return NodeSpec(name=name, class_path=class_path, node_class=node_class, params=node_params,
-                    period=period, remote=remote, remap=remap, inputs=inputs, outputs=outputs)
+                    period=period, remote=remote, remap=remap, inputs=inputs, outputs=outputs,
+                    given_params=given_params, restart=_restart(raw, where, prefix))
+
+
+def _restart(raw: Mapping[str, Any], where: str, prefix: str) -> "RestartPolicy":
+    policy = raw.get("restart", "never")
+    if policy not in RESTART_POLICIES:
+        raise ConfigError(where, f"{prefix}.restart", f"must be one of "
+                                                      f"{', '.join(RESTART_POLICIES)}, got "
+                                                      f"{policy!r}")
+    count = raw.get("max_restarts", 3)
+    if not _is_int(count) or count < 0:
+        raise ConfigError(where, f"{prefix}.max_restarts",
+                          f"must be a whole number >= 0, got {count!r}")
+    backoff = raw.get("restart_backoff", 0.5)
+    if not _is_number(backoff) or backoff < 0:
+        raise ConfigError(where, f"{prefix}.restart_backoff",
+                          f"must be a number of seconds >= 0, got {backoff!r}")
+    return RestartPolicy(policy, int(count), float(backoff))
 
 
 #: How to fix a class path that does not import, in a launch file.
@@ -155,9 +198,21 @@ def _get_attr(module: Any, module_name: str, attr: str, where: str, field_path: 
     return target
 
 
-def _period(raw: Mapping[str, Any], node_class: type, where: str, prefix: str) -> float | None:
+def _from_params(hook: Any, params: dict[str, Any], where: str, prefix: str) -> Any:
+    """Call a ``Node.declared_*(params)`` hook; its ConfigError gets the file and the node."""
+    try:
+        return hook(params)
+    except ConfigError as exc:
+        if exc.where:
+            raise
+        field_path = f"{prefix}.params" + (f".{exc.field}" if exc.field else "")
+        raise ConfigError(where, field_path, exc.message) from None
+
+
+def _period(raw: Mapping[str, Any], node_class: type, where: str, prefix: str,
+            declared_period: Callable[[], Any]) -> float | None:
     if "period" not in raw:
-        declared = node_class.period
+        declared = declared_period()
         if declared is not None and (not _is_number(declared) or declared <= 0):
             raise ConfigError(where, f"{prefix}.class", f"{node_class.__name__} declares "
                                                         f"period={declared!r}; a class period must "
@@ -197,7 +252,7 @@ def _params(name: str, raw: Mapping[str, Any], node_class: type, *, where: str, 
     merged: dict[str, Any] = {}
     for layer in layers:
         merged = params_mod.deep_merge(merged, layer)
-    return params_mod.resolve(declared, merged, where=where, prefix=prefix)
+    return params_mod.resolve(declared, merged, where=where, prefix=prefix), merged
 
 
 def _params_file(value: Any, where: str, base_dir: Path, name: str) -> tuple[dict[str, Any], str]:
@@ -220,22 +275,23 @@ def _params_file(value: Any, where: str, base_dir: Path, name: str) -> tuple[dic
 # ------------------------------------------------------------------------------------------------
 # Topics
 # ------------------------------------------------------------------------------------------------
-def _declared_names(node_class: type) -> list[str]:
+def _declared_names(node_class: type, declared_outputs: Sequence[Any]) -> list[str]:
     inputs = [item.topic for item in _declared_inputs(node_class)]
-    return inputs + [out for out in node_class.outputs if isinstance(out, str)]
+    return inputs + [out for out in declared_outputs if isinstance(out, str)]
 
 
 def _declared_inputs(node_class: type) -> list[Input]:
     return [item if isinstance(item, Input) else Input(item) for item in node_class.inputs]
 
 
-def _remap(value: Any, node_class: type, where: str, prefix: str) -> dict[str, str]:
+def _remap(value: Any, node_class: type, declared_outputs: Sequence[Any], where: str,
+           prefix: str) -> dict[str, str]:
     field_path = f"{prefix}.remap"
     value = _mapping_or_empty(value)
     if not isinstance(value, Mapping):
         raise ConfigError(where, field_path, f"must be a mapping of declared name to topic, got "
                                              f"{value!r}")
-    declared = _declared_names(node_class)
+    declared = _declared_names(node_class, declared_outputs)
     for key, target in value.items():
         if key not in declared:
             message = (f"{key!r} is not an input or output of {node_class.__name__} (declared: "
@@ -248,7 +304,8 @@ def _remap(value: Any, node_class: type, where: str, prefix: str) -> dict[str, s
     return dict(value)
 
 
-def _bindings(name: str, node_class: type, remap: Mapping[str, str], builtin: bool, where: str,
+def _bindings(name: str, node_class: type, declared_outputs: Sequence[Any],
+              remap: Mapping[str, str], builtin: bool, where: str,
               prefix: str) -> tuple[tuple[TopicBinding, ...], tuple[TopicBinding, ...]]:
     """Resolve and check every declared input and output of one node."""
     inputs = []
@@ -260,7 +317,7 @@ def _bindings(name: str, node_class: type, remap: Mapping[str, str], builtin: bo
         topic = _resolved(name, node_class, item.topic, remap, builtin, True, where, prefix)
         inputs.append(TopicBinding(item.topic, topic, item.policy))
     outputs = []
-    for declared in node_class.outputs:
+    for declared in declared_outputs:
         if not isinstance(declared, str):
             raise ConfigError(where, f"{prefix}.class", f"{node_class.__name__} declares output "
                                                         f"{declared!r}; outputs are topic names")

@@ -17,10 +17,17 @@ from typing import Any
 
 import zmq
 
+from catbus import security
+from catbus.launch.swaps import Swaps
 from catbus.runtime.lockstep import Position, stalled_on
 from catbus.wire import messages as msg
 from catbus.wire.protocol import AWAITING_CONTROLLER_STATE, EVERY_TOPIC, HEARTBEAT_INTERVAL, \
     PROTOCOL_VERSION
+
+
+#: The most control messages :meth:`Registry.poll` handles per call (a few nodes send a few per
+#: second; a run of hundreds of nodes starting at once needs a few calls).
+MAX_BATCH = 1000
 
 
 @dataclass
@@ -48,18 +55,25 @@ class Member:
     code: int | None = None
     #: The scores the node reported (``done.scores``).
     scores: dict = field(default_factory=dict)
+    #: The highest incarnation handed out for this name (a replacement gets the next one).
+    issued: int = 0
+    #: Wall time its failed process was found gone (a restart's parallel-mode gap starts then).
+    lost_at: float = 0.0
 
-    def graph_entry(self) -> dict[str, Any]:
-        return {"name": self.name, "incarnation": self.incarnation, "endpoint": self.endpoint, "inputs": self.inputs,
-                "outputs": self.outputs, "period": self.period, "pid": self.pid,
-                "host": self.host, "cls": self.cls, "state": self.state, "tick": self.tick,
-                "steps": self.steps}
+    def graph_entry(self, standby: str = "") -> dict[str, Any]:
+        """The node in the ``graph`` message; ``standby``: the endpoint of its other process
+        while it is being swapped (peers stay connected to both)."""
+        return {"name": self.name, "incarnation": self.incarnation, "endpoint": self.endpoint,
+                "inputs": self.inputs, "outputs": self.outputs, "period": self.period,
+                "pid": self.pid, "host": self.host, "cls": self.cls, "state": self.state,
+                "tick": self.tick, "steps": self.steps, "standby": standby}
 
 
 @dataclass(frozen=True)
 class Event:
     """Something the host must know: ``kind`` in registered, started, failed, done, timeout,
-    end."""
+    end; and for replacements (:mod:`catbus.launch.swaps`) swap (start a replacement: ``node``,
+    its class in ``message``), swapped, swap-failed."""
 
     kind: str
     node: str = ""
@@ -76,8 +90,10 @@ class Registry:
                  mode: str = "parallel", seed: int = 0, run_info: dict | None = None,
                  schedule: dict | None = None, duration: float | None = None,
                  order: list[str] | None = None, deadline: float = 30.0,
-                 start_delay: float = 0.05) -> None:
+                 start_delay: float = 0.05, keys: Any = None) -> None:
         self.socket = ctx.socket(zmq.ROUTER)
+        #: CURVE and the allow-list (catbus.security) when ``keys`` are given on a TCP bus.
+        self.guard = security.serve_registry(ctx, self.socket, keys, bind)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted node may reuse its identity
         self.socket.bind(bind)
@@ -101,14 +117,18 @@ class Registry:
         self._positions: tuple = ()
         self._moved_at = 0.0
         self._stall_reported = False
+        self.swaps = Swaps(self)
 
     # -- public ---------------------------------------------------------------------------------
     def poll(self, timeout_ms: float) -> list[Event]:
         events: list[Event] = []
         if self.socket.poll(timeout_ms):
-            while True:
+            # At most MAX_BATCH messages per call: whatever arrives (a flood of garbage from a
+            # stranger included), the host gets back to heartbeats, deadlines and signals.
+            for _ in range(MAX_BATCH):
                 try:
-                    identity, data = self.socket.recv_multipart(zmq.NOBLOCK)
+                    frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=self.guard is None)
+                    identity, data = self.guard.sender(frames) if self.guard else frames
                 except zmq.Again:
                     break
                 except ValueError:
@@ -128,6 +148,8 @@ class Registry:
             for member in self.members.values():
                 if member.identity is not None and member.state not in ("done", "failed"):
                     self._send(member, msg.Heartbeat())
+            for identity in self.swaps.others:   # replacements and old processes of a swap
+                self._reply(identity, msg.Heartbeat())
             events.extend(self._check_deadlines(now))
         return events
 
@@ -136,6 +158,34 @@ class Registry:
         for member in self.members.values():
             if member.identity is not None and member.state not in ("done", "failed"):
                 self._send(member, msg.Stop(reason=reason))
+        for identity in list(self.swaps.others):
+            self._reply(identity, msg.Stop(reason=reason))
+
+    def adopt(self, member: Member, process: Any) -> None:
+        """Make ``process`` (a :class:`catbus.launch.swaps.Process`) the member's own."""
+        if member.identity is not None and self.by_identity.get(member.identity) == member.name:
+            del self.by_identity[member.identity]
+        member.identity, member.incarnation = process.identity, process.incarnation
+        member.pid, member.host, member.cls = process.pid, process.host, process.cls
+        member.endpoint, member.last_seen = process.endpoint, time.monotonic()
+        self.by_identity[process.identity] = member.name
+
+    def expect_restart(self, name: str) -> None:
+        """The launcher restarts ``name``'s failed process (``restart: on-failure``): the run
+        waits for the new one, which registers with ``replace``."""
+        member = self.members[name]
+        if member.identity is not None:
+            self.by_identity.pop(member.identity, None)
+        member.identity, member.state = None, "restarting"
+        member.lost_at = time.time()
+        self.swaps.restarting[name] = time.monotonic()
+        self.swaps.switches.pop(name, None)
+
+    def elapsed(self) -> float:
+        """Seconds since the run started (its start delay included), 0 before."""
+        if not self.started:
+            return 0.0
+        return max(0.0, time.monotonic() - self.started_at - self.start_delay)
 
     def missing(self) -> list[str]:
         """Expected nodes that have not registered yet."""
@@ -159,6 +209,8 @@ class Registry:
 
     def close(self) -> None:
         self.socket.close(0)
+        if self.guard is not None:
+            self.guard.close()
 
     # -- protocol -------------------------------------------------------------------------------
     def _send(self, member: Member, message: msg.Message) -> None:
@@ -175,23 +227,40 @@ class Registry:
             return self._register(identity, message)
         if isinstance(message, msg.GraphQuery):
             self._reply(identity, msg.Graph(
-                nodes=[m.graph_entry() for m in self.members.values()], mode=self.mode,
+                nodes=self._graph_nodes(everyone=True), mode=self.mode,
                 started=self.started, run=self.run_info.get("name", "")))
             return []
+        if isinstance(message, msg.SwapRequest):
+            refused = self.guard.swap_problem(message.node) if self.guard else None
+            if refused:
+                self._reply(identity, msg.SwapReply(ok=False, message=refused))
+                return []
+            return self.swaps.request(identity, message)
+        if identity in self.swaps.others:
+            return self.swaps.handle_other(identity, message)
         name = self.by_identity.get(identity)
         member = self.members.get(name) if name else None
-        if member is None:
+        if member is None or member.identity != identity:
             return []
         member.last_seen = time.monotonic()
         if isinstance(message, msg.Heartbeat):
             member.tick, member.steps = message.tick, message.steps
             member.activity = message.state
         elif isinstance(message, msg.Ready):
+            if member.name in self.swaps.switches:   # a restarted process
+                return self.swaps._maybe_take_over(member.name)
             member.state = "ready"
             return self._maybe_start()
+        elif isinstance(message, msg.Handover):
+            return self.swaps.handover(member, message)
+        elif isinstance(message, msg.Swapped):
+            return self.swaps.swapped(member, message)
         elif isinstance(message, msg.Done):
             return self._done(member, message)
         elif isinstance(message, msg.Error):
+            rolled_back = self.swaps.member_failed(member, message.message)
+            if rolled_back is not None:
+                return rolled_back
             member.state = "failed"
             return [Event("failed", member.name, message.message, message.traceback)]
         return []
@@ -208,8 +277,14 @@ class Registry:
             self.malformed += message.protocol == PROTOCOL_VERSION
             self._reply(identity, msg.Reject(reason=problem))
             return []
+        refused = self.guard.register_problem(message) if self.guard else None
+        if refused:
+            self._reply(identity, msg.Reject(reason=refused))
+            return []
         name = message.name
         member = self.members.get(name)
+        if message.replace and member is not None and member.state != "expected":
+            return self.swaps.register(identity, message, member)
         if member is None and self.expected is not None:
             self._reply(identity, msg.Reject(
                 reason=f"no node named {name!r} in this run (nodes: {', '.join(self.members)})"))
@@ -217,14 +292,15 @@ class Registry:
         if member is not None and member.state not in ("expected", "done", "failed"):
             self._reply(identity, msg.Reject(
                 reason=f"a node named {name!r} is already running "
-                       f"(pid {member.pid} on {member.host})"))
+                       f"(pid {member.pid} on {member.host}); to take its place, start this "
+                       f"one with --replace"))
             return []
         if member is None:
             member = self.members[name] = Member(name)
             self.order.append(name)
         config = (self.expected or {}).get(name)
         member.identity = identity
-        member.incarnation += 1
+        member.incarnation = member.issued = max(member.issued, member.incarnation) + 1
         member.pid, member.host = message.pid, message.host
         member.cls, member.endpoint = message.cls, message.endpoint
         member.state, member.last_seen = "registered", time.monotonic()
@@ -241,18 +317,25 @@ class Registry:
             mode=self.mode, seed=self.seed, incarnation=member.incarnation, params=params,
             period=member.period, inputs=member.inputs, outputs=member.outputs,
             schedule=self.schedule, duration=self.duration, order=self.order,
-            run_info=self.run_info))
+            run_info=self.run_info, retire_at=self.swaps._next_retire(name, -1)))
         if self.expected is None or not self.missing():
             self._send_graph()
         return [Event("registered", name)]
 
+    def _graph_nodes(self, everyone: bool = False) -> list[dict[str, Any]]:
+        entries = [m.graph_entry(self.swaps.standby_endpoint(m.name))
+                   for m in self.members.values() if everyone or m.identity is not None]
+        return self.guard.graph(entries) if self.guard else entries
+
     def _send_graph(self) -> None:
-        nodes = [m.graph_entry() for m in self.members.values() if m.identity is not None]
+        nodes = self._graph_nodes()
+        graph = msg.Graph(nodes=nodes, complete=True, mode=self.mode, started=self.started,
+                          run=self.run_info.get("name", ""))
         for member in self.members.values():
             if member.identity is not None and member.state not in ("done", "failed"):
-                self._send(member, msg.Graph(nodes=nodes, complete=True, mode=self.mode,
-                                             started=self.started,
-                                             run=self.run_info.get("name", "")))
+                self._send(member, graph)
+        for identity in self.swaps.others:   # a replacement connects by it too
+            self._reply(identity, graph)
 
     def _maybe_start(self) -> list[Event]:
         if self.expected is None:
@@ -292,6 +375,7 @@ class Registry:
 
     def _check_deadlines(self, now: float) -> list[Event]:
         events = []
+        events.extend(self.swaps.check_deadlines(now, self.deadline))
         for member in self.members.values():
             if member.state in ("registered", "ready", "running") and \
                     now - member.last_seen > self.deadline:
@@ -315,6 +399,9 @@ class Registry:
         naming the node furthest behind (the one the others wait for) and every node's state.
         A node silent in a long step is left to the heartbeat deadline, which names it."""
         if self.mode != "stepped" or not self.started or self._stall_reported:
+            return None
+        if self.swaps.busy():   # a node is being replaced: the others wait for it, rightly
+            self._moved_at = now
             return None
         running = [m for m in self.members.values() if m.state == "running"]
         positions = tuple((m.name, m.tick, m.steps) for m in running)

@@ -50,6 +50,24 @@ class RunResult:
     #: The scores nodes reported (``Node.report``; a key two nodes report is prefixed with each
     #: node's name), merged with the recording's evaluator's, whose keys win; None if neither.
     scores: dict[str, Any] | None = None
+    #: Control messages the registry refused as malformed (counted and dropped).
+    registry_malformed: int = 0
+    #: Every hot swap and restart of the run, in order: ``{node, kind ("swap" | "restart"),
+    #: tick, old, new ({incarnation, pid, host, class}), state ("restored" | "fresh"), gap
+    #: (parallel: seconds without the node's messages; None in stepped/inline), at}``; and the
+    #: swaps that failed (the old process went on): ``{node, message}``.
+    swaps: list = field(default_factory=list)
+    swap_failures: list = field(default_factory=list)
+
+    @property
+    def malformed(self) -> dict[str, Any]:
+        """Every refused or malformed input of the run, counted and dropped: ``total``,
+        ``registry`` (control messages the registry refused) and ``nodes`` (``{node: count}``,
+        each node's ``malformed``: data frames, progress, control messages, and what the
+        recorder refused; its ``malformed_by`` in :attr:`nodes` says which)."""
+        nodes = {name: int(stats.get("malformed", 0) or 0) for name, stats in self.nodes.items()}
+        return {"total": self.registry_malformed + sum(nodes.values()),
+                "registry": self.registry_malformed, "nodes": nodes}
 
     @property
     def record(self) -> Path | None:
@@ -63,14 +81,17 @@ class RunResult:
     def summary(self) -> "Summary":
         """The run as plain data (what ``catbus launch --json`` prints): name, mode, seed,
         ``wall_time_s``, ``end_reason``, ``interrupted``, per-node ``nodes`` statistics,
-        ``record`` (a path string or None) and ``scores``. A new dict on every access.
+        ``record`` (a path string or None), ``scores`` and ``malformed`` (every refused or
+        malformed input, see :attr:`malformed`). A new dict on every access.
 
         An attribute since 0.2; calling it (``result.summary()``, the old method) still works
         and warns (DeprecationWarning)."""
         return Summary(name=self.spec.name, mode=self.spec.mode, seed=self.spec.seed,
                        wall_time_s=round(self.wall_time, 3), end_reason=self.end_reason,
                        interrupted=self.interrupted, nodes=self.nodes,
-                       record=str(self.record) if self.record else None, scores=self.scores)
+                       record=str(self.record) if self.record else None, scores=self.scores,
+                       malformed=self.malformed, swaps=self.swaps,
+                       swap_failures=self.swap_failures)
 
     def table(self) -> str:
         """Per node: steps, period, step-time percentiles, waiting, messages, losses.
@@ -111,6 +132,17 @@ class RunResult:
 
         if self.interrupted:
             title += ", interrupted"
+        from catbus.launch.swaps import describe
+
+        lines.extend(describe(record) for record in self.swaps)
+        lines.extend(f"swap of {failure['node']} failed: {failure['message']}"
+                     for failure in self.swap_failures)
+        refused = self.malformed
+        if refused["total"]:
+            parts = ([f"registry {refused['registry']}"] if refused["registry"] else []) + \
+                [f"{name} {count}" for name, count in refused["nodes"].items() if count]
+            lines.append(f"malformed input counted and dropped: {refused['total']} "
+                         f"({', '.join(parts)})")
         return "\n".join([title, *lines])
 
     def _sim_period(self, name: str) -> float | None:

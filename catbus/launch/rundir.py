@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import sys
 import tempfile
 import time
@@ -55,6 +56,7 @@ class RunDir:
         remove_stale_runs()
         root = runs_root()
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _check_private(root)
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:24]
         path = root / f"{safe}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         path.mkdir(mode=0o700)
@@ -89,6 +91,18 @@ class RunDir:
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _check_private(root: Path) -> None:
+    """The runs folder must be this user's own, readable by nobody else (it holds every run's
+    ipc sockets): one made by someone else in a shared temporary folder is refused, a lax mode
+    is tightened."""
+    info = root.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise CatbusError(f"{root} is not a folder of this user (owner uid {info.st_uid}); "
+                          f"remove it, or set TMPDIR to a private folder")
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        os.chmod(root, 0o700)
 
 
 def _owner_alive(folder: Path) -> bool:

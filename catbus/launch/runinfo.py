@@ -50,7 +50,8 @@ def parallel_duration(spec: LaunchSpec) -> float | None:
 def build_run_info(spec: LaunchSpec, schedule: Schedule | None,
                    log_level: str | None = None) -> dict[str, Any]:
     """Metadata for built-in nodes (the recorder writes it into the MCAP file), and the run's
-    ``log_level`` (node processes, also remote ones, log at it; see catbus.runtime.logs)."""
+    ``log_level`` (node processes, also remote ones, log at it; see catbus.runtime.logs) and
+    ``pace`` (stepped nodes step no faster than that many times real time)."""
     from catbus.runtime.logs import API_DEFAULT_LEVEL, check_level
 
     def declared(attr: str) -> list[str]:
@@ -61,4 +62,4 @@ def build_run_info(spec: LaunchSpec, schedule: Schedule | None,
             "last_tick": schedule.last_tick if schedule else None,
             "versions": package_versions(), "evaluators": declared("evaluator"),
             "plotters": declared("plotter"), "argv": sys.argv,
-            "log_level": check_level(log_level or API_DEFAULT_LEVEL)}
+            "log_level": check_level(log_level or API_DEFAULT_LEVEL), "pace": spec.pace}

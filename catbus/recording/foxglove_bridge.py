@@ -65,13 +65,14 @@ class Bridge:
     def __init__(self, registry: str, *, port: int = DEFAULT_PORT, host: str = "127.0.0.1",
                  nodes: Mapping[str, Mapping[str, Any]] | None = None,
                  run_folder: str | None = None, import_path: Any = (),
-                 say: Callable[[str], None] | None = None) -> None:
+                 say: Callable[[str], None] | None = None, keys: Any = None) -> None:
         from catbus.cli.introspect import REGISTRY_SILENCE, WATCH_EVERY
         from catbus.launch.rundir import RUN_FILE
 
         foxglove = _import_foxglove()
         self._foxglove = foxglove
         self.registry = registry
+        self.keys = keys   # catbus.security.Keys of a secured TCP run, or None
         self.say = say or (lambda text: print(f"catbus foxglove: {text}", file=sys.stderr,
                                               flush=True))
         self.run_file = Path(run_folder) / RUN_FILE if run_folder else None
@@ -114,7 +115,9 @@ class Bridge:
         dealer = ctx.socket(zmq.DEALER)
         dealer.setsockopt(zmq.LINGER, 0)
         dealer.setsockopt(zmq.SNDHWM, 4)
-        dealer.connect(self.registry)
+        from catbus import security
+
+        handshake = security.dial(dealer, self.registry, self.keys)
         poller = zmq.Poller()
         poller.register(sub, zmq.POLLIN)
         poller.register(dealer, zmq.POLLIN)
@@ -149,6 +152,9 @@ class Bridge:
                 if self.run_file is not None and not self.run_file.exists():
                     self.reason = "the run ended"
                     break
+                if handshake.problem():
+                    self.reason = handshake.problem()
+                    break
                 if now - answered > self.silence:
                     self.reason = (f"the run ended (its registry at {self.registry} has not "
                                    f"answered for {self.silence:g} s)")
@@ -162,6 +168,7 @@ class Bridge:
             else:
                 self.reason = self.reason or "stopped"
         finally:
+            handshake.close()
             sub.close()
             dealer.close()
             self.close()
@@ -185,7 +192,10 @@ class Bridge:
             endpoint = node.get("endpoint")
             if node.get("outputs") and endpoint and endpoint not in self.endpoints:
                 self.endpoints.add(endpoint)
-                sub.connect(endpoint)
+                from catbus import security
+
+                key = str(node.get("key") or "").encode() or None   # its XPUB's CURVE key
+                security.dial(sub, endpoint, self.keys, key).close()
         if self.nodes is None:   # no launch file: scene converters from the graph's classes
             new = {n["name"]: {"class": n.get("cls")} for n in graph.nodes
                    if n.get("cls") and str(n.get("cls")) not in self._scene_classes}
@@ -268,7 +278,8 @@ class BridgeThread:
             folder = getattr(getattr(launcher, "rundir", None), "path", None)
             return Bridge(launcher.bus, port=port, host=host, nodes=nodes,
                           run_folder=str(folder) if folder else None,
-                          import_path=getattr(spec, "import_path", ()) or ())
+                          import_path=getattr(spec, "import_path", ()) or (),
+                          keys=getattr(launcher, "keys", None))
 
         thread = cls(make)
         return thread
@@ -308,12 +319,15 @@ def _has_node_fields(spec: Any) -> bool:
 
 
 def serve(*, bus: str | None = None, run: str | None = None, port: int = DEFAULT_PORT,
-          host: str = "127.0.0.1") -> int:
+          host: str = "127.0.0.1", keys: Any = None) -> int:
     """``catbus foxglove``: serve the run until it ends (exit 0) or Ctrl-C/SIGTERM (130/143)."""
     from catbus.cli.introspect import find_run
 
     found = find_run(bus, run)
-    bridge = Bridge(found["registry"], port=port, host=host, run_folder=found.get("folder"))
+    from catbus.security import load_option
+
+    bridge = Bridge(found["registry"], port=port, host=host, run_folder=found.get("folder"),
+                    keys=load_option(keys))
     stopped: list[int] = []
 
     def on_signal(signum: int, _: Any) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +93,8 @@ class Recording:
         self.metadata: dict[str, Any] = records.get(METADATA_NAME, {})
         #: What the recorder wrote at a clean close (``messages``, ``drops``), else empty.
         self.end_metadata: dict[str, Any] = records.get(END_METADATA_NAME, {})
+        #: Messages :meth:`messages` met that do not decode (skipped or kept without a value).
+        self.undecodable = 0
         #: Every metadata record by name, for files with more than catbus wrote.
         self.all_metadata: dict[str, dict[str, Any]] = records
         base = self.metadata.get("base_tick_ns")
@@ -120,12 +123,20 @@ class Recording:
         return list(topics)
 
     def messages(self, topics: Iterable[str] | str | None = None, *,
-                 decode: bool = True) -> Iterator[RecordedMessage]:
+                 decode: bool = True, errors: str = "skip") -> Iterator[RecordedMessage]:
         """Messages on ``topics`` (all if ``None``) in file order.
 
         ``decode=False`` leaves ``value`` as ``None``, for byte comparisons of long runs. A
         channel with another encoding than ``catbus-msgpack`` gives ``value=None``.
+
+        A message whose bytes do not decode (a file from a recorder before 0.3, which wrote
+        such messages into their channel, or another writer's) never spoils the rest of the
+        file: with ``errors="skip"`` (the default) it is left out and counted in
+        :attr:`undecodable`, and a warning names the first one; ``errors="keep"`` yields it
+        with ``value=None``; ``errors="raise"`` raises :class:`~catbus.errors.CatbusError`.
         """
+        if errors not in ("skip", "keep", "raise"):
+            raise ValueError(f"errors must be 'skip', 'keep' or 'raise', not {errors!r}")
         wanted = {topics} if isinstance(topics, str) else (None if topics is None else set(topics))
         if wanted is not None and not wanted:
             return
@@ -133,7 +144,17 @@ class Recording:
             data = bytes(message.data)
             value = None
             if decode and channel.message_encoding == MESSAGE_ENCODING:
-                value = self._decode(channel.topic, message, data)
+                try:
+                    value = self._decode(channel.topic, message, data)
+                except CatbusError as exc:
+                    if errors == "raise":
+                        raise
+                    self.undecodable += 1
+                    if self.undecodable == 1:
+                        warnings.warn(f"{exc} (left out; Recording.undecodable counts them)",
+                                      stacklevel=2)
+                    if errors == "skip":
+                        continue
             publish_time = message.publish_time
             tick = publish_time // self.base_tick_ns if self.base_tick_ns else None
             yield RecordedMessage(topic=channel.topic, tick=tick,

@@ -49,6 +49,7 @@ from catbus.recording.mcap_layout import (END_METADATA_NAME, JSON_KEYS, MESSAGE_
 
 RUN_INFO_KEYS = ("launch", "seed", "mode", "base_tick_ns", "versions", "evaluators", "plotters")
 _UINT32 = 0xFFFFFFFF
+_UINT64 = 0xFFFFFFFFFFFFFFFF
 
 
 def metadata_strings(values: Mapping[str, Any]) -> dict[str, str]:
@@ -185,6 +186,17 @@ class Recorder(Node):
     path: Path | None = None
     drops: int = 0
     messages_written: int = 0
+    malformed: int = 0       # payloads that do not decode: counted, never written
+    bad_seq: int = 0         # sequence jumps the stream contradicted (see _count_sequence)
+    #: Frames the runtime refused before they reached on_raw (bad envelope, header or
+    #: progress: its inbox's ``malformed``), set by the runtime before close(); None if not.
+    inbox_malformed: int | None = None
+
+    @property
+    def malformed_input(self) -> int:
+        """What this node refused itself, for its ``malformed`` statistic (the runtime adds the
+        frames its inbox refused)."""
+        return self.malformed
 
     # -- lifecycle ------------------------------------------------------------------------------
     def setup(self, params: dict[str, Any]) -> None:
@@ -196,6 +208,10 @@ class Recorder(Node):
         self.restarts_by_stream: dict[tuple[str, str], int] = {}
         self.drops = 0
         self.messages_written = 0
+        self.malformed = 0
+        self.bad_seq = 0
+        #: (publisher, topic) -> (seq before, messages counted lost) of a jump just seen
+        self._jumps: dict[tuple[str, str], tuple[int, int]] = {}
         self._last_publish_time = 0
         self._closed = False
         self._flush_interval = float(params.get("flush_interval", 2.0))
@@ -226,6 +242,17 @@ class Recorder(Node):
         writer = self._writer
         if writer is None:
             raise RuntimeError("Recorder.on_raw called before setup() or after close()")
+        # Its sequence number counts even if the payload is refused below: it arrived, so it
+        # is not a loss.
+        self._count_sequence(header.publisher, topic, header.seq)
+        try:
+            # The same check every reader of the file will make: a message whose payload does
+            # not decode is counted and dropped here, never written into its channel (where
+            # it made Recording.messages() raise for the whole file).
+            codec.decode_payload(payload, buffers)
+        except codec.DecodeError:
+            self.malformed += 1
+            return
         channel = self._channels.get(topic)
         if channel is None:
             channel = writer.register_channel(topic=topic, message_encoding=MESSAGE_ENCODING,
@@ -233,8 +260,8 @@ class Recorder(Node):
             self._channels[topic] = channel
         if topic == SCORES_TOPIC:
             self._keep_scores(payload, buffers)
-        self._count_sequence(header.publisher, topic, header.seq)
-        publish_time = max(0, round(header.sim_time * 1e9))
+        # Header.unpack bounds sim_time (finite, within +-2**34 s), so this fits MCAP's u64.
+        publish_time = min(max(0, round(header.sim_time * 1e9)), _UINT64)
         self._check_tick(topic, header, publish_time)
         self._last_publish_time = max(self._last_publish_time, publish_time)
         writer.add_message(channel_id=channel, log_time=time.time_ns(),
@@ -259,6 +286,8 @@ class Recorder(Node):
 
                 writer.add_metadata(END_METADATA_NAME, metadata_strings({
                     "messages": self.messages_written, "drops": self.drops,
+                    "malformed": self.malformed, "bad_seq": self.bad_seq,
+                    "malformed_frames": self.inbox_malformed,
                     "closed_at_ns": time.time_ns(),
                     "scores": merge_reported(getattr(self, "reported", {}))}))
                 writer.finish()
@@ -281,13 +310,27 @@ class Recorder(Node):
 
         A number lower than expected means the publisher restarted (a hot swap starts a new
         process under the same name): it is counted as a restart, not as a loss.
+
+        A jump that the stream then contradicts -- the next message goes on right after the
+        number before the jump, e.g. 100, 1000000, 101 -- was one message with a bad ``seq`` (a
+        forged or corrupt header), not a loss: its count is taken back and it is counted in
+        ``bad_seq`` instead (so one frame cannot add a million drops).
         """
         key = (publisher, topic)
-        expected = self._last_seq.get(key, -1) + 1
+        last = self._last_seq.get(key, -1)
+        expected = last + 1
+        jump = self._jumps.pop(key, None) if self._jumps else None
+        if jump is not None and seq == jump[0] + 1:
+            before, lost = jump
+            self.drops -= lost
+            self.drops_by_stream[key] -= lost
+            self.bad_seq += 1
+            expected = before + 1
         if seq > expected:
             lost = seq - expected
             self.drops += lost
             self.drops_by_stream[key] = self.drops_by_stream.get(key, 0) + lost
+            self._jumps[key] = (expected - 1, lost)
         elif seq < expected:
             self.restarts_by_stream[key] = self.restarts_by_stream.get(key, 0) + 1
         self._last_seq[key] = seq
@@ -315,7 +358,10 @@ class Recorder(Node):
              "restarts": self.restarts_by_stream.get((publisher, topic), 0)}
             for (publisher, topic), received in sorted(self._received.items())
         ]
-        value = {"total": self.drops, "streams": streams}
+        value = {"total": self.drops, "streams": streams,
+                 "malformed": self.malformed, "bad_seq": self.bad_seq}
+        if self.inbox_malformed is not None:
+            value["malformed_frames"] = self.inbox_malformed
         payload, buffers = codec.encode_payload(value)
         channel = self._channels.get(DROPS_TOPIC)
         if channel is None:

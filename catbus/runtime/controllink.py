@@ -7,6 +7,7 @@ import time
 
 import zmq
 
+from catbus import security
 from catbus.wire import messages as msg
 from catbus.wire.protocol import HEARTBEAT_INTERVAL
 
@@ -15,12 +16,12 @@ class ControlLink:
     """Sends and receives :mod:`catbus.wire.messages`; a message that is not one is counted in
     ``malformed`` and dropped, as the registry drops a node's."""
 
-    def __init__(self, ctx: zmq.Context, bus: str) -> None:
+    def __init__(self, ctx: zmq.Context, bus: str, keys: "security.Keys | None" = None) -> None:
         self.socket = ctx.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 1000)
-        self.socket.connect(bus)
+        self.handshake = security.dial(self.socket, bus, keys)   # CURVE client when keyed
         self.bus = bus
-        self.last_heard = time.monotonic()
+        self.last_heard = self.last_looked = time.monotonic()
         self.last_sent = 0.0
         self.malformed = 0
         self.backlog: list[msg.Message] = []   # received but not yet handled
@@ -31,15 +32,22 @@ class ControlLink:
 
     def receive_nowait(self) -> list[msg.Message]:
         """The backlog, then every message waiting on the socket."""
+        self._pull()
         messages, self.backlog = self.backlog, []
+        return messages
+
+    def _pull(self) -> None:
+        """Move every message waiting on the socket to the backlog (malformed ones counted and
+        dropped); any message, even a malformed one, is hearing from the registry."""
+        backlog = self.backlog
         while True:
             try:
                 data = self.socket.recv(zmq.NOBLOCK)
             except zmq.Again:
-                return messages
+                return
             self.last_heard = time.monotonic()
             try:
-                messages.append(msg.decode(data))
+                backlog.append(msg.decode(data))
             except msg.MalformedMessage:
                 self.malformed += 1
 
@@ -47,7 +55,26 @@ class ControlLink:
         return time.monotonic() - self.last_sent >= HEARTBEAT_INTERVAL
 
     def silent_for(self) -> float:
-        return time.monotonic() - self.last_heard
+        """Seconds since the registry was last heard, counting what is already queued on the
+        socket: a process frozen (SIGSTOP, a debugger, a swapped-out laptop) longer than the
+        registry timeout finds the registry's heartbeats of that time waiting when it thaws, and
+        must not conclude from the clock alone that the registry is gone. Looked at only past a
+        heartbeat interval of silence, so the common case costs no system call."""
+        now = time.monotonic()
+        silent = now - self.last_heard
+        if silent > HEARTBEAT_INTERVAL:
+            self._pull()
+            if now - self.last_looked > 2 * HEARTBEAT_INTERVAL and \
+                    now - self.last_heard > 2 * HEARTBEAT_INTERVAL and \
+                    self.socket.poll(int(2000 * HEARTBEAT_INTERVAL)):
+                # This process was not looking (frozen, or in a long step): what the registry
+                # sent meanwhile may still be in the kernel's buffer, which ZeroMQ's I/O thread
+                # (frozen too) reads only now. Wait for it once, up to two heartbeats.
+                self._pull()
+            silent = time.monotonic() - self.last_heard
+        self.last_looked = now
+        return silent
 
     def close(self) -> None:
+        self.handshake.close()
         self.socket.close()

@@ -11,6 +11,12 @@ connect callback): XPUB_VERBOSE hands every subscription to the publisher, subsc
 connection arrive in order, so once a node has seen ``catbus/hello/robot`` it has seen all of
 robot's subscriptions and nothing it publishes from now on is lost to robot. The run starts only
 when every node has seen the hello of every neighbour -- never after a sleep.
+
+A hello seen once the run is going means a neighbour (re)subscribed: a replacement or a restarted
+process of that name, or the same process whose connection came back. ZeroMQ drops what was queued
+for a connection that broke, so the publisher then sends again what it retains (its last messages
+per topic, see :meth:`DataPlane.retain`) and announces its progress; receivers drop what they
+already have (:class:`catbus.runtime.inbox.Inbox`, by publisher process and sequence number).
 """
 
 from __future__ import annotations
@@ -18,21 +24,28 @@ from __future__ import annotations
 import os
 import socket as pysocket
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from typing import Any, Iterable
 from urllib.parse import urlparse
 
 import msgpack
 import zmq
 
+from catbus import security
 from catbus.wire import codec
-from catbus.wire.protocol import HELLO_PREFIX, PROGRESS_TOPIC, hello_topic
+from catbus.wire.sockets import keep_links_alive
+from catbus.wire.protocol import HELLO_PREFIX, LOG_TOPIC, PROGRESS_TOPIC, SCORES_TOPIC, \
+    SWAP_TOPIC, hello_topic
 
 PROGRESS_FRAME = codec.topic_frame(PROGRESS_TOPIC)
 _pack_header, _encode_payload, _envelope = codec.pack_header, codec.encode_payload, codec.envelope
 _time = time.time
 #: Queue bounds. Stepped mode bounds queues by its window; this only caps a runaway parallel node.
 HWM = 100_000
+#: The most subscription messages one :meth:`DataPlane.drain_subscriptions` handles: a flood of
+#: them never keeps a node from its steps and its control link.
+SUBSCRIPTION_BATCH = 10_000
+_HELLO_FRAME = HELLO_PREFIX.encode()
 # Plain ints: pyzmq's enum flags cost microseconds per ``|`` on the per-message hot path.
 _SNDMORE, _NOBLOCK = int(zmq.SNDMORE), int(zmq.NOBLOCK)
 _EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
@@ -199,17 +212,23 @@ def local_address_towards(host: str, port: int) -> str:
 class DataPlane:
     """The sockets of one node plus per-topic sequence numbers and receive counters."""
 
-    def __init__(self, ctx: zmq.Context, name: str, bind: str) -> None:
+    def __init__(self, ctx: zmq.Context, name: str, bind: str,
+                 keys: "security.Keys | None" = None) -> None:
         self.name = name
         self.pub = ctx.socket(zmq.XPUB)
+        self.sub = ctx.socket(zmq.SUB)
+        #: CURVE on both sockets when the run is keyed (catbus.security), else None.
+        self.curve = security.publisher(ctx, self.pub, self.sub, keys, bind)
         self.pub.setsockopt(zmq.XPUB_VERBOSE, 1)
+        self.pub.setsockopt(zmq.XPUB_MANUAL, 1)   # see allow_subscriptions
+        keep_links_alive(self.pub)
         self.pub.setsockopt(zmq.SNDHWM, HWM)
         self.pub.setsockopt(zmq.LINGER, 2000)
         self.pub.bind(bind)
         self.endpoint = self.pub.getsockopt(zmq.LAST_ENDPOINT).decode()
-        self.sub = ctx.socket(zmq.SUB)
         self.sub.setsockopt(zmq.RCVHWM, HWM)
         self.sub.setsockopt(zmq.LINGER, 0)
+        keep_links_alive(self.sub)
         self.connected: set[str] = set()
         self.subscriptions: list[bytes] = []
         self.hellos: set[str] = set()
@@ -219,6 +238,21 @@ class DataPlane:
         self.incarnation = 1
         self.sent = 0
         self.malformed = 0
+        #: Names whose hello this socket has seen since :meth:`take_hellos` (repeats included:
+        #: a hello seen again is a neighbour that subscribed again).
+        self.hellos_seen: list[str] = []
+        #: topic -> the messages kept to send again: ``(tick, envelope, buffers)``, the newest
+        #: message always, and every one of the last :attr:`retain_ticks` ticks.
+        self.retained: dict[str, deque] = {}
+        self.retain_ticks = 0
+        #: The last progress this node announced: explicitly, or carried by its data (stepped).
+        self.last_progress: tuple[int, int, int | None, bool] = (-1, -1, None, False)
+        self.last_publish = 0.0   # wall time of the last data message sent
+        #: Topic frames peers may subscribe to (None: any, until allow_subscriptions) and how
+        #: many subscriptions were refused.
+        self.allowed: set[bytes] | None = None
+        self.known: set[bytes] = set()
+        self.refused = 0
 
     # -- subscribing ----------------------------------------------------------------------------
     def subscribe(self, topics: Iterable[str], *, everything: bool = False) -> None:
@@ -233,7 +267,7 @@ class DataPlane:
     def connect(self, endpoints: Iterable[str]) -> None:
         for endpoint in endpoints:
             if endpoint not in self.connected and endpoint != self.endpoint:
-                self.sub.connect(endpoint)
+                security.connect(self.sub, endpoint, self.curve)
                 self.connected.add(endpoint)
 
     def disconnect(self, endpoint: str) -> None:
@@ -244,14 +278,49 @@ class DataPlane:
             except zmq.ZMQError:
                 pass
 
+    def allow_subscriptions(self, topics: Iterable[str]) -> None:
+        """Accept subscriptions only to what this node publishes: these topics, the framework's
+        own (progress, scores, logs, swaps), every topic at once (a recorder) and hellos. Any
+        other subscription is refused and counted in ``refused`` (``XPUB_MANUAL``): it never
+        enters the socket's matching, so it costs no time per message sent, and reading them is
+        bounded per call (:data:`SUBSCRIPTION_BATCH`), so a flood never stops the node's steps.
+        libzmq itself still keeps every subscription a connection sent (about 300 bytes each)
+        until that connection closes; on a TCP bus CURVE keeps strangers from connecting."""
+        self.allowed = {codec.topic_frame(topic) for topic in
+                        (*topics, PROGRESS_TOPIC, SCORES_TOPIC, LOG_TOPIC, SWAP_TOPIC)}
+
+    def know_topics(self, topics: Iterable[str]) -> None:
+        """The run's topics (from the graph): a neighbour subscribes to every input it has on
+        every connection, so subscriptions to topics of the run that this node does not
+        publish are normal -- not applied, and not counted as refused."""
+        self.known = {codec.topic_frame(topic) for topic in topics}
+
     def drain_subscriptions(self) -> None:
-        """Read pending subscription messages on the XPUB and note every hello seen."""
-        while self.pub.getsockopt(_EVENTS) & _POLLIN:
-            event = self.pub.recv(_NOBLOCK)
-            if event[:1] == b"\x01" and event.endswith(codec.TOPIC_TERMINATOR):
-                topic = event[1:-1].decode(errors="replace")
-                if topic.startswith(HELLO_PREFIX):
-                    self.hellos.add(topic[len(HELLO_PREFIX):])
+        """Read pending subscription messages on the XPUB (at most :data:`SUBSCRIPTION_BATCH`
+        per call), apply those it accepts (``XPUB_MANUAL``) and note every hello seen."""
+        pub = self.pub
+        allowed = self.allowed
+        for _ in range(SUBSCRIPTION_BATCH):
+            if not pub.getsockopt(_EVENTS) & _POLLIN:
+                return
+            event = pub.recv(_NOBLOCK)
+            kind, prefix = event[:1], event[1:]
+            hello = prefix.startswith(_HELLO_FRAME) and prefix.endswith(codec.TOPIC_TERMINATOR)
+            if kind not in (b"\x00", b"\x01") or not (
+                    hello or not prefix or allowed is None or prefix in allowed):
+                if self.known and prefix not in self.known:   # (before the graph: unknown)
+                    self.refused += 1
+                continue
+            pub.setsockopt(zmq.SUBSCRIBE if kind == b"\x01" else zmq.UNSUBSCRIBE, prefix)
+            if hello and kind == b"\x01":
+                name = prefix[len(_HELLO_FRAME):-1].decode(errors="replace")
+                self.hellos.add(name)
+                self.hellos_seen.append(name)
+
+    def take_hellos(self) -> list[str]:
+        """The hellos seen since the last call (see :attr:`hellos_seen`)."""
+        seen, self.hellos_seen = self.hellos_seen, []
+        return seen
 
     # -- publishing -----------------------------------------------------------------------------
     def publish(self, topic: str, value: Any, tick: int, sim_time: float,
@@ -269,7 +338,8 @@ class DataPlane:
         head = self._topic_frames.get(topic)
         if head is None:
             head = self._topic_frames[topic] = codec.topic_frame(topic)
-        header = _pack_header(self.name, self.incarnation, seq, tick, sim_time, _time(), through)
+        now = _time()
+        header = _pack_header(self.name, self.incarnation, seq, tick, sim_time, now, through)
         payload, buffers = _encode_payload(value)
         first = _envelope(head, header, payload)
         if buffers:
@@ -277,6 +347,37 @@ class DataPlane:
         else:
             _raw_send(self.pub, first, 0)
         self.sent += 1
+        self.last_publish = now
+        if through is not None and through > self.last_progress[1]:
+            self.last_progress = (tick, through, None, False)
+        self.retain(topic, tick, first, buffers)
+
+    def retain(self, topic: str, tick: int, envelope: bytes, buffers: list) -> None:
+        """Keep a sent message to send again to a neighbour that subscribes again: the newest
+        one of each topic, and those of the last :attr:`retain_ticks` ticks (stepped mode: what
+        a subscriber up to the lockstep window behind may still need). Array buffers are kept
+        by reference, as a zero-copy send keeps them: a node must not modify an array it
+        returned (docs/design.md, "Zero-copy")."""
+        kept = self.retained.get(topic)
+        if kept is None:
+            kept = self.retained[topic] = deque()
+        kept.append((tick, envelope, buffers))
+        oldest = tick - self.retain_ticks
+        while len(kept) > 1 and kept[1][0] <= oldest:
+            kept.popleft()
+
+    def send_retained(self) -> int:
+        """Send every retained message again, oldest tick first per topic; returns how many.
+        Receivers that have one already drop it (same process, same sequence number)."""
+        count = 0
+        for kept in self.retained.values():
+            for _tick, envelope, buffers in kept:
+                if buffers:
+                    send_frames(self.pub, [envelope, *buffers])
+                else:
+                    _raw_send(self.pub, envelope, 0)
+                count += 1
+        return count
 
     def publish_progress(self, tick: int, through: int, end: int | None, final: bool) -> None:
         """``catbus/progress``: "I have sent everything I will send for ticks <= through".
@@ -284,10 +385,24 @@ class DataPlane:
         Its payload is ``[name, tick, through, end_tick_or_None, final, {topic: messages_sent}]``;
         ZeroMQ keeps each connection in order, so whoever has this has all our data before it.
         """
-        payload = msgpack.packb([self.name, tick, through, end, final, dict(self.seq)])
+        self.last_progress = (tick, max(through, self.last_progress[1]), end, final)
+        self._send_progress(tick, through, end, final, None)
+
+    def announce(self, heard: dict[str, int]) -> None:
+        """Send the last progress again, with ``heard``: ``{node: through}``, how far this node
+        has received from those nodes (a restarted process of such a name goes on from there)."""
+        tick, through, end, final = self.last_progress
+        self._send_progress(tick, through, end, final, heard)
+
+    def _send_progress(self, tick: int, through: int, end: int | None, final: bool,
+                       heard: dict[str, int] | None) -> None:
+        fields = [self.name, tick, through, end, final, dict(self.seq)]
+        if heard is not None:
+            fields.append(heard)
         header = codec.pack_header(self.name, self.incarnation, 0, tick, 0.0, time.time(), None)
-        _raw_send(self.pub, codec.envelope(PROGRESS_FRAME, header, payload), 0)
+        _raw_send(self.pub, codec.envelope(PROGRESS_FRAME, header, msgpack.packb(fields)), 0)
 
     def close(self) -> None:
         self.sub.close(0)
         self.pub.close()
+        security.close(self.curve)

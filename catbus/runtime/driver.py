@@ -72,6 +72,7 @@ class NodeDriver:
         #: Between the first step (or message) and ``close()``: the node's logs are published.
         self.running = False
         self._log_publisher: Any = None
+        self.params: dict[str, Any] = {}   # the validated parameters the node was set up with
 
     # -- lifecycle ------------------------------------------------------------------------------
     def setup(self, given_params: Mapping[str, Any] | None, seed: int,
@@ -82,6 +83,7 @@ class NodeDriver:
         :mod:`catbus.runtime.logs`)."""
         params = params_mod.resolve(self.node_class.params, given_params, where=f"node {self.name}",
                                     prefix="params")
+        self.params = params
         node = self.node_class()
         node.bind(self.name, seed, self.period, dict(run_info))
         self.node = node
@@ -102,6 +104,44 @@ class NodeDriver:
             if self._log_publisher is not None:
                 self.node.log.removeHandler(self._log_publisher)
                 self._log_publisher = None
+
+    # -- state across processes (hot swap) -----------------------------------------------------
+    def snapshot(self) -> bytes | None:
+        """The node's ``snapshot()`` as the message codec's bytes, or None if its class has no
+        ``snapshot``/``restore`` (the replacement then starts fresh). A snapshot that fails or
+        cannot be encoded is logged and sent as None: the swap goes on, fresh."""
+        node = self.node
+        if node is None or not can_snapshot(type(node)):
+            return None
+        try:
+            payload, buffers = codec.encode_payload(node.snapshot())
+        except Exception as exc:   # the node's own code: never fatal to the swap
+            node.log.warning("snapshot() failed, the replacement starts fresh: %s: %s",
+                             type(exc).__name__, exc)
+            return None
+        return codec.record_bytes(payload, buffers)
+
+    def restore(self, data: bytes | None) -> bool:
+        """Give the node a predecessor's snapshot (see :meth:`snapshot`); returns whether it
+        took it (False: no snapshot, or a class without ``restore``: it starts fresh)."""
+        node = self.node
+        if data is None or node is None or not can_snapshot(type(node)):
+            return False
+        payload, buffers = codec.split_record_bytes(data)
+        node.restore(codec.decode_payload(payload, buffers))
+        return True
+
+    def replace_node(self, node_class: type[Node], params: Mapping[str, Any], seed: int,
+                     run_info: Mapping[str, Any], log_level: str | None = None) -> bool:
+        """A hot swap within this process (``inline``): close the node, then set up a node of
+        ``node_class`` in its place -- same name, same inbox (it sees exactly what the old one
+        would have seen next) -- with the old one's state if both classes carry it. Returns
+        whether the state went across (else the new node starts fresh)."""
+        snapshot = self.snapshot() if can_snapshot(node_class) else None
+        self.close()
+        self.node_class, self.node = node_class, None
+        self.setup(params, seed, run_info, log_level)
+        return self.restore(snapshot)
 
     def publish_log(self, record: Any) -> None:
         """One log record of the node on ``catbus/log`` (``foxglove.Log`` shape), at the
@@ -242,6 +282,12 @@ class NodeDriver:
         path, reason = found
         where = f"field {path}: " if path else ""
         return OutputError(f"node {self.name}: output {topic}: {where}{reason}")
+
+
+def can_snapshot(node_class: type) -> bool:
+    """Does the class carry its state across processes (both ``snapshot`` and ``restore``)?"""
+    return callable(getattr(node_class, "snapshot", None)) and \
+        callable(getattr(node_class, "restore", None))
 
 
 def unsendable_field(value: Any) -> tuple[str, str] | None:

@@ -114,6 +114,43 @@ class PeerProgress:
     final: bool = False
 
 
+#: Integers in progress messages are below this (as in headers, see codec.INT_MAX).
+_INT_MAX = codec.INT_MAX
+
+
+def _tick_ok(value: Any, low: int = -1) -> bool:
+    """A real int (not a bool, not a float) with ``low <= value < 2**53``."""
+    return type(value) is int and low <= value < _INT_MAX
+
+
+def progress_problem(fields: Any) -> str | None:
+    """What is wrong with an unpacked ``catbus/progress`` payload, or None: ``[name, tick,
+    through, end_tick | nil, final, {topic: count}]`` and optionally ``{node: through}`` (the
+    rules of docs/protocol.md, "Progress values")."""
+    if type(fields) is not list or len(fields) < 6:
+        return "not a list of at least 6 elements"
+    name, tick, through, end, final, counts = fields[:6]
+    if type(name) is not str or not name:
+        return "name is not a non-empty string"
+    if not _tick_ok(tick):
+        return "tick is not an int in [-1, 2**53)"
+    if not _tick_ok(through):
+        return "through is not an int in [-1, 2**53)"
+    if end is not None and not _tick_ok(end):
+        return "end_tick is not nil or an int in [-1, 2**53)"
+    if type(final) is not bool:
+        return "final is not a bool"
+    if type(counts) is not dict or not all(type(k) is str and _tick_ok(v, 0)
+                                           for k, v in counts.items()):
+        return "counts is not a map of topic to int in [0, 2**53)"
+    if len(fields) > 6:
+        heard = fields[6]
+        if heard is not None and (type(heard) is not dict or not all(
+                type(k) is str and k and _tick_ok(v) for k, v in heard.items())):
+            return "heard is not nil or a map of node name to int in [-1, 2**53)"
+    return None
+
+
 def _buffer(frame: Any) -> Any:
     """A frame's bytes without a copy: bytes as they are, a ``zmq.Frame`` as its buffer."""
     if type(frame) is bytes:
@@ -156,11 +193,32 @@ class Inbox:
         self.advances = 0
         self.end: int | None = None   # min of the peers' announced ends, see end_tick()
         self.last_seq: dict[tuple[str, str], int] = {}
+        #: publisher -> the process (incarnation) its newest messages come from
+        self.process_of: dict[str, int] = {}
+        #: Stepped: publisher -> ticks up to which a new process of it is not listened to (what
+        #: the old one had completed: a restarted process may step those ticks again).
+        self.floors: dict[str, int] = {}
         #: (declared, topic, policy is "all") of the inputs but the wildcard; see _assemble
         self._plan: list[tuple[str, str, bool]] | None = None
         self.received = 0
         self.dropped = 0        # sequence gaps: messages lost before they reached us
+        #: Messages we had already (sent again to a neighbour that subscribed again), or from a
+        #: process its successor replaced: dropped, never delivered twice.
+        self.duplicates = 0
         self.malformed = 0      # frames that are not catbus messages: counted, never fatal
+        #: sender -> the optional 7th progress element: {node: through}, how far the sender
+        #: has received from those nodes (see docs/protocol.md, "catbus/progress").
+        self.heard: dict[str, dict[str, int]] = {}
+        #: (publisher, topic) -> (seq before, messages counted lost) of the latest jump in
+        #: ``seq``: taken back if the stream then goes on right after the number before it
+        #: (one message with a bad ``seq``, not a loss; docs/protocol.md, "Sequence jumps").
+        self.seq_jumps: dict[tuple[str, str], tuple[int, int]] = {}
+        #: Stepped: the schedule's last tick, once known; a data message of a later tick is
+        #: refused as malformed (it could never be shown, and at the head of an input's queue
+        #: it would hold back every message after it).
+        self.last_tick: int | None = None
+        #: Why the latest refused ``catbus/progress`` was refused (for logs and tests).
+        self.refused_progress: str | None = None
 
     # -- receiving ------------------------------------------------------------------------------
     def add_frames(self, frames: Sequence[Any]) -> Received | None:
@@ -183,24 +241,40 @@ class Inbox:
             return None
         buffers = [_buffer(frame) for frame in frames[1:]] if len(frames) > 1 else []
         message = Received(topic, header, payload, buffers)
+        # Filed first: the first message of a new process of a publisher sets what of it is
+        # dropped (:meth:`_switch_process`) from the progress known before this message.
+        filed = self._file(message, topic, header.publisher, header.seq, header.tick,
+                           header.incarnation)
         through = header.through
         if through is not None:
             self._carry(header.publisher, topic, through)
-        return message if self._file(message, topic, header.publisher, header.seq,
-                                     header.tick) else None
+        return message if filed else None
 
     def add_local(self, message: LocalMessage) -> None:
         """Take one in-process data message (inline): :meth:`add_frames` without the frames
         (and without ``through``: inline messages carry no progress)."""
         self._file(message, message.topic, message.publisher, message.seq, message.tick)
 
-    def _file(self, message: Any, topic: str, publisher: str, seq: int, tick: int) -> bool:
+    def _file(self, message: Any, topic: str, publisher: str, seq: int, tick: int,
+              incarnation: int = 0) -> bool:
         """Count a data message (and any gap in its publisher's sequence before it) and queue
-        it where a step or the in-order delivery will take it; False if no input reads it."""
+        it where a step or the in-order delivery will take it; False if no input reads it, or
+        if it is one we have already (see :attr:`duplicates`)."""
+        if self.process_of.get(publisher) != incarnation and \
+                not self._switch_process(publisher, incarnation):
+            self.duplicates += 1
+            return False
         key = (publisher, topic)
         previous = self.last_seq.get(key)
-        if previous is not None and seq > previous + 1:
-            self.dropped += seq - previous - 1
+        if previous is not None:
+            if seq <= previous:
+                self.duplicates += 1
+                return False
+            if seq > previous + 1:
+                self.dropped += seq - previous - 1
+        if self.floors and tick <= self.floors.get(publisher, -1):
+            self.duplicates += 1
+            return False
         self.last_seq[key] = seq
         self.received += 1
         if self.in_order:
@@ -213,8 +287,43 @@ class Inbox:
             return False
         return True
 
-    def _add_progress(self, payload: Any) -> None:
-        name, _tick, through, end, final, _counts = msgpack.unpackb(payload)
+    def _switch_process(self, publisher: str, incarnation: int) -> bool:
+        """A message from another process of ``publisher`` than the last one: a later process
+        (a replacement, a restart) takes over its sequence numbers; an earlier one is late and
+        dropped (False). From a restarted process, the ticks the old one had completed are
+        dropped too: it may step them again (:attr:`floors`)."""
+        known = self.process_of.get(publisher)
+        if known is not None and incarnation < known:
+            return False
+        self.process_of[publisher] = incarnation
+        if known is not None:
+            for key in [k for k in self.last_seq if k[0] == publisher]:
+                del self.last_seq[key]
+            peer = self.progress.get(publisher)
+            if peer is not None and peer.through >= 0:
+                self.floors[publisher] = peer.through
+        return True
+
+    def _add_progress(self, payload: Any, publisher: str | None = None) -> None:
+        """One ``catbus/progress`` payload. Every element is checked before any of it is used
+        (docs/protocol.md, "Progress values"); a bad one is counted in ``malformed`` and
+        changes nothing. ``publisher`` is the header's, when the caller passes it: a progress
+        message speaks only for the node that sent it."""
+        try:
+            fields = msgpack.unpackb(payload)
+        except Exception:
+            self.malformed += 1
+            return
+        problem = progress_problem(fields)
+        if problem is None and publisher is not None and fields[0] != publisher:
+            problem = "its name is not the header's publisher"
+        if problem is not None:
+            self.malformed += 1
+            self.refused_progress = problem
+            return
+        name, _tick, through, end, final = fields[:5]
+        if len(fields) > 6 and fields[6] is not None:
+            self.heard[name] = dict(fields[6])
         peer = self.progress.setdefault(name, PeerProgress())
         self.advances += 1
         peer.through = max(peer.through, through)
@@ -380,3 +489,14 @@ class Inbox:
 
     def topic_of(self, declared: str) -> str:
         return next(b.topic for b in self.inputs if b.declared == declared)
+
+    def resume_after(self, limits: Mapping[str, int], raw_through: int) -> None:
+        """A process taking over a node mid-run (hot swap, restart): take, and forget, what the
+        node's previous process had already been given -- messages up to ``limits`` (per topic,
+        as for :meth:`take_by_tick`) become the current values and the ``all`` lists start
+        empty; in-order messages up to tick ``raw_through`` are dropped -- so the next step
+        sees exactly what the old process's next step would have seen."""
+        if self.queues:
+            self.take_by_tick(limits)
+        if self.raw:
+            self.raw = [entry for entry in self.raw if entry[0] > raw_through]

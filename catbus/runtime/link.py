@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import zmq
 
+from catbus import security
 from catbus.errors import CatbusError
 from catbus.runtime.controllink import ControlLink
 from catbus.runtime.dataplane import DataPlane, data_endpoint_for, receive_frames
@@ -49,14 +50,14 @@ class ProcessLink:
     """Sockets of one node process, and the run as the registry described it."""
 
     def __init__(self, ctx: zmq.Context, name: str, bus: str, *, advertise: str | None,
-                 registry_timeout: float, parent_pid: int | None) -> None:
+                 registry_timeout: float, parent_pid: int | None, keys: Any = None) -> None:
         self.name = name
         self.bus = bus
         self.registry_timeout = registry_timeout
         #: The launcher's pid for a node it started: if it changes, the launcher is gone.
         self.parent_pid = parent_pid
-        self.control = ControlLink(ctx, bus)
-        self.data = DataPlane(ctx, name, data_endpoint_for(bus, name, advertise))
+        self.control = ControlLink(ctx, bus, keys)
+        self.data = DataPlane(ctx, name, data_endpoint_for(bus, name, advertise), keys)
         self.poller = zmq.Poller()
         for sock in (self.data.sub, self.data.pub, self.control.socket):
             self.poller.register(sock, zmq.POLLIN)
@@ -71,6 +72,20 @@ class ProcessLink:
         #: Why this node stopped: the registry's stop reason, or its own end of episode.
         self.stop_reason: str | None = None
         self.control_due = 0.0
+        #: Hot swap (see :meth:`hand_over`): the registry asked this process to retire (the
+        #: loops look at this between steps), and whether it has handed over and waits.
+        self.retire_requested = False
+        self.retired = False
+        #: A replacement's :class:`~catbus.wire.messages.Takeover`, once the registry sent it.
+        self.takeover: msg.Takeover | None = None
+        #: How this process joins (the welcome's ``joining``): "", "swap" or "restart".
+        self.joining = ""
+        #: The first tick a restarted process steps, from the registry's ``start``.
+        self.start_tick = 0
+        #: Called with the tick after this process's first step (a replacement reports it).
+        self.after_first_step = None
+        #: Stepped: hand over before stepping this tick (a swap scheduled in the launch file).
+        self.retire_at: int | None = None
 
     def attach(self, inbox: Inbox, stats: NodeStats) -> None:
         """Received data goes to ``inbox``; heartbeats report ``stats``."""
@@ -98,6 +113,9 @@ class ProcessLink:
                     self.control.backlog.extend(received[index + 1:])
                     return message
                 self.on_control(message)
+            refused = self.control.handshake.problem()   # CURVE refused: say why, now
+            if refused:
+                raise RegistryLost(refused)
             if time.monotonic() > deadline:
                 raise RegistryLost(f"no answer from the registry at {self.bus} within "
                                    f"{self.registry_timeout:g} s; is a run started there "
@@ -107,12 +125,33 @@ class ProcessLink:
     def on_control(self, message: msg.Message) -> None:
         if isinstance(message, msg.Graph):
             self.graph_nodes = message.nodes
+            security.learn(self.data.curve, message.nodes)   # publishers' CURVE keys
             inputs = self.inbox.inputs if self.inbox is not None else []
             self.peers = compute_peers(self.name, inputs, message.nodes)
-            self.data.connect(self.peers.endpoints[n] for n in self.peers.neighbours)
+            neighbours = self.peers.neighbours
+            # A node being replaced has two processes for a while (``standby``): both are
+            # connected, so that the switch loses nothing; an endpoint gone from the graph
+            # (a process replaced, or restarted elsewhere) is let go.
+            wanted = {self.peers.endpoints[n] for n in neighbours}
+            wanted |= {entry["standby"] for entry in message.nodes
+                       if entry.get("standby") and entry.get("name") in neighbours}
+            for endpoint in self.data.connected - wanted:
+                self.data.disconnect(endpoint)
+            self.data.connect(wanted)
+            self.data.know_topics(row[1] for entry in message.nodes
+                                  for row in (*entry.get("inputs", ()), *entry.get("outputs", ()))
+                                  if isinstance(row, (list, tuple)) and len(row) > 1)
             self.graph_complete = message.complete
         elif isinstance(message, msg.Start):
-            self.started = time.monotonic() + message.delay
+            self.started = time.monotonic() + message.delay - message.elapsed
+            self.start_tick = message.tick
+        elif isinstance(message, msg.Retire):
+            self.retire_requested = True
+        elif isinstance(message, msg.Takeover):
+            self.takeover = message
+            self.started = time.monotonic()
+        elif isinstance(message, msg.Resume):
+            self.retired = False
         elif isinstance(message, msg.End):
             tick = message.tick
             self.end_tick = tick if self.end_tick is None else min(self.end_tick, tick)
@@ -133,9 +172,18 @@ class ProcessLink:
         while self.started is None:
             self.service(100)
             if (self.graph_complete and not ready_sent
-                    and self.peers.neighbours <= self.data.hellos):
+                    and self.peers.neighbours <= self.data.hellos and self._heard_enough()):
                 self.send(msg.Ready())
                 ready_sent = True
+
+    def _heard_enough(self) -> bool:
+        """A process joining a run going on (hot swap, restart) is ready once every neighbour
+        has sent it something: each answers our hello with its progress (and what it retains),
+        so from then on nothing it sends is lost to us, and we know how far it has heard from
+        us (``heard``). At the start of a run there is nothing to wait for."""
+        if not self.joining:
+            return True
+        return self.peers.neighbours <= set(self.inbox.progress)
 
     def wait_until_started(self) -> None:
         """Handle I/O until the start time the registry gave (its start delay)."""
@@ -150,10 +198,37 @@ class ProcessLink:
             self.drain_data()
         if self.data.pub in events:
             self.data.drain_subscriptions()
+            if self.data.hellos_seen:
+                self._answer_hellos()
         if self.control.socket in events or self.control.backlog:
             for message in self.receive_control():
                 self.on_control(message)
         self.keep_alive()
+
+    def _answer_hellos(self) -> None:
+        """Once the run is going, a hello is a neighbour that (re)subscribed: a replacement, a
+        restarted process, or a connection that came back. What ZeroMQ dropped for it is sent
+        again (receivers drop what they have), with our progress and how far we have heard
+        from each such neighbour."""
+        names = self.data.take_hellos()
+        if self.started is None or self.inbox is None or self.retired:
+            return
+        self.data.send_retained()
+        self.data.announce({name: self.inbox.through(name) for name in set(names)})
+
+    def hand_over(self, next_tick: int, snapshot: bytes | None) -> None:
+        """Hot swap, in the old process, between two steps: tell the registry where this node
+        stopped and in what state, then wait -- publishing nothing -- until the registry says
+        ``stop`` (the replacement has taken over: :class:`Stopped` is raised) or ``resume``
+        (it failed before its first step: return, and the caller goes on stepping)."""
+        self.retire_requested = False
+        self.retired = True
+        self.stats.state = "handed over"
+        self.send(msg.Handover(tick=next_tick, snapshot=snapshot, seq=dict(self.data.seq),
+                               last_publish=self.data.last_publish))
+        while self.retired:
+            self.service(100)
+        self.stats.state = f"resumed at tick {next_tick}"
 
     def tend(self) -> None:
         """Between steps: handle the control link at most every :data:`CONTROL_EVERY` seconds.

@@ -187,6 +187,15 @@ def stalled_on(running: Sequence[Position], *, unchanged_for: float, deadline: f
     return behind.name
 
 
+def retain_horizon(schedule: Schedule, window: int = WINDOW) -> int:
+    """How many ticks of its messages a stepped publisher keeps to send again to a neighbour
+    that subscribes again (see :meth:`catbus.runtime.dataplane.DataPlane.retain`): a subscriber
+    is at most ``window`` ticks behind, and its next step may show messages back to one of its
+    periods before that."""
+    periods = [schedule.period_ticks(name) or 1 for name in schedule.order]
+    return window + 1 + max(periods, default=1)
+
+
 def reporting_interval(has_readers: bool, window: int = WINDOW) -> int:
     """How many ticks a reactive stepped node lets pass between its progress messages: every
     tick when others read its data, else (only flow control reads it: the recorder) every few

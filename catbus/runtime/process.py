@@ -14,11 +14,13 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import time
 import traceback
 from typing import Any
 
 import zmq
 
+from catbus import security
 from catbus.errors import CatbusError
 from catbus.node import Node
 from catbus.runtime.driver import NodeDriver
@@ -29,10 +31,10 @@ from catbus.runtime.logs import CLI_DEFAULT_LEVEL, check_level, install_terminal
     uninstall_terminal
 from catbus.runtime.loops import choose_loop
 from catbus.runtime.signals import Interrupted
-from catbus.runtime.stats import NodeStats
+from catbus.runtime.stats import NodeStats, add_link_counts
 from catbus.runtime.terms import RunTerms
 from catbus.wire import messages as msg
-from catbus.wire.protocol import DEFAULT_REGISTRY_TIMEOUT, PROTOCOL_VERSION
+from catbus.wire.protocol import DEFAULT_REGISTRY_TIMEOUT, PROTOCOL_VERSION, SWAP_TOPIC
 
 
 class NodeRuntime:
@@ -43,8 +45,10 @@ class NodeRuntime:
                  outputs: list[tuple[str, str]] | None = None, period: float | None = None,
                  advertise: str | None = None,
                  registry_timeout: float = DEFAULT_REGISTRY_TIMEOUT,
-                 log_level: str | None = None) -> None:
+                 log_level: str | None = None, replace: bool = False, keys: Any = None) -> None:
         self.node_class = node_class
+        #: ``--keys``: a loaded :class:`catbus.security.Keys` (CURVE on a TCP bus), or None.
+        self.keys = keys
         self.name = name
         self.bus = bus
         self.class_path = class_path
@@ -57,6 +61,8 @@ class NodeRuntime:
         self.registry_timeout = registry_timeout
         #: ``catbus node --log-level``: overrides the run's level (``run_info["log_level"]``).
         self.log_level = log_level
+        #: ``catbus node --replace``: take over from the running process of this name.
+        self.replace = replace
         #: The launcher's pid for a node it started: if it changes, the launcher is gone.
         self.parent_pid: int | None = None
         self.link: ProcessLink | None = None
@@ -71,7 +77,7 @@ class NodeRuntime:
         ctx = zmq.Context()
         link = self.link = ProcessLink(ctx, self.name, self.bus, advertise=self.advertise,
                                        registry_timeout=self.registry_timeout,
-                                       parent_pid=self.parent_pid)
+                                       parent_pid=self.parent_pid, keys=self.keys)
         code = 0
         where = "startup"
         terminal = None
@@ -85,6 +91,9 @@ class NodeRuntime:
             self.driver.setup(terms.params, terms.seed, terms.run_info, log_level=level)
             where = "connect"
             link.connect_and_wait_start()
+            if terms.joining:
+                where = "takeover"
+                self._take_over(terms)
             where = "step"
             run_loop = choose_loop(terms.mode, terms.periodic(self.name))
             run_loop(link, self.driver, terms)
@@ -136,15 +145,55 @@ class NodeRuntime:
             host=socket.gethostname(), cls=self.class_path, period=self.period,
             inputs=[[b.declared, b.topic, b.policy] for b in self.inputs],
             outputs=[list(o) for o in self.outputs], params=self.given_params,
-            protocol=PROTOCOL_VERSION))
+            protocol=PROTOCOL_VERSION, replace=self.replace))
         terms = RunTerms.from_welcome(link.wait_for(msg.Welcome), params=self.given_params,
-                                      inputs=self.inputs, outputs=self.outputs)
+                                      inputs=self.inputs, outputs=self.outputs,
+                                      declared_params=self.node_class.params)
         link.data.incarnation = terms.incarnation
+        security.trust(link.data.curve, terms.run_info)   # the run's clients may subscribe
+        link.data.allow_subscriptions(topic for _, topic in terms.outputs)
+        link.joining, link.retire_at = terms.joining, terms.retire_at
         self.driver = NodeDriver(self.node_class, self.name, inputs=terms.inputs,
                                  outputs=terms.outputs, period=terms.period, order=terms.order,
                                  publish=link.data.publish)
         link.attach(self.driver.inbox, self.driver.stats)
         return terms
+
+    # -- taking over mid-run (hot swap, restart) ------------------------------------------------
+    def _take_over(self, terms: RunTerms) -> None:
+        """Before the first step of a process that replaces another: go on with the old one's
+        sequence numbers and state (a swap), and arrange to tell the registry -- and the
+        recording, on ``catbus/swap`` -- once the first step is done."""
+        link, driver = self.link, self.driver
+        takeover = link.takeover
+        restored = False
+        if takeover is not None:
+            link.data.seq.update(takeover.seq)
+            restored = driver.restore(takeover.snapshot)
+            if terms.mode == "parallel" and terms.period:
+                # Go on with the old process's next cycle, due now.
+                link.started = time.monotonic() - takeover.tick * terms.period
+        sim_time = (terms.schedule.sim_time if terms.schedule is not None
+                    else lambda tick: tick * (terms.period or 0.0))
+
+        def first_step_done(tick: int) -> None:
+            link.after_first_step = None
+            data = link.data
+            first = data.last_publish or time.time()
+            gap = None
+            if terms.mode == "parallel" and takeover is not None and takeover.last_publish:
+                gap = max(0.0, first - takeover.last_publish)
+            event = {"node": self.name, "kind": takeover.kind if takeover else "restart",
+                     "tick": tick, "sim_time": sim_time(tick),
+                     "old": dict(takeover.old) if takeover else {},
+                     "new": {"incarnation": data.incarnation, "pid": os.getpid(),
+                             "host": socket.gethostname(), "class": self.class_path},
+                     "params": driver.params, "state": "restored" if restored else "fresh",
+                     "gap": gap}
+            data.publish(SWAP_TOPIC, event, tick, sim_time(tick), None)
+            link.send(msg.Swapped(tick=tick, first_publish=first, restored=restored))
+
+        link.after_first_step = first_step_done
 
     # -- leaving it -----------------------------------------------------------------------------
     def _report_error(self, where: str, exc: BaseException) -> None:
@@ -160,6 +209,8 @@ class NodeRuntime:
     def _finish(self, code: int) -> int:
         self._finishing = True   # from here on signals wait: close() must be allowed to finish
         link, driver = self.link, self.driver
+        if link.retired:
+            return self._finish_retired(code)
         link.say_closing()
         if driver is not None:
             try:
@@ -167,13 +218,31 @@ class NodeRuntime:
             except Exception as exc:
                 self._report_error("close", exc)
                 code = 1
-        stats = driver.summary(link.data.sent) if driver is not None else \
-            NodeStats().to_dict(link.data.sent)
+        stats = add_link_counts(driver.summary(link.data.sent) if driver is not None else
+                                NodeStats().to_dict(link.data.sent), link.control, link.data)
         scores = driver.scores if driver is not None else {}
         try:
             self._publish_final()
             link.send(msg.Done(code=code, stats=stats, end=link.stop_reason,
                                end_tick=link.end_tick, scores=scores))
+        except zmq.ZMQError:
+            pass
+        link.close()
+        return code
+
+    def _finish_retired(self, code: int) -> int:
+        """The end of a process whose node a replacement took over: its ``close()`` runs, but
+        it says nothing on the data plane (the node goes on, in the new process)."""
+        link, driver = self.link, self.driver
+        link.say_closing()
+        try:
+            driver.close()
+        except Exception as exc:
+            self._report_error("close", exc)
+        try:
+            link.send(msg.Done(code=code, stats=add_link_counts(
+                driver.summary(link.data.sent), link.control, link.data), scores=driver.scores,
+                retired=True))
         except zmq.ZMQError:
             pass
         link.close()

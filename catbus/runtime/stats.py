@@ -42,9 +42,13 @@ class NodeStats:
         elif self.steps % 2 == 0:
             self.samples[self.steps % MAX_SAMPLES] = seconds
 
-    def to_dict(self, sent: int | None = None, inbox: Any = None) -> dict[str, Any]:
+    def to_dict(self, sent: int | None = None, inbox: Any = None, *,
+                node_malformed: int = 0) -> dict[str, Any]:
         """The summary row: ``sent`` is counted by the runner (a node process's data plane, or
-        the inline loop), ``inbox`` the node's, for its receive and loss counters."""
+        the inline loop), ``inbox`` the node's, for its receive and loss counters;
+        ``node_malformed`` is input the node itself refused (the recorder: payloads that do not
+        decode, sequence jumps its stream contradicted). See :func:`add_link_counts` for the
+        rest of ``malformed``."""
         p50, p99 = (np.percentile(self.samples, [50, 99]).tolist() if self.samples
                     else (0.0, 0.0))
         active = self.last_step - self.first_step if self.first_step is not None else 0.0
@@ -56,5 +60,25 @@ class NodeStats:
             result["sent"] = sent
         if inbox is not None:
             result.update(received=inbox.received, dropped=inbox.dropped,
-                          malformed=inbox.malformed)
+                          duplicates=inbox.duplicates,
+                          malformed=inbox.malformed + node_malformed)
+            result["malformed_by"] = {"data": inbox.malformed, "node": node_malformed}
         return result
+
+
+def add_link_counts(stats: dict[str, Any], control: Any = None, data: Any = None) -> dict[str, Any]:
+    """Add to a node's summary row (:meth:`NodeStats.to_dict`) the malformed input counted
+    outside its inbox: control messages its control link dropped (``control.malformed``) and
+    anything its data plane refused (``data.malformed``). ``malformed`` is then every refused
+    or malformed input of the node, and ``malformed_by`` says where: ``data`` (frames on the
+    data plane: envelope, header, progress, payload), ``node`` (refused by the node itself, the
+    recorder), ``control``, ``dataplane`` and ``subscriptions`` (subscriptions to topics the
+    node does not publish, refused by its publishing socket). Returns ``stats``."""
+    by = stats.setdefault("malformed_by", {"data": stats.get("malformed", 0), "node": 0})
+    for key, source, attribute in (("control", control, "malformed"),
+                                   ("dataplane", data, "malformed"),
+                                   ("subscriptions", data, "refused")):
+        count = int(getattr(source, attribute, 0) or 0)
+        by[key] = by.get(key, 0) + count
+        stats["malformed"] = stats.get("malformed", 0) + count
+    return stats

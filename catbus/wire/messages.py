@@ -15,6 +15,7 @@ where speed matters, does not use this module (see :class:`catbus.wire.codec.Hea
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -53,6 +54,9 @@ class Register:
     params: dict = field(default_factory=dict)
     #: The protocol version the node speaks; absent means a node from before versioning (1).
     protocol: int = 1
+    #: Take over from the running process of this name (hot swap, ``catbus node --replace``),
+    #: or, if that one failed, restart it; ``params`` are then the swap's overrides.
+    replace: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,34 @@ class Done:
     end: str | None = None
     end_tick: int | None = None
     scores: dict = field(default_factory=dict)
+    #: The process handed its place over to a replacement (hot swap): not the node's end.
+    retired: bool = False
+
+
+@dataclass(frozen=True)
+class Handover:
+    """The old process of a hot swap stopped at a tick boundary (after :class:`Retire`): the
+    replacement goes on at ``tick`` with the node's ``snapshot()`` (the message codec's bytes,
+    :func:`catbus.wire.codec.record_bytes`; None if the node has none), the per-topic sequence
+    numbers (so receivers see one unbroken stream) and the wall time of its last message."""
+
+    OP: ClassVar[str] = Op.HANDOVER
+    tick: int
+    snapshot: bytes | None = None
+    seq: dict = field(default_factory=dict)
+    last_publish: float = 0.0
+
+
+@dataclass(frozen=True)
+class Swapped:
+    """The replacement has completed its first step (``tick``) and sent what it returned; the
+    old process may go. ``first_publish``: wall time of its first message (the parallel-mode
+    gap); ``restored``: the old process's state was restored into it."""
+
+    OP: ClassVar[str] = Op.SWAPPED
+    tick: int
+    first_publish: float = 0.0
+    restored: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,6 +149,17 @@ class Welcome:
     order: list = field(default_factory=list)      # node names in launch-file order
     run_info: dict = field(default_factory=dict)   # metadata for built-in nodes (recorder)
     protocol: int = PROTOCOL_VERSION
+    #: ``""``: an ordinary start. ``"swap"``: a replacement waiting, connected, for
+    #: :class:`Takeover`. ``"restart"``: the node joins a run going on and starts when told.
+    joining: str = ""
+    #: A replacement's parameters: ``params`` is the base (the launch file's resolved values for
+    #: the same class; for another class only the values the launch file sets, of which the node
+    #: keeps those its class declares: ``filter_params``), ``overrides`` go on top.
+    overrides: dict = field(default_factory=dict)
+    filter_params: bool = False
+    #: Stepped: the tick before which this process hands its node over (a swap scheduled in the
+    #: launch file); None: no swap scheduled.
+    retire_at: int | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +190,11 @@ class Start:
 
     OP: ClassVar[str] = Op.START
     delay: float = 0.0
+    #: A node joining a run going on (restart): seconds of the run already gone (parallel: its
+    #: cycles go on from there) and the first tick to step (stepped; its peers may know better,
+    #: see ``heard`` in ``docs/protocol.md``).
+    elapsed: float = 0.0
+    tick: int = 0
 
 
 @dataclass(frozen=True)
@@ -167,14 +215,74 @@ class Stop:
 
 
 @dataclass(frozen=True)
+class Retire:
+    """Hot swap, to the running process: your replacement is connected; finish this step, send
+    :class:`Handover` and wait (publishing nothing) for ``stop`` or :class:`Resume`."""
+
+    OP: ClassVar[str] = Op.RETIRE
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Takeover:
+    """Hot swap, to the replacement: go on at ``tick`` with the old process's ``snapshot`` and
+    sequence numbers (see :class:`Handover`); ``old`` describes it (incarnation, pid, host,
+    class) for the ``catbus/swap`` event."""
+
+    OP: ClassVar[str] = Op.TAKEOVER
+    tick: int
+    snapshot: bytes | None = None
+    seq: dict = field(default_factory=dict)
+    last_publish: float = 0.0
+    old: dict = field(default_factory=dict)
+    kind: str = "swap"
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Hot swap, to the old process: the replacement failed before its first step; go on where
+    you stopped."""
+
+    OP: ClassVar[str] = Op.RESUME
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class GraphQuery:
     """A tool (``catbus node list``, ``topic echo``...) asks for the :class:`Graph`."""
 
     OP: ClassVar[str] = Op.GRAPH_QUERY
 
 
+@dataclass(frozen=True)
+class SwapRequest:
+    """A tool (``catbus swap``, ``RunHandle.swap``) asks the run to replace node ``node`` by a
+    process of class ``cls`` (empty: the same class) with parameter ``params`` overrides. The
+    registry answers with :class:`SwapReply` once the swap is done or refused."""
+
+    OP: ClassVar[str] = Op.SWAP
+    node: str
+    cls: str = ""
+    params: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SwapReply:
+    """The outcome of a :class:`SwapRequest`: ``ok``, a one-line ``message`` (why not, or what
+    happened), the tick of the switch, the state ("restored" or "fresh") and the parallel-mode
+    gap in seconds."""
+
+    OP: ClassVar[str] = Op.SWAP_REPLY
+    ok: bool
+    message: str = ""
+    tick: int | None = None
+    state: str = ""
+    gap: float | None = None
+
+
 Message = Union[Register, Ready, Heartbeat, Done, Error, Welcome, Reject, Graph, Start, End,
-                Stop, GraphQuery]
+                Stop, GraphQuery, Handover, Swapped, Retire, Takeover, Resume, SwapRequest,
+                SwapReply]
 MESSAGE_TYPES: tuple[type, ...] = typing.get_args(Message)
 
 
@@ -213,7 +321,38 @@ def from_map(raw: dict) -> Message:
             raise MalformedMessage(f"{op}: field {name!r} has the wrong type: {raw[name]!r:.60}",
                                    op)
         values[name] = value
+        limits = _LIMITS.get((op, name))
+        if limits is not None and value is not None and not limits[0] <= value <= limits[1]:
+            raise MalformedMessage(f"{op}: field {name!r} is out of range: {value!r:.60} "
+                                   f"(must be in [{limits[0]}, {limits[1]}])", op)
     return kind(**values)
+
+
+#: Value ranges of the fields used later for arithmetic or waiting (docs/protocol.md, "Control
+#: values"), beyond their types: a message with a value outside is malformed (counted and
+#: dropped). Every float field must also be finite (see :func:`_checker`); ints are real ints
+#: (never bools) everywhere.
+_INT_MAX = 2 ** 53 - 1
+_LIMITS: dict[tuple[str, str], tuple[float, float]] = {
+    (Op.REGISTER, "pid"): (0, 2 ** 31 - 1),
+    (Op.REGISTER, "period"): (1e-9, 1e9),
+    (Op.REGISTER, "protocol"): (0, 2 ** 31 - 1),
+    (Op.HEARTBEAT, "tick"): (-1, _INT_MAX),
+    (Op.HEARTBEAT, "steps"): (0, _INT_MAX),
+    (Op.DONE, "code"): (-(2 ** 31), 2 ** 31 - 1),
+    (Op.DONE, "end_tick"): (-1, _INT_MAX),
+    (Op.WELCOME, "incarnation"): (0, _INT_MAX),
+    (Op.WELCOME, "period"): (1e-9, 1e9),
+    (Op.WELCOME, "duration"): (0.0, 2.0 ** 34),   # catbus.launch.api.RUN_SECONDS_MAX
+    (Op.WELCOME, "protocol"): (0, 2 ** 31 - 1),
+    (Op.START, "delay"): (0.0, 3600.0),
+    (Op.START, "elapsed"): (0.0, 1e9),
+    (Op.START, "tick"): (-1, _INT_MAX),
+    (Op.HANDOVER, "tick"): (-1, _INT_MAX),
+    (Op.TAKEOVER, "tick"): (-1, _INT_MAX),
+    (Op.SWAPPED, "tick"): (-1, _INT_MAX),
+    (Op.END, "tick"): (-1, _INT_MAX),
+}
 
 
 def _checker(annotation: Any) -> Callable[[Any], tuple[bool, Any]]:
@@ -233,13 +372,14 @@ def _checker(annotation: Any) -> Callable[[Any], tuple[bool, Any]]:
                     return True, converted
             return False, value
         return check_union
-    if annotation is float:
-        return lambda v: ((True, float(v)) if type(v) in (int, float) else (False, v))
+    if annotation is float:   # finite: inf or NaN would poison every sum and comparison
+        return lambda v: ((True, float(v)) if type(v) in (int, float) and math.isfinite(v)
+                          else (False, v))
     if annotation is int:
         return lambda v: (type(v) is int, v)
     if annotation is bool:
         return lambda v: (type(v) is bool, v)
-    if annotation in (str, list, dict):
+    if annotation in (str, list, dict, bytes):
         return lambda v: (isinstance(v, annotation), v)
     return lambda v: (True, v)
 
@@ -273,5 +413,6 @@ def register_problem(message: Register) -> str | None:
 
 
 __all__ = ["MalformedMessage", "Register", "Ready", "Heartbeat", "Done", "Error", "Welcome",
-           "Reject", "Graph", "Start", "End", "Stop", "GraphQuery", "Message", "encode",
+           "Reject", "Graph", "Start", "End", "Stop", "GraphQuery", "Handover", "Swapped",
+           "Retire", "Takeover", "Resume", "SwapRequest", "SwapReply", "Message", "encode",
            "decode", "from_map", "register_problem"]

@@ -19,8 +19,10 @@ from typing import Final
 
 #: The protocol as a whole (control and data plane). 2: process identity (``incarnation``),
 #: ``protocol`` in ``register``, typed messages. 3: a data message's topic, header and payload
-#: travel in one frame (the envelope, see catbus.wire.codec).
-PROTOCOL_VERSION: Final = 3
+#: travel in one frame (the envelope, see catbus.wire.codec). 4: a running node can be replaced
+#: (hot swap, restart): ``register.replace``, retire/handover/takeover, publishers re-send what
+#: they retain when a neighbour (re)subscribes, ``heard`` in progress.
+PROTOCOL_VERSION: Final = 4
 #: Data message header layout: ``[HEADER_VERSION, publisher, incarnation, seq, tick, sim_time,
 #: wall_time, through]``; 3 since it travels in the envelope.
 HEADER_VERSION: Final = 3
@@ -47,6 +49,11 @@ SCORES_TOPIC: Final = "catbus/scores"
 #: {sec, nsec}, level (1 DEBUG .. 5 FATAL), message, name (the node), file, line}``, at the
 #: node's current tick; only the recorder reads it.
 LOG_TOPIC: Final = "catbus/log"
+#: A node was replaced (hot swap) or restarted, published by the new process after its first
+#: step: ``{node, kind ("swap" | "restart"), tick, sim_time, old: {incarnation, pid, host,
+#: class}, new: {...}, params, state ("restored" | "fresh"), gap}`` (``gap``: parallel mode,
+#: seconds between the old process's last message and the new one's first; None in stepped).
+SWAP_TOPIC: Final = "catbus/swap"
 #: The byte after every topic name in a topic frame, so prefix matching is exact.
 TOPIC_TERMINATOR: Final = b"\0"
 
@@ -72,6 +79,8 @@ CLOSING_STATE: Final = "closing"
 AWAITING_CONTROLLER_STATE: Final = "awaiting its controller"
 #: Stepped mode: how many ticks a publisher may run ahead of its slowest subscriber.
 WINDOW: Final = 8
+#: Restart policies of a node (``restart:`` in a launch file).
+RESTART_POLICIES: Final = ("never", "on-failure")
 
 
 class Op:
@@ -90,8 +99,17 @@ class Op:
     START: Final = "start"
     END: Final = "end"
     STOP: Final = "stop"
+    # hot swap and restart (docs/protocol.md, "Replacing a running node")
+    RETIRE: Final = "retire"        # registry -> old process: hand over after this step
+    HANDOVER: Final = "handover"    # old process -> registry: where it stopped, its state
+    TAKEOVER: Final = "takeover"    # registry -> new process: go on from there
+    RESUME: Final = "resume"        # registry -> old process: the replacement failed, go on
+    SWAPPED: Final = "swapped"      # new process -> registry: its first step is done
     # tool -> registry (answered with GRAPH)
     GRAPH_QUERY: Final = "graph?"
+    # tool -> registry: replace a node (answered with SWAP_REPLY once it is done or refused)
+    SWAP: Final = "swap"
+    SWAP_REPLY: Final = "swap-reply"
 
 
 # -- message extension types inside payloads -----------------------------------------------------
@@ -128,7 +146,7 @@ def hello_topic(name: str) -> str:
 
 __all__ = [
     "PROTOCOL_VERSION", "HEADER_VERSION", "HEADER_FIELDS", "EVERY_TOPIC", "RESERVED_PREFIX",
-    "PROGRESS_TOPIC", "HELLO_PREFIX", "DROPS_TOPIC", "TOPIC_TERMINATOR", "MODES", "POLICIES",
+    "PROGRESS_TOPIC", "HELLO_PREFIX", "DROPS_TOPIC", "SWAP_TOPIC", "RESTART_POLICIES", "TOPIC_TERMINATOR", "MODES", "POLICIES",
     "HEARTBEAT_INTERVAL", "DEFAULT_REGISTRY_TIMEOUT", "DEFAULT_DEADLINE", "CLOSING_STATE", "AWAITING_CONTROLLER_STATE",
     "WINDOW", "Op", "EXT_NDARRAY", "EXT_NPSCALAR", "EXT_NDARRAY_INLINE", "INLINE_MAX_BYTES",
     "TCP_ADDRESS", "bus_address_problem", "hello_topic",

@@ -91,7 +91,7 @@ def plot(recording: Recording, out: str, mp4: bool = False, d_min: float = 15.0)
     png = target.with_suffix(".png") if target.suffix.lower() == ".mp4" else target
     track = load_track(recording)
     scores = evaluate(recording, d_min=d_min)
-    figure, artists = _draw(track, scores, d_min, _title(recording))
+    figure, artists = _draw(track, scores, d_min, _title(recording), swaps(recording))
     png.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(png, dpi=130)
     if mp4:
@@ -148,8 +148,19 @@ def _free_spot(anchor: np.ndarray, points: np.ndarray, xlim: tuple[float, float]
     return best
 
 
-def _draw(track: Track, scores: dict[str, Any], d_min: float,
-          title: str) -> tuple[Figure, dict[str, Any]]:
+def swaps(recording: Recording) -> list[tuple[float, str]]:
+    """``(sim time, label)`` of every hot swap and restart in the recording (``catbus/swap``)."""
+    marks = []
+    for message in recording.messages("catbus/swap"):
+        event = message.value if isinstance(message.value, dict) else {}
+        what = "restarted" if event.get("kind") == "restart" else "swapped"
+        marks.append((float(event.get("sim_time", 0.0)),
+                      f"{event.get('node', '?')} {what} at tick {event.get('tick')}"))
+    return marks
+
+
+def _draw(track: Track, scores: dict[str, Any], d_min: float, title: str,
+          swap_marks: Any = ()) -> tuple[Figure, dict[str, Any]]:
     figure = Figure(figsize=(13.5, 6.4), layout="constrained")
     FigureCanvasAgg(figure)
     grid = figure.add_gridspec(1, 2, width_ratios=[1.0, 1.25])
@@ -225,6 +236,8 @@ def _draw(track: Track, scores: dict[str, Any], d_min: float,
     for n, index in enumerate(reached[:40]):  # a few lines explain, a forest hides the curve
         ax_dist.axvline(track.time[index], color=COLORS["robot_goal"], lw=1.0, ls=":", alpha=0.8,
                         label="robot reached a goal" if n == 0 else None, zorder=1)
+    for t, label in swap_marks:   # hot swaps and restarts
+        ax_dist.axvline(t, color="#7b2cbf", lw=2.0, ls="-.", label=label, zorder=4)
     ax_dist.scatter([track.time[closest]], [distance[closest]], s=40, color="black", zorder=5)
     late = track.time[closest] > track.time[0] + 0.75 * (track.time[-1] - track.time[0])
     top = max(float(distance.max()), d_min) * 1.08

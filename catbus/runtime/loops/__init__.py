@@ -26,7 +26,9 @@ def choose_loop(mode: str, periodic: bool) -> Loop:
 
 
 def _stepped_periodic(link: ProcessLink, driver: NodeDriver, run: RunTerms) -> None:
-    stepped.run_periodic(link, driver, run.require_schedule())
+    pace = run.run_info.get("pace")
+    stepped.run_periodic(link, driver, run.require_schedule(),
+                         pace=pace if isinstance(pace, (int, float)) and pace > 0 else None)
 
 
 def _stepped_reactive(link: ProcessLink, driver: NodeDriver, run: RunTerms) -> None:

@@ -20,7 +20,9 @@ def run_periodic(link: ProcessLink, driver: NodeDriver, duration: float | None) 
     inbox = driver.inbox
     node = driver.node
     stats = driver.stats
-    cycle = 0
+    # A process joining mid-run (hot swap, restart) goes on with the run's cycles: the next
+    # one due from now, so that ticks keep counting periods since the run's start.
+    cycle = max(0, int((time.monotonic() - start) / period)) if link.joining else 0
     # A node without data inputs still gets progress (the end of the episode) on its data
     # socket, but looking at it every CONTROL_EVERY (in service) is soon enough.
     reads = bool(inbox.by_topic) or inbox.wildcard
@@ -47,10 +49,16 @@ def run_periodic(link: ProcessLink, driver: NodeDriver, duration: float | None) 
             return
         if link.end_tick is not None or inbox.end_tick() is not None:
             return
+        if link.retire_requested:
+            link.hand_over(cycle, driver.snapshot())
+            serviced = time.monotonic()
+            continue   # resumed: the replacement failed; the cycles missed count as overruns
         if reads:
             link.drain_data()
         driver.step(cycle, now - start, inbox.take_latest())
         driver.completed = cycle
+        if link.after_first_step is not None:
+            link.after_first_step(cycle)
         if node._end_requested is not None:
             link.stop_reason = node._end_requested
             link.end_tick = cycle
@@ -96,9 +104,13 @@ def run_reactive(link: ProcessLink, driver: NodeDriver, duration: float | None) 
             link.service(0)
             serviced = now
             check = True
+        if link.retire_requested:
+            link.hand_over(driver.stats.tick + 1, driver.snapshot())
         if inbox.raw:
             deliver(inbox.take_raw_all())
             driver.completed = driver.stats.tick
+            if link.after_first_step is not None:
+                link.after_first_step(driver.stats.tick)
             if node._end_requested is not None:
                 # Ends now, like a periodic node: our peers see the end in our final
                 # progress, the registry relays it to everyone (done{end, end_tick}).

@@ -15,28 +15,70 @@ import time
 from catbus.runtime.driver import NodeDriver
 from catbus.runtime.link import STEPPED_WAIT_MS, ProcessLink
 from catbus.runtime.lockstep import (frontier, input_limits, known_end, ready,
-                                     reporting_interval, requirements)
+                                     reporting_interval, requirements, retain_horizon)
 from catbus.runtime.schedule import Schedule
 from catbus.runtime.simclock import sim_time_function
 
 
-def prepare(link: ProcessLink, driver: NodeDriver) -> None:
+def prepare(link: ProcessLink, driver: NodeDriver, schedule: Schedule, first_tick: int) -> None:
     """Before the first tick: count progress carried by data (which topics we read from whom,
-    and who reads what of ours), block on the data socket in short waits, and wait for the
-    start."""
+    and who reads what of ours), keep what a re-subscribing neighbour may need, block on the
+    data socket in short waits, and wait for the start. A process taking over mid-run (hot
+    swap, restart) first forgets what its predecessor had already been given."""
     driver.inbox.set_sources(link.peers.sources)
     driver.plan_carrying(link.peers.reads_from_me.values())
+    link.data.retain_ticks = retain_horizon(schedule)
     # receive_one blocks on the data socket for at most this long; control and subscriptions
     # are looked at when it times out, and every CONTROL_EVERY otherwise.
     link.block_on_data(STEPPED_WAIT_MS)
     link.control_due = 0.0
     link.wait_until_started()
+    if first_tick > 0:
+        k = schedule.period_ticks(driver.name) or 1
+        offsets = input_limits(driver.name, link.peers, schedule)
+        driver.inbox.resume_after({topic: first_tick - k + off for topic, off in offsets.items()},
+                                  first_tick - 1)
+        driver.completed = first_tick - 1
 
 
-def run_periodic(link: ProcessLink, driver: NodeDriver, schedule: Schedule) -> None:
+def first_tick(link: ProcessLink, schedule: Schedule, name: str) -> int:
+    """Where this process starts: 0, or for a process taking over mid-run the tick its
+    predecessor would have stepped next (a hot swap's ``takeover``), or for a restarted one
+    the tick after the last one every reader has received from its predecessor (the ``heard``
+    of its neighbours' answers; the registry's guess if none reads it), on its period's grid."""
+    if link.takeover is not None:
+        return link.takeover.tick
+    if link.joining != "restart":
+        return 0
+    readers = [peer for peer in link.peers.subscribers if peer in link.inbox.heard]
+    heard = [link.inbox.heard[peer].get(name, -1) for peer in readers]
+    tick = min(heard) + 1 if heard else link.start_tick
+    k = schedule.period_ticks(name) or 1
+    return -(-tick // k) * k
+
+
+def pace_function(link: ProcessLink, schedule: Schedule, pace: float | None):
+    """``--pace R``: a function that waits (handling I/O) until tick ``t`` is due at R times
+    real time from the start, or None to run as fast as the lockstep allows."""
+    if not pace:
+        return None
+    sim_time = sim_time_function(schedule)
+    start = link.started
+
+    def wait_for(tick: int) -> None:
+        due = start + sim_time(tick) / pace
+        while (now := time.monotonic()) < due:
+            link.service(min(50.0, (due - now) * 1000))
+
+    return wait_for
+
+
+def run_periodic(link: ProcessLink, driver: NodeDriver, schedule: Schedule,
+                 pace: float | None = None) -> None:
     """Step the node's due ticks, each once its peers have completed what it needs."""
-    prepare(link, driver)
     name = driver.name
+    tick = first_tick(link, schedule, name)
+    prepare(link, driver, schedule, tick)
     k = schedule.period_ticks(name)
     last = schedule.last_tick
     inbox = driver.inbox
@@ -47,10 +89,14 @@ def run_periodic(link: ProcessLink, driver: NodeDriver, schedule: Schedule) -> N
     needs = requirements(name, link.peers, schedule)
     sim_time = sim_time_function(schedule)
     publish_progress = link.data.publish_progress
-    tick = 0
+    paced = pace_function(link, schedule, pace)
+    retire_at = link.retire_at
     while True:
         if tick > known_end(last, link.end_tick, inbox.end):
             return
+        if link.retire_requested or tick == retire_at:
+            # Between two ticks: everything of tick - 1 is sent, nothing of tick is.
+            link.hand_over(tick, driver.snapshot())
         waited = time.perf_counter()
         stats.state = f"waiting for tick {tick}"
         # No extra receive once ready: being ready means every publisher's progress for the
@@ -59,6 +105,8 @@ def run_periodic(link: ProcessLink, driver: NodeDriver, schedule: Schedule) -> N
             link.receive_one()
             if tick > known_end(last, link.end_tick, inbox.end):
                 return
+        if paced is not None:
+            paced(tick)
         stats.wait_time += time.perf_counter() - waited
         inputs = inbox.take_by_tick({topic: tick + off for topic, off in offsets.items()})
         through = schedule.completes_through(name, tick)
@@ -71,6 +119,8 @@ def run_periodic(link: ProcessLink, driver: NodeDriver, schedule: Schedule) -> N
         if not carried:
             publish_progress(tick, through, None, False)
         driver.completed = through
+        if link.after_first_step is not None:
+            link.after_first_step(tick)
         tick += k
         link.tend()
 
@@ -78,7 +128,8 @@ def run_periodic(link: ProcessLink, driver: NodeDriver, schedule: Schedule) -> N
 def run_reactive(link: ProcessLink, driver: NodeDriver, schedule: Schedule) -> None:
     """A node without a period (the recorder): handle messages in schedule order as soon as
     every publisher has completed their tick."""
-    prepare(link, driver)
+    start = first_tick(link, schedule, driver.name)
+    prepare(link, driver, schedule, start)
     publishers = link.peers.publishers
     # Only flow control reads the progress of a node nobody reads data from (the recorder),
     # so it reports every few ticks instead of every tick: less traffic for everyone.
@@ -88,11 +139,13 @@ def run_reactive(link: ProcessLink, driver: NodeDriver, schedule: Schedule) -> N
     stats = driver.stats
     through = inbox.through
     publish_progress = link.data.publish_progress
-    reported = done = -1
+    reported = done = start - 1
     seen = -1   # inbox.advances when the frontier was last computed
-    stats.state = "waiting for tick 0"
+    stats.state = f"waiting for tick {start}"
     while done < known_end(last, link.end_tick, inbox.end):
         link.receive_one()
+        if link.retire_requested:
+            link.hand_over(done + 1, driver.snapshot())
         if inbox.advances == seen and link.end_tick is None:
             continue   # no peer progressed: the frontier cannot have moved
         seen = inbox.advances
@@ -101,6 +154,8 @@ def run_reactive(link: ProcessLink, driver: NodeDriver, schedule: Schedule) -> N
         if reachable > done:
             driver.deliver(inbox.take_raw_through(reachable))
             done = driver.completed = stats.tick = reachable
+            if link.after_first_step is not None:
+                link.after_first_step(done)
             if done - reported >= report_every:
                 publish_progress(done, done, None, False)
                 reported = done

@@ -1,0 +1,114 @@
+"""``catbus launch FILE --only robot,human --bus tcp://HOST:PORT``: this host's share of a run.
+
+The run is owned by a launcher on another host (it hosts the registry and marks these nodes
+``remote``); here we start just the named nodes of the same launch file, each as the ``catbus
+node`` process a user would type, and supervise them until they end. Parameters and the seed
+come from that registry, never from this host's copy of the file, so the two copies only need to
+agree on the node names and classes.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from typing import Sequence
+
+from catbus.errors import ConfigError
+from catbus.launch.imports import python_command
+from catbus.launch.launchfile import LaunchSpec
+from catbus.launch.nodespec import NodeSpec
+from catbus.wire.protocol import bus_address_problem
+
+#: Seconds between the signals of the shutdown ladder (SIGINT, SIGTERM, SIGKILL) on Ctrl-C.
+SIGNAL_GRACE = 5.0
+
+
+def share_command(node: NodeSpec, bus: str, import_path: Sequence[os.PathLike | str],
+                  extra: Sequence[str] = ()) -> list[str]:
+    """``catbus node CLASS --name NAME --bus ADDR --path DIR ...``, as the owner prints it."""
+    paths = [arg for folder in import_path for arg in ("--path", os.fspath(folder))]
+    return ["node", node.class_path, "--name", node.name, "--bus", bus, *paths, *extra]
+
+
+def only_command(spec: LaunchSpec, names: Sequence[str], bus: str) -> str:
+    """The ``catbus launch ... --only`` line the owning launcher prints for a remote node."""
+    file = shlex.quote(os.fspath(spec.path)) if spec.path is not None else "LAUNCH.yaml"
+    return f"catbus launch {file} --only {','.join(names)} --bus {bus}"
+
+
+def check_only(spec: LaunchSpec, names: Sequence[str], bus: str | None) -> list[NodeSpec]:
+    """The nodes ``--only`` names, checked: each in the launch file, and a registry address."""
+    if not bus or bus == "ipc":
+        raise ConfigError("command line", "--only", "needs --bus tcp://HOST:PORT: the registry "
+                                                    "of the run these nodes join, on the host "
+                                                    "that owns it")
+    problem = bus_address_problem(bus)
+    if problem is not None:
+        raise ConfigError("command line", "--bus", f"{problem}")
+    nodes = []
+    for name in names:
+        nodes.append(spec.node(name))   # a ConfigError listing the nodes if there is none
+    if not nodes:
+        raise ConfigError("command line", "--only", "give node names, e.g. --only robot,human")
+    return nodes
+
+
+def run_share(spec: LaunchSpec, names: Sequence[str], bus: str, *,
+              extra: Sequence[str] = ()) -> int:
+    """Start the named nodes against ``bus`` and wait for them; returns the exit code: 0 when
+    every node ended cleanly, else the first failure's code (Ctrl-C: 130, SIGTERM: 143, after
+    stopping every node gracefully)."""
+    nodes = check_only(spec, names, bus)
+    interrupted: list[int] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        interrupted.append(signum)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    env = dict(os.environ, CATBUS_PARENT_PID=str(os.getpid()))
+    children: dict[str, subprocess.Popen] = {}
+    try:
+        for node in nodes:
+            command = [*python_command(), *share_command(node, bus, spec.import_path, extra)]
+            children[node.name] = subprocess.Popen(command, env=env, start_new_session=True,
+                                                   stdin=subprocess.DEVNULL)
+            print(f"catbus: started node {node.name} (pid {children[node.name].pid}) for the "
+                  f"run at {bus}", file=sys.stderr, flush=True)
+        while any(child.poll() is None for child in children.values()) and not interrupted:
+            time.sleep(0.05)
+        if interrupted:
+            _stop(children.values())
+    finally:
+        _stop(children.values())
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if interrupted:
+        return 128 + interrupted[0]
+    codes = {name: child.returncode for name, child in children.items()}
+    failed = {name: code for name, code in codes.items() if code != 0}
+    for name, code in failed.items():
+        print(f"catbus: node {name} exited with code {code}", file=sys.stderr)
+    return next(iter(failed.values()), 0)
+
+
+def _stop(children: object) -> None:
+    """SIGINT (a node then leaves gracefully), SIGTERM, SIGKILL, each with a grace period."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        alive = [c for c in children if c.poll() is None]
+        if not alive:
+            return
+        for child in alive:
+            try:
+                child.send_signal(sig)
+            except ProcessLookupError:
+                pass
+        until = time.monotonic() + SIGNAL_GRACE
+        while time.monotonic() < until and any(c.poll() is None for c in alive):
+            time.sleep(0.02)
+
+
+__all__ = ["run_share", "check_only", "only_command", "share_command"]
