@@ -56,6 +56,9 @@ CLIENTS = "clients"
 #: The client of the keys folder itself: the run's own host (its nodes and tools).
 LOCAL = "local"
 ANY_NODE = "*"
+#: Seconds a node's ZAP handler holds a handshake while it waits for the allow-list (the
+#: registry's welcome), before it decides on what it has.
+ALLOW_LIST_WAIT = 10
 ZAP_DOMAIN = b"catbus"
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 
@@ -99,7 +102,7 @@ class Keys:
 
 def _write_key(path: Path, public: bytes, secret: bytes | None) -> None:
     kind = "**Secret** Certificate" if secret else "Public Certificate"
-    text = (f"#   ****  Generated on {datetime.datetime.now():%Y-%m-%d %H:%M} by catbus keys  ****\n"
+    text = (f"#   ****  Generated on {datetime.datetime.now():%Y-%m-%d %H:%M} by catbus  ****\n"
             f"#   ZeroMQ CURVE {kind}\n"
             + ("#   DO NOT PROVIDE THIS FILE TO OTHER USERS nor change its permissions.\n"
                if secret else "")
@@ -241,14 +244,20 @@ def short(key: bytes | str) -> str:
 # ------------------------------------------------------------------------------------------------
 _said: set = set()
 _said_lock = threading.Lock()
+#: At most this many distinct refusal lines per process: a stranger cycling through addresses or
+#: keys fills neither the log nor the memory (the refusals are still counted).
+SAY_AT_MOST = 100
 
 
 def say_once(key: Any, line: str) -> None:
-    """One line on stderr, once per ``key`` in this process."""
+    """One line on stderr, once per ``key`` in this process (at most :data:`SAY_AT_MOST`)."""
     with _said_lock:
-        if key in _said:
+        if key in _said or len(_said) > SAY_AT_MOST:
             return
         _said.add(key)
+        if len(_said) > SAY_AT_MOST:
+            line = (f"catbus: security: {SAY_AT_MOST} refusals said; more are refused without "
+                    f"a word")
     try:
         print(line, file=sys.stderr, flush=True)
     except (OSError, ValueError):
@@ -260,7 +269,7 @@ def say_once(key: Any, line: str) -> None:
 # ------------------------------------------------------------------------------------------------
 _PROTOCOL_ERRORS = {
     getattr(zmq, "PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH", 0x11000003):
-        "a peer without CURVE keys (or with CURVE when this side has none)",
+        "a peer without CURVE keys",
     getattr(zmq, "PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC", 0x11000001):
         "a CURVE handshake that does not decrypt (the peer has another bus.key, or a stale "
         "key for this node)",
@@ -282,11 +291,22 @@ class Authenticator(ThreadAuthenticator):
         self._monitors: list[tuple[str, str]] = []   # (inproc address, endpoint label)
         self._watch_stop = threading.Event()
         self._watcher: threading.Thread | None = None
+        #: Set once the allow-list is known (a node learns it from the registry's welcome; a
+        #: peer's handshake that comes first waits for it rather than being refused).
+        self.ready = threading.Event()
 
-    def allow(self, keys: Mapping[bytes, str]) -> None:
+    def allow(self, keys: Mapping[bytes, str], complete: bool = True) -> None:
         self.allowed = {**self.allowed, **keys}
+        if complete:
+            self.ready.set()
 
     async def handle_zap_message(self, msg: list[bytes]) -> None:
+        import asyncio
+
+        for _ in range(ALLOW_LIST_WAIT * 20):
+            if self.ready.is_set() or self._watch_stop.is_set():   # stop(): no more waiting
+                break
+            await asyncio.sleep(0.05)
         if len(msg) < 6:
             if len(msg) >= 2:
                 self._send_zap_reply(msg[1], b"400", b"malformed ZAP request")
@@ -507,15 +527,15 @@ class Session:
 
 
 def publisher(ctx: zmq.Context, pub: zmq.Socket, sub: zmq.Socket, keys: Keys | None,
-              bind: str) -> Session | None:
+              bind: str, name: str = "") -> Session | None:
     """Secure a node's XPUB (before it binds ``bind``) and SUB; None without keys or on ipc."""
     keys = for_bus(keys, bind)
     if keys is None:
         return None
     _server(pub, keys.public, keys.secret)
     _client(sub, keys)
-    auth = authenticator(ctx, "this node's publisher")
-    auth.allow({keys.public: LOCAL})
+    auth = authenticator(ctx, f"node {name}'s publisher" if name else "a node's publisher")
+    auth.allow({keys.public: LOCAL}, complete=False)   # the rest: trust(), from the welcome
     auth.watch(pub, bind)
     return Session(keys, auth)
 
@@ -605,19 +625,21 @@ class Handshake:
                              f"{short(self.keys.public) if self.keys else '?'} is not on its "
                              f"allow-list (add it with `catbus keys generate DIR --node "
                              f"NAME=CLIENT` on the run's host and copy clients/CLIENT here)")
+        elif self.keys is None:
+            # A plain connection fails against a CURVE server as a mechanism mismatch or, as
+            # often, as a dropped handshake (NO_DETAIL): either way the run is secured.
+            self._problem = (f"{where} is secured with CURVE keys: give --keys DIR (a client "
+                             f"folder from `catbus keys generate`)")
         elif event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and \
                 value == getattr(zmq, "PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH", 0x11000003):
             self._problem = (f"{where} is not secured, and this command has --keys: drop --keys, "
-                             f"or secure the run (security: {{keys: DIR}})" if self.keys else
-                             f"{where} is secured with CURVE keys: give --keys DIR (a client "
-                             f"folder from `catbus keys generate`)")
-        else:   # twice: one can be the first half of a mechanism mismatch
+                             f"or secure the run (security: {{keys: DIR}})")
+        else:   # libzmq says no more than this for a wrong server key or an open run
             self.failures += 1
             if self.failures >= 2:
-                self._problem = (f"the CURVE handshake with {where} failed: this host's "
-                                 f"{BUS_PUBLIC}{folder} is not that run's bus key" if self.keys
-                                 else f"the handshake with {where} failed: is it a catbus run? "
-                                      f"(a secured one needs --keys DIR)")
+                self._problem = (f"the CURVE handshake with {where} failed: either this host's "
+                                 f"{BUS_PUBLIC}{folder} is not that run's bus key, or the run "
+                                 f"is not secured (then drop --keys)")
 
     def check(self) -> None:
         """Raise :class:`Refused` if the handshake was refused."""

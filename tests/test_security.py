@@ -17,7 +17,6 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import zmq
@@ -145,6 +144,30 @@ def test_open_tcp_bus_warns_and_a_keyed_one_does_not(tmp_path: Path) -> None:
     assert "is open" not in stderr["keyed"] and "security" not in stderr["keyed"], stderr["keyed"]
     # ipc needs no keys (the run folder is the owner's only): said once, not used.
     assert "not used: the bus is ipc" in stderr["ipc"] and "is open" not in stderr["ipc"]
+
+
+@pytest.mark.timeout(60)
+def test_a_keyed_client_never_talks_to_an_open_bus(tmp_path: Path) -> None:
+    """``catbus bus`` on TCP without keys warns that it is open; a command with --keys refuses
+    to use it (no silent fall-back to plain text) instead of waiting for an answer."""
+    keys = make_keys(tmp_path)
+    bus = f"tcp://127.0.0.1:{free_port()}"
+    out, err = tmp_path / "bus.out", tmp_path / "bus.err"
+    with open(out, "w") as stdout, open(err, "w") as stderr:
+        host = subprocess.Popen([sys.executable, "-m", "catbus", "bus", "--bind", bus], cwd=ROOT,
+                                stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: "registry at" in out.read_text(), 30, what="the bus to be bound")
+        assert "is open" in err.read_text(), err.read_text()
+        done = catbus_cli("node", "list", "--bus", bus, "--keys", str(keys),
+                          timeout=REFUSAL_LIMIT)
+        assert done.returncode == 1, done
+        # libzmq reports a mechanism mismatch, or only a failed handshake (then the message
+        # names both causes: a wrong bus key, or an open run).
+        assert "not secured" in done.stderr and "--keys" in done.stderr, done.stderr
+    finally:
+        host.terminate()
+        host.wait(timeout=30)
 
 
 @pytest.mark.timeout(90)
@@ -313,3 +336,33 @@ def test_nodes_and_tools_without_the_right_key_are_refused(two_hosts: TwoHosts,
     registered = [line for line in lines if "refused to register 'probe'" in line]
     assert len(registered) == 1 and "may register only other" in registered[0], lines
     assert any("refused a connection on" in line and "without" in line for line in lines), lines
+
+
+@pytest.mark.timeout(90)
+def test_keyed_share_of_a_launch_file_on_the_other_host(two_hosts: TwoHosts,
+                                                         tmp_path: Path) -> None:
+    """``catbus launch FILE --only probe --bus ... --keys clients/hostb`` on host B: the share's
+    node gets that client folder, joins the keyed run on A, and the run completes (parallel)."""
+    keys = make_keys(tmp_path)
+    launch = write_launch(tmp_path, graph(tmp_path, two_hosts.bus, duration=0.5,
+                                          security={"keys": "keys"}))
+    owner = two_hosts.a.start(["launch", str(launch), "--mode", "parallel", "--remote", "probe",
+                               "--no-progress"], tmp_path / "owner")
+    share = None
+    try:
+        err = owner.log.with_suffix(".err")
+        wait_until(lambda: "--only probe" in err.read_text(), 30,
+                   what="the owner to print the --only command")
+        assert f"--keys {keys / 'clients' / 'hostb'}" in err.read_text(), err.read_text()
+        share = two_hosts.b.start(["launch", str(launch), "--only", "probe", "--bus",
+                                   two_hosts.bus, "--keys", str(keys / "clients" / "hostb")],
+                                  tmp_path / "share")
+        for proc in (owner, share):
+            proc.process.wait(timeout=60)
+    finally:
+        for proc in (share, owner):
+            if proc is not None:
+                proc.stop()
+    assert owner.process.returncode == 0, owner.output()
+    assert share.process.returncode == 0, share.output()
+    check_exchange(tmp_path, gain=1.0, seed=7, stepped=False)

@@ -430,9 +430,10 @@ def _launch_share(args: argparse.Namespace) -> int:
             raise ConfigError("command line", f"--{option}",
                               "not with --only: the run's owner decides it (its registry hands "
                               "every node the run's settings)")
-    spec = load(args.file, overrides=args.overrides, record=False)
+    spec = load(args.file, overrides=args.overrides, record=False, keys=args.keys)
     names = [name.strip() for name in args.only.split(",") if name.strip()]
-    return run_share(spec, names, args.bus)
+    keys = ["--keys", str(spec.keys)] if spec.keys else []   # this host's client folder
+    return run_share(spec, names, args.bus, extra=keys)
 
 
 def cmd_node(args: argparse.Namespace) -> int:

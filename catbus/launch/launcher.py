@@ -252,7 +252,8 @@ class Launcher:
         paths = "".join(f" --path {shlex.quote(os.fspath(folder))}"
                         for folder in self.spec.import_path)
         return [f"catbus node {shlex.quote(n.class_path)} --name {n.name} --bus {bus}{paths}"
-                f"{security.node_option(self.keys, n.name)}" for n in self.spec.nodes if n.remote and (names is None or n.name in names)]
+                f"{security.node_option(self.keys, n.name)}"
+                for n in self.spec.nodes if n.remote and (names is None or n.name in names)]
 
     def _announce_remote(self, registry: Registry) -> None:
         """Tell the user, before waiting, what to type on the other host."""
@@ -271,7 +272,8 @@ class Launcher:
 
             remote = [n.name for n in self.spec.nodes if n.remote]
             print("or, with this launch file on that host, all of them at once:\n  "
-                  + only_command(self.spec, remote, reachable_bus(registry.endpoint)),
+                  + only_command(self.spec, remote, reachable_bus(registry.endpoint))
+                  + security.node_option(self.keys, remote[0]),
                   file=sys.stderr)
         sys.stderr.flush()
 

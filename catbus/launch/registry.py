@@ -217,6 +217,8 @@ class Registry:
         self._reply(member.identity, message)
 
     def _reply(self, identity: bytes | None, message: msg.Message) -> None:
+        if identity is None:   # a node with no process right now (being restarted)
+            return
         try:
             self.socket.send_multipart([identity, msg.encode(message)], zmq.NOBLOCK)
         except zmq.ZMQError:

@@ -218,7 +218,7 @@ class DataPlane:
         self.pub = ctx.socket(zmq.XPUB)
         self.sub = ctx.socket(zmq.SUB)
         #: CURVE on both sockets when the run is keyed (catbus.security), else None.
-        self.curve = security.publisher(ctx, self.pub, self.sub, keys, bind)
+        self.curve = security.publisher(ctx, self.pub, self.sub, keys, bind, name)
         self.pub.setsockopt(zmq.XPUB_VERBOSE, 1)
         self.pub.setsockopt(zmq.XPUB_MANUAL, 1)   # see allow_subscriptions
         keep_links_alive(self.pub)

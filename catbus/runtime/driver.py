@@ -99,6 +99,8 @@ class NodeDriver:
         self.running = False   # what close() logs goes to the terminal only
         try:
             if self.node is not None:
+                if hasattr(type(self.node), "inbox_malformed"):   # the recorder: for catbus.end
+                    self.node.inbox_malformed = self.inbox.malformed
                 self.node.close()
         finally:
             if self._log_publisher is not None:
@@ -174,7 +176,8 @@ class NodeDriver:
 
     def summary(self, sent: int | None) -> dict[str, Any]:
         """The statistics a run reports for this node."""
-        return self.stats.to_dict(sent, self.inbox)
+        return self.stats.to_dict(sent, self.inbox,
+                                  node_malformed=getattr(self.node, "malformed_input", 0))
 
     # -- stepping -------------------------------------------------------------------------------
     def step(self, tick: int, t: float, inputs: dict[str, Any],

@@ -232,7 +232,7 @@ class Inbox:
                 first if type(first) is bytes else bytes(_buffer(first)))
             header = _unpack_header(header)
             if topic == PROGRESS_TOPIC:
-                self._add_progress(payload)
+                self._add_progress(payload, header.publisher)
                 return None
         except (codec.DecodeError, ValueError, TypeError, IndexError, msgpack.UnpackException):
             self.malformed += 1
@@ -264,14 +264,25 @@ class Inbox:
                 not self._switch_process(publisher, incarnation):
             self.duplicates += 1
             return False
+        if self.last_tick is not None and tick > self.last_tick:
+            self.malformed += 1   # past the run's end: never shown, and it would block its queue
+            return False
         key = (publisher, topic)
         previous = self.last_seq.get(key)
         if previous is not None:
-            if seq <= previous:
+            jump = self.seq_jumps.pop(key, None) if self.seq_jumps else None
+            if jump is not None and seq == jump[0] + 1 and seq <= previous:
+                # The stream goes on right after the number before the jump: the jump was one
+                # message with a bad seq, not a loss (docs/protocol.md, "Sequence jumps").
+                self.dropped -= jump[1]
+                self.malformed += 1
+                previous = jump[0]
+            elif seq <= previous:
                 self.duplicates += 1
                 return False
             if seq > previous + 1:
                 self.dropped += seq - previous - 1
+                self.seq_jumps[key] = (previous, seq - previous - 1)
         if self.floors and tick <= self.floors.get(publisher, -1):
             self.duplicates += 1
             return False
@@ -299,6 +310,7 @@ class Inbox:
         if known is not None:
             for key in [k for k in self.last_seq if k[0] == publisher]:
                 del self.last_seq[key]
+                self.seq_jumps.pop(key, None)
             peer = self.progress.get(publisher)
             if peer is not None and peer.through >= 0:
                 self.floors[publisher] = peer.through

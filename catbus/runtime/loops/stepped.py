@@ -26,6 +26,7 @@ def prepare(link: ProcessLink, driver: NodeDriver, schedule: Schedule, first_tic
     data socket in short waits, and wait for the start. A process taking over mid-run (hot
     swap, restart) first forgets what its predecessor had already been given."""
     driver.inbox.set_sources(link.peers.sources)
+    driver.inbox.last_tick = schedule.last_tick
     driver.plan_carrying(link.peers.reads_from_me.values())
     link.data.retain_ticks = retain_horizon(schedule)
     # receive_one blocks on the data socket for at most this long; control and subscriptions
