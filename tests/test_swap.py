@@ -90,6 +90,10 @@ def test_scheduled_swap_in_stepped_records_what_inline_records(bus_sandbox, tmp_
         assert event[0] == 150 and event[1]["params"]["safe_controller"] == "Unsafe"
     actions = [tick for tick, _ in values(tmp_path / "stepped.mcap", "robot/action")]
     assert actions == list(range(301)), "a tick was lost or repeated"
+    for mode in results:   # which process published each message: the recording says
+        processes = [(m.tick, m.publisher, m.incarnation)
+                     for m in Recording(tmp_path / f"{mode}.mcap").messages("robot/action")]
+        assert processes == [(t, "robot", 1 if t < 150 else 2) for t in range(301)], mode
     # Before the swap: the safe controller's own actions; from it on, not the same any more.
     safe = catbus.run(flat_evade(), mode="inline", steps=300, record=tmp_path / "safe.mcap",
                       evaluate=False)

@@ -230,6 +230,12 @@ class Host:
     netns: str
     addr: str
     started: list[subprocess.Popen] = field(default_factory=list)
+    veth: str = ""   # its end of the veth pair
+
+    def link(self, state: str) -> None:
+        """Take this host's network interface ``down`` or bring it ``up`` (a pulled cable)."""
+        done = _ip("-n", self.netns, "link", "set", self.veth, state)
+        assert done.returncode == 0, done.stderr
 
     def start(self, args: list[str], log: Path) -> "Proc":
         """``python -m catbus ARGS`` inside this namespace (``ip netns exec`` execs the command,
@@ -325,8 +331,8 @@ def two_hosts() -> TwoHosts:
         _unavailable("the `ip` command (iproute2) is not installed")
     _remove_stale_namespaces()
     tag = f"cbt{os.getpid()}"
-    a, b = Host(f"{tag}a", ADDR_A), Host(f"{tag}b", ADDR_B)
     veth_a, veth_b = f"{tag}va", f"{tag}vb"        # interface names: at most 15 characters
+    a, b = Host(f"{tag}a", ADDR_A, veth=veth_a), Host(f"{tag}b", ADDR_B, veth=veth_b)
     steps = [("netns", "add", a.netns), ("netns", "add", b.netns),
              ("link", "add", veth_a, "type", "veth", "peer", "name", veth_b),
              ("link", "set", veth_a, "netns", a.netns), ("link", "set", veth_b, "netns", b.netns),
@@ -495,3 +501,71 @@ def test_only_mistakes_are_one_line_errors(tmp_path: Path) -> None:
                               cwd=tmp_path, capture_output=True, text=True, timeout=20)
         assert done.returncode == 2 and expected in done.stderr, (args, done.stderr)
         assert "Traceback" not in done.stderr
+
+
+def echo_graph(bus: str) -> dict:
+    """source (Counter, here) -> echo (stateless, the node on host B); the recorder here."""
+    return {"name": "links", "bus": bus, "nodes": {
+        "source": {"class": "tests.swap_nodes:Counter"},
+        "echo": {"class": "tests.swap_nodes:Echo", "remap": {"~/in": "source/count"}}}}
+
+
+def graph_probe(bus: str, code: str) -> str:
+    """A snippet printing ``code`` about the run at ``bus``: ``q`` is its graph, ``g`` its
+    nodes by name."""
+    return ("from catbus.cli.introspect import query_graph\n"
+            f"q = query_graph({bus!r}, timeout=2)\n"
+            "g = {n['name']: n for n in q['nodes']}\n"
+            f"print({code})")
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("outage", ["cable", "kill"])
+def test_a_stepped_run_holds_for_a_lost_node_and_resumes(two_hosts: TwoHosts, tmp_path: Path,
+                                                         outage: str) -> None:
+    """The node on host B loses its link mid-run -- its cable pulled for longer than the link
+    timeout, or its process killed and started again by hand -- and comes back: the stepped run
+    holds at the tick boundary, resumes with no tick lost or repeated, and records what inline
+    records (the echo keeps no state, so a new process of it continues exactly)."""
+    launch = write_launch(tmp_path, echo_graph(two_hosts.bus))
+    record = tmp_path / "stepped.mcap"
+    owner = two_hosts.a.start(["launch", str(launch), "--mode", "stepped", "--steps", "3000",
+                               "--pace", "2", "--remote", "echo", "--record", str(record),
+                               "--rejoin-timeout", "60", "--no-progress", "--json"],
+                              tmp_path / "owner")
+    node_args = ["node", "tests.swap_nodes:Echo", "--name", "echo", "--bus", two_hosts.bus]
+    echo = two_hosts.b.start(node_args, tmp_path / "echo")
+    again = None
+    try:
+        at_tick = graph_probe(two_hosts.bus, "q['started'] and g['echo']['tick'] >= 60")
+        wait_until(lambda: two_hosts.a.python(at_tick) == "True", 40, interval=0.2,
+                   what="the run at tick 60")
+        if outage == "cable":
+            two_hosts.b.link("down")
+            wait_until(lambda: "lost its link" in owner.output(), 30, interval=0.2,
+                       what="the owner to report the node lost")
+            two_hosts.b.link("up")
+        else:
+            echo.process.kill()
+            echo.process.wait(10)
+            wait_until(lambda: "lost its link" in owner.output(), 30, interval=0.2,
+                       what="the owner to report the node lost")
+            again = two_hosts.b.start(node_args, tmp_path / "again")
+        for proc in (owner, again or echo):
+            proc.process.wait(timeout=90)
+    finally:
+        for proc in (again, echo, owner):
+            if proc is not None:
+                proc.stop()
+        two_hosts.b.link("up")
+    assert owner.process.returncode == 0, owner.output()
+    summary = json.loads(owner.log.with_suffix(".out").read_text())
+    kinds = [record["kind"] for record in summary["swaps"]]
+    assert kinds == (["rejoin"] if outage == "cable" else ["restart"]), summary["swaps"]
+    from catbus.recording.reader import Recording
+
+    ticks = [m.tick for m in Recording(record).messages("echo/out")]
+    assert ticks == list(range(3001)), "a tick was lost or repeated"
+    inline = tmp_path / "inline.mcap"
+    catbus.run(launch, mode="inline", steps=3000, record=inline, evaluate=False)
+    assert first_difference(inline, record) is None

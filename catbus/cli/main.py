@@ -142,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "naming it (default 30); so does a stepped run in which no node "
                         "completes a tick for this long, and, in parallel mode, a node still "
                         "running 5 s (at most S) after the run's end")
+    p.add_argument("--rejoin-timeout", type=float, default=None, metavar="S",
+                   help="a node whose link is down (host unreachable, cable out, process "
+                        "stopped) may take this long to come back; stepped runs hold for it, "
+                        "parallel ones go on without it (default: --deadline)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     _add_log_level(p, "INFO")
@@ -361,7 +365,8 @@ def cmd_launch(args: argparse.Namespace) -> int:
     from catbus.recording.evaluate import format_table
 
     # Every option is checked before anything starts (one line, exit 2): see _checked too.
-    check_timing(deadline=args.deadline, remote_timeout=args.remote_timeout)
+    check_timing(deadline=args.deadline, remote_timeout=args.remote_timeout,
+                 rejoin_timeout=args.rejoin_timeout)
     if args.foxglove is not None and not 0 < args.foxglove < 65536:
         raise ConfigError("command line", "--foxglove",
                           f"must be a TCP port from 1 to 65535, got {args.foxglove}")
@@ -384,7 +389,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
         launcher = Launcher(spec, progress=progress, deadline=args.deadline,
                             remote_timeout=args.remote_timeout, announce=True,
-                            log_level=args.log_level)
+                            log_level=args.log_level, rejoin_timeout=args.rejoin_timeout)
     bridge = None
     if args.foxglove is not None:
         if launcher is None:

@@ -94,7 +94,7 @@ def run(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: str
         record: str | os.PathLike | bool | None = None, remote: Sequence[str] = (),
         bus: str | None = None, remote_timeout: float = 120.0, progress: bool | None = False,
         deadline: float = 30.0, evaluate: bool = True, log_level: str = "WARNING",
-        pace: float | None = None) -> RunResult:
+        pace: float | None = None, rejoin_timeout: float | None = None) -> RunResult:
     """Run a launch to its end (its steps or duration, the end of the episode, its
     ``max_steps`` bound, or Ctrl-C).
 
@@ -123,13 +123,16 @@ def run(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: str
         bus: Registry address: ``"ipc"`` (default) or ``"tcp://HOST:PORT"`` for remote nodes.
         remote_timeout: Seconds to wait for remote nodes to join.
         progress: Show a progress bar on stderr (``None``: only on a terminal).
-        deadline: Seconds a stuck node is waited for before the run fails naming it.
+        deadline: Seconds a node stuck in a step (silent, its link up) is waited for before
+            the run fails naming it.
         evaluate: Score the recording with the evaluator its environment names.
         log_level: ``"DEBUG"``, ``"INFO"``, ``"WARNING"`` (default: a library call prints
             only warnings and errors) or ``"ERROR"``, any case: the nodes' ``self.log`` records
             at that level and above go to stderr as ``[NODE] LEVEL message`` and, when the run
             records, onto the ``catbus/log`` channel. ``catbus launch`` defaults to INFO.
         pace: ``stepped`` and ``inline``: this many times real time (None: as fast as possible).
+        rejoin_timeout: Seconds a node whose link is down (a host unreachable, a process
+            stopped) may take to come back before the run fails naming it; None: ``deadline``.
 
     Returns:
         A :class:`~catbus.launch.result.RunResult`: per-node statistics (``nodes``), ``wall_time``,
@@ -146,7 +149,8 @@ def run(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: str
                     max_steps=max_steps, overrides=overrides, record=record, remote=remote,
                     bus=bus, pace=pace)
     return execute(spec, progress=progress, deadline=deadline, remote_timeout=remote_timeout,
-                   evaluate=evaluate, log_level=check_level(log_level))
+                   evaluate=evaluate, log_level=check_level(log_level),
+                   rejoin_timeout=rejoin_timeout)
 
 
 def start(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: str | None = None,
@@ -155,7 +159,8 @@ def start(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: s
           record: str | os.PathLike | bool | None = None, remote: Sequence[str] = (),
           bus: str | None = None, remote_timeout: float = 120.0, progress: bool | None = False,
           deadline: float = 30.0, evaluate: bool = True,
-          log_level: str = "WARNING", pace: float | None = None) -> RunHandle:
+          log_level: str = "WARNING", pace: float | None = None,
+          rejoin_timeout: float | None = None) -> RunHandle:
     """Start a run in the background and return its handle at once.
 
     Takes the same arguments as :func:`run`. The launch is checked here, before anything starts;
@@ -172,7 +177,8 @@ def start(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: s
     Args:
         launch: As for :func:`run`.
         mode, seed, steps, duration, max_steps, overrides, record, remote, bus,
-            remote_timeout, progress, deadline, evaluate, log_level, pace: As for :func:`run`.
+            remote_timeout, progress, deadline, evaluate, log_level, pace, rejoin_timeout: As
+            for :func:`run`.
 
     Returns:
         A :class:`~catbus.launch.handle.RunHandle`: ``name``, ``mode``, ``bus``, ``done``,
@@ -187,7 +193,7 @@ def start(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: s
     spec = _checked(launch, mode=mode, seed=seed, steps=steps, duration=duration,
                     max_steps=max_steps, overrides=overrides, record=record, remote=remote,
                     bus=bus, pace=pace)
-    return RunHandle._start(spec, progress=progress, deadline=deadline,
+    return RunHandle._start(spec, progress=progress, deadline=deadline, rejoin_timeout=rejoin_timeout,
                             remote_timeout=remote_timeout, evaluate=evaluate,
                             log_level=check_level(log_level))
 
@@ -272,12 +278,13 @@ def _check_record_folder(record: Path, where: str, field: str) -> None:
 
 
 def check_timing(*, deadline: float | None = None, remote_timeout: float | None = None,
-                 where: str = "command line") -> None:
+                 rejoin_timeout: float | None = None, where: str = "command line") -> None:
     """Refuse (ConfigError, exit 2) a ``deadline`` or ``remote_timeout`` that is not a finite
     number of seconds above 0 (``--deadline 0`` failed every run at once)."""
     import math
 
-    for name, value in (("deadline", deadline), ("remote-timeout", remote_timeout)):
+    for name, value in (("deadline", deadline), ("remote-timeout", remote_timeout),
+                        ("rejoin-timeout", rejoin_timeout)):
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or \
@@ -288,7 +295,8 @@ def check_timing(*, deadline: float | None = None, remote_timeout: float | None 
 
 def execute(spec: LaunchSpec, *, progress: bool | None = False, deadline: float = 30.0,
             remote_timeout: float = 120.0, evaluate: bool = True, launcher: Any = None,
-            stop: threading.Event | None = None, log_level: str | None = None) -> RunResult:
+            stop: threading.Event | None = None, log_level: str | None = None,
+            rejoin_timeout: float | None = None) -> RunResult:
     """Run a checked spec to its end (what :func:`run` does after :func:`load`).
 
     ``launcher``: a :class:`~catbus.launch.launcher.Launcher` already built for ``spec``
@@ -296,7 +304,8 @@ def execute(spec: LaunchSpec, *, progress: bool | None = False, deadline: float 
     ``stop``: inline mode, an event that ends the run between two steps, as Ctrl-C would.
     ``log_level``: as for :func:`run` (None: WARNING); a ``launcher`` given has its own.
     """
-    check_timing(deadline=deadline, remote_timeout=remote_timeout, where="")
+    check_timing(deadline=deadline, remote_timeout=remote_timeout,
+                 rejoin_timeout=rejoin_timeout, where="")
     if spec.mode == "inline":
         from catbus.launch.inline import run_inline
 
@@ -307,7 +316,8 @@ def execute(spec: LaunchSpec, *, progress: bool | None = False, deadline: float 
             from catbus.launch.launcher import Launcher
 
             launcher = Launcher(spec, progress=progress, deadline=deadline,
-                                remote_timeout=remote_timeout, log_level=log_level)
+                                remote_timeout=remote_timeout, log_level=log_level,
+                                rejoin_timeout=rejoin_timeout)
         result = launcher.run()
     if evaluate and spec.record is not None and not result.interrupted:
         evaluated = _scores(spec.record)

@@ -53,7 +53,8 @@ class RunHandle:
     @classmethod
     def _start(cls, spec: LaunchSpec, *, progress: bool | None = False, deadline: float = 30.0,
                remote_timeout: float = 120.0, evaluate: bool = True,
-               log_level: str | None = None, announce_remote: bool = True) -> "RunHandle":
+               log_level: str | None = None, announce_remote: bool = True,
+               rejoin_timeout: float | None = None) -> "RunHandle":
         """Start a checked spec (see :func:`catbus.start`, which checks it first).
         ``announce_remote=False``: do not print the remote nodes' commands (a caller that
         starts them itself)."""
@@ -65,9 +66,9 @@ class RunHandle:
             # to the caller.
             launcher = Launcher(spec, progress=progress, deadline=deadline,
                                 remote_timeout=remote_timeout, log_level=log_level,
-                                announce_remote=announce_remote)
+                                announce_remote=announce_remote, rejoin_timeout=rejoin_timeout)
         options = dict(progress=progress, deadline=deadline, remote_timeout=remote_timeout,
-                       evaluate=evaluate, log_level=log_level)
+                       evaluate=evaluate, log_level=log_level, rejoin_timeout=rejoin_timeout)
         handle = cls(spec, launcher=launcher, options=options)
         _running.add(handle)
         handle._thread.start()

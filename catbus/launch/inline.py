@@ -55,6 +55,9 @@ class InlineRun:
         self.log_level = self.run_info["log_level"]
         order = {n.name: i for i, n in enumerate(spec.nodes)}
         self.sent = {n.name: 0 for n in spec.nodes}
+        #: Scheduled swaps (``swap:``): each node's current incarnation (its publisher stamps
+        #: it on the messages raw readers get, as a process would).
+        self.incarnations: dict[str, int] = {}
         self.publishers = {n.name: self._publisher(n.name) for n in spec.nodes}
         self.drivers: dict[str, NodeDriver] = {
             n.name: NodeDriver(
@@ -63,10 +66,8 @@ class InlineRun:
                 outputs=[(b.declared, b.topic) for b in n.outputs], period=n.period,
                 order=order, publish=self.publishers[n.name])
             for n in spec.nodes}
-        #: Scheduled swaps (``swap:``): each node's current class and incarnation, and the
-        #: swaps done (``RunResult.swaps``).
+        #: Each node's current class, and the swaps done (``RunResult.swaps``).
         self.class_paths = {n.name: n.class_path for n in spec.nodes}
-        self.incarnations: dict[str, int] = {}
         self.swaps: list[dict[str, Any]] = []
         readers: dict[str, list[NodeDriver]] = {}
         for driver in self.drivers.values():
@@ -202,6 +203,7 @@ class InlineRun:
         wall_time = time.time
         local_copy = localcopy.local_copy
         Header = codec.Header
+        incarnations = self.incarnations   # a scheduled swap makes the node's next process
 
         def publish(topic: str, value: Any, tick: int, t: float, through: int | None) -> None:
             route = routes.get(topic)
@@ -211,13 +213,15 @@ class InlineRun:
             now = wall_time()
             frames = shared = None
             if route.raw:
-                frames = _frames(topic, Header(name, number, tick, t, now), value)
+                frames = _frames(topic, Header(name, number, tick, t, now, None,
+                                               incarnations.get(name, 1)), value)
             if route.local:
                 try:
                     shared = Shared(local_copy(value), route.local)
                 except NotLocal:
                     if frames is None:
-                        frames = _frames(topic, Header(name, number, tick, t, now), value)
+                        frames = _frames(topic, Header(name, number, tick, t, now, None,
+                                               incarnations.get(name, 1)), value)
             elif frames is None:
                 localcopy.check_local(value)
             route.seq = number + 1

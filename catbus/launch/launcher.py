@@ -81,7 +81,7 @@ class Launcher:
     def __init__(self, spec: LaunchSpec, *, progress: bool | None = None, deadline: float = 30.0,
                  remote_timeout: float = 120.0, startup_timeout: float = 60.0,
                  announce: bool = False, log_level: str | None = None,
-                 announce_remote: bool = True) -> None:
+                 announce_remote: bool = True, rejoin_timeout: float | None = None) -> None:
         self.spec = spec
         #: Print on stderr the ``catbus node`` command of each remote node before waiting for
         #: them (off for a remote node the caller starts itself: ``catbus.gym``).
@@ -99,6 +99,10 @@ class Launcher:
         if self.keys:
             self.run_info["security"] = security.run_info(self.keys)
         self.deadline = deadline
+        #: A node whose link is down may take this long to come back (``--rejoin-timeout``;
+        #: default: the deadline). Nodes get it too: they wait as long for the registry.
+        self.rejoin_timeout = rejoin_timeout if rejoin_timeout is not None else deadline
+        self.run_info["rejoin_timeout"] = self.rejoin_timeout
         self.remote_timeout = remote_timeout
         self.startup_timeout = startup_timeout
         self.show_progress = progress
@@ -129,7 +133,7 @@ class Launcher:
                 run_info=self.run_info,
                 schedule=self.schedule.to_dict() if self.schedule else None,
                 duration=parallel_duration(spec), order=[n.name for n in spec.nodes],
-                deadline=self.deadline, keys=self.keys)
+                deadline=self.deadline, rejoin_timeout=self.rejoin_timeout, keys=self.keys)
         except zmq.ZMQError as exc:
             # A bus address that is not on this machine, or a port in use: the user's mistake,
             # told in one line (it was a ZeroMQ traceback that left the run folder behind).
@@ -280,6 +284,9 @@ class Launcher:
     def on_registry_event(self, registry: Registry, event: Any) -> None:
         if self.respawn.on_event(registry, event):
             return
+        if event.kind in ("lost", "back"):   # a link down, or back: said, not a failure
+            print(f"catbus: {event.message}", file=sys.stderr, flush=True)
+            return
         if event.kind == "end" and self.ended_at is None:
             self.ended_at = time.monotonic()
         elif event.kind == "failed":
@@ -391,7 +398,7 @@ class Launcher:
             raise NodeFailed(f"node {name} failed: {message}" + (f"\n{detail}" if detail else ""),
                              result=RunResult(self.spec, nodes, wall, registry.end_reason,
                                               failures=self.failures, scores=scores,
-                                              swaps=registry.swaps.done,
+                                              swaps=[*registry.swaps.done, *registry.rejoins],
                                               swap_failures=registry.swaps.failed,
                                               registry_malformed=registry.malformed))
         end_reason = registry.end_reason
@@ -399,7 +406,7 @@ class Launcher:
                 and parallel_duration(self.spec) is not None:
             end_reason = max_steps_reason(self.spec.max_steps)
         return RunResult(self.spec, nodes, wall, end_reason, interrupted=self.interrupted,
-                         signal=self.signal, scores=scores, swaps=registry.swaps.done,
+                         signal=self.signal, scores=scores, swaps=[*registry.swaps.done, *registry.rejoins],
                          swap_failures=registry.swaps.failed,
                          registry_malformed=registry.malformed)
 

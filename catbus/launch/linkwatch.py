@@ -13,7 +13,7 @@ descriptor it came on (``ZMQ_SRCFD``), so the watch maps one to the other.
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable
+from typing import Any, Callable
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
@@ -22,36 +22,49 @@ class LinkWatch:
     """Connections of the registry's ROUTER socket, by descriptor, and whose they are."""
 
     def __init__(self, socket: zmq.Socket) -> None:
-        self.monitor = socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
-        #: descriptor -> node name, from the last message each connection carried
-        self.owner: dict[int, str] = {}
+        self.monitor = socket.get_monitor_socket(zmq.EVENT_DISCONNECTED |
+                                                 zmq.EVENT_ACCEPTED)
+        self.newly_lost: list[str] = []
+        #: descriptor -> (node name, routing id), from the last message each connection
+        #: carried: a closed connection counts only while it is the node's current process's
+        #: (an old process of a swap closing its link is no loss)
+        self.owner: dict[int, tuple[str, bytes]] = {}
         #: node name -> monotonic time its connection closed (None: up)
         self.down_since: dict[str, float] = {}
 
-    def heard(self, name: str, frame: Any) -> float | None:
-        """A control message of node ``name`` came in ``frame`` (a ``zmq.Frame``): its
-        connection is up. Returns how long it had been down, if it had."""
+    def heard(self, name: str, identity: bytes, frame: Any) -> float | None:
+        """A control message of node ``name``'s process ``identity`` came in ``frame`` (a
+        ``zmq.Frame``): its connection is up. Returns how long it had been down, if it had."""
         try:
             fd = frame.get(zmq.SRCFD)
         except (zmq.ZMQError, AttributeError, TypeError):
             fd = None
         if fd is not None:
-            self.owner[int(fd)] = name
+            self.owner[int(fd)] = (name, identity)
         since = self.down_since.pop(name, None)
         return None if since is None else time.monotonic() - since
 
-    def closed(self) -> Iterable[str]:
-        """Names whose connection closed since the last call."""
-        gone = []
+    def update(self, current: Callable[[str], bytes | None]) -> None:
+        """Read the socket's connection events: call before reading its messages, so that a
+        descriptor closed and reused by a new connection is never taken for the new one's
+        (``current`` gives a name's current routing id)."""
         while True:
             try:
                 event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
             except zmq.Again:
-                return gone
-            name = self.owner.pop(int(event["value"]), None)
-            if name is not None and name not in self.down_since:
+                return
+            owner = self.owner.pop(int(event["value"]), None)
+            if owner is None or event["event"] != zmq.EVENT_DISCONNECTED:
+                continue
+            name, identity = owner
+            if current(name) == identity and name not in self.down_since:
                 self.down_since[name] = time.monotonic()
-                gone.append(name)
+                self.newly_lost.append(name)
+
+    def closed(self) -> list[str]:
+        """Names whose current process's connection closed since the last call."""
+        lost, self.newly_lost = self.newly_lost, []
+        return lost
 
     def is_down(self, name: str) -> bool:
         return name in self.down_since

@@ -18,11 +18,13 @@ from typing import Any
 import zmq
 
 from catbus import security
+from catbus.launch.linkwatch import LinkWatch
+from catbus.wire.sockets import keep_links_alive
 from catbus.launch.swaps import Swaps
 from catbus.runtime.lockstep import Position, stalled_on
 from catbus.wire import messages as msg
-from catbus.wire.protocol import AWAITING_CONTROLLER_STATE, EVERY_TOPIC, HEARTBEAT_INTERVAL, \
-    PROTOCOL_VERSION
+from catbus.wire.protocol import AWAITING_CONTROLLER_STATE, CLOSING_STATE, EVERY_TOPIC, \
+    HEARTBEAT_INTERVAL, PROTOCOL_VERSION
 
 
 #: The most control messages :meth:`Registry.poll` handles per call (a few nodes send a few per
@@ -90,12 +92,14 @@ class Registry:
                  mode: str = "parallel", seed: int = 0, run_info: dict | None = None,
                  schedule: dict | None = None, duration: float | None = None,
                  order: list[str] | None = None, deadline: float = 30.0,
-                 start_delay: float = 0.05, keys: Any = None) -> None:
+                 start_delay: float = 0.05, keys: Any = None,
+                 rejoin_timeout: float | None = None) -> None:
         self.socket = ctx.socket(zmq.ROUTER)
         #: CURVE and the allow-list (catbus.security) when ``keys`` are given on a TCP bus.
         self.guard = security.serve_registry(ctx, self.socket, keys, bind)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted node may reuse its identity
+        keep_links_alive(self.socket)
         self.socket.bind(bind)
         self.endpoint = self.socket.getsockopt(zmq.LAST_ENDPOINT).decode()
         self.expected = expected
@@ -118,22 +122,32 @@ class Registry:
         self._moved_at = 0.0
         self._stall_reported = False
         self.swaps = Swaps(self)
+        #: Whose link is down (a node silent with its link down is lost and may come back for
+        #: ``rejoin_timeout`` seconds; silent with its link up, it is stuck: ``deadline``).
+        self.links = LinkWatch(self.socket)
+        self.rejoin_timeout = rejoin_timeout if rejoin_timeout is not None else deadline
+        #: Nodes that came back after losing their link: ``{node, kind: "rejoin", tick,
+        #: down_s, at}``.
+        self.rejoins: list[dict[str, Any]] = []
 
     # -- public ---------------------------------------------------------------------------------
     def poll(self, timeout_ms: float) -> list[Event]:
         events: list[Event] = []
         if self.socket.poll(timeout_ms):
+            self.links.update(self._current_identity)
             # At most MAX_BATCH messages per call: whatever arrives (a flood of garbage from a
             # stranger included), the host gets back to heartbeats, deadlines and signals.
             for _ in range(MAX_BATCH):
                 try:
-                    frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=self.guard is None)
-                    identity, data = self.guard.sender(frames) if self.guard else frames
+                    frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
+                    identity, data = self.guard.sender(frames) if self.guard else \
+                        [frame.bytes for frame in frames]
                 except zmq.Again:
                     break
                 except ValueError:
                     self.malformed += 1
                     continue
+                self._heard_on(identity, frames[-1], events)
                 try:
                     message = msg.decode(data)
                 except msg.MalformedMessage as exc:
@@ -145,6 +159,7 @@ class Registry:
         now = time.monotonic()
         if now - self.last_beat >= HEARTBEAT_INTERVAL:
             self.last_beat = now
+            self.links.update(self._current_identity)
             for member in self.members.values():
                 if member.identity is not None and member.state not in ("done", "failed"):
                     self._send(member, msg.Heartbeat())
@@ -152,6 +167,31 @@ class Registry:
                 self._reply(identity, msg.Heartbeat())
             events.extend(self._check_deadlines(now))
         return events
+
+    def _current_identity(self, name: str) -> bytes | None:
+        """The routing id of ``name``'s process while its link matters (not once it is
+        leaving: a node closes its link on its way out)."""
+        member = self.members.get(name)
+        if member is None or member.state in ("done", "failed") or \
+                member.activity == CLOSING_STATE:
+            return None
+        return member.identity
+
+    def _heard_on(self, identity: bytes, frame: Any, events: list[Event]) -> None:
+        """A member's message came in: its link is up (see :mod:`catbus.launch.linkwatch`);
+        one whose link was down is back, and the run goes on."""
+        name = self.by_identity.get(identity)
+        if name is None or self.members[name].identity != identity:
+            return
+        if self.links.heard(name, identity, frame) is not None:
+            member = self.members[name]
+            silent = time.monotonic() - member.last_seen   # from its last message before
+            record = {"node": name, "kind": "rejoin", "tick": member.tick,
+                      "down_s": round(silent, 3), "at": time.time()}
+            self.rejoins.append(record)
+            self._send(member, msg.Rejoined(away=round(silent, 3)))
+            events.append(Event("back", name, f"node {name} is back after {silent:.1f} s "
+                                              f"without a link (tick {record['tick']})"))
 
     def stop(self, reason: str) -> None:
         """Tell every node still running to stop (gracefully: ``close`` runs)."""
@@ -208,6 +248,7 @@ class Registry:
                 (EVERY_TOPIC in reads or reads & {topic for _, topic in other.outputs})]
 
     def close(self) -> None:
+        self.links.close()
         self.socket.close(0)
         if self.guard is not None:
             self.guard.close()
@@ -285,6 +326,13 @@ class Registry:
             return []
         name = message.name
         member = self.members.get(name)
+        if member is not None and member.state in ("registered", "ready", "running") and \
+                self.links.is_down(name) and self.started:
+            # A new process of a node whose link is down: the old one was killed (or its host
+            # rebooted) and the user started it again. It takes the node's place (a restart).
+            self.expect_restart(name)
+            self.links.forget(name)
+            return self.swaps.register(identity, message, member)
         if message.replace and member is not None and member.state != "expected":
             return self.swaps.register(identity, message, member)
         if member is None and self.expected is not None:
@@ -378,17 +426,34 @@ class Registry:
     def _check_deadlines(self, now: float) -> list[Event]:
         events = []
         events.extend(self.swaps.check_deadlines(now, self.deadline))
+        for name in self.links.closed():
+            member = self.members.get(name)
+            if member is not None and member.state in ("registered", "ready", "running"):
+                events.append(Event("lost", name, f"node {name} lost its link (tick "
+                                                  f"{member.tick}); waiting up to "
+                                                  f"{self.rejoin_timeout:g} s for it to come "
+                                                  f"back (--rejoin-timeout)"))
         for member in self.members.values():
-            if member.state in ("registered", "ready", "running") and \
-                    now - member.last_seen > self.deadline:
+            if member.state not in ("registered", "ready", "running"):
+                continue
+            silent = now - member.last_seen
+            last = f"; last report: {member.activity}" if member.activity else ""
+            if self.links.is_down(member.name):
+                if silent > self.rejoin_timeout:
+                    member.state = "failed"
+                    events.append(Event("timeout", member.name,
+                                        f"lost its link and did not come back within "
+                                        f"{self.rejoin_timeout:g} s (--rejoin-timeout; host "
+                                        f"down, cable out, or process stopped; completed tick "
+                                        f"{member.tick}{last})"))
+            elif silent > self.deadline:
                 member.state = "failed"
                 # A node stuck inside step() cannot say so; its last report and the last tick it
                 # completed are the best lead (its peers' ticks show where the run stands).
-                last = f"; last report: {member.activity}" if member.activity else ""
                 events.append(Event("timeout", member.name,
-                                    f"no heartbeat for {self.deadline:g} s (stuck in a step, "
-                                    f"or its host is unreachable; completed tick {member.tick}"
-                                    f"{last})"))
+                                    f"no heartbeat for {self.deadline:g} s although its link "
+                                    f"is up: stuck in a step (--deadline; completed tick "
+                                    f"{member.tick}{last})"))
         stall = self._check_stall(now)
         if stall is not None:
             events.append(stall)

@@ -159,7 +159,10 @@ class Swaps:
         process = Process(identity, member.issued, message.pid, message.host, message.cls,
                           message.endpoint)
         order = switch.order if switch is not None else None
-        overrides = order.params if order is not None else dict(message.params)
+        # A swap's parameters: the order's, or those the replacement brought (--replace
+        # --param); a restart runs with the launch file's.
+        overrides = order.params if order is not None else \
+            dict(message.params) if message.replace and not restart else {}
         config = (registry.expected or {}).get(name, {})
         same_class = message.cls == member.cls
         base = config.get("params") if same_class else config.get("given", {})
@@ -379,7 +382,10 @@ class Swaps:
 
 
 def describe(record: dict[str, Any]) -> str:
-    """One line for a swap or restart record."""
+    """One line for a swap, restart or rejoin record."""
+    if record["kind"] == "rejoin":
+        return (f"{record['node']} lost its link at tick {record['tick']} and came back after "
+                f"{record['down_s']:.1f} s")
     old, new = record.get("old") or {}, record["new"]
     what = ("restarted" if record["kind"] == "restart" else
             f"swapped {old.get('class', '?')} -> {new['class']}")

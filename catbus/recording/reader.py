@@ -68,6 +68,11 @@ class RecordedMessage:
     sequence: int
     value: Any = field(compare=False, repr=False)
     data: bytes = field(repr=False)
+    #: The process that published it: its node name and incarnation (1 for a node's first
+    #: process; more after a hot swap or a restart). None in recordings made before catbus
+    #: recorded them.
+    publisher: str | None = field(default=None, compare=False)
+    incarnation: int | None = field(default=None, compare=False)
 
 
 class Recording:
@@ -114,8 +119,9 @@ class Recording:
         if self.complete:
             with open(self.path, "rb") as handle:
                 summary = SeekingReader(handle).get_summary()
-            if summary is not None and summary.channels:
-                return [c.topic for c in sorted(summary.channels.values(), key=lambda c: c.id)]
+            if summary is not None and summary.channels:   # (a topic may have a channel per
+                return list(dict.fromkeys(                  # publishing process)
+                    c.topic for c in sorted(summary.channels.values(), key=lambda c: c.id)))
         topics: dict[str, None] = {}
         for record in self._stream_records():
             if isinstance(record, Channel):
@@ -157,9 +163,14 @@ class Recording:
                         continue
             publish_time = message.publish_time
             tick = publish_time // self.base_tick_ns if self.base_tick_ns else None
+            metadata = channel.metadata or {}
+            incarnation = metadata.get("incarnation")
             yield RecordedMessage(topic=channel.topic, tick=tick,
                                   sim_time=publish_time / 1e9, log_time_ns=message.log_time,
-                                  sequence=message.sequence, value=value, data=data)
+                                  sequence=message.sequence, value=value, data=data,
+                                  publisher=metadata.get("publisher"),
+                                  incarnation=int(incarnation) if incarnation and
+                                  incarnation.isdigit() else None)
 
     def __iter__(self) -> Iterator[RecordedMessage]:
         return self.messages()

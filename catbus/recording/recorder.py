@@ -201,7 +201,8 @@ class Recorder(Node):
     # -- lifecycle ------------------------------------------------------------------------------
     def setup(self, params: dict[str, Any]) -> None:
         """Open the file and write the run's metadata before any message arrives."""
-        self._channels: dict[str, int] = {}
+        #: (topic, publisher incarnation) -> channel id
+        self._channels: dict[Any, int] = {}
         self._last_seq: dict[tuple[str, str], int] = {}
         self._received: dict[tuple[str, str], int] = {}
         self.drops_by_stream: dict[tuple[str, str], int] = {}
@@ -253,11 +254,17 @@ class Recorder(Node):
         except codec.DecodeError:
             self.malformed += 1
             return
-        channel = self._channels.get(topic)
+        key = (topic, header.incarnation)
+        channel = self._channels.get(key)
         if channel is None:
-            channel = writer.register_channel(topic=topic, message_encoding=MESSAGE_ENCODING,
-                                              schema_id=0)
-            self._channels[topic] = channel
+            # One channel per topic and publishing process: after a hot swap or a restart the
+            # new process's messages go to a new channel of the same topic, whose metadata says
+            # which process it is (RecordedMessage.publisher / .incarnation).
+            channel = writer.register_channel(
+                topic=topic, message_encoding=MESSAGE_ENCODING, schema_id=0,
+                metadata={"publisher": header.publisher,
+                          "incarnation": str(header.incarnation)})
+            self._channels[key] = channel
         if topic == SCORES_TOPIC:
             self._keep_scores(payload, buffers)
         # Header.unpack bounds sim_time (finite, within +-2**34 s), so this fits MCAP's u64.

@@ -3,6 +3,7 @@ long each side has been silent (``docs/protocol.md``, "Heartbeats and timeouts")
 
 from __future__ import annotations
 
+import os
 import time
 
 import zmq
@@ -10,6 +11,7 @@ import zmq
 from catbus import security
 from catbus.wire import messages as msg
 from catbus.wire.protocol import HEARTBEAT_INTERVAL
+from catbus.wire.sockets import keep_links_alive
 
 
 class ControlLink:
@@ -19,6 +21,10 @@ class ControlLink:
     def __init__(self, ctx: zmq.Context, bus: str, keys: "security.Keys | None" = None) -> None:
         self.socket = ctx.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 1000)
+        # Its own routing id, kept when the connection breaks and comes back: the registry
+        # then knows the same process (ROUTER_HANDOVER) instead of a stranger.
+        self.socket.setsockopt(zmq.ROUTING_ID, b"catbus-" + os.urandom(8).hex().encode())
+        keep_links_alive(self.socket)
         self.handshake = security.dial(self.socket, bus, keys)   # CURVE client when keyed
         self.bus = bus
         self.last_heard = self.last_looked = time.monotonic()

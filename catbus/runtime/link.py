@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 import zmq
 
@@ -86,6 +86,9 @@ class ProcessLink:
         self.after_first_step = None
         #: Stepped: hand over before stepping this tick (a swap scheduled in the launch file).
         self.retire_at: int | None = None
+        #: Called with the seconds this process's link was down, once the registry says it is
+        #: back (``rejoined``).
+        self.on_rejoin: Callable[[float], None] | None = None
 
     def attach(self, inbox: Inbox, stats: NodeStats) -> None:
         """Received data goes to ``inbox``; heartbeats report ``stats``."""
@@ -152,6 +155,11 @@ class ProcessLink:
             self.started = time.monotonic()
         elif isinstance(message, msg.Resume):
             self.retired = False
+        elif isinstance(message, msg.Rejoined):
+            # The registry saw this process's link go down and come back (only the registry
+            # can tell a link that was down from a long step): the recording says so.
+            if self.on_rejoin is not None and self.started is not None:
+                self.on_rejoin(message.away)
         elif isinstance(message, msg.End):
             tick = message.tick
             self.end_tick = tick if self.end_tick is None else min(self.end_tick, tick)

@@ -90,6 +90,7 @@ class NodeRuntime:
             terminal = install_terminal(level)
             self.driver.setup(terms.params, terms.seed, terms.run_info, log_level=level)
             where = "connect"
+            link.on_rejoin = self._rejoined
             link.connect_and_wait_start()
             if terms.joining:
                 where = "takeover"
@@ -153,6 +154,10 @@ class NodeRuntime:
         security.trust(link.data.curve, terms.run_info)   # the run's clients may subscribe
         link.data.allow_subscriptions(topic for _, topic in terms.outputs)
         link.joining, link.retire_at = terms.joining, terms.retire_at
+        rejoin = terms.run_info.get("rejoin_timeout")
+        if isinstance(rejoin, (int, float)) and rejoin > link.registry_timeout:
+            # The run waits this long for a node whose link is down; so does the node for it.
+            link.registry_timeout = float(rejoin)
         self.driver = NodeDriver(self.node_class, self.name, inputs=terms.inputs,
                                  outputs=terms.outputs, period=terms.period, order=terms.order,
                                  publish=link.data.publish)
@@ -194,6 +199,16 @@ class NodeRuntime:
             link.send(msg.Swapped(tick=tick, first_publish=first, restored=restored))
 
         link.after_first_step = first_step_done
+
+    def _rejoined(self, away: float) -> None:
+        """This process's link to the run was down (or the process frozen) for ``away``
+        seconds and is back: a ``catbus/swap`` event of kind ``rejoin`` records it."""
+        driver = self.driver
+        event = {"node": self.name, "kind": "rejoin", "tick": driver.stats.tick,
+                 "sim_time": driver.sim_time, "away_s": round(away, 3),
+                 "incarnation": self.link.data.incarnation}
+        self.link.data.publish(SWAP_TOPIC, event, max(driver.stats.tick, 0), driver.sim_time,
+                               None)
 
     # -- leaving it -----------------------------------------------------------------------------
     def _report_error(self, where: str, exc: BaseException) -> None:

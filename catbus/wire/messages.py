@@ -248,6 +248,15 @@ class Resume:
 
 
 @dataclass(frozen=True)
+class Rejoined:
+    """The node's link to the registry was down (a cable out, its host or process frozen) for
+    ``away`` seconds and is back; the node records it (``catbus/swap``, kind ``rejoin``)."""
+
+    OP: ClassVar[str] = Op.REJOINED
+    away: float = 0.0
+
+
+@dataclass(frozen=True)
 class GraphQuery:
     """A tool (``catbus node list``, ``topic echo``...) asks for the :class:`Graph`."""
 
@@ -282,7 +291,7 @@ class SwapReply:
 
 Message = Union[Register, Ready, Heartbeat, Done, Error, Welcome, Reject, Graph, Start, End,
                 Stop, GraphQuery, Handover, Swapped, Retire, Takeover, Resume, SwapRequest,
-                SwapReply]
+                SwapReply, Rejoined]
 MESSAGE_TYPES: tuple[type, ...] = typing.get_args(Message)
 
 
@@ -352,6 +361,7 @@ _LIMITS: dict[tuple[str, str], tuple[float, float]] = {
     (Op.TAKEOVER, "tick"): (-1, _INT_MAX),
     (Op.SWAPPED, "tick"): (-1, _INT_MAX),
     (Op.END, "tick"): (-1, _INT_MAX),
+    (Op.REJOINED, "away"): (0.0, 1e9),
 }
 
 
@@ -414,5 +424,6 @@ def register_problem(message: Register) -> str | None:
 
 __all__ = ["MalformedMessage", "Register", "Ready", "Heartbeat", "Done", "Error", "Welcome",
            "Reject", "Graph", "Start", "End", "Stop", "GraphQuery", "Handover", "Swapped",
-           "Retire", "Takeover", "Resume", "SwapRequest", "SwapReply", "Message", "encode",
+           "Retire", "Takeover", "Resume", "SwapRequest", "SwapReply", "Rejoined", "Message",
+           "encode",
            "decode", "from_map", "register_problem"]

@@ -105,6 +105,7 @@ class Op:
     TAKEOVER: Final = "takeover"    # registry -> new process: go on from there
     RESUME: Final = "resume"        # registry -> old process: the replacement failed, go on
     SWAPPED: Final = "swapped"      # new process -> registry: its first step is done
+    REJOINED: Final = "rejoined"    # registry -> node: your link was down this long, and is back
     # tool -> registry (answered with GRAPH)
     GRAPH_QUERY: Final = "graph?"
     # tool -> registry: replace a node (answered with SWAP_REPLY once it is done or refused)
