@@ -359,16 +359,7 @@ class Authenticator(ThreadAuthenticator):
                         continue
                     if event["event"] == zmq.EVENT_MONITOR_STOPPED:
                         continue
-                    where = sockets[pair]
-                    if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
-                        why = _PROTOCOL_ERRORS.get(event["value"],
-                                                   f"protocol error {event['value']:#x}")
-                    else:
-                        why = "a peer without this run's CURVE keys (its handshake failed)"
-                    self.refused += 1
-                    say_once((where, event["event"], event["value"]),
-                             f"catbus: security: {self.label} refused a connection on {where}: "
-                             f"{why} (libzmq does not say the peer's address for this kind)")
+                    self.handshake_failed(sockets[pair], event)
         except zmq.ZMQError:   # the context was terminated: the process is ending
             pass
         finally:
@@ -377,6 +368,20 @@ class Authenticator(ThreadAuthenticator):
                     pair.close(0)
                 except zmq.ZMQError:
                     pass
+
+    def handshake_failed(self, where: str, event: dict) -> None:
+        """Count and say (once) a failed handshake on server endpoint ``where`` (a monitor
+        event: ``HANDSHAKE_FAILED_PROTOCOL`` or ``_NO_DETAIL``). Called by :meth:`watch`'s
+        thread, or by the owner of a socket whose monitor it reads itself (the registry's,
+        :class:`catbus.launch.linkwatch.LinkWatch`: a socket has one monitor)."""
+        if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+            why = _PROTOCOL_ERRORS.get(event["value"], f"protocol error {event['value']:#x}")
+        else:
+            why = "a peer without this run's CURVE keys (its handshake failed)"
+        self.refused += 1
+        say_once((where, event["event"], event["value"]),
+                 f"catbus: security: {self.label} refused a connection on {where}: "
+                 f"{why} (libzmq does not say the peer's address for this kind)")
 
     def stop(self) -> None:
         self._watch_stop.set()
@@ -422,7 +427,9 @@ class Guard:
         _server(sock, keys.bus_public, keys.bus_secret)
         self.auth = authenticator(ctx, "the registry")
         self.auth.allow({key: client for key, (client, _) in keys.allowed.items()})
-        self.auth.watch(sock, endpoint)
+        # (Failed handshakes on this socket are reported through the registry's own monitor,
+        # catbus.launch.linkwatch.LinkWatch: a socket has one monitor.)
+        self.endpoint = endpoint
         #: The User-Id (public key, z85) of the message being handled.
         self.user = b""
         #: data endpoint -> public key of the process that registered it

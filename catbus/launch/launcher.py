@@ -400,7 +400,7 @@ class Launcher:
                                               failures=self.failures, scores=scores,
                                               swaps=[*registry.swaps.done, *registry.rejoins],
                                               swap_failures=registry.swaps.failed,
-                                              registry_malformed=registry.malformed))
+                                              registry_malformed=registry.refused))
         end_reason = registry.end_reason
         if end_reason is None and not self.interrupted and self.spec.bounded_by_max_steps \
                 and parallel_duration(self.spec) is not None:
@@ -408,7 +408,7 @@ class Launcher:
         return RunResult(self.spec, nodes, wall, end_reason, interrupted=self.interrupted,
                          signal=self.signal, scores=scores, swaps=[*registry.swaps.done, *registry.rejoins],
                          swap_failures=registry.swaps.failed,
-                         registry_malformed=registry.malformed)
+                         registry_malformed=registry.refused)
 
 
 def _signal_label(signum: int | None) -> str:

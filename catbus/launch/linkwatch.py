@@ -21,9 +21,15 @@ from zmq.utils.monitor import recv_monitor_message
 class LinkWatch:
     """Connections of the registry's ROUTER socket, by descriptor, and whose they are."""
 
-    def __init__(self, socket: zmq.Socket) -> None:
-        self.monitor = socket.get_monitor_socket(zmq.EVENT_DISCONNECTED |
-                                                 zmq.EVENT_ACCEPTED)
+    def __init__(self, socket: zmq.Socket,
+                 on_handshake_failure: Callable[[dict], None] | None = None) -> None:
+        # A socket has one monitor: failed handshakes (a keyed run's refusals) come through it
+        # too, for ``on_handshake_failure``.
+        events = zmq.EVENT_DISCONNECTED | zmq.EVENT_ACCEPTED
+        if on_handshake_failure is not None:
+            events |= zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+        self.monitor = socket.get_monitor_socket(events)
+        self.on_handshake_failure = on_handshake_failure
         self.newly_lost: list[str] = []
         #: descriptor -> (node name, routing id), from the last message each connection
         #: carried: a closed connection counts only while it is the node's current process's
@@ -53,8 +59,14 @@ class LinkWatch:
                 event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
             except zmq.Again:
                 return
+            kind = event["event"]
+            if kind not in (zmq.EVENT_DISCONNECTED, zmq.EVENT_ACCEPTED):
+                if self.on_handshake_failure is not None and \
+                        kind != zmq.EVENT_MONITOR_STOPPED:
+                    self.on_handshake_failure(event)
+                continue
             owner = self.owner.pop(int(event["value"]), None)
-            if owner is None or event["event"] != zmq.EVENT_DISCONNECTED:
+            if owner is None or kind != zmq.EVENT_DISCONNECTED:
                 continue
             name, identity = owner
             if current(name) == identity and name not in self.down_since:

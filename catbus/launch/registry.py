@@ -124,7 +124,9 @@ class Registry:
         self.swaps = Swaps(self)
         #: Whose link is down (a node silent with its link down is lost and may come back for
         #: ``rejoin_timeout`` seconds; silent with its link up, it is stuck: ``deadline``).
-        self.links = LinkWatch(self.socket)
+        guard = self.guard
+        self.links = LinkWatch(self.socket, None if guard is None else
+                               lambda event: guard.auth.handshake_failed(guard.endpoint, event))
         self.rejoin_timeout = rejoin_timeout if rejoin_timeout is not None else deadline
         #: Nodes that came back after losing their link: ``{node, kind: "rejoin", tick,
         #: down_s, at}``.
@@ -167,6 +169,14 @@ class Registry:
                 self._reply(identity, msg.Heartbeat())
             events.extend(self._check_deadlines(now))
         return events
+
+    @property
+    def refused(self) -> int:
+        """Every control message and connection refused: malformed messages, and on a keyed
+        bus what its security refused (handshakes, keys, names)."""
+        guard = self.guard
+        security_refused = 0 if guard is None else guard.refused + guard.auth.refused
+        return self.malformed + security_refused
 
     def _current_identity(self, name: str) -> bytes | None:
         """The routing id of ``name``'s process while its link matters (not once it is
@@ -218,6 +228,7 @@ class Registry:
             self.by_identity.pop(member.identity, None)
         member.identity, member.state = None, "restarting"
         member.lost_at = time.time()
+        self.links.forget(name)   # a restart, not a link that comes back
         self.swaps.restarting[name] = time.monotonic()
         self.swaps.switches.pop(name, None)
 

@@ -50,7 +50,8 @@ class RunResult:
     #: The scores nodes reported (``Node.report``; a key two nodes report is prefixed with each
     #: node's name), merged with the recording's evaluator's, whose keys win; None if neither.
     scores: dict[str, Any] | None = None
-    #: Control messages the registry refused as malformed (counted and dropped).
+    #: What the registry refused: malformed control messages, and on a keyed bus the
+    #: connections, keys and names its security refused (counted and dropped).
     registry_malformed: int = 0
     #: Every hot swap and restart of the run, in order: ``{node, kind ("swap" | "restart"),
     #: tick, old, new ({incarnation, pid, host, class}), state ("restored" | "fresh"), gap

@@ -72,12 +72,15 @@ def add_link_counts(stats: dict[str, Any], control: Any = None, data: Any = None
     anything its data plane refused (``data.malformed``). ``malformed`` is then every refused
     or malformed input of the node, and ``malformed_by`` says where: ``data`` (frames on the
     data plane: envelope, header, progress, payload), ``node`` (refused by the node itself, the
-    recorder), ``control``, ``dataplane`` and ``subscriptions`` (subscriptions to topics the
-    node does not publish, refused by its publishing socket). Returns ``stats``."""
+    recorder), ``control``, ``dataplane``, ``subscriptions`` (subscriptions to topics the node
+    does not publish, refused by its publishing socket) and ``security`` (connections its
+    publishing socket refused on a keyed bus). Returns ``stats``."""
     by = stats.setdefault("malformed_by", {"data": stats.get("malformed", 0), "node": 0})
+    curve = getattr(data, "curve", None)   # a keyed run: what the publisher's ZAP refused
     for key, source, attribute in (("control", control, "malformed"),
                                    ("dataplane", data, "malformed"),
-                                   ("subscriptions", data, "refused")):
+                                   ("subscriptions", data, "refused"),
+                                   ("security", getattr(curve, "auth", None), "refused")):
         count = int(getattr(source, attribute, 0) or 0)
         by[key] = by.get(key, 0) + count
         stats["malformed"] = stats.get("malformed", 0) + count
