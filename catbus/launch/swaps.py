@@ -277,7 +277,8 @@ class Swaps:
         switch.old, switch.candidate, switch.taken_over = old, None, True
         registry._send(member, msg.Takeover(
             tick=handover.tick, snapshot=handover.snapshot, seq=dict(handover.seq),
-            last_publish=handover.last_publish, old=old.describe(), kind="swap"))
+            last_publish=handover.last_publish, old=old.describe(), kind="swap",
+            elapsed=registry.elapsed()))
         registry._send_graph()
         return []
 

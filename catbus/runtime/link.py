@@ -152,7 +152,7 @@ class ProcessLink:
             self.retire_requested = True
         elif isinstance(message, msg.Takeover):
             self.takeover = message
-            self.started = time.monotonic()
+            self.started = time.monotonic() - message.elapsed   # the run's own start
         elif isinstance(message, msg.Resume):
             self.retired = False
         elif isinstance(message, msg.Rejoined):

@@ -236,6 +236,8 @@ class Takeover:
     last_publish: float = 0.0
     old: dict = field(default_factory=dict)
     kind: str = "swap"
+    #: Seconds of the run already gone (a paced stepped run goes on at its pace from there).
+    elapsed: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -359,6 +361,7 @@ _LIMITS: dict[tuple[str, str], tuple[float, float]] = {
     (Op.START, "tick"): (-1, _INT_MAX),
     (Op.HANDOVER, "tick"): (-1, _INT_MAX),
     (Op.TAKEOVER, "tick"): (-1, _INT_MAX),
+    (Op.TAKEOVER, "elapsed"): (0.0, 1e9),
     (Op.SWAPPED, "tick"): (-1, _INT_MAX),
     (Op.END, "tick"): (-1, _INT_MAX),
     (Op.REJOINED, "away"): (0.0, 1e9),
