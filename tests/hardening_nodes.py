@@ -94,7 +94,7 @@ class Rogue(Node):
         # env's subscription to robot/action through, as such a socket would.
         from catbus.runtime.dataplane import DataPlane
 
-        plane = next((o for o in gc.get_objects() if isinstance(o, DataPlane)), None)
+        plane = next((o for o in gc.get_objects() if type(o) is DataPlane), None)
         if plane is not None and isinstance(getattr(plane, "allowed", None), set):
             plane.allowed.add(codec.topic_frame("robot/action"))
 
@@ -108,14 +108,14 @@ class Rogue(Node):
     def _send_attack(self, tick: int) -> None:
         from catbus.runtime.dataplane import DataPlane, send_frames
 
-        plane = next((o for o in gc.get_objects() if isinstance(o, DataPlane)), None)
+        plane = next((o for o in gc.get_objects() if type(o) is DataPlane), None)
         if plane is None:   # inline: no bus, nothing to attack
             return
         topic = "rogue/out"
         if self.attack == "control_bad_hb":
             from catbus.runtime.controllink import ControlLink
 
-            link = next(o for o in gc.get_objects() if isinstance(o, ControlLink))
+            link = next(o for o in gc.get_objects() if type(o) is ControlLink)
             link.socket.send(msgpack.packb({"op": "hb", "tick": 2 ** 62, "steps": 0,
                                             "state": "lying"}))
             return
