@@ -65,6 +65,10 @@ ATTACKS: dict[str, Callable[[Any, Any, int], list[bytes]]] = {
     # a header with tick 2**62 on robot's action topic: env's robot/action input
     "huge_tick": lambda r, p, t: _data("robot/action", _header("robot", 10 ** 9, 2 ** 62),
                                        msgpack.packb({"a": 1})),
+    # robot's topic, from the rogue under its own name: not the topic's publisher
+    "wrong_publisher": lambda r, p, t: _data("robot/action", _header("rogue", 0, t, t * 0.01,
+                                                                     incarnation=p.incarnation),
+                                             msgpack.packb({"a": 1})),
     # in the header's range, but past the run's last tick
     "future_tick": lambda r, p, t: _data("robot/action", _header("robot", 10 ** 9, 10 ** 9),
                                          msgpack.packb({"a": 1})),

@@ -107,6 +107,7 @@ FRAME_ATTACKS = {
     "sim_time_1e11": "recorder",
     "negative_tick": "recorder",
     "huge_tick": "env",
+    "wrong_publisher": "env",
 }
 
 

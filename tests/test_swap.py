@@ -306,3 +306,25 @@ def test_a_node_failing_more_often_than_allowed_fails_the_run(bus_sandbox, tmp_p
         os.kill(node_pid(run.bus, "sink"), signal.SIGKILL)   # once more than allowed
         with pytest.raises(catbus.NodeFailed, match="node sink failed: process was killed"):
             run.wait(60)
+
+
+@pytest.mark.timeout(120)
+def test_a_swap_to_another_class_keeps_the_launch_files_values_it_declares(bus_sandbox,
+                                                                            tmp_path):
+    """The launch file sets the source's offset to 5; a swap to PlainCounter (another class,
+    which declares ``offset`` too) with no parameters runs with offset 5, from its own count."""
+    launch = counter_launch()
+    launch["nodes"]["source"]["params"] = {"offset": 5}
+    record = tmp_path / "other.mcap"
+    with catbus.start(launch, mode="stepped", steps=LONG, pace=2.0, record=record,
+                      evaluate=False) as run:
+        assert run.wait_until_started(30)
+        reply = run.swap("source", cls="tests.swap_nodes:PlainCounter")
+        wait_until(lambda: node_tick(run.bus, "source") >= reply["tick"] + 10, 30,
+                   what="10 ticks of the new source")
+        run.stop()
+        run.wait(60)
+    assert reply["state"] == "fresh"
+    counts = [value for _, value in values(record, "source/count")]
+    after = [c for c in counts if c["tick"] >= reply["tick"]]
+    assert after[0]["count"] == 1 and all(c["value"] == c["count"] + 5 for c in counts)

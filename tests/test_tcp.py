@@ -569,3 +569,27 @@ def test_a_stepped_run_holds_for_a_lost_node_and_resumes(two_hosts: TwoHosts, tm
     inline = tmp_path / "inline.mcap"
     catbus.run(launch, mode="inline", steps=3000, record=inline, evaluate=False)
     assert first_difference(inline, record) is None
+
+
+@pytest.mark.timeout(60)
+def test_data_sockets_bind_in_the_given_port_range(tmp_path: Path) -> None:
+    """`--data-ports FIRST-LAST` (firewalled labs): every node process binds its data socket on a
+    port of that range; a range with no free port is a clear error."""
+    low = free_port()
+    while low > 65000:
+        low = free_port()
+    spec = load(graph(tmp_path, f"tcp://127.0.0.1:{free_port()}"), mode="stepped", duration=0.1)
+    launcher = Launcher(spec, data_ports=(low, low + 20))
+    launcher.run()
+    ports = [int(m.endpoint.rsplit(":", 1)[1]) for m in launcher.registry.members.values()]
+    assert len(ports) == 3 and all(low <= port <= low + 20 for port in ports), ports
+    from catbus.runtime.dataplane import parse_ports
+
+    assert parse_ports("7710-7799") == (7710, 7799)
+    with pytest.raises(ValueError):
+        parse_ports("7799-7710")
+    done = subprocess.run([sys.executable, "-m", "catbus", "launch",
+                           str(write_launch(tmp_path, graph(tmp_path, "ipc"))),
+                           "--data-ports", "80000-80010"],
+                          capture_output=True, text=True, timeout=20)
+    assert done.returncode == 2 and "--data-ports" in done.stderr, done.stderr

@@ -111,24 +111,11 @@ def query_graph(bus: str | None, timeout: float = 3.0, run: str | None = None,
                 keys: Any = None) -> dict[str, Any]:
     """Ask the registry who is in the run (the same ``graph`` nodes receive). ``keys``: a
     :class:`catbus.security.Keys`, or a ``--keys`` folder."""
+    from catbus.launch.ask import ask_registry
+
     address = find_registry(bus, run)
     keys = security.load_option(keys) if isinstance(keys, (str, Path)) else keys
-    ctx = zmq.Context.instance()
-    sock = ctx.socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    handshake = security.dial(sock, address, keys)
-    try:
-        sock.send(msg.encode(msg.GraphQuery()))
-        if not security.wait(sock, handshake, timeout):   # a refused handshake: Refused
-            raise CatbusError(f"the registry at {address} did not answer within {timeout:g} s")
-        data = sock.recv()
-    finally:
-        handshake.close()
-        sock.close()
-    try:
-        reply = msg.decode(data)
-    except msg.MalformedMessage:
-        reply = None
+    reply = ask_registry(address, msg.GraphQuery(), timeout=timeout, keys=keys)
     if not isinstance(reply, msg.Graph):
         raise CatbusError(f"{address} is not a catbus registry")
     return {"op": reply.OP, "nodes": reply.nodes, "mode": reply.mode, "started": reply.started,

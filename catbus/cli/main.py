@@ -142,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "naming it (default 30); so does a stepped run in which no node "
                         "completes a tick for this long, and, in parallel mode, a node still "
                         "running 5 s (at most S) after the run's end")
+    p.add_argument("--data-ports", metavar="FIRST-LAST",
+                   help="the run's node processes (those started here, and with --only) bind "
+                        "their data sockets in this port range (TCP), e.g. 7710-7799")
     p.add_argument("--rejoin-timeout", type=float, default=None, metavar="S",
                    help="a node whose link is down (host unreachable, cable out, process "
                         "stopped) may take this long to come back; stepped runs hold for it, "
@@ -169,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rename a declared topic (repeatable)")
     p.add_argument("--period", type=float, help="override the class's period (seconds)")
     p.add_argument("--advertise", metavar="IP", help="address other hosts reach this one at")
+    p.add_argument("--data-ports", metavar="FIRST-LAST",
+                   help="bind the node's data socket on a free port of this range (TCP; for a "
+                        "firewall that opens only these), e.g. 7710-7799; default: any free port")
     p.add_argument("--timeout", type=float, default=10.0,
                    help="seconds to wait for the registry (default 10)")
     p.add_argument("--path", dest="paths", action="append", default=[], metavar="DIR",
@@ -362,7 +368,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def cmd_launch(args: argparse.Namespace) -> int:
     from catbus.launch.api import _checked, check_timing, execute
     from catbus.launch.rundir import claim_record, stderr_line
-    from catbus.recording.evaluate import format_table
 
     # Every option is checked before anything starts (one line, exit 2): see _checked too.
     check_timing(deadline=args.deadline, remote_timeout=args.remote_timeout,
@@ -389,7 +394,8 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
         launcher = Launcher(spec, progress=progress, deadline=args.deadline,
                             remote_timeout=args.remote_timeout, announce=True,
-                            log_level=args.log_level, rejoin_timeout=args.rejoin_timeout)
+                            log_level=args.log_level, rejoin_timeout=args.rejoin_timeout,
+                            data_ports=_data_ports(args.data_ports))
     bridge = None
     if args.foxglove is not None:
         if launcher is None:
@@ -412,16 +418,36 @@ def cmd_launch(args: argparse.Namespace) -> int:
     code = interrupt_exit_code(result.signal) if result.interrupted else 0
     if result.end_reason and result.end_reason.startswith("reached max_steps"):
         print(f"catbus: {result.end_reason}", file=sys.stderr)
-    if args.json:
+    print_result(result, as_json=args.json)
+    return code
+
+
+def print_result(result: Any, *, as_json: bool) -> None:
+    """A finished run on stdout: its summary as JSON, or the table, the recording and the
+    scores (``catbus launch``, ``catbus play``)."""
+    from catbus.recording.evaluate import format_table
+
+    if as_json:
         print(json.dumps(result.summary, default=str, indent=2))
-        return code
+        return
     print(result.table())
     if result.record is not None:
         print(f"recorded: {result.record}")
     if result.scores:
         print("scores:")
         print("\n".join(f"  {line}" for line in format_table(result.scores).splitlines()))
-    return code
+
+
+def _data_ports(text: str | None) -> tuple[int, int] | None:
+    """``--data-ports``, checked before anything starts."""
+    if text is None:
+        return None
+    from catbus.runtime.dataplane import parse_ports
+
+    try:
+        return parse_ports(text)
+    except ValueError as exc:
+        raise ConfigError("command line", "--data-ports", str(exc)) from None
 
 
 def _launch_share(args: argparse.Namespace) -> int:
@@ -437,8 +463,11 @@ def _launch_share(args: argparse.Namespace) -> int:
                               "every node the run's settings)")
     spec = load(args.file, overrides=args.overrides, record=False, keys=args.keys)
     names = [name.strip() for name in args.only.split(",") if name.strip()]
-    keys = ["--keys", str(spec.keys)] if spec.keys else []   # this host's client folder
-    return run_share(spec, names, args.bus, extra=keys)
+    extra = ["--keys", str(spec.keys)] if spec.keys else []   # this host's client folder
+    if args.data_ports is not None:
+        low, high = _data_ports(args.data_ports)
+        extra += ["--data-ports", f"{low}-{high}"]
+    return run_share(spec, names, args.bus, extra=extra)
 
 
 def cmd_node(args: argparse.Namespace) -> int:
@@ -453,6 +482,7 @@ def cmd_node(args: argparse.Namespace) -> int:
     from catbus.cli.node import run_node
 
     return run_node(args.target, name=args.name, bus=args.bus, run=args.run, params=args.param,
+                    data_ports=args.data_ports,
                     remaps=args.remap, period=args.period, advertise=args.advertise,
                     timeout=args.timeout, paths=args.paths, log_level=args.log_level,
                     replace=args.replace, keys=args.keys)

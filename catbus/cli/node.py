@@ -125,7 +125,8 @@ def run_node(class_path: str, *, name: str, bus: str | None, run: str | None = N
              remaps: Sequence[str] = (), period: float | None = None,
              advertise: str | None = None, timeout: float = 10.0,
              paths: Sequence[str] = (), log_level: str | None = None,
-             replace: bool = False, keys: str | None = None) -> int:
+             replace: bool = False, keys: str | None = None,
+             data_ports: str | None = None) -> int:
     """Run one node until the run ends; returns the exit code.
 
     ``paths`` (``--path``) and the current folder go in front of ``sys.path`` before the class
@@ -157,6 +158,14 @@ def run_node(class_path: str, *, name: str, bus: str | None, run: str | None = N
                               advertise=advertise, registry_timeout=timeout,
                               log_level=log_level, replace=replace, keys=loaded)
         runtime.parent_pid = int(parent) if parent else None
+        if data_ports is not None:
+            from catbus.runtime.dataplane import parse_ports
+
+            try:
+                runtime.data_ports = parse_ports(data_ports)
+            except ValueError as exc:
+                raise ConfigError("--data-ports", data_ports, str(exc).split(": ", 1)[-1]) \
+                    from None
         install_signal_handlers(runtime)
     except Interrupted as exc:
         return exc.exit_code

@@ -206,7 +206,6 @@ def _located(where: str, call: Any) -> Any:
 def _run(args: argparse.Namespace, spec: Any) -> int:
     import catbus
     from catbus.cli.main import interrupt_exit_code
-    from catbus.recording.evaluate import format_table
 
     print(f"catbus play: run {spec.name} (mode {spec.mode}, seed {spec.seed}) replaying "
           f"{args.file}", file=sys.stderr)
@@ -222,15 +221,9 @@ def _run(args: argparse.Namespace, spec: Any) -> int:
         print("catbus play: interrupted", file=sys.stderr)
         return code
     code = interrupt_exit_code(result.signal) if result.interrupted else 0
-    if args.json:
-        print(json.dumps(result.summary, default=str, indent=2))
-        return code
-    print(result.table())
-    if result.record is not None:
-        print(f"recorded: {result.record}")
-    if result.scores:
-        print("scores:")
-        print("\n".join(f"  {line}" for line in format_table(result.scores).splitlines()))
+    from catbus.cli.main import print_result
+
+    print_result(result, as_json=args.json)
     return code
 
 

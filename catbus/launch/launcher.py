@@ -68,8 +68,9 @@ def node_command(spec: NodeSpec, bus: str, import_path: Sequence[os.PathLike | s
 
 
 def expected_config(spec: LaunchSpec) -> dict[str, dict[str, Any]]:
-    """What the registry hands each node: its validated parameters, period and topics."""
-    return {n.name: {"params": n.params, "period": n.period,
+    """What the registry hands each node: its validated parameters, period and topics; and the
+    values the launch file gives (``given``), which a swap to another class keeps."""
+    return {n.name: {"params": n.params, "given": n.given_params, "period": n.period,
                      "inputs": [[b.declared, b.topic, b.policy] for b in n.inputs],
                      "outputs": [[b.declared, b.topic] for b in n.outputs]}
             for n in spec.nodes}
@@ -81,7 +82,8 @@ class Launcher:
     def __init__(self, spec: LaunchSpec, *, progress: bool | None = None, deadline: float = 30.0,
                  remote_timeout: float = 120.0, startup_timeout: float = 60.0,
                  announce: bool = False, log_level: str | None = None,
-                 announce_remote: bool = True, rejoin_timeout: float | None = None) -> None:
+                 announce_remote: bool = True, rejoin_timeout: float | None = None,
+                 data_ports: tuple[int, int] | None = None) -> None:
         self.spec = spec
         #: Print on stderr the ``catbus node`` command of each remote node before waiting for
         #: them (off for a remote node the caller starts itself: ``catbus.gym``).
@@ -103,6 +105,8 @@ class Launcher:
         #: default: the deadline). Nodes get it too: they wait as long for the registry.
         self.rejoin_timeout = rejoin_timeout if rejoin_timeout is not None else deadline
         self.run_info["rejoin_timeout"] = self.rejoin_timeout
+        #: ``--data-ports``: the node processes started here bind their data sockets there.
+        self.data_ports = data_ports
         self.remote_timeout = remote_timeout
         self.startup_timeout = startup_timeout
         self.show_progress = progress
@@ -194,6 +198,8 @@ class Launcher:
         """Start a node process of this run: its own session (Ctrl-C reaches the launcher
         only), and it knows its launcher (it exits if the launcher dies)."""
         env = dict(os.environ, CATBUS_PARENT_PID=str(os.getpid()))
+        if self.data_ports is not None:
+            command = [*command, "--data-ports", "%d-%d" % self.data_ports]
         return subprocess.Popen(command, env=env, start_new_session=True,
                                 stdin=subprocess.DEVNULL)
 

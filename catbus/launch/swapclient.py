@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-import zmq
-
-from catbus import security
 from catbus.errors import CatbusError
+from catbus.launch.ask import ask_registry
 from catbus.wire import messages as msg
 
 #: Seconds a swap may take by default: the replacement's start (Python and its imports) plus one
@@ -36,23 +34,11 @@ def request_swap(bus: str, node: str, cls: str = "", params: Mapping[str, Any] |
         SwapFailed: The swap was refused or failed (the message says why).
         CatbusError: The registry did not answer within ``timeout``.
     """
-    ctx = zmq.Context.instance()
-    sock = ctx.socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    handshake = security.dial(sock, bus, keys)   # keys: catbus.security.Keys of a secured run
-    try:
-        sock.send(msg.encode(msg.SwapRequest(node=node, cls=cls or "", params=dict(params or {}))))
-        if not security.wait(sock, handshake, timeout):   # refused: security.Refused
-            raise CatbusError(f"no answer from the run at {bus} within {timeout:g} s about the "
-                              f"swap of {node} (is the run still going?)")
-        data = sock.recv()
-    finally:
-        handshake.close()
-        sock.close()
-    try:
-        reply = msg.decode(data)
-    except msg.MalformedMessage:
-        reply = None
+    reply = ask_registry(
+        bus, msg.SwapRequest(node=node, cls=cls or "", params=dict(params or {})),
+        timeout=timeout, keys=keys,
+        silence=f"no answer from the run at {bus} within {timeout:g} s about the swap of "
+                f"{node} (is the run still going?)")
     if not isinstance(reply, msg.SwapReply):
         raise CatbusError(f"{bus} did not answer a swap request as a catbus registry does "
                           f"(another catbus version?)")

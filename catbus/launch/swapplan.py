@@ -131,24 +131,33 @@ def replacement_params(spec: NodeSpec, node_class: type, class_path: str,
                               where=where, prefix=prefix)
 
 
-def fit_problem(spec: NodeSpec, node_class: type, params: Mapping[str, Any]) -> str | None:
-    """Why ``node_class`` cannot take the place of ``spec`` (other declared inputs or outputs),
-    or None."""
-    inputs = {i.topic for i in node_class.declared_inputs()}
-    outputs = set(node_class.declared_outputs(params))
-    mine_in = {b.declared for b in spec.inputs}
-    mine_out = {b.declared for b in spec.outputs}
+def topic_differences(inputs: set[str], their_inputs: set[str], outputs: set[str],
+                      their_outputs: set[str]) -> list[str]:
+    """What a replacement declares differently (``"inputs: lacks a; adds b"``), if anything:
+    a replacement must declare the same input and output names (the graph's topics do not
+    change mid-run)."""
     differences = []
-    for what, mine, theirs in (("inputs", mine_in, inputs), ("outputs", mine_out, outputs)):
+    for what, mine, theirs in (("inputs", inputs, their_inputs),
+                               ("outputs", outputs, their_outputs)):
         if mine != theirs:
             missing, extra = sorted(mine - theirs), sorted(theirs - mine)
             parts = ([f"lacks {', '.join(missing)}"] if missing else []) + (
                 [f"adds {', '.join(extra)}"] if extra else [])
             differences.append(f"{what}: {'; '.join(parts)}")
+    return differences
+
+
+def fit_problem(spec: NodeSpec, node_class: type, params: Mapping[str, Any]) -> str | None:
+    """Why ``node_class`` cannot take the place of ``spec`` (other declared inputs or outputs),
+    or None."""
+    differences = topic_differences(
+        {b.declared for b in spec.inputs}, {i.topic for i in node_class.declared_inputs()},
+        {b.declared for b in spec.outputs}, set(node_class.declared_outputs(params)))
     if not differences:
         return None
     return (f"{node_class.__name__} does not fit node {spec.name} ({spec.class_path}): "
             f"{'; '.join(differences)}; a replacement must declare the same inputs and outputs")
 
 
-__all__ = ["ScheduledSwap", "parse_swaps", "replacement_params", "fit_problem", "swap_tick"]
+__all__ = ["ScheduledSwap", "parse_swaps", "replacement_params", "fit_problem", "swap_tick",
+           "topic_differences"]

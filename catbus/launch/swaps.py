@@ -195,19 +195,13 @@ class Swaps:
     def _fit_problem(self, message: msg.Register, member: "Member") -> str | None:
         """The replacement's class must declare the same inputs and outputs (the launch file's
         remaps then give the same topics)."""
+        from catbus.launch.swapplan import topic_differences
+
         if not member.inputs and not member.outputs:
             return None
-        differences = []
-        for what, mine, theirs in (
-                ("inputs", {row[0] for row in member.inputs}, {row[0] for row in message.inputs}),
-                ("outputs", {row[0] for row in member.outputs},
-                 {row[0] for row in message.outputs})):
-            if mine != theirs:
-                missing = sorted(mine - theirs)
-                extra = sorted(theirs - mine)
-                parts = ([f"lacks {', '.join(missing)}"] if missing else []) + (
-                    [f"adds {', '.join(extra)}"] if extra else [])
-                differences.append(f"{what}: {'; '.join(parts)}")
+        differences = topic_differences(
+            {row[0] for row in member.inputs}, {row[0] for row in message.inputs},
+            {row[0] for row in member.outputs}, {row[0] for row in message.outputs})
         if not differences:
             return None
         return (f"{message.cls or 'the replacement'} does not fit node {member.name!r} "

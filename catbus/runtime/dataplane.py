@@ -32,6 +32,7 @@ import msgpack
 import zmq
 
 from catbus import security
+from catbus.errors import CatbusError
 from catbus.wire import codec
 from catbus.wire.sockets import keep_links_alive
 from catbus.wire.protocol import HELLO_PREFIX, LOG_TOPIC, PROGRESS_TOPIC, SCORES_TOPIC, \
@@ -209,11 +210,41 @@ def local_address_towards(host: str, port: int) -> str:
         probe.close()
 
 
+def parse_ports(text: str) -> tuple[int, int]:
+    """``--data-ports FIRST-LAST`` (``7710-7799``) as ``(first, last)``; ValueError if not."""
+    first, _, last = text.partition("-")
+    low, high = int(first), int(last or first)
+    if not 0 < low <= high < 65536:
+        raise ValueError(f"{text}: expected FIRST-LAST, ports 1-65535, e.g. 7710-7799")
+    return low, high
+
+
+def bind_data(sock: zmq.Socket, bind: str, ports: tuple[int, int] | None) -> None:
+    """Bind a node's publishing socket: on ``bind`` (``tcp://HOST:*``: any free port), or with
+    ``ports`` (``--data-ports``, for a lab whose firewall opens only a range) on a free port of
+    that range of ``tcp://HOST``."""
+    if ports is None or not bind.startswith("tcp://"):
+        sock.bind(bind)
+        return
+    host = bind.rsplit(":", 1)[0]
+    low, high = ports
+    for port in range(low, high + 1):
+        try:
+            sock.bind(f"{host}:{port}")
+            return
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EADDRINUSE:
+                raise
+    raise CatbusError(f"no free port in the data port range {low}-{high} on {host[6:]} "
+                      f"(--data-ports): widen it, or stop what uses those ports")
+
+
 class DataPlane:
     """The sockets of one node plus per-topic sequence numbers and receive counters."""
 
     def __init__(self, ctx: zmq.Context, name: str, bind: str,
-                 keys: "security.Keys | None" = None) -> None:
+                 keys: "security.Keys | None" = None,
+                 ports: tuple[int, int] | None = None) -> None:
         self.name = name
         self.pub = ctx.socket(zmq.XPUB)
         self.sub = ctx.socket(zmq.SUB)
@@ -224,7 +255,7 @@ class DataPlane:
         keep_links_alive(self.pub)
         self.pub.setsockopt(zmq.SNDHWM, HWM)
         self.pub.setsockopt(zmq.LINGER, 2000)
-        self.pub.bind(bind)
+        bind_data(self.pub, bind, ports)
         self.endpoint = self.pub.getsockopt(zmq.LAST_ENDPOINT).decode()
         self.sub.setsockopt(zmq.RCVHWM, HWM)
         self.sub.setsockopt(zmq.LINGER, 0)

@@ -193,6 +193,9 @@ class Inbox:
         self.advances = 0
         self.end: int | None = None   # min of the peers' announced ends, see end_tick()
         self.last_seq: dict[tuple[str, str], int] = {}
+        #: topic -> the node the run assigned it to (from the graph): data on a topic from any
+        #: other publisher is refused and counted as malformed.
+        self.owners: dict[str, str] = {}
         #: publisher -> the process (incarnation) its newest messages come from
         self.process_of: dict[str, int] = {}
         #: Stepped: publisher -> ticks up to which a new process of it is not listened to (what
@@ -260,6 +263,9 @@ class Inbox:
         """Count a data message (and any gap in its publisher's sequence before it) and queue
         it where a step or the in-order delivery will take it; False if no input reads it, or
         if it is one we have already (see :attr:`duplicates`)."""
+        if self.owners and self.owners.get(topic, publisher) != publisher:
+            self.malformed += 1   # not from the node the run assigned this topic to
+            return False
         if self.process_of.get(publisher) != incarnation and \
                 not self._switch_process(publisher, incarnation):
             self.duplicates += 1

@@ -50,14 +50,16 @@ class ProcessLink:
     """Sockets of one node process, and the run as the registry described it."""
 
     def __init__(self, ctx: zmq.Context, name: str, bus: str, *, advertise: str | None,
-                 registry_timeout: float, parent_pid: int | None, keys: Any = None) -> None:
+                 registry_timeout: float, parent_pid: int | None, keys: Any = None,
+                 data_ports: tuple[int, int] | None = None) -> None:
         self.name = name
         self.bus = bus
         self.registry_timeout = registry_timeout
         #: The launcher's pid for a node it started: if it changes, the launcher is gone.
         self.parent_pid = parent_pid
         self.control = ControlLink(ctx, bus, keys)
-        self.data = DataPlane(ctx, name, data_endpoint_for(bus, name, advertise), keys)
+        self.data = DataPlane(ctx, name, data_endpoint_for(bus, name, advertise), keys,
+                              data_ports)
         self.poller = zmq.Poller()
         for sock in (self.data.sub, self.data.pub, self.control.socket):
             self.poller.register(sock, zmq.POLLIN)
@@ -144,6 +146,10 @@ class ProcessLink:
             self.data.know_topics(row[1] for entry in message.nodes
                                   for row in (*entry.get("inputs", ()), *entry.get("outputs", ()))
                                   if isinstance(row, (list, tuple)) and len(row) > 1)
+            if self.inbox is not None:
+                self.inbox.owners = {row[1]: entry["name"] for entry in message.nodes
+                                     for row in entry.get("outputs", ())
+                                     if isinstance(row, (list, tuple)) and len(row) > 1}
             self.graph_complete = message.complete
         elif isinstance(message, msg.Start):
             self.started = time.monotonic() + message.delay - message.elapsed

@@ -63,6 +63,8 @@ class NodeRuntime:
         self.log_level = log_level
         #: ``catbus node --replace``: take over from the running process of this name.
         self.replace = replace
+        #: ``--data-ports FIRST-LAST``: bind the data socket in this port range (TCP).
+        self.data_ports: tuple[int, int] | None = None
         #: The launcher's pid for a node it started: if it changes, the launcher is gone.
         self.parent_pid: int | None = None
         self.link: ProcessLink | None = None
@@ -77,7 +79,8 @@ class NodeRuntime:
         ctx = zmq.Context()
         link = self.link = ProcessLink(ctx, self.name, self.bus, advertise=self.advertise,
                                        registry_timeout=self.registry_timeout,
-                                       parent_pid=self.parent_pid, keys=self.keys)
+                                       parent_pid=self.parent_pid, keys=self.keys,
+                                       data_ports=self.data_ports)
         code = 0
         where = "startup"
         terminal = None
