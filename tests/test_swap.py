@@ -83,6 +83,7 @@ def test_scheduled_swap_in_stepped_records_what_inline_records(bus_sandbox, tmp_
                                    evaluate=False)
     assert first_difference(tmp_path / "inline.mcap", tmp_path / "stepped.mcap") is None
     for mode, result in results.items():
+        assert len(result.swaps) == 1, result.swaps
         [swap] = result.swaps
         assert (swap["node"], swap["tick"], swap["state"]) == ("robot", 150, "fresh"), mode
         assert (swap["old"]["incarnation"], swap["new"]["incarnation"]) == (1, 2)

@@ -30,7 +30,6 @@ class LinkWatch:
             events |= zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
         self.monitor = socket.get_monitor_socket(events)
         self.on_handshake_failure = on_handshake_failure
-        self.newly_lost: list[str] = []
         #: descriptor -> (node name, routing id), from the last message each connection
         #: carried: a closed connection counts only while it is the node's current process's
         #: (an old process of a swap closing its link is no loss)
@@ -71,12 +70,6 @@ class LinkWatch:
             name, identity = owner
             if current(name) == identity and name not in self.down_since:
                 self.down_since[name] = time.monotonic()
-                self.newly_lost.append(name)
-
-    def closed(self) -> list[str]:
-        """Names whose current process's connection closed since the last call."""
-        lost, self.newly_lost = self.newly_lost, []
-        return lost
 
     def is_down(self, name: str) -> bool:
         return name in self.down_since

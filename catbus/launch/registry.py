@@ -27,6 +27,9 @@ from catbus.wire.protocol import AWAITING_CONTROLLER_STATE, CLOSING_STATE, EVERY
     HEARTBEAT_INTERVAL, PROTOCOL_VERSION
 
 
+#: Seconds a node whose connection closed must stay silent to be reported lost (a connection
+#: that closes while the node goes on talking -- it reconnected at once -- is no loss).
+LOST_AFTER = 2 * HEARTBEAT_INTERVAL
 #: The most control messages :meth:`Registry.poll` handles per call (a few nodes send a few per
 #: second; a run of hundreds of nodes starting at once needs a few calls).
 MAX_BATCH = 1000
@@ -129,8 +132,9 @@ class Registry:
                                lambda event: guard.auth.handshake_failed(guard.endpoint, event))
         self.rejoin_timeout = rejoin_timeout if rejoin_timeout is not None else deadline
         #: Nodes that came back after losing their link: ``{node, kind: "rejoin", tick,
-        #: down_s, at}``.
+        #: down_s, at}``; and those reported lost, not back yet.
         self.rejoins: list[dict[str, Any]] = []
+        self._lost: set[str] = set()
 
     # -- public ---------------------------------------------------------------------------------
     def poll(self, timeout_ms: float) -> list[Event]:
@@ -193,7 +197,9 @@ class Registry:
         name = self.by_identity.get(identity)
         if name is None or self.members[name].identity != identity:
             return
-        if self.links.heard(name, identity, frame) is not None:
+        self.links.heard(name, identity, frame)
+        if name in self._lost:
+            self._lost.discard(name)
             member = self.members[name]
             silent = time.monotonic() - member.last_seen   # from its last message before
             record = {"node": name, "kind": "rejoin", "tick": member.tick,
@@ -229,6 +235,7 @@ class Registry:
         member.identity, member.state = None, "restarting"
         member.lost_at = time.time()
         self.links.forget(name)   # a restart, not a link that comes back
+        self._lost.discard(name)
         self.swaps.restarting[name] = time.monotonic()
         self.swaps.switches.pop(name, None)
 
@@ -338,11 +345,10 @@ class Registry:
         name = message.name
         member = self.members.get(name)
         if member is not None and member.state in ("registered", "ready", "running") and \
-                self.links.is_down(name) and self.started:
-            # A new process of a node whose link is down: the old one was killed (or its host
+                name in self._lost and self.started:
+            # A new process of a node that was lost: the old one was killed (or its host
             # rebooted) and the user started it again. It takes the node's place (a restart).
             self.expect_restart(name)
-            self.links.forget(name)
             return self.swaps.register(identity, message, member)
         if message.replace and member is not None and member.state != "expected":
             return self.swaps.register(identity, message, member)
@@ -437,19 +443,21 @@ class Registry:
     def _check_deadlines(self, now: float) -> list[Event]:
         events = []
         events.extend(self.swaps.check_deadlines(now, self.deadline))
-        for name in self.links.closed():
-            member = self.members.get(name)
-            if member is not None and member.state in ("registered", "ready", "running"):
-                events.append(Event("lost", name, f"node {name} lost its link (tick "
-                                                  f"{member.tick}); waiting up to "
-                                                  f"{self.rejoin_timeout:g} s for it to come "
-                                                  f"back (--rejoin-timeout)"))
         for member in self.members.values():
             if member.state not in ("registered", "ready", "running"):
                 continue
             silent = now - member.last_seen
             last = f"; last report: {member.activity}" if member.activity else ""
-            if self.links.is_down(member.name):
+            down = self.links.is_down(member.name)
+            if down and silent > LOST_AFTER and member.name not in self._lost:
+                # Its connection closed and it has said nothing since: lost, not a closed
+                # connection whose descriptor a new one reused (heard again at once).
+                self._lost.add(member.name)
+                events.append(Event("lost", member.name,
+                                    f"node {member.name} lost its link (tick {member.tick}); "
+                                    f"waiting up to {self.rejoin_timeout:g} s for it to come "
+                                    f"back (--rejoin-timeout)"))
+            if down:
                 if silent > self.rejoin_timeout:
                     member.state = "failed"
                     events.append(Event("timeout", member.name,
