@@ -46,3 +46,11 @@ def test_every_malformed_field_is_counted_and_changes_nothing(tmp_path: Path) ->
     assert result.malformed["total"] == result.registry_malformed + progress + \
         recorder["malformed"]
     assert not result.failures
+    # The recording has the counters too: every node's on catbus/stats as it left, and the
+    # registry's (as the recorder last heard it) in catbus.end.
+    from catbus.recording.reader import Recording
+
+    recording = Recording(stepped)
+    stats = {m.value["node"]: m.value["stats"] for m in recording.messages("catbus/stats")}
+    assert stats["env"]["malformed"] == progress and set(stats) >= {"env", "robot", "human"}
+    assert isinstance(recording.end_metadata.get("registry_refused"), int)

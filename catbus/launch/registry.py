@@ -166,9 +166,10 @@ class Registry:
         if now - self.last_beat >= HEARTBEAT_INTERVAL:
             self.last_beat = now
             self.links.update(self._current_identity)
+            beat = msg.Heartbeat(refused=self.refused)
             for member in self.members.values():
                 if member.identity is not None and member.state not in ("done", "failed"):
-                    self._send(member, msg.Heartbeat())
+                    self._send(member, beat)
             for identity in self.swaps.others:   # replacements and old processes of a swap
                 self._reply(identity, msg.Heartbeat())
             events.extend(self._check_deadlines(now))

@@ -191,6 +191,9 @@ class Recorder(Node):
     #: Frames the runtime refused before they reached on_raw (bad envelope, header or
     #: progress: its inbox's ``malformed``), set by the runtime before close(); None if not.
     inbox_malformed: int | None = None
+    #: What the run's registry had refused (control messages, connections) when the recorder
+    #: last heard it, set by the runtime before close(); None if not known (inline).
+    registry_refused: int | None = None
 
     @property
     def malformed_input(self) -> int:
@@ -295,6 +298,7 @@ class Recorder(Node):
                     "messages": self.messages_written, "drops": self.drops,
                     "malformed": self.malformed, "bad_seq": self.bad_seq,
                     "malformed_frames": self.inbox_malformed,
+                    "registry_refused": self.registry_refused,
                     "closed_at_ns": time.time_ns(),
                     "scores": merge_reported(getattr(self, "reported", {}))}))
                 writer.finish()

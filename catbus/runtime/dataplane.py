@@ -36,7 +36,7 @@ from catbus.errors import CatbusError
 from catbus.wire import codec
 from catbus.wire.sockets import keep_links_alive
 from catbus.wire.protocol import HELLO_PREFIX, LOG_TOPIC, PROGRESS_TOPIC, SCORES_TOPIC, \
-    SWAP_TOPIC, hello_topic
+    STATS_TOPIC, SWAP_TOPIC, hello_topic
 
 PROGRESS_FRAME = codec.topic_frame(PROGRESS_TOPIC)
 _pack_header, _encode_payload, _envelope = codec.pack_header, codec.encode_payload, codec.envelope
@@ -318,7 +318,8 @@ class DataPlane:
         libzmq itself still keeps every subscription a connection sent (about 300 bytes each)
         until that connection closes; on a TCP bus CURVE keeps strangers from connecting."""
         self.allowed = {codec.topic_frame(topic) for topic in
-                        (*topics, PROGRESS_TOPIC, SCORES_TOPIC, LOG_TOPIC, SWAP_TOPIC)}
+                        (*topics, PROGRESS_TOPIC, SCORES_TOPIC, LOG_TOPIC, SWAP_TOPIC,
+                         STATS_TOPIC)}
 
     def know_topics(self, topics: Iterable[str]) -> None:
         """The run's topics (from the graph): a neighbour subscribes to every input it has on

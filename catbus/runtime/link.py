@@ -88,6 +88,8 @@ class ProcessLink:
         self.after_first_step = None
         #: Stepped: hand over before stepping this tick (a swap scheduled in the launch file).
         self.retire_at: int | None = None
+        #: What the registry has refused so far, from its heartbeats.
+        self.registry_refused = 0
         #: Called with the seconds this process's link was down, once the registry says it is
         #: back (``rejoined``).
         self.on_rejoin: Callable[[float], None] | None = None
@@ -161,6 +163,8 @@ class ProcessLink:
             self.started = time.monotonic() - message.elapsed   # the run's own start
         elif isinstance(message, msg.Resume):
             self.retired = False
+        elif isinstance(message, msg.Heartbeat):
+            self.registry_refused = message.refused
         elif isinstance(message, msg.Rejoined):
             # The registry saw this process's link go down and come back (only the registry
             # can tell a link that was down from a long step): the recording says so.

@@ -34,7 +34,8 @@ from catbus.runtime.signals import Interrupted
 from catbus.runtime.stats import NodeStats, add_link_counts
 from catbus.runtime.terms import RunTerms
 from catbus.wire import messages as msg
-from catbus.wire.protocol import DEFAULT_REGISTRY_TIMEOUT, PROTOCOL_VERSION, SWAP_TOPIC
+from catbus.wire.protocol import DEFAULT_REGISTRY_TIMEOUT, PROTOCOL_VERSION, STATS_TOPIC, \
+    SWAP_TOPIC
 
 
 class NodeRuntime:
@@ -231,6 +232,8 @@ class NodeRuntime:
             return self._finish_retired(code)
         link.say_closing()
         if driver is not None:
+            if hasattr(type(driver.node), "registry_refused"):   # the recorder: catbus.end
+                driver.node.registry_refused = link.registry_refused
             try:
                 driver.close()
             except Exception as exc:
@@ -240,6 +243,7 @@ class NodeRuntime:
                                 NodeStats().to_dict(link.data.sent), link.control, link.data)
         scores = driver.scores if driver is not None else {}
         try:
+            self._publish_stats(stats)
             self._publish_final()
             link.send(msg.Done(code=code, stats=stats, end=link.stop_reason,
                                end_tick=link.end_tick, scores=scores))
@@ -265,6 +269,18 @@ class NodeRuntime:
             pass
         link.close()
         return code
+
+    def _publish_stats(self, stats: dict) -> None:
+        """This node's counters of refused and lost input on ``catbus/stats``, before its final
+        progress: the recording then has every node's, not only the recorder's."""
+        driver = self.driver
+        if driver is None:
+            return
+        keys = ("malformed", "malformed_by", "dropped", "duplicates", "received")
+        self.link.data.publish(STATS_TOPIC, {
+            "node": self.name, "incarnation": self.link.data.incarnation,
+            "stats": {key: stats[key] for key in keys if key in stats}},
+            max(driver.stats.tick, 0), driver.sim_time, None)
 
     def _publish_final(self) -> None:
         """Tell peers we are done, and how far we got: ``through`` is the last tick this node

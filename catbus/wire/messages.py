@@ -75,6 +75,9 @@ class Heartbeat:
     tick: int = -1
     steps: int = 0
     state: str = ""
+    #: From the registry: the control messages and connections it has refused so far (a
+    #: recorder writes the last it heard into its recording).
+    refused: int = 0
 
 
 @dataclass(frozen=True)
@@ -350,6 +353,7 @@ _LIMITS: dict[tuple[str, str], tuple[float, float]] = {
     (Op.REGISTER, "protocol"): (0, 2 ** 31 - 1),
     (Op.HEARTBEAT, "tick"): (-1, _INT_MAX),
     (Op.HEARTBEAT, "steps"): (0, _INT_MAX),
+    (Op.HEARTBEAT, "refused"): (0, _INT_MAX),
     (Op.DONE, "code"): (-(2 ** 31), 2 ** 31 - 1),
     (Op.DONE, "end_tick"): (-1, _INT_MAX),
     (Op.WELCOME, "incarnation"): (0, _INT_MAX),

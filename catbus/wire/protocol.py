@@ -54,6 +54,10 @@ LOG_TOPIC: Final = "catbus/log"
 #: class}, new: {...}, params, state ("restored" | "fresh"), gap}`` (``gap``: parallel mode,
 #: seconds between the old process's last message and the new one's first; None in stepped).
 SWAP_TOPIC: Final = "catbus/swap"
+#: A node's counters of refused and lost input, published once as it leaves (before its final
+#: progress), so the recording has every node's: ``{node, incarnation, stats: {malformed,
+#: malformed_by, dropped, duplicates, received}}``; only the recorder reads it.
+STATS_TOPIC: Final = "catbus/stats"
 #: The byte after every topic name in a topic frame, so prefix matching is exact.
 TOPIC_TERMINATOR: Final = b"\0"
 
@@ -147,7 +151,7 @@ def hello_topic(name: str) -> str:
 
 __all__ = [
     "PROTOCOL_VERSION", "HEADER_VERSION", "HEADER_FIELDS", "EVERY_TOPIC", "RESERVED_PREFIX",
-    "PROGRESS_TOPIC", "HELLO_PREFIX", "DROPS_TOPIC", "SWAP_TOPIC", "RESTART_POLICIES", "TOPIC_TERMINATOR", "MODES", "POLICIES",
+    "PROGRESS_TOPIC", "HELLO_PREFIX", "DROPS_TOPIC", "SWAP_TOPIC", "STATS_TOPIC", "RESTART_POLICIES", "TOPIC_TERMINATOR", "MODES", "POLICIES",
     "HEARTBEAT_INTERVAL", "DEFAULT_REGISTRY_TIMEOUT", "DEFAULT_DEADLINE", "CLOSING_STATE", "AWAITING_CONTROLLER_STATE",
     "WINDOW", "Op", "EXT_NDARRAY", "EXT_NPSCALAR", "EXT_NDARRAY_INLINE", "INLINE_MAX_BYTES",
     "TCP_ADDRESS", "bus_address_problem", "hello_topic",

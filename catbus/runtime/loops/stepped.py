@@ -161,3 +161,10 @@ def run_reactive(link: ProcessLink, driver: NodeDriver, schedule: Schedule) -> N
                 publish_progress(done, done, None, False)
                 reported = done
             stats.state = f"waiting for tick {done + 1}"
+    if inbox.wildcard:
+        # A reader of every topic (the recorder) also keeps what its publishers say after their
+        # last tick and before their final progress: their counters (catbus/stats).
+        stats.state = "waiting for the final progress of every node"
+        while not inbox.all_final(publishers):
+            link.receive_one()
+        driver.deliver(inbox.take_raw_through(done))
