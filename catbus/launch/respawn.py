@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Sequence
 from catbus.errors import ConfigError
 from catbus.launch.imports import python_command
 from catbus.launch.nodespec import import_node_class
-from catbus.launch.swaps import Order, describe
+from catbus.launch.swaps import Order
 from catbus.launch.swapplan import fit_problem, replacement_params, swap_tick
 
 if TYPE_CHECKING:
@@ -206,4 +206,4 @@ def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-__all__ = ["Respawner", "replacement_command", "describe"]
+__all__ = ["Respawner", "replacement_command"]
