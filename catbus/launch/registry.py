@@ -19,17 +19,14 @@ import zmq
 
 from catbus import security
 from catbus.launch.linkwatch import LinkWatch
+from catbus.launch.liveness import Liveness
 from catbus.wire.sockets import keep_links_alive
 from catbus.launch.swaps import Swaps
-from catbus.runtime.lockstep import Position, stalled_on
 from catbus.wire import messages as msg
-from catbus.wire.protocol import AWAITING_CONTROLLER_STATE, CLOSING_STATE, EVERY_TOPIC, \
-    HEARTBEAT_INTERVAL, PROTOCOL_VERSION
+from catbus.wire.protocol import CLOSING_STATE, EVERY_TOPIC, HEARTBEAT_INTERVAL, \
+    PROTOCOL_VERSION
 
 
-#: Seconds a node whose connection closed must stay silent to be reported lost (a connection
-#: that closes while the node goes on talking -- it reconnected at once -- is no loss).
-LOST_AFTER = 2 * HEARTBEAT_INTERVAL
 #: The most control messages :meth:`Registry.poll` handles per call (a few nodes send a few per
 #: second; a run of hundreds of nodes starting at once needs a few calls).
 MAX_BATCH = 1000
@@ -120,10 +117,6 @@ class Registry:
         self.end_reason: str | None = None
         self.last_beat = 0.0
         self.malformed = 0
-        #: Stepped mode: the nodes' (tick, steps) at the last check, and when they last changed.
-        self._positions: tuple = ()
-        self._moved_at = 0.0
-        self._stall_reported = False
         self.swaps = Swaps(self)
         #: Whose link is down (a node silent with its link down is lost and may come back for
         #: ``rejoin_timeout`` seconds; silent with its link up, it is stuck: ``deadline``).
@@ -132,9 +125,10 @@ class Registry:
                                lambda event: guard.auth.handshake_failed(guard.endpoint, event))
         self.rejoin_timeout = rejoin_timeout if rejoin_timeout is not None else deadline
         #: Nodes that came back after losing their link: ``{node, kind: "rejoin", tick,
-        #: down_s, at}``; and those reported lost, not back yet.
+        #: down_s, at}``.
         self.rejoins: list[dict[str, Any]] = []
-        self._lost: set[str] = set()
+        #: Deadlines, lost links and stalls (catbus.launch.liveness).
+        self.liveness = Liveness(self)
 
     # -- public ---------------------------------------------------------------------------------
     def poll(self, timeout_ms: float) -> list[Event]:
@@ -172,7 +166,7 @@ class Registry:
                     self._send(member, beat)
             for identity in self.swaps.others:   # replacements and old processes of a swap
                 self._reply(identity, msg.Heartbeat())
-            events.extend(self._check_deadlines(now))
+            events.extend(self.liveness.check(now))
         return events
 
     @property
@@ -199,8 +193,8 @@ class Registry:
         if name is None or self.members[name].identity != identity:
             return
         self.links.heard(name, identity, frame)
-        if name in self._lost:
-            self._lost.discard(name)
+        if name in self.liveness.lost:
+            self.liveness.lost.discard(name)
             member = self.members[name]
             silent = time.monotonic() - member.last_seen   # from its last message before
             record = {"node": name, "kind": "rejoin", "tick": member.tick,
@@ -236,7 +230,7 @@ class Registry:
         member.identity, member.state = None, "restarting"
         member.lost_at = time.time()
         self.links.forget(name)   # a restart, not a link that comes back
-        self._lost.discard(name)
+        self.liveness.lost.discard(name)
         self.swaps.restarting[name] = time.monotonic()
         self.swaps.switches.pop(name, None)
 
@@ -346,7 +340,7 @@ class Registry:
         name = message.name
         member = self.members.get(name)
         if member is not None and member.state in ("registered", "ready", "running") and \
-                name in self._lost and self.started:
+                name in self.liveness.lost and self.started:
             # A new process of a node that was lost: the old one was killed (or its host
             # rebooted) and the user started it again. It takes the node's place (a restart).
             self.expect_restart(name)
@@ -415,7 +409,7 @@ class Registry:
         if self.started or self.not_ready():
             return []
         self.started = True
-        self.started_at = self._moved_at = time.monotonic()
+        self.started_at = self.liveness.moved_at = time.monotonic()
         for member in self.members.values():
             member.state = "running"
             self._send(member, msg.Start(delay=self.start_delay))
@@ -440,75 +434,3 @@ class Registry:
             events.append(Event("end", member.name, self.end_reason))
         events.append(Event("done", member.name))
         return events
-
-    def _check_deadlines(self, now: float) -> list[Event]:
-        events = []
-        events.extend(self.swaps.check_deadlines(now, self.deadline))
-        for member in self.members.values():
-            if member.state not in ("registered", "ready", "running"):
-                continue
-            silent = now - member.last_seen
-            last = f"; last report: {member.activity}" if member.activity else ""
-            down = self.links.is_down(member.name)
-            if down and silent > LOST_AFTER and member.name not in self._lost:
-                # Its connection closed and it has said nothing since: lost, not a closed
-                # connection whose descriptor a new one reused (heard again at once).
-                self._lost.add(member.name)
-                events.append(Event("lost", member.name,
-                                    f"node {member.name} lost its link (tick {member.tick}); "
-                                    f"waiting up to {self.rejoin_timeout:g} s for it to come "
-                                    f"back (--rejoin-timeout)"))
-            if down:
-                if silent > self.rejoin_timeout:
-                    member.state = "failed"
-                    events.append(Event("timeout", member.name,
-                                        f"lost its link and did not come back within "
-                                        f"{self.rejoin_timeout:g} s (--rejoin-timeout; host "
-                                        f"down, cable out, or process stopped; completed tick "
-                                        f"{member.tick}{last})"))
-            elif silent > self.deadline:
-                member.state = "failed"
-                # A node stuck inside step() cannot say so; its last report and the last tick it
-                # completed are the best lead (its peers' ticks show where the run stands).
-                events.append(Event("timeout", member.name,
-                                    f"no heartbeat for {self.deadline:g} s although its link "
-                                    f"is up: stuck in a step (--deadline; completed tick "
-                                    f"{member.tick}{last})"))
-        stall = self._check_stall(now)
-        if stall is not None:
-            events.append(stall)
-        return events
-
-    def _check_stall(self, now: float) -> Event | None:
-        """Stepped mode: a lockstep in which every node is alive (heartbeating) but none has
-        completed a tick for ``deadline`` seconds is stuck waiting on itself -- a message that
-        never came -- and would otherwise wait for ever, heartbeats and all. Reported once,
-        naming the node furthest behind (the one the others wait for) and every node's state.
-        A node silent in a long step is left to the heartbeat deadline, which names it."""
-        if self.mode != "stepped" or not self.started or self._stall_reported:
-            return None
-        if self.swaps.busy():   # a node is being replaced: the others wait for it, rightly
-            self._moved_at = now
-            return None
-        running = [m for m in self.members.values() if m.state == "running"]
-        positions = tuple((m.name, m.tick, m.steps) for m in running)
-        if any(m.activity == AWAITING_CONTROLLER_STATE for m in running):
-            # A node waits (heartbeating) for its controller, e.g. a catbus.gym trainer: the
-            # graph is not stuck on itself; the stall clock restarts when the node moves on.
-            self._positions, self._moved_at = positions, now
-            return None
-        if positions != self._positions:
-            self._positions, self._moved_at = positions, now
-            return None
-        behind = stalled_on(
-            [Position(m.name, m.tick, now - m.last_seen, tuple(self.publishers_of(m)))
-             for m in running], unchanged_for=now - self._moved_at, deadline=self.deadline,
-            heartbeat_interval=HEARTBEAT_INTERVAL)
-        if behind is None:
-            return None
-        self._stall_reported = True
-        states = "; ".join(f"{m.name}: tick {m.tick}, {m.activity or 'no report'}"
-                           for m in running)
-        return Event("timeout", behind,
-                     f"stepped run stalled: no node completed a tick for {self.deadline:g} s "
-                     f"although every node is alive ({states})")
