@@ -44,6 +44,17 @@ def python_command(version: tuple[int, int] | None = None) -> list[str]:
     return [sys.executable, "-c", _SAFE_MAIN_310]
 
 
+def node_process_command(class_path: str, name: str, bus: str,
+                         import_path: Iterable[str | os.PathLike[str]] = (),
+                         extra: Iterable[str] = ()) -> list[str]:
+    """``python -P -m catbus node CLASS --name NAME --bus ADDR --path DIR ... EXTRA``: how every
+    node process is started (by the launcher, for a swap or a restart, by ``--only``), with the
+    run's import path as ``--path`` options so it imports its class from the launcher's
+    folders."""
+    paths = [arg for folder in import_path for arg in ("--path", os.fspath(folder))]
+    return [*python_command(), "node", class_path, "--name", name, "--bus", bus, *paths, *extra]
+
+
 def _absolute(path: str | os.PathLike[str], base: Path) -> Path:
     """Absolute, relative to ``base``, without resolving symlinks (the user's spelling stays)."""
     return Path(os.path.abspath(base / Path(path).expanduser()))
@@ -109,5 +120,5 @@ def recorded_import_path(metadata: Mapping[str, Any]) -> tuple[Path, ...]:
     return tuple(Path(f) for f in folders if isinstance(f, str) and os.path.isabs(f))
 
 
-__all__ = ["python_command", "import_path_for", "use_import_path", "describe",
+__all__ = ["python_command", "node_process_command", "import_path_for", "use_import_path", "describe",
            "shadowing_module", "recorded_import_path"]

@@ -30,7 +30,7 @@ from catbus import security
 from catbus.wire.protocol import AWAITING_CONTROLLER_STATE, CLOSING_STATE, HEARTBEAT_INTERVAL
 from catbus.runtime.dataplane import reachable_bus
 from catbus.errors import ConfigError, NodeFailed, RunTimeout
-from catbus.launch.imports import python_command
+from catbus.launch.imports import node_process_command
 from catbus.launch.launchfile import LaunchSpec
 from catbus.launch.nodespec import NodeSpec
 from catbus.launch.progressbar import RunProgress
@@ -62,9 +62,8 @@ def node_command(spec: NodeSpec, bus: str, import_path: Sequence[os.PathLike | s
     cannot shadow it; the run's import path (:attr:`LaunchSpec.import_path`) is passed as
     ``--path`` options, so the node imports its class from exactly the folders the launcher did.
     """
-    paths = [arg for folder in import_path for arg in ("--path", os.fspath(folder))]
-    return [*python_command(), "node", spec.class_path, "--name", spec.name, "--bus", bus,
-            *paths, *(["--keys", os.fspath(keys)] if keys else [])]
+    return node_process_command(spec.class_path, spec.name, bus, import_path,
+                                ["--keys", os.fspath(keys)] if keys else [])
 
 
 def expected_config(spec: LaunchSpec) -> dict[str, dict[str, Any]]:

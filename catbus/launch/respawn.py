@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING, Sequence
 
 from catbus.errors import ConfigError
-from catbus.launch.imports import python_command
+from catbus.launch.imports import node_process_command
 from catbus.launch.nodespec import import_node_class
 from catbus.launch.swaps import Order
 from catbus.launch.swapplan import fit_problem, replacement_params, swap_tick
@@ -28,9 +28,8 @@ def replacement_command(class_path: str, name: str, bus: str,
                         keys: os.PathLike | str | None = None) -> list[str]:
     """``python -P -m catbus node CLASS --name NAME --bus ADDR --replace --path DIR ...``: the
     command a user types on any host to swap a node by hand (``catbus node ... --replace``)."""
-    paths = [arg for folder in import_path for arg in ("--path", os.fspath(folder))]
-    return [*python_command(), "node", class_path, "--name", name, "--bus", bus, "--replace",
-            *paths, *(["--keys", os.fspath(keys)] if keys else [])]
+    return node_process_command(class_path, name, bus, import_path,
+                                ["--replace", *(["--keys", os.fspath(keys)] if keys else [])])
 
 
 class Respawner:

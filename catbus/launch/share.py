@@ -18,20 +18,13 @@ import time
 from typing import Sequence
 
 from catbus.errors import ConfigError
-from catbus.launch.imports import python_command
+from catbus.launch.imports import node_process_command
 from catbus.launch.launchfile import LaunchSpec
 from catbus.launch.nodespec import NodeSpec
 from catbus.wire.protocol import bus_address_problem
 
 #: Seconds between the signals of the shutdown ladder (SIGINT, SIGTERM, SIGKILL) on Ctrl-C.
 SIGNAL_GRACE = 5.0
-
-
-def share_command(node: NodeSpec, bus: str, import_path: Sequence[os.PathLike | str],
-                  extra: Sequence[str] = ()) -> list[str]:
-    """``catbus node CLASS --name NAME --bus ADDR --path DIR ...``, as the owner prints it."""
-    paths = [arg for folder in import_path for arg in ("--path", os.fspath(folder))]
-    return ["node", node.class_path, "--name", node.name, "--bus", bus, *paths, *extra]
 
 
 def only_command(spec: LaunchSpec, names: Sequence[str], bus: str) -> str:
@@ -73,7 +66,8 @@ def run_share(spec: LaunchSpec, names: Sequence[str], bus: str, *,
     children: dict[str, subprocess.Popen] = {}
     try:
         for node in nodes:
-            command = [*python_command(), *share_command(node, bus, spec.import_path, extra)]
+            command = node_process_command(node.class_path, node.name, bus, spec.import_path,
+                                           extra)
             children[node.name] = subprocess.Popen(command, env=env, start_new_session=True,
                                                    stdin=subprocess.DEVNULL)
             print(f"catbus: started node {node.name} (pid {children[node.name].pid}) for the "
@@ -111,4 +105,4 @@ def _stop(children: object) -> None:
             time.sleep(0.02)
 
 
-__all__ = ["run_share", "check_only", "only_command", "share_command"]
+__all__ = ["run_share", "check_only", "only_command"]

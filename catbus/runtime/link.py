@@ -145,13 +145,14 @@ class ProcessLink:
             for endpoint in self.data.connected - wanted:
                 self.data.disconnect(endpoint)
             self.data.connect(wanted)
-            self.data.know_topics(row[1] for entry in message.nodes
-                                  for row in (*entry.get("inputs", ()), *entry.get("outputs", ()))
-                                  if isinstance(row, (list, tuple)) and len(row) > 1)
+            # Who publishes each topic of the run (data from anyone else is refused), and every
+            # topic of the run (a subscription to none of them is counted as refused).
+            owners = {row[1]: entry["name"] for entry in message.nodes
+                      for row in entry.get("outputs", ())}
+            self.data.know_topics([*owners, *(row[1] for entry in message.nodes
+                                              for row in entry.get("inputs", ()))])
             if self.inbox is not None:
-                self.inbox.owners = {row[1]: entry["name"] for entry in message.nodes
-                                     for row in entry.get("outputs", ())
-                                     if isinstance(row, (list, tuple)) and len(row) > 1}
+                self.inbox.owners = owners
             self.graph_complete = message.complete
         elif isinstance(message, msg.Start):
             self.started = time.monotonic() + message.delay - message.elapsed
