@@ -83,5 +83,21 @@ def validate_node_name(name: object) -> str | None:
     return None
 
 
+def topic_differences(inputs: set[str], their_inputs: set[str], outputs: set[str],
+                      their_outputs: set[str]) -> list[str]:
+    """What a replacement declares differently (``"inputs: lacks a; adds b"``), if anything:
+    a replacement must declare the same input and output names (the graph's topics do not
+    change mid-run)."""
+    differences = []
+    for what, mine, theirs in (("inputs", inputs, their_inputs),
+                               ("outputs", outputs, their_outputs)):
+        if mine != theirs:
+            missing, extra = sorted(mine - theirs), sorted(theirs - mine)
+            parts = ([f"lacks {', '.join(missing)}"] if missing else []) + (
+                [f"adds {', '.join(extra)}"] if extra else [])
+            differences.append(f"{what}: {'; '.join(parts)}")
+    return differences
+
+
 __all__ = ["ALL_TOPICS", "RESERVED_PREFIX", "resolve_topic", "validate_topic",
-           "validate_node_name"]
+           "validate_node_name", "topic_differences"]

@@ -324,7 +324,7 @@ def test_node_exits_when_the_registry_goes_silent(tmp_path: Path, bus_sandbox: A
     """The heartbeat timeout on its own (no parent-death signal: a node started by hand)."""
     rundir = RunDir.create("silent")
     ctx = zmq.Context()
-    registry = Registry(ctx, rundir.endpoint("registry"), expected=None)
+    registry = Registry(ctx, rundir.endpoint("registry"))
     node = None
     try:
         node = subprocess.Popen(
@@ -411,7 +411,7 @@ def test_node_survives_garbage_frames_and_counts_them(tmp_path: Path) -> None:
     rundir = RunDir.create("garbage")
     rundir.publish("", "garbage")
     ctx = zmq.Context()
-    registry = Registry(ctx, rundir.endpoint("registry"), expected=None)
+    registry = Registry(ctx, rundir.endpoint("registry"))
     evil_endpoint = rundir.endpoint("evil")
     xpub, sub, dealer = ctx.socket(zmq.XPUB), ctx.socket(zmq.SUB), ctx.socket(zmq.DEALER)
     for sock in (xpub, sub, dealer):
@@ -494,7 +494,7 @@ def test_registry_survives_garbage_control_messages(tmp_path: Path) -> None:
     """Malformed control messages are counted by the registry, never fatal to the run."""
     rundir = RunDir.create("ctl")
     ctx = zmq.Context()
-    registry = Registry(ctx, rundir.endpoint("registry"), expected=None)
+    registry = Registry(ctx, rundir.endpoint("registry"))
     dealer = ctx.socket(zmq.DEALER)
     dealer.setsockopt(zmq.LINGER, 0)
     try:

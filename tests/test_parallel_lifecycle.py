@@ -42,7 +42,7 @@ class OpenBus:
     def __init__(self, label: str) -> None:
         self.rundir = RunDir.create(label)
         self.ctx = zmq.Context()
-        self.registry = Registry(self.ctx, self.rundir.endpoint("registry"), expected=None)
+        self.registry = Registry(self.ctx, self.rundir.endpoint("registry"))
         self.nodes: list[subprocess.Popen] = []
 
     def start_node(self, class_name: str, name: str, *args: str) -> subprocess.Popen:

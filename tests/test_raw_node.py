@@ -235,7 +235,7 @@ def test_raw_node_speaking_protocol_1_is_refused_naming_both_versions(
         tmp_path: Path, procs: list[Proc]) -> None:
     rundir = RunDir.create("oldraw")
     ctx = zmq.Context()
-    registry = Registry(ctx, rundir.endpoint("registry"), expected=None)
+    registry = Registry(ctx, rundir.endpoint("registry"))
     try:
         rundir.publish(registry.endpoint, "oldraw")
         raw = start_raw(procs, tmp_path, "--name", "listener", "--bus", registry.endpoint,

@@ -160,6 +160,8 @@ def node_list(bus: str | None, run: str | None = None, keys: Any = None) -> int:
         period = f"{node['period']:g} s" if node.get("period") else "reactive"
         print(f"{node['name']:<12} {node['state']:<10} pid {node['pid']:<8} {node['host']:<12} "
               f"{period:<10} tick {node['tick']:<8} {node['cls']}")
+        if node.get("pending"):   # a swap or restart in progress, and what it waits for
+            print(f"{'':<12} pending: {node['pending']}")
     return 0
 
 
@@ -285,6 +287,7 @@ def host_bus(bind: str | None, *, mode: str = "parallel", seed: int = 0,
     """``catbus bus``: a registry with no launch file; nodes start as soon as they connect.
     ``bind`` None: ipc in the bus's run folder; a ``tcp://`` address with port 0 or ``*``: a
     free port. An address that cannot be bound is one line (exit 2), and no folder is left."""
+    from catbus.control import Notice, NoticeKind, RunConfig
     from catbus.errors import ConfigError
     from catbus.launch.registry import Registry
     from catbus.launch.rundir import RunDir
@@ -300,9 +303,9 @@ def host_bus(bind: str | None, *, mode: str = "parallel", seed: int = 0,
     ctx = zmq.Context.instance()
     rundir = RunDir.create("bus")
     try:
-        registry = Registry(ctx, bind or rundir.endpoint("registry"), expected=None, mode=mode,
-                            seed=seed, run_info={"name": "bus", "mode": mode, "seed": seed,
-                                                 "security": security.run_info(keys)}, keys=keys)
+        registry = Registry(ctx, bind or rundir.endpoint("registry"), RunConfig(
+            mode=mode, seed=seed, run_info={"name": "bus", "mode": mode, "seed": seed,
+                                            "security": security.run_info(keys)}), keys=keys)
     except zmq.ZMQError as exc:
         rundir.remove()
         raise ConfigError("--bind", bind or "ipc", f"cannot bind: {exc.strerror} (HOST must be "
@@ -321,11 +324,13 @@ def host_bus(bind: str | None, *, mode: str = "parallel", seed: int = 0,
         raise
     try:
         while not stopping:
-            for event in registry.poll(200):
-                detail = f": {event.message}" if event.message else ""
-                print(f"{event.kind} {event.node}{detail}", flush=True)
-                if event.detail:
-                    print(event.detail, file=sys.stderr, flush=True)
+            for notice in registry.poll(200):   # an open bus starts no process: notices only
+                if not isinstance(notice, Notice) or notice.kind is NoticeKind.STARTED:
+                    continue
+                detail = f": {notice.message}" if notice.message else ""
+                print(f"{notice.kind.value} {notice.node}{detail}", flush=True)
+                if notice.detail:
+                    print(notice.detail, file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         stopping.append(signal.SIGINT)
     finally:

@@ -187,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "process connects, then takes over between two steps, then the old one "
                         "stops; from any host); --param values then go on top of the launch "
                         "file's")
+    p.add_argument("--restart", action="store_true",
+                   help="the running process of this name died: take its place at once, "
+                        "starting where its readers stopped hearing from it (what "
+                        "`catbus launch --only` does under restart: on-failure)")
     _add_log_level(p, None)
     p.set_defaults(func=cmd_node)
 
@@ -325,8 +329,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """``argv`` parsed. Words argparse leaves over go to the command's ``take_extra`` if it has
+    one (``swap``: its class after the options, which argparse does not take); else, as ever,
+    ``unrecognized arguments`` (exit 2)."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        take_extra = getattr(args, "take_extra", None)
+        if take_extra is None:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args = take_extra(args, extra)
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     _signals.clear()
     try:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
@@ -485,7 +503,7 @@ def cmd_node(args: argparse.Namespace) -> int:
                     data_ports=args.data_ports,
                     remaps=args.remap, period=args.period, advertise=args.advertise,
                     timeout=args.timeout, paths=args.paths, log_level=args.log_level,
-                    replace=args.replace, keys=args.keys)
+                    replace=args.replace, restart=args.restart, keys=args.keys)
 
 
 def cmd_bus(args: argparse.Namespace) -> int:

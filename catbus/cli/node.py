@@ -125,7 +125,7 @@ def run_node(class_path: str, *, name: str, bus: str | None, run: str | None = N
              remaps: Sequence[str] = (), period: float | None = None,
              advertise: str | None = None, timeout: float = 10.0,
              paths: Sequence[str] = (), log_level: str | None = None,
-             replace: bool = False, keys: str | None = None,
+             replace: bool = False, restart: bool = False, keys: str | None = None,
              data_ports: str | None = None) -> int:
     """Run one node until the run ends; returns the exit code.
 
@@ -157,6 +157,7 @@ def run_node(class_path: str, *, name: str, bus: str | None, run: str | None = N
                               params=given, inputs=inputs, outputs=outputs, period=period,
                               advertise=advertise, registry_timeout=timeout,
                               log_level=log_level, replace=replace, keys=loaded)
+        runtime.restart = restart
         runtime.parent_pid = int(parent) if parent else None
         if data_ports is not None:
             from catbus.runtime.dataplane import parse_ports

@@ -71,6 +71,13 @@ class _StandIn(Node):
     _declared_out: dict[str, str]    # output topic -> declared
     _runtime: Any = None             # stepped: the NodeRuntime running this node
 
+    @classmethod
+    def attach_runtime(cls, runtime: Any) -> None:
+        """Stepped: the :class:`~catbus.runtime.process.NodeRuntime` that runs this (per
+        episode) class, set before it runs. The stand-in tends that runtime's control link
+        while the trainer thinks, so that heartbeats never depend on the trainer's pace."""
+        cls._runtime = runtime
+
     def setup(self, params: dict[str, Any]) -> None:
         pass
 
@@ -232,15 +239,15 @@ class CatbusEnv(gymnasium.Env):
         stand_in = node.node_class
         # Checked like catbus.start checks it; the agent is remote: we start it ourselves below,
         # so the launcher does not print the command that starts it.
-        handle = RunHandle._start(spec, progress=False, deadline=self.deadline, evaluate=False,
-                                  announce_remote=False)
+        handle = RunHandle(spec, progress=False, deadline=self.deadline, evaluate=False,
+                           announce_remote=False)
         self._handle = handle
         runtime = NodeRuntime(
             stand_in, node.name, handle.bus, class_path=node.class_path, params=dict(node.params),
             inputs=[InputBinding(b.declared, b.topic, b.policy) for b in node.inputs],
             outputs=[(b.declared, b.topic) for b in node.outputs], period=node.period,
-            keys=getattr(handle._launcher, "keys", None))   # a secured TCP run's CURVE keys
-        stand_in._runtime = runtime
+            keys=handle.keys)   # a secured TCP run's CURVE keys
+        stand_in.attach_runtime(runtime)
 
         def main() -> None:
             try:

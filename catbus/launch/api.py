@@ -193,9 +193,9 @@ def start(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: s
     spec = _checked(launch, mode=mode, seed=seed, steps=steps, duration=duration,
                     max_steps=max_steps, overrides=overrides, record=record, remote=remote,
                     bus=bus, pace=pace)
-    return RunHandle._start(spec, progress=progress, deadline=deadline, rejoin_timeout=rejoin_timeout,
-                            remote_timeout=remote_timeout, evaluate=evaluate,
-                            log_level=check_level(log_level))
+    return RunHandle(spec, progress=progress, deadline=deadline, rejoin_timeout=rejoin_timeout,
+                     remote_timeout=remote_timeout, evaluate=evaluate,
+                     log_level=check_level(log_level))
 
 
 def _checked(launch: Any, **options: Any) -> LaunchSpec:

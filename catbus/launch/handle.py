@@ -37,27 +37,25 @@ class RunHandle:
         mode: ``"parallel"``, ``"stepped"`` or ``"inline"``.
     """
 
-    def __init__(self, spec: LaunchSpec, *, launcher: Any = None, options: dict[str, Any]
-                 ) -> None:
+    def __init__(self, spec: LaunchSpec, *, progress: bool | None = False,
+                 deadline: float = 30.0, remote_timeout: float = 120.0, evaluate: bool = True,
+                 log_level: str | None = None, announce_remote: bool = True,
+                 rejoin_timeout: float | None = None) -> None:
+        """Start a checked spec in the background (see :func:`catbus.start`, which checks it
+        first; the options are its own). ``announce_remote=False``: do not print the remote
+        nodes' commands (a caller that starts them itself, as :mod:`catbus.gym` does).
+
+        The constructor starts the run, so that a handle always stands for a run under way:
+        :func:`catbus.start` and :mod:`catbus.gym` both build one from a spec they have checked,
+        and nothing else can half-build it.
+
+        Raises:
+            ConfigError: The schedule, or the registry cannot bind the bus address: the
+                caller's mistake, reported here like every other one.
+        """
         self.spec = spec
         self.name: str = spec.name
         self.mode: str = spec.mode
-        self._launcher = launcher
-        self._options = options
-        self._stop_event = threading.Event()
-        self._done = threading.Event()
-        self._result: RunResult | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._main, name=f"catbus-run-{spec.name}")
-
-    @classmethod
-    def _start(cls, spec: LaunchSpec, *, progress: bool | None = False, deadline: float = 30.0,
-               remote_timeout: float = 120.0, evaluate: bool = True,
-               log_level: str | None = None, announce_remote: bool = True,
-               rejoin_timeout: float | None = None) -> "RunHandle":
-        """Start a checked spec (see :func:`catbus.start`, which checks it first).
-        ``announce_remote=False``: do not print the remote nodes' commands (a caller that
-        starts them itself)."""
         launcher = None
         if spec.mode != "inline":
             from catbus.launch.launcher import Launcher
@@ -67,24 +65,33 @@ class RunHandle:
             launcher = Launcher(spec, progress=progress, deadline=deadline,
                                 remote_timeout=remote_timeout, log_level=log_level,
                                 announce_remote=announce_remote, rejoin_timeout=rejoin_timeout)
-        options = dict(progress=progress, deadline=deadline, remote_timeout=remote_timeout,
-                       evaluate=evaluate, log_level=log_level, rejoin_timeout=rejoin_timeout)
-        handle = cls(spec, launcher=launcher, options=options)
-        _running.add(handle)
-        handle._thread.start()
+        self._launcher = launcher
+        self._options = dict(progress=progress, deadline=deadline,
+                             remote_timeout=remote_timeout, evaluate=evaluate,
+                             log_level=log_level, rejoin_timeout=rejoin_timeout)
+        self._stop_event = threading.Event()
+        self._done = threading.Event()
+        self._result: RunResult | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name=f"catbus-run-{spec.name}")
+        _running.add(self)
+        self._thread.start()
         if launcher is not None:
-            # Wait for the registry to bind: a bus address that cannot be bound is the caller's
-            # mistake (ConfigError), reported here like every other one.
-            until = time.monotonic() + BIND_WAIT
-            while (not launcher.bus_ready.wait(POLL) and not handle._done.is_set()
-                   and time.monotonic() < until):
-                pass
-            from catbus.errors import ConfigError
+            self._wait_for_bus()
 
-            if handle._done.is_set() and isinstance(handle._error, ConfigError):
-                handle._thread.join()
-                raise handle._error
-        return handle
+    def _wait_for_bus(self) -> None:
+        """Wait for the registry to bind (at most :data:`BIND_WAIT`): a bus address that
+        cannot be bound is the caller's mistake (ConfigError), raised here."""
+        launcher = self._launcher
+        until = time.monotonic() + BIND_WAIT
+        while (not launcher.bus_ready.wait(POLL) and not self._done.is_set()
+               and time.monotonic() < until):
+            pass
+        from catbus.errors import ConfigError
+
+        if self._done.is_set() and isinstance(self._error, ConfigError):
+            self._thread.join()
+            raise self._error
 
     def _main(self) -> None:
         from catbus.launch.api import execute
@@ -106,6 +113,13 @@ class RunHandle:
         returns; None for inline runs (no bus) and for a run that ended before binding it."""
         launcher = self._launcher
         return None if launcher is None else launcher.bus
+
+    @property
+    def keys(self) -> Any:
+        """The CURVE keys of a secured TCP run (a :class:`catbus.security.Keys`), else None:
+        what a node or tool this process joins to the run needs (:mod:`catbus.gym`'s
+        stand-in, :meth:`swap`)."""
+        return getattr(self._launcher, "keys", None)
 
     @property
     def done(self) -> bool:
@@ -226,7 +240,7 @@ class RunHandle:
         for key, value in (params or {}).items():
             nested = params_mod.deep_merge(nested, params_mod.nest(str(key).split("."), value))
         reply = request_swap(self.bus, node, cls or "", nested, timeout=timeout,
-                             keys=getattr(self._launcher, "keys", None))
+                             keys=self.keys)
         return {"tick": reply.tick, "state": reply.state, "gap": reply.gap,
                 "message": reply.message}
 

@@ -150,18 +150,19 @@ class InlineRun:
                     previous = watch.current
                     watch.current = (name, tick, "step")
                 try:
-                    driver.step(tick, t, driver.inbox.take_latest())
+                    outcome = driver.step(tick, t, driver.inbox.take_latest())
                 except (KeyboardInterrupt, NodeFailed):
                     raise
                 except Exception as exc:
                     raise _failed(driver, "step", exc) from exc
                 if watching:
                     watch.current = previous
-                driver.completed = tick
                 if announce is not None:
                     self.publishers[name](SWAP_TOPIC, announce, tick, t, None)
-                if end_tick is None and driver.node._end_requested is not None:
-                    end_tick, end_reason = tick, driver.node._end_requested
+                if outcome.ended is not None and end_tick is None:
+                    # The rest of this tick still runs (every node stops after the end tick,
+                    # as in stepped); the first node to end names the reason.
+                    end_tick, end_reason = tick, outcome.ended
             if tick % 256 == 0:
                 registry_view.tick = tick
                 self.progress.update(registry_view)

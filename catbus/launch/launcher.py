@@ -27,7 +27,9 @@ from typing import Any, Sequence
 import zmq
 
 from catbus import security
-from catbus.wire.protocol import AWAITING_CONTROLLER_STATE, CLOSING_STATE, HEARTBEAT_INTERVAL
+from catbus.control import (KillProcess, Notice, NoticeKind, ProcessExited, ProcessRefused,
+                            ProcessStarted, StartProcess)
+from catbus.control.instructions import Instruction
 from catbus.runtime.dataplane import reachable_bus
 from catbus.errors import ConfigError, NodeFailed, RunTimeout
 from catbus.launch.imports import node_process_command
@@ -35,7 +37,7 @@ from catbus.launch.launchfile import LaunchSpec
 from catbus.launch.nodespec import NodeSpec
 from catbus.launch.progressbar import RunProgress
 from catbus.launch.registry import Registry
-from catbus.launch.respawn import Respawner
+from catbus.launch.respawn import replacement_command, replacement_problem, run_config
 from catbus.launch.launchfile import max_steps_reason
 from catbus.launch.result import RunResult, merge_reported
 from catbus.launch.rundir import RunDir, claim_record, stderr_line
@@ -64,15 +66,6 @@ def node_command(spec: NodeSpec, bus: str, import_path: Sequence[os.PathLike | s
     """
     return node_process_command(spec.class_path, spec.name, bus, import_path,
                                 ["--keys", os.fspath(keys)] if keys else [])
-
-
-def expected_config(spec: LaunchSpec) -> dict[str, dict[str, Any]]:
-    """What the registry hands each node: its validated parameters, period and topics; and the
-    values the launch file gives (``given``), which a swap to another class keeps."""
-    return {n.name: {"params": n.params, "given": n.given_params, "period": n.period,
-                     "inputs": [[b.declared, b.topic, b.policy] for b in n.inputs],
-                     "outputs": [[b.declared, b.topic] for b in n.outputs]}
-            for n in spec.nodes}
 
 
 class Launcher:
@@ -109,21 +102,21 @@ class Launcher:
         self.remote_timeout = remote_timeout
         self.startup_timeout = startup_timeout
         self.show_progress = progress
-        self.children: dict[str, subprocess.Popen] = {}
+        #: Every process this launcher started (a node's first, a swap's or a restart's), by
+        #: pid; the control plane knows which of them owns a name.
+        self.processes: dict[int, subprocess.Popen] = {}
+        #: Pids whose exit the control plane has been told of.
+        self.reported: set[int] = set()
         self.failures: list[tuple[str, str, str]] = []
         self.interrupted = False
         #: The signal that interrupted the run (SIGINT: Ctrl-C, SIGTERM), or None.
         self.signal: int | None = None
-        #: When the registry reported the end of the episode (monotonic), or None.
-        self.ended_at: float | None = None
         #: The registry's address (``ipc://...`` or ``tcp://HOST:PORT``) once it is bound, for
         #: ``catbus.start`` handles and tools; ``bus_ready`` is set then (from another thread:
         #: ``launcher.bus_ready.wait(timeout)``). ``registry`` is the live Registry object.
         self.bus: str | None = None
         self.bus_ready = threading.Event()
         self.registry: Registry | None = None
-        #: Replacement processes: hot swaps and restarts (catbus.launch.respawn).
-        self.respawn = Respawner(self)
 
     def run(self) -> RunResult:
         spec = self.spec
@@ -131,12 +124,10 @@ class Launcher:
         ctx = zmq.Context()
         bind = rundir.endpoint("registry") if spec.bus == "ipc" else spec.bus
         try:
-            registry = Registry(
-                ctx, bind, expected=expected_config(spec), mode=spec.mode, seed=spec.seed,
-                run_info=self.run_info,
-                schedule=self.schedule.to_dict() if self.schedule else None,
-                duration=parallel_duration(spec), order=[n.name for n in spec.nodes],
-                deadline=self.deadline, rejoin_timeout=self.rejoin_timeout, keys=self.keys)
+            registry = Registry(ctx, bind, run_config(
+                spec, self.schedule, self.run_info, duration=parallel_duration(spec),
+                deadline=self.deadline, rejoin_timeout=self.rejoin_timeout,
+                end_grace=END_GRACE), keys=self.keys)
         except zmq.ZMQError as exc:
             # A bus address that is not on this machine, or a port in use: the user's mistake,
             # told in one line (it was a ZeroMQ traceback that left the run folder behind).
@@ -162,7 +153,6 @@ class Launcher:
             stderr_line(f"catbus: run {self.run_id} (mode {spec.mode}) on {registry.endpoint}")
         security.announce(registry.endpoint, self.keys, spec.keys)   # open TCP bus: a warning
         self.registry, self.bus = registry, registry.endpoint
-        self.respawn.attach(registry)
         self.bus_ready.set()
         self._announce_remote(registry)
         # SIGTERM (kill, timeout, systemd, a CI runner) stops the run like Ctrl-C does. Left at its
@@ -177,7 +167,8 @@ class Launcher:
         try:
             for node in spec.nodes:
                 if not node.remote:
-                    self._spawn(node, registry.endpoint)
+                    self._start(registry, node.name, node_command(
+                        node, registry.endpoint, spec.import_path, self.node_keys))
             self._supervise(registry)
         finally:
             self._stop_children(registry)
@@ -189,9 +180,12 @@ class Launcher:
         return self._result(registry, time.monotonic() - began)
 
     # -- children -------------------------------------------------------------------------------
-    def _spawn(self, node: NodeSpec, bus: str) -> None:
-        self.children[node.name] = self.start_process(
-            node_command(node, bus, self.spec.import_path, self.node_keys))
+    def _start(self, registry: Registry, name: str, command: list[str]) -> None:
+        """Start a process of node ``name`` and tell the control plane its pid."""
+        process = self.start_process(command)
+        self.processes[process.pid] = process
+        self._carry_out(registry, registry.handle(ProcessStarted(name, process.pid,
+                                                                 time.monotonic())))
 
     def start_process(self, command: list[str]) -> subprocess.Popen:
         """Start a node process of this run: its own session (Ctrl-C reaches the launcher
@@ -221,34 +215,31 @@ class Launcher:
         progress = RunProgress(self.schedule, parallel_duration(spec), enabled=self.show_progress)
         try:
             while True:
-                for event in registry.poll(50):
-                    self.on_registry_event(registry, event)
+                self._carry_out(registry, registry.poll(50))
                 self._check_children(registry)
-                self.respawn.check_spares(registry)
-                self.respawn.tick(registry)
                 if self.failures:
-                    registry.stop(f"node {self.failures[0][0]} failed")
+                    self._notices_only(registry.stop(f"node {self.failures[0][0]} failed"))
                     return
                 if self.interrupted:
-                    registry.stop(f"interrupted ({_signal_label(self.signal)})")
+                    self._notices_only(registry.stop(
+                        f"interrupted ({_signal_label(self.signal)})"))
                     return
-                self._check_end_overdue(registry)
                 if not registry.started and time.monotonic() > started_by:
                     raise RunTimeout(self._startup_message(registry, limit))
-                if all(m.state in ("done", "failed") for m in registry.members.values()):
+                if registry.state.is_over():
                     return
                 progress.update(registry)
         finally:
             progress.close()
 
     def _startup_message(self, registry: Registry, limit: float) -> str:
-        missing = registry.missing()
+        missing = registry.state.missing()
         remote = [n for n in missing if self.spec.node(n).remote]
         if remote:
             commands = "; ".join(self.remote_commands(registry, remote))
             return (f"remote node(s) {', '.join(remote)} did not join within {limit:g} s; start "
                     f"each on its host with: {commands}")
-        waiting = registry.not_ready()
+        waiting = registry.state.not_ready()
         return (f"the run did not start within {limit:g} s; still waiting for: "
                 f"{', '.join(waiting) or 'nothing'}")
 
@@ -286,90 +277,75 @@ class Launcher:
                   file=sys.stderr)
         sys.stderr.flush()
 
-    def on_registry_event(self, registry: Registry, event: Any) -> None:
-        if self.respawn.on_event(registry, event):
-            return
-        if event.kind in ("lost", "back"):   # a link down, or back: said, not a failure
-            print(f"catbus: {event.message}", file=sys.stderr, flush=True)
-            return
-        if event.kind == "end" and self.ended_at is None:
-            self.ended_at = time.monotonic()
-        elif event.kind == "failed":
-            self.failures.append((event.node, event.message, event.detail))
-        elif event.kind == "timeout":
-            self.failures.append((event.node, event.message, ""))
+    def _carry_out(self, registry: Registry, instructions: list[Instruction]) -> None:
+        """Do what the control plane asks of this host: start or kill a process, tell the
+        user, note a failure."""
+        for instruction in instructions:
+            if isinstance(instruction, StartProcess):
+                self._start_replacement(registry, instruction)
+            elif isinstance(instruction, KillProcess):
+                process = self.processes.get(instruction.pid)
+                if process is not None and process.poll() is None:
+                    process.send_signal(signal.SIGKILL)   # ours, stuck or lost: restarted next
+            elif isinstance(instruction, Notice):
+                self._notice(instruction)
 
-    def _run_end(self, registry: Registry) -> tuple[float, str] | None:
-        """When a parallel run is over (monotonic time) and why; None if it is not known (not
-        started, stepped mode, or a run without duration that nobody ended)."""
-        if self.spec.mode != "parallel" or not registry.started:
-            return None
-        ends = []
-        duration = parallel_duration(self.spec)
-        if duration is not None:
-            ends.append((registry.started_at + registry.start_delay + duration,
-                         f"the run's {duration:g} s duration"))
-        if self.ended_at is not None:
-            ends.append((self.ended_at, f"the end of the episode ({registry.end_reason})"))
-        return min(ends) if ends else None
+    def _start_replacement(self, registry: Registry, order: StartProcess) -> None:
+        """A swap's replacement (checked against the launch file first: one that cannot work
+        starts nothing) or a restart's new process."""
+        if not order.restart:
+            problem = replacement_problem(self.spec, order.node, order.cls, order.params)
+            if problem is not None:
+                self._carry_out(registry, registry.handle(
+                    ProcessRefused(order.node, problem, time.monotonic())))
+                return
+        self._start(registry, order.node, replacement_command(
+            order.cls, order.node, registry.endpoint, self.spec.import_path, self.node_keys,
+            restart=order.restart))
 
-    def _check_end_overdue(self, registry: Registry) -> None:
-        """Fail the run, naming the stuck nodes, when a parallel run is over but a node has not
-        reported done ``END_GRACE`` seconds later (nodes stuck in a step first: the others are
-        usually waiting for them)."""
-        end = self._run_end(registry)
-        if end is None:
-            return
-        grace = min(END_GRACE, self.deadline)
-        now = time.monotonic()
-        if now < end[0] + grace:
-            return
-        stuck = [m for m in registry.running()
-                 if m.activity not in (CLOSING_STATE, AWAITING_CONTROLLER_STATE)
-                 and m.state in ("ready", "running")]
-        silent = [m for m in stuck if now - m.last_seen > 2 * HEARTBEAT_INTERVAL]
-        names = {m.name for m in stuck}
-        for member in silent + [m for m in stuck if m not in silent]:
-            late = f"still running {now - end[0]:.1f} s after {end[1]}"
-            last = f"(last report: {member.activity or 'none'})"
-            if member in silent:
-                why = (f"{late} and silent for {now - member.last_seen:.1f} s: stuck in a step "
-                       f"or message handler {last}")
-            else:
-                waiting = [p for p in registry.publishers_of(member) if p in names]
-                why = f"{late}, alive but not finishing" + (
-                    f": waiting for {', '.join(waiting)}" if waiting else "") + f" {last}"
-            self.failures.append((member.name, why, ""))
+    def _notice(self, notice: Notice) -> None:
+        kind = notice.kind
+        if kind is NoticeKind.FAILED:
+            self.failures.append((notice.node, notice.message, notice.detail))
+        elif kind is NoticeKind.SWAP_FAILED:
+            stderr_line(f"catbus: swap of {notice.node} failed: {notice.message}")
+        elif kind in (NoticeKind.LOST, NoticeKind.BACK, NoticeKind.SWAPPED,
+                      NoticeKind.RESTARTING):
+            stderr_line(f"catbus: {notice.message}")
+        elif kind is NoticeKind.SPLICED:
+            stderr_line(f"catbus: spliced episode: {notice.message} (its scores say so)")
+
+    def _notices_only(self, instructions: list[Instruction]) -> None:
+        """While stopping: what the plane says is still said; nothing new is started."""
+        for instruction in instructions:
+            if isinstance(instruction, Notice):
+                self._notice(instruction)
 
     def _check_children(self, registry: Registry) -> None:
-        for name, child in list(self.children.items()):
-            code = child.poll()
-            member = registry.members[name]
-            restarting = self.respawn.waiting_on_exit(name)
-            if code is None or (member.state in ("done", "failed") and not restarting):
+        """Tell the control plane of every process of ours that exited (what it meant -- a
+        node's failure, a swap's replacement gone, an old process leaving -- is its call)."""
+        for pid, process in list(self.processes.items()):
+            code = process.poll()
+            if code is None or pid in self.reported:
                 continue
-            # Give a dying node's last control messages (its traceback) a moment to arrive.
-            for event in registry.poll(200):
-                self.on_registry_event(registry, event)
-            restarting = self.respawn.waiting_on_exit(name)
-            if member.state in ("done", "failed") and not restarting:
-                continue
+            self.reported.add(pid)
+            owner = next((m for m in registry.members.values() if m.pid == pid), None)
+            if owner is not None and not owner.state.finished:
+                # Give a dying node's last control messages (its traceback) a moment to arrive.
+                self._carry_out(registry, registry.poll(200))
             how = (f"was killed by signal {-code}" if code < 0 else
                    f"exited on {signal.Signals(code - 128).name} (code {code})"
                    if code in (128 + signal.SIGINT, 128 + signal.SIGTERM) else
                    f"exited with code {code}")
-            if self.respawn.child_exited(registry, name, how):
-                continue
-            member.state = "failed"
-            why = self.respawn.failing.pop(name, None) or f"process {how} before the run ended"
-            self.failures.append((name, why, ""))
+            self._carry_out(registry, registry.handle(
+                ProcessExited(pid, how, time.monotonic(), time.time())))
 
     def _stop_children(self, registry: Registry) -> None:
         """Stop every child: stop message, SIGINT, SIGTERM, SIGKILL, each with a deadline."""
-        processes = [*self.children.values(), *self.respawn.processes()]
+        processes = list(self.processes.values())
         if not processes:
             return
-        registry.stop("the run is over")
+        self._notices_only(registry.stop("the run is over"))
         ladder = [(None, STOP_GRACE), (signal.SIGINT, SIGNAL_GRACE),
                   (signal.SIGTERM, SIGNAL_GRACE), (signal.SIGKILL, SIGNAL_GRACE)]
         for sig, grace in ladder:
@@ -384,36 +360,36 @@ class Launcher:
                         pass
             until = time.monotonic() + grace
             while time.monotonic() < until and any(c.poll() is None for c in alive):
-                for event in registry.poll(20):
-                    self.on_registry_event(registry, event)
+                self._notices_only(registry.poll(20))
         for child in processes:
             child.wait()
 
     # -- result ---------------------------------------------------------------------------------
     def _result(self, registry: Registry, wall: float) -> RunResult:
-        nodes = {m.name: dict(m.stats, state=m.state, pid=m.pid, host=m.host)
-                 for m in registry.members.values()}
-        for name, child in self.children.items():
-            # How each local process ended (negative: killed by that signal, e.g. -9 when the
-            # shutdown ladder had to use SIGKILL).
-            nodes[name]["returncode"] = child.returncode
-        scores = merge_reported({m.name: m.scores for m in registry.members.values()})
+        state = registry.state
+        nodes = {}
+        for member in state.members.values():
+            nodes[member.name] = dict(member.stats, state=member.state.value, pid=member.pid,
+                                      host=member.host)
+            process = self.processes.get(member.pid)
+            if process is not None:
+                # How its last process ended (negative: killed by that signal, e.g. -9 when the
+                # shutdown ladder had to use SIGKILL).
+                nodes[member.name]["returncode"] = process.returncode
+        scores = merge_reported({m.name: m.scores for m in state.members.values()})
+        records = dict(swaps=[*state.swaps, *state.rejoins], swap_failures=state.swap_failures,
+                       spliced=state.spliced, registry_malformed=registry.refused, scores=scores)
         if self.failures:
             name, message, detail = self.failures[0]
             raise NodeFailed(f"node {name} failed: {message}" + (f"\n{detail}" if detail else ""),
-                             result=RunResult(self.spec, nodes, wall, registry.end_reason,
-                                              failures=self.failures, scores=scores,
-                                              swaps=[*registry.swaps.done, *registry.rejoins],
-                                              swap_failures=registry.swaps.failed,
-                                              registry_malformed=registry.refused))
-        end_reason = registry.end_reason
+                             result=RunResult(self.spec, nodes, wall, state.end_reason,
+                                              failures=self.failures, **records))
+        end_reason = state.end_reason
         if end_reason is None and not self.interrupted and self.spec.bounded_by_max_steps \
                 and parallel_duration(self.spec) is not None:
             end_reason = max_steps_reason(self.spec.max_steps)
         return RunResult(self.spec, nodes, wall, end_reason, interrupted=self.interrupted,
-                         signal=self.signal, scores=scores, swaps=[*registry.swaps.done, *registry.rejoins],
-                         swap_failures=registry.swaps.failed,
-                         registry_malformed=registry.refused)
+                         signal=self.signal, **records)
 
 
 def _signal_label(signum: int | None) -> str:

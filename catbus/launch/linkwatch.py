@@ -12,14 +12,16 @@ descriptor it came on (``ZMQ_SRCFD``), so the watch maps one to the other.
 
 from __future__ import annotations
 
-import time
 from typing import Any, Callable
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+
 class LinkWatch:
-    """Connections of the registry's ROUTER socket, by descriptor, and whose they are."""
+    """Connections of the registry's ROUTER socket, by descriptor, and whose they are. Which
+    process a closed connection leaves without a link is the control plane's to judge (a
+    swap's old process closing its link is no loss)."""
 
     def __init__(self, socket: zmq.Socket,
                  on_handshake_failure: Callable[[dict], None] | None = None) -> None:
@@ -30,34 +32,29 @@ class LinkWatch:
             events |= zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
         self.monitor = socket.get_monitor_socket(events)
         self.on_handshake_failure = on_handshake_failure
-        #: descriptor -> (node name, routing id), from the last message each connection
-        #: carried: a closed connection counts only while it is the node's current process's
-        #: (an old process of a swap closing its link is no loss)
-        self.owner: dict[int, tuple[str, bytes]] = {}
-        #: node name -> monotonic time its connection closed (None: up)
-        self.down_since: dict[str, float] = {}
+        #: descriptor -> the routing id of the process whose message it last carried
+        self.owner: dict[int, bytes] = {}
 
-    def heard(self, name: str, identity: bytes, frame: Any) -> float | None:
-        """A control message of node ``name``'s process ``identity`` came in ``frame`` (a
-        ``zmq.Frame``): its connection is up. Returns how long it had been down, if it had."""
+    def heard(self, identity: bytes, frame: Any) -> None:
+        """A control message of process ``identity`` came in ``frame`` (a ``zmq.Frame``): note
+        the connection it came on."""
         try:
             fd = frame.get(zmq.SRCFD)
         except (zmq.ZMQError, AttributeError, TypeError):
-            fd = None
+            return
         if fd is not None:
-            self.owner[int(fd)] = (name, identity)
-        since = self.down_since.pop(name, None)
-        return None if since is None else time.monotonic() - since
+            self.owner[int(fd)] = identity
 
-    def update(self, current: Callable[[str], bytes | None]) -> None:
-        """Read the socket's connection events: call before reading its messages, so that a
-        descriptor closed and reused by a new connection is never taken for the new one's
-        (``current`` gives a name's current routing id)."""
+    def closed(self) -> list[bytes]:
+        """The processes whose connection closed since the last call. Call before reading the
+        socket's messages, so that a descriptor closed and reused by a new connection is never
+        taken for the new one's."""
+        gone = []
         while True:
             try:
                 event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
             except zmq.Again:
-                return
+                return gone
             kind = event["event"]
             if kind not in (zmq.EVENT_DISCONNECTED, zmq.EVENT_ACCEPTED):
                 if self.on_handshake_failure is not None and \
@@ -65,17 +62,8 @@ class LinkWatch:
                     self.on_handshake_failure(event)
                 continue
             owner = self.owner.pop(int(event["value"]), None)
-            if owner is None or kind != zmq.EVENT_DISCONNECTED:
-                continue
-            name, identity = owner
-            if current(name) == identity and name not in self.down_since:
-                self.down_since[name] = time.monotonic()
-
-    def is_down(self, name: str) -> bool:
-        return name in self.down_since
-
-    def forget(self, name: str) -> None:
-        self.down_since.pop(name, None)
+            if owner is not None and kind == zmq.EVENT_DISCONNECTED:
+                gone.append(owner)
 
     def close(self) -> None:
         self.monitor.close(0)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from catbus import params as params_mod
+from catbus.control.config import RestartPolicy
 from catbus.errors import ConfigError
 from catbus.launch.callbacks import callback_problems
 from catbus.launch.fieldcheck import SET, _absolute, _class_path_of, _is_int, _is_number, \
@@ -53,20 +54,6 @@ class NodeSpec:
     #: ``restart: on-failure``: a failed process is started again, at most ``max_restarts``
     #: times, after ``restart_backoff`` seconds (doubled each time).
     restart: RestartPolicy = field(default_factory=lambda: RestartPolicy())
-
-
-@dataclass(frozen=True)
-class RestartPolicy:
-    """What happens when a node's process fails (``restart``, ``max_restarts``,
-    ``restart_backoff`` in a launch file)."""
-
-    policy: str = "never"
-    max_restarts: int = 3
-    backoff: float = 0.5
-
-    @property
-    def enabled(self) -> bool:
-        return self.policy == "on-failure"
 
 
 # ------------------------------------------------------------------------------------------------

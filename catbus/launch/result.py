@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from catbus.control import describe, splice_line
 from catbus.launch.launchfile import LaunchSpec
 
 
@@ -59,6 +60,19 @@ class RunResult:
     #: swaps that failed (the old process went on): ``{node, message}``.
     swaps: list = field(default_factory=list)
     swap_failures: list = field(default_factory=list)
+    #: Nodes that went on mid-episode without their state (a restart, or a swap whose old
+    #: process died first): ``{node, tick, kind, state}``. A run with any is not one unbroken
+    #: episode, and :attr:`scores` says so (``spliced``).
+    spliced: list = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.spliced:
+            self.scores = dict(self.scores or {}, spliced=self.splice_note)
+
+    @property
+    def splice_note(self) -> str | None:
+        """``env restarted fresh at tick 2140; ...``, or None for an unbroken episode."""
+        return "; ".join(splice_line(entry) for entry in self.spliced) or None
 
     @property
     def malformed(self) -> dict[str, Any]:
@@ -92,7 +106,7 @@ class RunResult:
                        interrupted=self.interrupted, nodes=self.nodes,
                        record=str(self.record) if self.record else None, scores=self.scores,
                        malformed=self.malformed, swaps=self.swaps,
-                       swap_failures=self.swap_failures)
+                       swap_failures=self.swap_failures, spliced=self.spliced)
 
     def table(self) -> str:
         """Per node: steps, period, step-time percentiles, waiting, messages, losses.
@@ -133,11 +147,11 @@ class RunResult:
 
         if self.interrupted:
             title += ", interrupted"
-        from catbus.launch.swaps import describe
-
         lines.extend(describe(record) for record in self.swaps)
         lines.extend(f"swap of {failure['node']} failed: {failure['message']}"
                      for failure in self.swap_failures)
+        if self.spliced:
+            lines.append(f"spliced: {self.splice_note} (the scores are of a spliced episode)")
         refused = self.malformed
         if refused["total"]:
             parts = ([f"registry {refused['registry']}"] if refused["registry"] else []) + \

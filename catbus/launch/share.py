@@ -52,10 +52,15 @@ def check_only(spec: LaunchSpec, names: Sequence[str], bus: str | None) -> list[
 
 def run_share(spec: LaunchSpec, names: Sequence[str], bus: str, *,
               extra: Sequence[str] = ()) -> int:
-    """Start the named nodes against ``bus`` and wait for them; returns the exit code: 0 when
-    every node ended cleanly, else the first failure's code (Ctrl-C: 130, SIGTERM: 143, after
-    stopping every node gracefully)."""
-    nodes = check_only(spec, names, bus)
+    """Start the named nodes against ``bus`` and wait for them; returns the exit code (see the
+    README's table): 0 when every node ended cleanly, 1 if one failed (an error, or killed by a
+    signal) and its restart policy did not answer, 130/143 after Ctrl-C/SIGTERM, every node
+    stopped gracefully.
+
+    The nodes' ``restart: on-failure`` is applied here, on their own host: the owner's launcher
+    cannot start a process on this one. A process that fails is started again with
+    ``--restart`` after its backoff, and the run's registry lets the new one take its place."""
+    nodes = {node.name: node for node in check_only(spec, names, bus)}
     interrupted: list[int] = []
 
     def on_signal(signum: int, frame: object) -> None:
@@ -64,29 +69,59 @@ def run_share(spec: LaunchSpec, names: Sequence[str], bus: str, *,
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     env = dict(os.environ, CATBUS_PARENT_PID=str(os.getpid()))
     children: dict[str, subprocess.Popen] = {}
+    restarts: dict[str, int] = {}
+    due: dict[str, float] = {}   # name -> monotonic time its new process starts
+    failed: dict[str, str] = {}
+
+    def start(node: NodeSpec, *, restart: bool = False) -> None:
+        command = node_process_command(node.class_path, node.name, bus, spec.import_path,
+                                       [*extra, *(["--restart"] if restart else [])])
+        children[node.name] = subprocess.Popen(command, env=env, start_new_session=True,
+                                               stdin=subprocess.DEVNULL)
+        print(f"catbus: started node {node.name} (pid {children[node.name].pid}) for the "
+              f"run at {bus}" + (" again" if restart else ""), file=sys.stderr, flush=True)
+
     try:
-        for node in nodes:
-            command = node_process_command(node.class_path, node.name, bus, spec.import_path,
-                                           extra)
-            children[node.name] = subprocess.Popen(command, env=env, start_new_session=True,
-                                                   stdin=subprocess.DEVNULL)
-            print(f"catbus: started node {node.name} (pid {children[node.name].pid}) for the "
-                  f"run at {bus}", file=sys.stderr, flush=True)
-        while any(child.poll() is None for child in children.values()) and not interrupted:
+        for node in nodes.values():
+            start(node)
+        while not interrupted and not failed and (due or any(
+                child.poll() is None for child in children.values())):
+            for name, child in list(children.items()):
+                code = child.poll()
+                if code is None or code == 0 or name in due:
+                    continue
+                how = _how(code)
+                policy = nodes[name].restart
+                if policy.allows(restarts.get(name, 0)):
+                    delay = policy.delay(restarts.get(name, 0))
+                    restarts[name] = restarts.get(name, 0) + 1
+                    due[name] = time.monotonic() + delay
+                    print(f"catbus: node {name} {how}; restarting it in {delay:g} s (restart "
+                          f"{restarts[name]} of {policy.max_restarts})", file=sys.stderr,
+                          flush=True)
+                else:
+                    failed[name] = how
+            for name, when in list(due.items()):
+                if time.monotonic() >= when:
+                    del due[name]
+                    start(nodes[name], restart=True)
             time.sleep(0.05)
-        if interrupted:
-            _stop(children.values())
     finally:
         _stop(children.values())
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if interrupted:
         return 128 + interrupted[0]
-    codes = {name: child.returncode for name, child in children.items()}
-    failed = {name: code for name, code in codes.items() if code != 0}
-    for name, code in failed.items():
-        print(f"catbus: node {name} exited with code {code}", file=sys.stderr)
-    return next(iter(failed.values()), 0)
+    for name, child in children.items():
+        if child.returncode not in (0, None) and name not in failed:
+            failed[name] = _how(child.returncode)
+    for name, how in failed.items():
+        print(f"catbus: node {name} {how}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _how(code: int) -> str:
+    return f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
 
 
 def _stop(children: object) -> None:

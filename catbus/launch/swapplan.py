@@ -23,7 +23,7 @@ from catbus import params as params_mod
 from catbus.errors import ConfigError
 from catbus.launch.fieldcheck import _is_number, _unknown_key, _unknown_node_message
 from catbus.launch.nodespec import NodeSpec, import_node_class
-from catbus.topics import ALL_TOPICS
+from catbus.topics import ALL_TOPICS, topic_differences
 
 SWAP_KEYS = ("at", "node", "class", "params")
 
@@ -131,22 +131,6 @@ def replacement_params(spec: NodeSpec, node_class: type, class_path: str,
                               where=where, prefix=prefix)
 
 
-def topic_differences(inputs: set[str], their_inputs: set[str], outputs: set[str],
-                      their_outputs: set[str]) -> list[str]:
-    """What a replacement declares differently (``"inputs: lacks a; adds b"``), if anything:
-    a replacement must declare the same input and output names (the graph's topics do not
-    change mid-run)."""
-    differences = []
-    for what, mine, theirs in (("inputs", inputs, their_inputs),
-                               ("outputs", outputs, their_outputs)):
-        if mine != theirs:
-            missing, extra = sorted(mine - theirs), sorted(theirs - mine)
-            parts = ([f"lacks {', '.join(missing)}"] if missing else []) + (
-                [f"adds {', '.join(extra)}"] if extra else [])
-            differences.append(f"{what}: {'; '.join(parts)}")
-    return differences
-
-
 def fit_problem(spec: NodeSpec, node_class: type, params: Mapping[str, Any]) -> str | None:
     """Why ``node_class`` cannot take the place of ``spec`` (other declared inputs or outputs),
     or None."""
@@ -159,5 +143,4 @@ def fit_problem(spec: NodeSpec, node_class: type, params: Mapping[str, Any]) -> 
             f"{'; '.join(differences)}; a replacement must declare the same inputs and outputs")
 
 
-__all__ = ["ScheduledSwap", "parse_swaps", "replacement_params", "fit_problem", "swap_tick",
-           "topic_differences"]
+__all__ = ["ScheduledSwap", "parse_swaps", "replacement_params", "fit_problem", "swap_tick"]

@@ -36,8 +36,21 @@ def evaluate_file(path: str | os.PathLike[str] | Recording, **options: Any) -> d
     reported = reported_scores(recording)
     if reported and not recording.metadata.get("evaluators") and \
             all(value is None for value in options.values()):
-        return reported
-    return {**reported, **evaluator_scores(recording, **options)}
+        return _mark_spliced(recording, reported)
+    return _mark_spliced(recording, {**reported, **evaluator_scores(recording, **options)})
+
+
+def _mark_spliced(recording: Recording, scores: dict[str, Any]) -> dict[str, Any]:
+    """A recording of a spliced episode (a node went on mid-episode without its state) says so
+    beside its scores, as the run's result did: ``spliced: env restarted fresh at tick
+    2140``."""
+    from catbus.control import splice_line
+
+    spliced = recording.end_metadata.get("spliced")
+    if isinstance(spliced, list) and spliced:
+        scores = dict(scores, spliced="; ".join(
+            splice_line(entry) for entry in spliced if isinstance(entry, Mapping)))
+    return scores
 
 
 def reported_scores(path: str | os.PathLike[str] | Recording) -> dict[str, Any]:

@@ -315,7 +315,7 @@ def export(source: str | os.PathLike[str], out: str | os.PathLike[str], *, scene
     with open(tmp, "wb") as handle:
         writer = Writer(handle, compression=CompressionType.ZSTD)
         writer.start(profile="", library="catbus export")
-        for name, values in _raw_metadata(recording):
+        for name, values in recording.stored_metadata():
             writer.add_metadata(name, values)
         for topic, builder in builders.items():
             if topic == LOG_TOPIC:   # Foxglove's log panel reads channels of this schema
@@ -356,20 +356,6 @@ def export(source: str | os.PathLike[str], out: str | os.PathLike[str], *, scene
     tmp.replace(out_path)
     return {"channels": counts, "scene": scene_counts,
             "messages": sum(counts.values()) + sum(scene_counts.values())}
-
-
-def _raw_metadata(recording: Recording) -> list[tuple[str, dict[str, str]]]:
-    """The metadata records exactly as stored (names and string values)."""
-    from mcap.reader import SeekingReader
-    from mcap.records import Metadata
-
-    if recording.complete:
-        with open(recording.path, "rb") as handle:
-            records = list(SeekingReader(handle).iter_metadata())
-    else:
-        records = [r for r in recording._stream_records(emit_chunks=True)
-                   if isinstance(r, Metadata)]
-    return [(r.name, dict(r.metadata)) for r in records]
 
 
 def _json_text(value: Any) -> str:

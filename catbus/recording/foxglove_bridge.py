@@ -271,7 +271,7 @@ class BridgeThread:
 
         def make() -> Bridge | None:
             while not launcher.bus_ready.wait(0.1):
-                if thread._stopping.is_set():
+                if thread.stopping:
                     return None
             if launcher.bus is None:
                 return None
@@ -303,6 +303,14 @@ class BridgeThread:
     @property
     def bridge(self) -> Bridge | None:
         return self._bridge
+
+    @property
+    def stopping(self) -> bool:
+        """True once :meth:`stop` was called. The factory :meth:`for_launcher` builds waits for
+        the launcher's bus and looks at this between waits, so a run that ends (or fails)
+        before its bus is ready does not leave the thread waiting for a bus that never
+        comes."""
+        return self._stopping.is_set()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stopping.set()

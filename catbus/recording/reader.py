@@ -33,7 +33,9 @@ from mcap.stream_reader import CRCValidationError, StreamReader
 
 from catbus.wire import codec
 from catbus.errors import CatbusError
-from catbus.recording.mcap_layout import END_METADATA_NAME, JSON_KEYS, MESSAGE_ENCODING, METADATA_NAME
+from catbus.recording.mcap_layout import (CHANNEL_INCARNATION, CHANNEL_PUBLISHER,
+                                          END_METADATA_NAME, JSON_KEYS, MESSAGE_ENCODING,
+                                          METADATA_NAME)
 
 MCAP_MAGIC = b"\x89MCAP0\r\n"
 #: What a record cut short or damaged can raise while it is parsed (the mcap package has no single
@@ -69,8 +71,12 @@ class RecordedMessage:
     value: Any = field(compare=False, repr=False)
     data: bytes = field(repr=False)
     #: The process that published it: its node name and incarnation (1 for a node's first
-    #: process; more after a hot swap or a restart). None in recordings made before catbus
-    #: recorded them.
+    #: process; more after a hot swap or a restart), from the metadata of its channel (the
+    #: recorder keeps a channel per topic, publisher and incarnation). None in recordings made
+    #: before catbus recorded them. Recordings made while channels were kept per topic and
+    #: incarnation only name, on a topic several nodes publish (``catbus/stats``,
+    #: ``catbus/scores``, ``catbus/log``), the node that published there first; their payload's
+    #: ``node`` (``name`` for a log record) says who sent each.
     publisher: str | None = field(default=None, compare=False)
     incarnation: int | None = field(default=None, compare=False)
 
@@ -164,16 +170,30 @@ class Recording:
             publish_time = message.publish_time
             tick = publish_time // self.base_tick_ns if self.base_tick_ns else None
             metadata = channel.metadata or {}
-            incarnation = metadata.get("incarnation")
+            incarnation = metadata.get(CHANNEL_INCARNATION)
             yield RecordedMessage(topic=channel.topic, tick=tick,
                                   sim_time=publish_time / 1e9, log_time_ns=message.log_time,
                                   sequence=message.sequence, value=value, data=data,
-                                  publisher=metadata.get("publisher"),
+                                  publisher=metadata.get(CHANNEL_PUBLISHER),
                                   incarnation=int(incarnation) if incarnation and
                                   incarnation.isdigit() else None)
 
     def __iter__(self) -> Iterator[RecordedMessage]:
         return self.messages()
+
+    def stored_metadata(self) -> list[tuple[str, dict[str, str]]]:
+        """Every metadata record as stored: ``(name, {key: string value})`` in file order.
+
+        :attr:`metadata` and :attr:`end_metadata` are these decoded and merged by name; a tool
+        that copies a recording (``catbus export``) needs them as they are, also from a file
+        cut short (read then by a stream pass that skips chunks, which hold no metadata)."""
+        if self.complete:
+            with open(self.path, "rb") as handle:
+                records: Iterable[Any] = list(SeekingReader(handle).iter_metadata())
+        else:
+            records = self._stream_records(emit_chunks=True)
+        return [(record.name, dict(record.metadata)) for record in records
+                if isinstance(record, Metadata)]
 
     # -- reading --------------------------------------------------------------------------------
     def _has_footer(self) -> bool:
@@ -241,17 +261,10 @@ class Recording:
                 yield record
 
     def _read_metadata_records(self) -> dict[str, dict[str, Any]]:
-        """Metadata records by name: from the index when the file is complete, else by a stream
-        pass that skips chunks without decompressing them (chunks hold no metadata)."""
+        """Metadata records by name, decoded (see :meth:`stored_metadata`)."""
         found: dict[str, dict[str, Any]] = {}
-        if self.complete:
-            with open(self.path, "rb") as handle:
-                records: Iterable[Any] = list(SeekingReader(handle).iter_metadata())
-        else:
-            records = self._stream_records(emit_chunks=True)
-        for record in records:
-            if isinstance(record, Metadata):
-                found.setdefault(record.name, {}).update(_decode_metadata(record.metadata))
+        for name, values in self.stored_metadata():
+            found.setdefault(name, {}).update(_decode_metadata(values))
         return found
 
     def _decode(self, topic: str, message: Message, data: bytes) -> Any:

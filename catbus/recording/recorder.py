@@ -4,8 +4,11 @@ The recorder is an ordinary node subscribed to ``*`` with the ``all`` policy; th
 raw frames (``wants_raw``) in the order they must be written (stepped/inline: tick, then
 launch-file order, then sequence). File layout (see docs/design.md, "Recording (MCAP)"):
 
-* one channel per topic, ``message_encoding="catbus-msgpack"``, no schema, registered on the
-  topic's first message;
+* one channel per topic and publishing process -- (topic, publisher node, incarnation) -- with
+  ``message_encoding="catbus-msgpack"``, no schema, registered on its first message; the
+  channel's metadata names the publisher and incarnation, so every message's
+  ``RecordedMessage.publisher`` is the node that sent it, also on topics every node publishes
+  (``catbus/stats``, ``catbus/scores``, ``catbus/log``);
 * each message's ``data`` is :func:`catbus.wire.codec.record_bytes` of the received frames -- never
   decoded and re-encoded, so a recording holds exactly the bytes that travelled;
 * ``publish_time`` = sim time in ns (so ``tick = publish_time // base_tick_ns`` in
@@ -16,7 +19,11 @@ launch-file order, then sequence). File layout (see docs/design.md, "Recording (
   ``catbus.end`` with counts and the scores nodes reported (``scores``, merged as in
   ``RunResult.scores``), written at a clean close;
 * bookkeeping under ``catbus/``: everything the bus carries there except the chatty
-  ``catbus/progress``, plus one ``catbus/drops`` message written at close.
+  ``catbus/progress``, plus one ``catbus/drops`` message written at close. The nodes'
+  ``catbus/stats`` (each node's counters, sent as it leaves the run) are held back and written
+  at close, sorted by (tick, launch order, incarnation): they arrive after the last tick in an
+  order that depends on which node left first, and a recording must not (see
+  :meth:`Recorder.close`).
 
 Why these choices: a file must survive the recorder being killed (SIGKILL, power of a laptop lid),
 so data goes to the OS as soon as each chunk is complete (the file object is unbuffered) and chunks
@@ -28,11 +35,10 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
-
-import struct
+from typing import Any, Mapping, NamedTuple, Sequence
 
 from mcap._chunk_builder import ChunkBuilder
 from mcap.opcode import Opcode
@@ -42,9 +48,11 @@ from mcap.writer import CompressionType, Writer
 from catbus.wire import codec
 from catbus.node import Input, Node
 from catbus.params import Param
-from catbus.wire.protocol import DROPS_TOPIC, EVERY_TOPIC, PROGRESS_TOPIC, SCORES_TOPIC
+from catbus.wire.protocol import (DROPS_TOPIC, EVERY_TOPIC, PROGRESS_TOPIC, SCORES_TOPIC,
+                                  STATS_TOPIC, SWAP_TOPIC)
 
-from catbus.recording.mcap_layout import (END_METADATA_NAME, JSON_KEYS, MESSAGE_ENCODING,
+from catbus.recording.mcap_layout import (CHANNEL_INCARNATION, CHANNEL_PUBLISHER,
+                                          END_METADATA_NAME, JSON_KEYS, MESSAGE_ENCODING,
                                           METADATA_NAME, PROFILE)
 
 RUN_INFO_KEYS = ("launch", "seed", "mode", "base_tick_ns", "versions", "evaluators", "plotters")
@@ -68,6 +76,41 @@ def metadata_strings(values: Mapping[str, Any]) -> dict[str, str]:
             encoded.append(str(key))
     result[JSON_KEYS] = json.dumps(encoded)
     return result
+
+
+def launch_order(run_info: Mapping[str, Any]) -> dict[str, int]:
+    """Node name -> its place in the run's launch file, read from ``run_info["launch"]`` (the
+    launch document, YAML text or already a mapping); {} if there is none.
+
+    The recorder needs the order the runtime schedules by (tick, launch order) to write what
+    arrives out of schedule -- the nodes' ``catbus/stats`` -- in that order too, and the launch
+    document is the one place a node is told it (the same text the recording stores)."""
+    launch = run_info.get("launch")
+    if isinstance(launch, str):
+        import yaml
+
+        try:
+            launch = yaml.safe_load(launch)
+        except yaml.YAMLError:
+            return {}
+    nodes = launch.get("nodes") if isinstance(launch, Mapping) else None
+    if not isinstance(nodes, Mapping):
+        return {}
+    return {str(name): index for index, name in enumerate(nodes)}
+
+
+class _Held(NamedTuple):
+    """A message received but written only at close (see :meth:`Recorder.close`): the sort key
+    first, then what ``add_message`` needs."""
+
+    key: tuple[int, int, str, int, int]   # tick, launch order, node, incarnation, seq
+    topic: str
+    publisher: str
+    incarnation: int
+    log_time: int
+    publish_time: int
+    sequence: int
+    data: bytes
 
 
 class _DirectFile:
@@ -204,8 +247,10 @@ class Recorder(Node):
     # -- lifecycle ------------------------------------------------------------------------------
     def setup(self, params: dict[str, Any]) -> None:
         """Open the file and write the run's metadata before any message arrives."""
-        #: (topic, publisher incarnation) -> channel id
+        #: (topic, publisher, incarnation) -> channel id
         self._channels: dict[Any, int] = {}
+        #: catbus/stats messages, written at close in a fixed order (see close())
+        self._held: list[_Held] = []
         self._last_seq: dict[tuple[str, str], int] = {}
         self._received: dict[tuple[str, str], int] = {}
         self.drops_by_stream: dict[tuple[str, str], int] = {}
@@ -223,10 +268,13 @@ class Recorder(Node):
         self._tick_warned = False
         #: node -> its latest reported scores (from ``catbus/scores``)
         self.reported: dict[str, dict] = {}
+        #: nodes that went on mid-episode without their state (see :meth:`_keep_splice`)
+        self.spliced: list[dict[str, Any]] = []
         info = getattr(self, "run_info", None) or {}
         base = info.get("base_tick_ns")
         self._base_tick_ns = base if isinstance(base, int) and base > 0 else None
         self._check_ticks = info.get("mode") in ("stepped", "inline")
+        self._order = launch_order(info)
 
         self.path = Path(os.path.expanduser(str(params.get("path", "run.mcap"))))
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -257,25 +305,20 @@ class Recorder(Node):
         except codec.DecodeError:
             self.malformed += 1
             return
-        key = (topic, header.incarnation)
-        channel = self._channels.get(key)
-        if channel is None:
-            # One channel per topic and publishing process: after a hot swap or a restart the
-            # new process's messages go to a new channel of the same topic, whose metadata says
-            # which process it is (RecordedMessage.publisher / .incarnation).
-            channel = writer.register_channel(
-                topic=topic, message_encoding=MESSAGE_ENCODING, schema_id=0,
-                metadata={"publisher": header.publisher,
-                          "incarnation": str(header.incarnation)})
-            self._channels[key] = channel
         if topic == SCORES_TOPIC:
             self._keep_scores(payload, buffers)
+        elif topic == SWAP_TOPIC:
+            self._keep_splice(payload, buffers)
         # Header.unpack bounds sim_time (finite, within +-2**34 s), so this fits MCAP's u64.
         publish_time = min(max(0, round(header.sim_time * 1e9)), _UINT64)
         self._check_tick(topic, header, publish_time)
         self._last_publish_time = max(self._last_publish_time, publish_time)
-        writer.add_message(channel_id=channel, log_time=time.time_ns(),
-                           data=codec.record_bytes(payload, buffers),
+        if topic == STATS_TOPIC:
+            self._hold(topic, header, publish_time, codec.record_bytes(payload, buffers))
+            return
+        writer.add_message(channel_id=self._channel(writer, topic, header.publisher,
+                                                    header.incarnation),
+                           log_time=time.time_ns(), data=codec.record_bytes(payload, buffers),
                            publish_time=publish_time, sequence=header.seq & _UINT32)
         self.messages_written += 1
         if self._flush_interval > 0 and time.monotonic() - self._last_flush > self._flush_interval:
@@ -283,7 +326,16 @@ class Recorder(Node):
             self._last_flush = time.monotonic()
 
     def close(self) -> None:
-        """Write the drop report and the summary, and close the file. Safe to call twice."""
+        """Write the held-back ``catbus/stats``, the drop report and the summary, and close the
+        file. Safe to call twice.
+
+        Every node sends its ``catbus/stats`` as it leaves, after its last tick. Which node
+        leaves first depends on the machine, and so does where a stepped recorder delivers the
+        message: with the last tick (if it came before the last node's progress) or after it.
+        Written as they came, the same run gave its statistics in a different order from one
+        recording to the next. They are written here instead, once all have come, sorted by
+        (tick, launch order, incarnation): a fixed order, the schedule's.
+        """
         if self._closed:
             return
         self._closed = True
@@ -291,6 +343,7 @@ class Recorder(Node):
         file, self._file = self._file, None
         try:
             if writer is not None:
+                self._write_held(writer)
                 self._write_drops(writer)
                 from catbus.launch.result import merge_reported
 
@@ -300,13 +353,68 @@ class Recorder(Node):
                     "malformed_frames": self.inbox_malformed,
                     "registry_refused": self.registry_refused,
                     "closed_at_ns": time.time_ns(),
-                    "scores": merge_reported(getattr(self, "reported", {}))}))
+                    "scores": merge_reported(getattr(self, "reported", {})),
+                    "spliced": list(getattr(self, "spliced", []))}))
                 writer.finish()
         finally:
             if file is not None:
                 file.close()
 
     # -- helpers --------------------------------------------------------------------------------
+    def _channel(self, writer: Writer, topic: str, publisher: str, incarnation: int) -> int:
+        """The channel of ``topic`` as published by process ``incarnation`` of node
+        ``publisher``, registered on its first message.
+
+        One channel per (topic, publisher, incarnation): the channel's metadata is the only
+        place a message's sender is stored, so a channel shared by two nodes (every node
+        publishes ``catbus/stats``, ``catbus/scores``, ``catbus/log``) would name one of them
+        for both; and after a hot swap or a restart the new process's messages go to a new
+        channel of the same topic, whose metadata says which process it is
+        (``RecordedMessage.publisher`` / ``.incarnation``).
+        """
+        key = (topic, publisher, incarnation)
+        channel = self._channels.get(key)
+        if channel is None:
+            channel = writer.register_channel(
+                topic=topic, message_encoding=MESSAGE_ENCODING, schema_id=0,
+                metadata={CHANNEL_PUBLISHER: publisher, CHANNEL_INCARNATION: str(incarnation)})
+            self._channels[key] = channel
+        return channel
+
+    def _hold(self, topic: str, header: codec.Header, publish_time: int, data: bytes) -> None:
+        """Keep a message to be written at close, in schedule order (see :meth:`close`). Nodes
+        missing from the launch document (none in a run catbus launched) sort after the others,
+        by name."""
+        place = self._order.get(header.publisher, len(self._order))
+        self._held.append(_Held((header.tick, place, header.publisher, header.incarnation,
+                                 header.seq), topic, header.publisher, header.incarnation,
+                                time.time_ns(), publish_time, header.seq & _UINT32, data))
+
+    def _write_held(self, writer: Writer) -> None:
+        """Write the held-back messages sorted by their key (tick, launch order, node,
+        incarnation, seq), then bytes: two messages with one key (a resent or forged frame)
+        must not fall back on arrival order either."""
+        held = sorted(getattr(self, "_held", ()), key=lambda message: (message.key, message.data))
+        self._held = []
+        for message in held:
+            writer.add_message(channel_id=self._channel(writer, message.topic, message.publisher,
+                                                        message.incarnation),
+                               log_time=message.log_time, data=message.data,
+                               publish_time=message.publish_time, sequence=message.sequence)
+            self.messages_written += 1
+
+    def _keep_splice(self, payload: bytes | memoryview, buffers: Sequence[Any]) -> None:
+        """A ``catbus/swap`` event of a node that went on without its state -- restarted
+        fresh, or swapped after its process died -- makes the episode a spliced one:
+        ``catbus.end`` lists it, and ``catbus eval`` says so beside the scores."""
+        value = codec.decode_payload(payload, buffers)
+        if not isinstance(value, Mapping) or value.get("state") != "fresh":
+            return
+        if value.get("kind") == "restart" or (value.get("kind") == "swap"
+                                              and value.get("old_died")):
+            self.spliced.append({"node": str(value.get("node", "")), "tick": value.get("tick"),
+                                 "kind": str(value.get("kind")), "state": "fresh"})
+
     def _keep_scores(self, payload: bytes | memoryview, buffers: Sequence[Any]) -> None:
         """A node's ``catbus/scores`` message: keep its newest score set for ``catbus.end``."""
         try:
@@ -404,5 +512,5 @@ class Recorder(Node):
         return "catbus"
 
 
-__all__ = ["Recorder", "metadata_strings", "MESSAGE_ENCODING", "METADATA_NAME",
+__all__ = ["Recorder", "metadata_strings", "launch_order", "MESSAGE_ENCODING", "METADATA_NAME",
            "END_METADATA_NAME", "DROPS_TOPIC", "PROGRESS_TOPIC", "JSON_KEYS"]

@@ -27,7 +27,12 @@ class Difference:
 
 
 def channel_sequences(path: str | Path) -> dict[str, list[tuple[int | None, bytes]]]:
-    """``{topic: [(tick, data), ...]}`` for every channel outside ``catbus/``."""
+    """``{topic: [(tick, data), ...]}`` for every topic outside ``catbus/``, in file order.
+
+    Keyed by topic, not by MCAP channel: the recorder keeps a channel per (topic, publisher,
+    incarnation), and which channels a topic has says which processes published it, not what
+    they published -- a hot swap adds one in both modes, but a file from an older recorder
+    (channels per topic and incarnation) would otherwise never compare equal to a new one."""
     sequences: dict[str, list[tuple[int | None, bytes]]] = {}
     for message in Recording(path).messages():
         if not message.topic.startswith("catbus/"):

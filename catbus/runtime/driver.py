@@ -19,6 +19,7 @@ Stricter behaviour wins everywhere:
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from catbus import params as params_mod
@@ -34,6 +35,37 @@ _perf_counter = time.perf_counter
 #: ``publish(topic, value, tick, sim_time, through)``: encode and send one message. ``through``
 #: (stepped mode) is the progress the message carries for its topic, else None.
 Publish = Callable[[str, Any, int, float, "int | None"], None]
+
+
+@dataclass(frozen=True, slots=True)
+class StepOutcome:
+    """What one call of the node (:meth:`NodeDriver.step`, :meth:`NodeDriver.deliver`) did that
+    its runner must act on.
+
+    ``carried``: the step's data told every neighbour our progress (stepped mode), so no
+    ``catbus/progress`` is needed for the tick. ``ended``: the reason the node gave to
+    :meth:`~catbus.node.Node.end_episode` in this call, or None.
+
+    Why a value rather than the runner reading the node: the node's private fields stay the
+    driver's business, and every runner (both process loops, ``inline``) learns of an end the
+    same way. Immutable, and for calls that do not end the episode one of two preallocated
+    constants (:data:`CARRIED`, :data:`NOT_CARRIED`): the step path allocates nothing.
+    """
+
+    carried: bool
+    ended: str | None = None
+
+    def __bool__(self) -> bool:
+        # step() used to return the bare ``carried`` bool; an outcome is always truthy, so a
+        # caller still testing it as one would silently never send progress.
+        raise TypeError("a StepOutcome has no truth value: test .carried or .ended")
+
+
+#: A step that did not end the episode and whose data carried our progress to every neighbour.
+CARRIED = StepOutcome(True)
+#: A step (or a delivery) that did not end the episode and left progress to tell (parallel and
+#: inline: always, their data carries no progress).
+NOT_CARRIED = StepOutcome(False)
 
 
 class OutputError(CatbusError):
@@ -61,7 +93,12 @@ class NodeDriver:
         self.node: Node | None = None
         #: The last tick this node has completed, everything it publishes for it sent (-1:
         #: none). What its final progress may claim, never more (see lockstep.final_through).
+        #: Kept by :meth:`step` and :meth:`deliver` (and :meth:`continue_from`), not the runners.
         self.completed = -1
+        #: The reason the node ended the episode with, once a call has reported it in its
+        #: :class:`StepOutcome` (None: not ended). A node's end request stays set, so this is
+        #: how a later call knows the end is not news.
+        self.ended: str | None = None
         self._send = publish
         #: Stepped: for each neighbour, the topics of ours it reads; None where data never
         #: carries progress (parallel, inline). See :meth:`plan_carrying`.
@@ -87,6 +124,7 @@ class NodeDriver:
         node = self.node_class()
         node.bind(self.name, seed, self.period, dict(run_info))
         self.node = node
+        self.ended = None   # a new node (a swap's, inline) has asked for no end yet
         if log_level is not None:
             from catbus.runtime.logs import LogPublisher
 
@@ -181,10 +219,15 @@ class NodeDriver:
 
     # -- stepping -------------------------------------------------------------------------------
     def step(self, tick: int, t: float, inputs: dict[str, Any],
-             through: int | None = None) -> bool:
-        """Step the node at ``(tick, t)`` and publish what it returns. With ``through``, every
-        message carries that progress for its topic; returns whether that told every neighbour
-        everything (else the caller sends ``catbus/progress``)."""
+             through: int | None = None) -> StepOutcome:
+        """Step the node at ``(tick, t)`` and publish what it returns. With ``through``
+        (stepped), every message carries that progress for its topic and the step completes
+        the ticks through it; without, it completes ``tick``.
+
+        Returns what the runner must act on: whether the data told every neighbour everything
+        (else it sends ``catbus/progress``), and the end of the episode if the node asked for
+        it in this call (the runner then ends the episode at ``tick``). Allocates nothing
+        unless the episode ends: this is every node's hot path."""
         stats = self.stats
         node = self.node
         stats.state = f"stepping tick {tick}"
@@ -198,18 +241,43 @@ class NodeDriver:
         stats.tick = tick
         if node._scores_changed:
             self._publish_scores(tick, t)
-        if node._end_requested is not None:
-            # The end travels in its own progress message, together with the end tick: a peer
-            # that learnt "complete through this tick" from a data header without the end could
-            # already step the next tick.
-            through = None
-        return self.publish(outputs, tick, t, through)
+        if node._end_requested is None:
+            carried = self.publish(outputs, tick, t, through)
+            # Only now: an output that cannot be sent raises above, and the tick is not done.
+            self.completed = tick if through is None else through
+            return CARRIED if carried else NOT_CARRIED
+        # The end travels in its own progress message, together with the end tick: a peer
+        # that learnt "complete through this tick" from a data header without the end could
+        # already step the next tick. So the data carries no progress, and the node has
+        # completed the end tick only (never the rest of its period: there is none).
+        self.publish(outputs, tick, t, None)
+        self.completed = tick
+        return self._end_outcome()
 
-    def deliver(self, messages: Iterable[Received]) -> None:
+    def _end_outcome(self) -> StepOutcome:
+        """The outcome of a call after which the node's end request is set: the end, the first
+        time it is seen (the call that asked for it), else nothing new."""
+        if self.ended is not None:
+            return NOT_CARRIED
+        self.ended = self.node._end_requested
+        return StepOutcome(False, self.ended)
+
+    def continue_from(self, tick: int) -> None:
+        """A process taking over mid-run (hot swap, restart) steps ``tick`` first: its
+        predecessor completed every tick before it, so its final progress may claim them."""
+        self.completed = tick - 1
+
+    def deliver(self, messages: Iterable[Received], through: int | None = None) -> StepOutcome:
         """Hand received messages, in the order given, to ``on_message`` (decoded; one that
         cannot be decoded is counted in ``inbox.malformed`` and skipped, never fatal) or, for a
-        node that wants raw frames, to ``on_raw``; publish what ``on_message`` returns."""
+        node that wants raw frames, to ``on_raw``; publish what ``on_message`` returns.
+
+        ``through`` (stepped): the messages are everything up to that tick, which this call
+        then completes; without, it completes the tick of the last message handled. Returns
+        :data:`NOT_CARRIED`, or the end of the episode if the node asked for it in this call
+        (at the tick it has completed)."""
         node = self.node
+        stats = self.stats
         began = time.perf_counter()
         header = None
         self.running = True
@@ -235,9 +303,15 @@ class NodeDriver:
                     self._publish_scores(header.tick, header.sim_time)
                 if outputs:
                     self.publish(outputs, header.tick, header.sim_time)
-        self.stats.record_step(time.perf_counter() - began)
-        if header is not None:
-            self.stats.tick = header.tick
+        stats.record_step(time.perf_counter() - began)
+        if through is not None:
+            stats.tick = through
+        elif header is not None:
+            stats.tick = header.tick
+        self.completed = stats.tick
+        if node._end_requested is None:
+            return NOT_CARRIED
+        return self._end_outcome()
 
     # -- publishing -----------------------------------------------------------------------------
     def plan_carrying(self, reads_from_me: Iterable[frozenset[str]]) -> None:

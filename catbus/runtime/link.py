@@ -189,20 +189,42 @@ class ProcessLink:
                             everything=inbox.wildcard)
         ready_sent = False
         while self.started is None:
+            self.stats.state = self._waiting_for(ready_sent)
             self.service(100)
             if (self.graph_complete and not ready_sent
                     and self.peers.neighbours <= self.data.hellos and self._heard_enough()):
                 self.send(msg.Ready())
                 ready_sent = True
 
+    def _unanswered(self) -> set[str]:
+        """The neighbours that have not yet answered our hello (see :meth:`_heard_enough`)."""
+        return self.peers.neighbours - set(self.inbox.progress)
+
     def _heard_enough(self) -> bool:
         """A process joining a run going on (hot swap, restart) is ready once every neighbour
         has sent it something: each answers our hello with its progress (and what it retains),
         so from then on nothing it sends is lost to us, and we know how far it has heard from
         us (``heard``). At the start of a run there is nothing to wait for."""
-        if not self.joining:
-            return True
-        return self.peers.neighbours <= set(self.inbox.progress)
+        return not self.joining or not self._unanswered()
+
+    def _waiting_for(self, ready_sent: bool) -> str:
+        """What :meth:`connect_and_wait_start` waits for, naming the neighbours: heartbeats
+        carry it to the registry as the node's activity, so that a replacement that never gets
+        ready (a hot swap, a restart) fails naming the neighbour it waits for, and ``catbus node
+        list`` shows it."""
+        prefix = "joining: " if self.joining else ""
+        if not self.graph_complete:
+            return prefix + "waiting for the graph"
+        if not ready_sent:
+            missing = self.peers.neighbours - self.data.hellos
+            if missing:
+                return f"{prefix}waiting for the hellos of {', '.join(sorted(missing))}"
+            unanswered = self._unanswered() if self.joining else None
+            if unanswered:
+                return f"{prefix}waiting for hello answers from {', '.join(sorted(unanswered))}"
+        # A swap's replacement starts with the registry's takeover, everyone else with start.
+        return prefix + ("waiting for the takeover" if self.joining == "swap"
+                         else "waiting for the start")
 
     def wait_until_started(self) -> None:
         """Handle I/O until the start time the registry gave (its start delay)."""
@@ -234,6 +256,29 @@ class ProcessLink:
             return
         self.data.send_retained()
         self.data.announce({name: self.inbox.through(name) for name in set(names)})
+
+    @property
+    def restarting(self) -> bool:
+        """This process starts as a restarted one does: with no handed-over state, after the
+        last tick every reader heard from its predecessor. True for a restart, and for a swap's
+        replacement whose old process died before it handed over (a takeover of kind
+        ``restart``: the user asked for a swap, but there is nothing to take over)."""
+        takeover = self.takeover
+        if takeover is not None:
+            return takeover.kind == "restart"
+        return self.joining == "restart"
+
+    def episode_ended(self, tick: int, reason: str) -> None:
+        """This node ended the episode at ``tick`` (its ``end_episode``; the tick is completed
+        and its data sent). The one way every process loop ends an episode: remember why (the
+        ``done`` reports it) and where (the earliest end known wins, as for the registry's
+        ``end``), and tell the peers in a ``catbus/progress`` of its own with the end tick --
+        never only by data headers: a peer that learnt "complete through this tick" without the
+        end could step past it (``docs/design.md``, "Lockstep by progress")."""
+        self.stop_reason = reason
+        if self.end_tick is None or tick < self.end_tick:
+            self.end_tick = tick
+        self.data.publish_progress(tick, tick, self.end_tick, False)
 
     def hand_over(self, next_tick: int, snapshot: bytes | None) -> None:
         """Hot swap, in the old process, between two steps: tell the registry where this node

@@ -64,6 +64,8 @@ class NodeRuntime:
         self.log_level = log_level
         #: ``catbus node --replace``: take over from the running process of this name.
         self.replace = replace
+        #: ``catbus node --restart``: the running process of this name died; take its place.
+        self.restart = False
         #: ``--data-ports FIRST-LAST``: bind the data socket in this port range (TCP).
         self.data_ports: tuple[int, int] | None = None
         #: The launcher's pid for a node it started: if it changes, the launcher is gone.
@@ -150,7 +152,7 @@ class NodeRuntime:
             host=socket.gethostname(), cls=self.class_path, period=self.period,
             inputs=[[b.declared, b.topic, b.policy] for b in self.inputs],
             outputs=[list(o) for o in self.outputs], params=self.given_params,
-            protocol=PROTOCOL_VERSION, replace=self.replace))
+            protocol=PROTOCOL_VERSION, replace=self.replace, restart=self.restart))
         terms = RunTerms.from_welcome(link.wait_for(msg.Welcome), params=self.given_params,
                                       inputs=self.inputs, outputs=self.outputs,
                                       declared_params=self.node_class.params)
@@ -172,11 +174,17 @@ class NodeRuntime:
     def _take_over(self, terms: RunTerms) -> None:
         """Before the first step of a process that replaces another: go on with the old one's
         sequence numbers and state (a swap), and arrange to tell the registry -- and the
-        recording, on ``catbus/swap`` -- once the first step is done."""
+        recording, on ``catbus/swap`` -- once the first step is done.
+
+        A takeover of kind ``restart`` (the old process died before it handed over) has no
+        state or sequence numbers to go on with: the process starts as a restarted one does
+        (fresh numbers, which readers take for a new publisher; in parallel the cycle due now,
+        in stepped where its readers stopped hearing the old one: ``stepped.first_tick``)."""
         link, driver = self.link, self.driver
         takeover = link.takeover
+        old_died = takeover is not None and takeover.kind == "restart"
         restored = False
-        if takeover is not None:
+        if takeover is not None and not old_died:
             link.data.seq.update(takeover.seq)
             restored = driver.restore(takeover.snapshot)
             if terms.mode == "parallel" and terms.period:
@@ -184,6 +192,12 @@ class NodeRuntime:
                 link.started = time.monotonic() - takeover.tick * terms.period
         sim_time = (terms.schedule.sim_time if terms.schedule is not None
                     else lambda tick: tick * (terms.period or 0.0))
+        # What the user asked for names the event: a swap stays a swap when its old process
+        # died first (``old_died`` says so), a restart is a restart.
+        if takeover is None:
+            kind = "restart"
+        else:
+            kind = "swap" if old_died else takeover.kind
 
         def first_step_done(tick: int) -> None:
             link.after_first_step = None
@@ -192,13 +206,15 @@ class NodeRuntime:
             gap = None
             if terms.mode == "parallel" and takeover is not None and takeover.last_publish:
                 gap = max(0.0, first - takeover.last_publish)
-            event = {"node": self.name, "kind": takeover.kind if takeover else "restart",
+            event = {"node": self.name, "kind": kind,
                      "tick": tick, "sim_time": sim_time(tick),
                      "old": dict(takeover.old) if takeover else {},
                      "new": {"incarnation": data.incarnation, "pid": os.getpid(),
                              "host": socket.gethostname(), "class": self.class_path},
                      "params": driver.params, "state": "restored" if restored else "fresh",
                      "gap": gap}
+            if old_died:
+                event["old_died"] = True
             data.publish(SWAP_TOPIC, event, tick, sim_time(tick), None)
             link.send(msg.Swapped(tick=tick, first_publish=first, restored=restored))
 

@@ -54,9 +54,12 @@ class Register:
     params: dict = field(default_factory=dict)
     #: The protocol version the node speaks; absent means a node from before versioning (1).
     protocol: int = 1
-    #: Take over from the running process of this name (hot swap, ``catbus node --replace``),
-    #: or, if that one failed, restart it; ``params`` are then the swap's overrides.
+    #: Take over from the running process of this name (hot swap, ``catbus node --replace``);
+    #: ``params`` are then the swap's overrides.
     replace: bool = False
+    #: The running process of this name died and this one takes its place (its host's restart
+    #: policy: ``catbus launch --only``); it starts where its readers stopped hearing.
+    restart: bool = False
 
 
 @dataclass(frozen=True)

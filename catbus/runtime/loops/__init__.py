@@ -1,7 +1,10 @@
 """The run loops of a node process, one per way of running, chosen once before the first step.
 
 Each is a function ``(link, driver, run) -> None`` that returns when the node's part of the run
-is over (the end of the run, the end of the episode) and raises when it is told to stop. The
+is over (the end of the run, the end of the episode) and raises when it is told to stop. A loop
+learns that its node ended the episode from the driver's
+:class:`~catbus.runtime.driver.StepOutcome`, never from the node, and ends it the one way every
+loop does, :meth:`~catbus.runtime.link.ProcessLink.episode_ended`. The
 process lifecycle around them is :mod:`catbus.runtime.process`; ``inline`` has its own loop
 (:mod:`catbus.launch.inline`) over the same :class:`~catbus.runtime.driver.NodeDriver`.
 """

@@ -18,7 +18,6 @@ def run_periodic(link: ProcessLink, driver: NodeDriver, duration: float | None) 
     start = link.started
     period = driver.period
     inbox = driver.inbox
-    node = driver.node
     stats = driver.stats
     # A process joining mid-run (hot swap, restart) goes on with the run's cycles: the next
     # one due from now, so that ticks keep counting periods since the run's start.
@@ -55,14 +54,11 @@ def run_periodic(link: ProcessLink, driver: NodeDriver, duration: float | None) 
             continue   # resumed: the replacement failed; the cycles missed count as overruns
         if reads:
             link.drain_data()
-        driver.step(cycle, now - start, inbox.take_latest())
-        driver.completed = cycle
+        outcome = driver.step(cycle, now - start, inbox.take_latest())
         if link.after_first_step is not None:
             link.after_first_step(cycle)
-        if node._end_requested is not None:
-            link.stop_reason = node._end_requested
-            link.end_tick = cycle
-            link.data.publish_progress(cycle, cycle, cycle, False)
+        if outcome.ended is not None:
+            link.episode_ended(cycle, outcome.ended)
             return
         cycle += 1
         # No keep_alive here: both ways around the loop call service, which does it.
@@ -81,7 +77,6 @@ def run_reactive(link: ProcessLink, driver: NodeDriver, duration: float | None) 
     link.wait_until_started()
     start = link.started
     publishers = link.peers.publishers
-    node = driver.node
     inbox = driver.inbox
     sub = link.data.sub
     add = inbox.add_frames
@@ -107,16 +102,12 @@ def run_reactive(link: ProcessLink, driver: NodeDriver, duration: float | None) 
         if link.retire_requested:
             link.hand_over(driver.stats.tick + 1, driver.snapshot())
         if inbox.raw:
-            deliver(inbox.take_raw_all())
-            driver.completed = driver.stats.tick
+            outcome = deliver(inbox.take_raw_all())
             if link.after_first_step is not None:
-                link.after_first_step(driver.stats.tick)
-            if node._end_requested is not None:
-                # Ends now, like a periodic node: our peers see the end in our final
-                # progress, the registry relays it to everyone (done{end, end_tick}).
-                link.stop_reason = node._end_requested
-                if link.end_tick is None:
-                    link.end_tick = driver.stats.tick
+                link.after_first_step(driver.completed)
+            if outcome.ended is not None:
+                # Ends now, at the tick of the message it ended on, like a periodic node.
+                link.episode_ended(driver.completed, outcome.ended)
                 return
         if not check:
             continue

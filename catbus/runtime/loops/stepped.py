@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 
-from catbus.runtime.driver import NodeDriver
+from catbus.runtime.driver import CARRIED, NodeDriver
 from catbus.runtime.link import STEPPED_WAIT_MS, ProcessLink
 from catbus.runtime.lockstep import (frontier, input_limits, known_end, ready,
                                      reporting_interval, requirements, retain_horizon)
@@ -39,21 +39,26 @@ def prepare(link: ProcessLink, driver: NodeDriver, schedule: Schedule, first_tic
         offsets = input_limits(driver.name, link.peers, schedule)
         driver.inbox.resume_after({topic: first_tick - k + off for topic, off in offsets.items()},
                                   first_tick - 1)
-        driver.completed = first_tick - 1
+        driver.continue_from(first_tick)
 
 
 def first_tick(link: ProcessLink, schedule: Schedule, name: str) -> int:
     """Where this process starts: 0, or for a process taking over mid-run the tick its
-    predecessor would have stepped next (a hot swap's ``takeover``), or for a restarted one
-    the tick after the last one every reader has received from its predecessor (the ``heard``
-    of its neighbours' answers; the registry's guess if none reads it), on its period's grid."""
-    if link.takeover is not None:
-        return link.takeover.tick
-    if link.joining != "restart":
-        return 0
+    predecessor would have stepped next (a hot swap's ``takeover``), or for one that starts as
+    a restarted process does (a restart, or a swap whose old process died before it handed
+    over: :attr:`~catbus.runtime.link.ProcessLink.restarting`) the tick after the last one
+    every reader has received from its predecessor (the ``heard`` of its neighbours' answers;
+    the registry's guess if none reads it), on its period's grid."""
+    takeover = link.takeover
+    if not link.restarting:
+        return 0 if takeover is None else takeover.tick
     readers = [peer for peer in link.peers.subscribers if peer in link.inbox.heard]
     heard = [link.inbox.heard[peer].get(name, -1) for peer in readers]
-    tick = min(heard) + 1 if heard else link.start_tick
+    if heard:
+        tick = min(heard) + 1
+    else:
+        # A restart's guess comes with its start; a dead swap's with its takeover (-1: none).
+        tick = link.start_tick if takeover is None else max(0, takeover.tick)
     k = schedule.period_ticks(name) or 1
     return -(-tick // k) * k
 
@@ -85,7 +90,6 @@ def run_periodic(link: ProcessLink, driver: NodeDriver, schedule: Schedule,
     inbox = driver.inbox
     progress = inbox.progress
     stats = driver.stats
-    node = driver.node
     offsets = input_limits(name, link.peers, schedule)
     needs = requirements(name, link.peers, schedule)
     sim_time = sim_time_function(schedule)
@@ -111,15 +115,12 @@ def run_periodic(link: ProcessLink, driver: NodeDriver, schedule: Schedule,
         stats.wait_time += time.perf_counter() - waited
         inputs = inbox.take_by_tick({topic: tick + off for topic, off in offsets.items()})
         through = schedule.completes_through(name, tick)
-        carried = driver.step(tick, sim_time(tick), inputs, through)
-        if node._end_requested is not None:
-            link.stop_reason = node._end_requested
-            link.end_tick = driver.completed = tick
-            publish_progress(tick, tick, tick, False)
-            return
-        if not carried:
+        outcome = driver.step(tick, sim_time(tick), inputs, through)
+        if outcome is not CARRIED:   # the common case (flat_evade) tests one identity only
+            if outcome.ended is not None:
+                link.episode_ended(tick, outcome.ended)
+                return
             publish_progress(tick, through, None, False)
-        driver.completed = through
         if link.after_first_step is not None:
             link.after_first_step(tick)
         tick += k
@@ -153,8 +154,10 @@ def run_reactive(link: ProcessLink, driver: NodeDriver, schedule: Schedule) -> N
         reachable = frontier([through(p) for p in publishers],
                              known_end(last, link.end_tick, inbox.end))
         if reachable > done:
-            driver.deliver(inbox.take_raw_through(reachable))
-            done = driver.completed = stats.tick = reachable
+            # A reactive node's end_episode does not end a stepped run: its publishers may
+            # already be up to WINDOW ticks further, so no tick could be the same for all.
+            driver.deliver(inbox.take_raw_through(reachable), reachable)
+            done = reachable
             if link.after_first_step is not None:
                 link.after_first_step(done)
             if done - reported >= report_every:
@@ -167,4 +170,4 @@ def run_reactive(link: ProcessLink, driver: NodeDriver, schedule: Schedule) -> N
         stats.state = "waiting for the final progress of every node"
         while not inbox.all_final(publishers):
             link.receive_one()
-        driver.deliver(inbox.take_raw_through(done))
+        driver.deliver(inbox.take_raw_through(done), done)

@@ -1,0 +1,401 @@
+"""The run's control plane: membership, start, end, swaps, restarts, lost links and liveness, as
+one state machine with no socket and no clock (``docs/design.md``, "Control plane").
+
+Events go in (:mod:`catbus.control.events`: a control message received, a heartbeat tick, a
+closed link, a process started, refused or exited, a stop), instructions come out
+(:mod:`catbus.control.instructions`: send this message, start or kill that process, tell the
+user this). One handler per event type, one per control message type, dispatched by table. The
+registry (:mod:`catbus.launch.registry`) decodes messages and carries out ``Send``; the launcher
+(:mod:`catbus.launch.launcher`) starts and kills processes and acts on notices. Everything here
+can be driven by a test, event by event, without a process.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from catbus.control.config import RunConfig
+from catbus.control.events import (Event, LinkClosed, ProcessExited, ProcessRefused,
+                                   ProcessStarted, Received, StopRun, Tick)
+from catbus.control.instructions import Instruction, Outbox
+from catbus.control.kinds import MemberState, NoticeKind, Phase, SwitchKind
+from catbus.control.liveness import Liveness, Verdict
+from catbus.control.members import Member, Process
+from catbus.control.membership import Membership
+from catbus.control.restarts import Restarts
+from catbus.control.state import RunState
+from catbus.control.swaps import Swaps, describe
+from catbus.control.switch import Switch
+from catbus.wire import messages as msg
+
+
+class ControlPlane:
+    """One run's control plane. ``handle(event)`` returns the instructions it leads to."""
+
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self.state = RunState.for_run(config)
+        self.membership = Membership(self.state)
+        self.swaps = Swaps(self.state)
+        self.restarts = Restarts(self.state)
+        self.liveness = Liveness(self.state)
+        self._events: dict[type, Callable[[Any, Outbox], None]] = {
+            Received: self._received, Tick: self._tick, LinkClosed: self._link_closed,
+            ProcessStarted: self._process_started, ProcessRefused: self._process_refused,
+            ProcessExited: self._process_exited, StopRun: self._stop}
+        #: Messages of a member's current process.
+        self._messages: dict[type, Callable[[Member, Any, Received, Outbox], None]] = {
+            msg.Heartbeat: self._heartbeat, msg.Ready: self._ready, msg.Done: self._done,
+            msg.Error: self._error, msg.Handover: self._handover, msg.Swapped: self._swapped}
+
+    def handle(self, event: Event) -> list[Instruction]:
+        out = Outbox()
+        self._events[type(event)](event, out)
+        return out.items
+
+    # -- messages ------------------------------------------------------------------------------
+    def _received(self, event: Received, out: Outbox) -> None:
+        message, identity = event.message, event.identity
+        if isinstance(message, msg.Register):
+            self._register(event, message, out)
+        elif isinstance(message, msg.GraphQuery):
+            out.send(identity, self.state.graph_message(everyone=True))
+        elif isinstance(message, msg.SwapRequest):
+            self.swaps.request(identity, message, event.now, out)
+        else:
+            process = self.state.processes.get(identity)
+            if process is None:
+                return
+            process.last_seen = event.now
+            member = self.state.member_of(identity)
+            if member is None:
+                self._other(process, message, event, out)
+                return
+            self._heard(member, event, out)
+            handler = self._messages.get(type(message))
+            if handler is not None:
+                handler(member, message, event, out)
+
+    def _register(self, event: Received, message: msg.Register, out: Outbox) -> None:
+        state, now = self.state, event.now
+        member = self.membership.admit(event.identity, message, out)
+        if member is None:
+            return
+        switch = state.switches.get(member.name)
+        restart = message.restart or (member.lost and state.started and not message.replace)
+        if switch is not None and switch.kind is SwitchKind.RESTART:
+            self.restarts.register(event.identity, message, member, switch, now, out)
+        elif restart and member.state.alive:
+            # The node's own host started it again (its process died: restart), or the user
+            # did by hand after losing it: the old process is gone, the new one takes its place.
+            why = "a new process of it registered" + (" (its host restarted it)"
+                                                      if message.restart else "")
+            if not self.restarts.begin(member, why, exited=True, now=now, wall=event.wall,
+                                       out=out):
+                self._force_restart(member, why, now, event.wall, out)
+            self.restarts.register(event.identity, message, member, state.switches[member.name],
+                                   now, out)
+        elif (message.replace or message.restart) and member.state is not MemberState.EXPECTED:
+            # A replacement needs a running node to replace (the swap's checks say why not).
+            self.swaps.register(event.identity, message, member, now, out)
+        else:
+            self.membership.join(event.identity, message, member, now, out)
+
+    def _force_restart(self, member: Member, why: str, now: float, wall: float,
+                       out: Outbox) -> None:
+        """A new process of a lost node came without a restart policy to answer for it: the
+        user restarted it by hand, which is a restart all the same."""
+        process = member.process
+        if process is not None:
+            self.state.processes.pop(process.identity, None)
+            out.send(process.identity, msg.Stop(reason=f"restarted: {why}"))
+        member.process, member.state, member.failed_at = None, MemberState.RESTARTING, wall
+        member.link_down_since, member.lost = None, False
+        self.state.switches[member.name] = Switch(member.name, SwitchKind.RESTART,
+                                                  Phase.STARTING, since=now, why=why)
+
+    def _heard(self, member: Member, event: Received, out: Outbox) -> None:
+        """A message of a member's current process: its link is up; one whose link was down
+        is back, and the run goes on."""
+        if member.link_down_since is not None:
+            member.link_down_since = None
+            if member.lost:
+                member.lost = False
+                self.membership.rejoined(member, event.now, event.wall, out)
+                self.swaps.on_back(member, out)
+        member.last_seen = event.now
+
+    def _heartbeat(self, member: Member, beat: msg.Heartbeat, event: Received,
+                   out: Outbox) -> None:
+        member.tick, member.steps, member.activity = beat.tick, beat.steps, beat.state
+        member.process.activity = beat.state
+
+    def _ready(self, member: Member, ready: msg.Ready, event: Received, out: Outbox) -> None:
+        member.process.ready = True
+        switch = self.state.switches.get(member.name)
+        if switch is not None and switch.kind is SwitchKind.RESTART:
+            self.restarts.on_ready(member, switch, event.now, out)
+        elif member.state is MemberState.REGISTERED:
+            member.state = MemberState.READY
+            if self.membership.maybe_start(event.now, out):
+                self.liveness.restart_clock(event.now)
+
+    def _handover(self, member: Member, handover: msg.Handover, event: Received,
+                  out: Outbox) -> None:
+        self.swaps.on_handover(member, handover, event.now, out)
+
+    def _swapped(self, member: Member, swapped: msg.Swapped, event: Received,
+                 out: Outbox) -> None:
+        switch = self.state.switches.get(member.name)
+        if switch is None or switch.candidate is not member.process:
+            return
+        if switch.kind is SwitchKind.SWAP:
+            record = self.swaps.on_swapped(member, switch, swapped, event.wall, out)
+        else:
+            record = self.restarts.on_swapped(member, switch, swapped, event.wall, out)
+            if record is not None:
+                out.notify(NoticeKind.SWAPPED, member.name, describe(record))
+        if record is not None and record["state"] == "fresh" and \
+                (record["kind"] == "restart" or record.get("old_died")):
+            self._spliced(member, record, out)
+
+    def _spliced(self, member: Member, record: dict[str, Any], out: Outbox) -> None:
+        """A node went on mid-episode without its state: every score of the run says so."""
+        entry = {"node": member.name, "tick": record["tick"], "kind": record["kind"],
+                 "state": record["state"]}
+        self.state.spliced.append(entry)
+        out.notify(NoticeKind.SPLICED, member.name, splice_line(entry))
+
+    def _done(self, member: Member, done: msg.Done, event: Received, out: Outbox) -> None:
+        switch = self.state.switches.get(member.name)
+        if switch is not None and switch.kind is SwitchKind.SWAP:
+            self.swaps.fail(switch, "the node finished before the swap was done", out)
+        elif switch is not None:   # a restarted process that ends before its first step
+            del self.state.switches[member.name]
+        if self.membership.done(member, done, event.now, out):   # it ended the episode
+            self.swaps.fail_all(f"the episode ended ({self.state.end_reason})", out)
+
+    def _error(self, member: Member, error: msg.Error, event: Received, out: Outbox) -> None:
+        switch = self.state.switches.get(member.name)
+        why = error.message
+        if switch is not None and switch.kind is SwitchKind.SWAP and \
+                switch.candidate is member.process:
+            why = f"{why} (in {error.where or 'startup'})"   # a replacement after its takeover
+        self._process_failed(member, why, event.now, event.wall, out, exited=False,
+                             kill=False, detail=error.traceback)
+
+    def _other(self, process: Process, message: msg.Message, event: Received,
+               out: Outbox) -> None:
+        """A message of a process that owns no name: a swap's new process before its
+        takeover, or its old one after it."""
+        switch = self.state.switches.get(process.name)
+        if isinstance(message, msg.Heartbeat):
+            process.activity = message.state
+        if switch is None or switch.candidate is not process:
+            if isinstance(message, msg.Done):   # an old process leaving
+                self.state.processes.pop(process.identity, None)
+            return
+        if isinstance(message, msg.Ready):
+            self.swaps.on_ready(switch, event.now, out)
+        elif isinstance(message, msg.Error):
+            self.swaps.candidate_failed(
+                switch, f"{message.message} (in {message.where or 'startup'})", out)
+        elif isinstance(message, msg.Done):
+            self.swaps.candidate_failed(switch, "it left", out)
+
+    # -- processes, links, time ------------------------------------------------------------------
+    def _process_started(self, event: ProcessStarted, out: Outbox) -> None:
+        self.state.local_pids[event.pid] = event.node
+        switch = self.state.switches.get(event.node)
+        if switch is not None and switch.phase in (Phase.ORDERED, Phase.STARTING) \
+                and switch.spawned_pid is None:
+            switch.spawned_pid, switch.since = event.pid, event.now   # its bound starts now
+
+    def _process_refused(self, event: ProcessRefused, out: Outbox) -> None:
+        switch = self.state.switches.get(event.node)
+        if switch is None:
+            return
+        if switch.kind is SwitchKind.SWAP:
+            self.swaps.fail(switch, event.reason, out)
+        else:
+            self._restart_failed(switch, f"its new process cannot start: {event.reason}", out)
+
+    def _process_exited(self, event: ProcessExited, out: Outbox) -> None:
+        state, pid = self.state, event.pid
+        name = state.local_pids.pop(pid, None)
+        if name is None:
+            return
+        member = state.members.get(name)
+        switch = state.switches.get(name)
+        if member is None:
+            return
+        current = member.process is not None and member.process.pid == pid
+        if switch is not None:
+            if switch.kind is SwitchKind.RESTART:
+                if self.restarts.process_exited(switch, pid, event.now):
+                    return
+                if switch.candidate is None and switch.spawned_pid == pid:
+                    self._restart_failed(switch, f"its new process {event.how} before "
+                                                 "registering", out)
+                    return
+            else:
+                if switch.old is not None and switch.old.pid == pid:
+                    state.processes.pop(switch.old.identity, None)
+                    switch.old = None   # told to stop; nothing else depended on it
+                    return
+                mine = switch.candidate.pid == pid if switch.candidate is not None else \
+                    switch.spawned_pid == pid
+                if mine and current:   # the new process, after its takeover
+                    self._process_failed(member, event.how, event.now, event.wall, out,
+                                         exited=True, kill=False)
+                    return
+                if mine:
+                    if not self.swaps.candidate_failed(switch, event.how, out) and \
+                            not member.state.finished:
+                        # Its old process had died: the node has no process left.
+                        self._process_failed(member, f"its replacement {event.how}", event.now,
+                                             event.wall, out, exited=True, kill=False)
+                    return
+                if current:
+                    self.swaps.old_died(switch, f"process {event.how}", event.now, out)
+                    return
+        if current and not member.state.finished:
+            self._process_failed(member, f"process {event.how} before the run ended",
+                                 event.now, event.wall, out, exited=True, kill=False)
+
+    def _link_closed(self, event: LinkClosed, out: Outbox) -> None:
+        member = self.state.member_of(event.identity)
+        if member is not None and member.state.alive and \
+                member.activity != "closing" and member.link_down_since is None:
+            member.link_down_since = event.now
+
+    def _tick(self, event: Tick, out: Outbox) -> None:
+        state, now = self.state, event.now
+        beat = msg.Heartbeat(refused=event.refused + state.refused)
+        for member in state.live_members():
+            out.send(member.identity, beat)
+        for process in state.others():   # the processes of swaps in progress
+            out.send(process.identity, msg.Heartbeat())
+        for requester in state.requesters:   # tools waiting for a swap: the run is alive
+            out.send(requester, msg.Heartbeat())
+        self._check_switches(now, event.wall, out)
+        for verdict in self.liveness.check(now, out):
+            self._verdict(verdict, now, event.wall, out)
+        self.restarts.start_due(now, out)
+        self.swaps.order_timed(now, out)
+
+    def _check_switches(self, now: float, wall: float, out: Outbox) -> None:
+        """Every phase of a replacement is bounded by the deadline: a new process that does
+        not register, get ready or step in time fails it, naming what it waited for."""
+        deadline = self.config.deadline
+        for switch in list(self.state.switches.values()):
+            candidate = switch.candidate
+            limit = deadline + (self.config.rejoin_s if switch.phase is Phase.STARTING
+                                and not self._local(switch.node) else 0.0)
+            why = None
+            if candidate is not None and now - candidate.last_seen > deadline:
+                why = f"was silent for {deadline:g} s"
+            elif switch.phase in (Phase.ORDERED, Phase.STARTING, Phase.JOINING, Phase.TAKEN_OVER,
+                                  Phase.STARTED) and now - switch.since > limit:
+                report = f" (its last report: {candidate.activity})" if candidate is not None \
+                    and candidate.activity else ""
+                why = f"did not get past '{switch.phase.value}' within {limit:g} s{report}"
+            if why is None:
+                continue
+            member = self.state.members[switch.node]
+            if switch.kind is SwitchKind.SWAP and candidate is not None \
+                    and member.process is candidate:   # it took over and does not step
+                self._process_failed(member, why, now, wall, out, exited=False, kill=True)
+            elif switch.kind is SwitchKind.SWAP:
+                if candidate is not None and self._ours(candidate):
+                    out.kill(switch.node, candidate.pid)   # it must not linger
+                if not self.swaps.candidate_failed(switch, why, out) and \
+                        not member.state.finished:
+                    self._process_failed(member, f"its replacement {why}", now, wall, out,
+                                         exited=False, kill=False)
+            else:
+                self._restart_failed(switch, f"its new process {why}", out)
+
+    def _verdict(self, verdict: Verdict, now: float, wall: float, out: Outbox) -> None:
+        member = self.state.members[verdict.node]
+        if member.state.finished:
+            return
+        if verdict.final:
+            member.state = MemberState.FAILED
+            out.notify(NoticeKind.FAILED, member.name, verdict.why)
+            return
+        self._process_failed(member, verdict.why, now, wall, out, exited=False,
+                             kill=verdict.kill)
+
+    def _stop(self, event: StopRun, out: Outbox) -> None:
+        state = self.state
+        if state.stopping is None:
+            state.stopping = event.reason
+            self.swaps.fail_all(f"the run is stopping ({event.reason})", out)
+        for member in state.live_members():
+            out.send(member.identity, msg.Stop(reason=event.reason))
+        for process in state.others():
+            out.send(process.identity, msg.Stop(reason=event.reason))
+
+    # -- failures -------------------------------------------------------------------------------
+    def _process_failed(self, member: Member, why: str, now: float, wall: float, out: Outbox,
+                        *, exited: bool, kill: bool, detail: str = "") -> None:
+        """``member``'s current process failed (``exited``: it is gone; ``kill``: it may be
+        alive -- stuck or lost -- and is killed if it is this host's; neither: it reported an
+        error and is leaving). Its swap, its restart policy or the run's failure answers."""
+        switch = self.state.switches.get(member.name)
+        process = member.process
+        ours = process is not None and self._ours(process)
+
+        def kill_it() -> None:   # a SIGKILL: it steps no more from here on
+            if kill and ours:
+                out.kill(member.name, process.pid)
+
+        if switch is not None and switch.kind is SwitchKind.SWAP:
+            if process is not None and switch.candidate is not process:
+                # Its old process, during a swap: the new one takes the node over.
+                kill_it()
+                self.swaps.old_died(switch, why, now, out)
+                return
+            kill_it()
+            if self.swaps.candidate_failed(switch, why, out, stopped=exited or not kill or ours):
+                return   # the new one had taken over: the old process resumes
+            if member.process is not None:   # it may still be stepping: nothing can replace it
+                member.state = MemberState.FAILED
+                out.notify(NoticeKind.FAILED, member.name, why, detail)
+                return
+        elif self.restarts.allowed(member):
+            kill_it()   # a stuck or lost process of ours makes room for its restart
+        if self.restarts.begin(member, why, exited=exited or member.process is None, now=now,
+                               wall=wall, out=out):
+            return
+        member.state = MemberState.FAILED   # stopped with everyone else: its close() runs
+        out.notify(NoticeKind.FAILED, member.name, why, detail)
+
+    def _restart_failed(self, switch: Switch, why: str, out: Outbox) -> None:
+        """A restart could not bring the node back: the run fails because of it."""
+        state = self.state
+        state.switches.pop(switch.node, None)
+        member = state.members[switch.node]
+        if member.process is not None:
+            state.processes.pop(member.process.identity, None)
+            out.send(member.process.identity, msg.Stop(reason=f"restart failed: {why}"))
+        member.state = MemberState.FAILED
+        out.notify(NoticeKind.FAILED, member.name, f"{why} (restarting after: {switch.why})")
+
+    def _ours(self, process: Process) -> bool:
+        """Was ``process`` started by this plane's host (which can kill it)?"""
+        return self.state.local_pids.get(process.pid) == process.name
+
+    def _local(self, name: str) -> bool:
+        config = self.state.members[name].config
+        return config is not None and config.local
+
+
+def splice_line(entry: dict[str, Any]) -> str:
+    """``env restarted fresh at tick 2140``: how a spliced episode is named everywhere."""
+    how = "restarted" if entry["kind"] == "restart" else "swapped after its process died"
+    return f"{entry['node']} {how} {entry['state']} at tick {entry['tick']}"
+
+
+__all__ = ["ControlPlane", "splice_line"]
