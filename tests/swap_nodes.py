@@ -73,3 +73,20 @@ class Other(Node):
 
     def step(self, t: float, inputs: dict[str, Any]) -> dict[str, Any]:
         return {}
+
+
+class CounterSlowToStartAsReplacement(Counter):
+    """Counter whose replacement process takes long to start: its module sleeps at import in
+    a process started with ``--replace`` (the launcher, which imports it to check the swap, is
+    not), so a test can kill the replacement before it registers."""
+
+
+def _slow_when_replacing() -> None:
+    import sys
+    import time
+
+    if "--replace" in sys.argv and "tests.swap_nodes:CounterSlowToStartAsReplacement" in sys.argv:
+        time.sleep(60)
+
+
+_slow_when_replacing()

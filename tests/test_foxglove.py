@@ -201,8 +201,10 @@ def test_live_bridge_serves_a_running_run_over_websocket(tmp_path: Path) -> None
     from catbus.recording.foxglove_bridge import Bridge, BridgeThread
 
     port = _free_port()
+    # A run far longer than the test (stopped below): a loaded machine must not end it before
+    # the bridge has served what the test waits for.
     with catbus.start(ROOT / "launch" / "flat_evade.yaml", mode="parallel",
-                      steps=6000, record=False) as run:
+                      steps=100_000, record=False) as run:
         bridge = BridgeThread(lambda: Bridge(run.bus, port=port, host="127.0.0.1"))
         try:
             assert bridge.ready.wait(30) and bridge.error is None, bridge.error

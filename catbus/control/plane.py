@@ -88,10 +88,10 @@ class ControlPlane:
         elif restart and member.state.alive:
             # The node's own host started it again (its process died: restart), or the user
             # did by hand after losing it: the old process is gone, the new one takes its place.
-            why = "a new process of it registered" + (" (its host restarted it)"
-                                                      if message.restart else "")
+            why = ("its host started a new process of it" if message.restart else
+                   "a new process of it registered while it was lost")
             if not self.restarts.begin(member, why, exited=True, now=now, wall=event.wall,
-                                       out=out):
+                                       out=out, joined=True):
                 self._force_restart(member, why, now, event.wall, out)
             self.restarts.register(event.identity, message, member, state.switches[member.name],
                                    now, out)
@@ -113,6 +113,8 @@ class ControlPlane:
         member.link_down_since, member.lost = None, False
         self.state.switches[member.name] = Switch(member.name, SwitchKind.RESTART,
                                                   Phase.STARTING, since=now, why=why)
+        out.notify(NoticeKind.RESTARTING, member.name,
+                   f"node {member.name}: {why}; it takes the node's place")
 
     def _heard(self, member: Member, event: Received, out: Outbox) -> None:
         """A message of a member's current process: its link is up; one whose link was down

@@ -36,10 +36,10 @@ class Restarts:
             member.config is not None and member.config.restart.allows(member.restarts)
 
     def begin(self, member: Member, why: str, *, exited: bool, now: float, wall: float,
-              out: Outbox) -> bool:
+              out: Outbox, joined: bool = False) -> bool:
         """``member``'s current process failed (``exited``: it is gone already; else it is
-        leaving, or its host is killing it). True if its restart policy answers; False: the
-        failure is the run's."""
+        leaving, or its host is killing it; ``joined``: its new process is registering
+        already). True if its restart policy answers; False: the failure is the run's."""
         if not self.allowed(member):
             return False
         state = self.state
@@ -60,11 +60,16 @@ class Restarts:
         member.process, member.state = None, MemberState.RESTARTING
         member.failed_at, member.link_down_since, member.lost = wall, None, False
         state.switches[member.name] = switch
+        count = f"restart {member.restarts} of {policy.max_restarts}"
+        if joined:
+            out.notify(NoticeKind.RESTARTING, member.name,
+                       f"node {member.name}: {why}; it takes the node's place ({count})")
+            return True
         who = ("" if config.local else
                "; its host starts it again (catbus launch --only applies restart: on-failure)")
         out.notify(NoticeKind.RESTARTING, member.name,
-                   f"node {member.name} failed ({why}); restarting it in {delay:g} s (restart "
-                   f"{member.restarts} of {policy.max_restarts}){who}")
+                   f"node {member.name} failed ({why}); restarting it in {delay:g} s "
+                   f"({count}){who}")
         return True
 
     def process_exited(self, switch: Switch, pid: int, now: float) -> bool:

@@ -157,16 +157,29 @@ class RunState:
             return ""
         if switch.old is not None:
             return switch.old.endpoint
-        if switch.candidate is not None and self.members[name].process is not switch.candidate:
+        process = self.members[name].process
+        if switch.candidate is not None and process is not None and \
+                process is not switch.candidate:
             return switch.candidate.endpoint
         return ""
 
     def graph_message(self, *, everyone: bool = False) -> msg.Graph:
         """The ``graph``: every member with a process (``everyone``: also those without, for
         tools), with its standby endpoint and the replacement in progress, if any."""
-        entries = [m.graph_entry(self.standby(m.name), self.switches[m.name].describe()
-                                 if m.name in self.switches else "")
-                   for m in self.members.values() if everyone or m.process is not None]
+        entries = []
+        for member in self.members.values():
+            switch = self.switches.get(member.name)
+            # A swap whose old process died: its new process is the one to connect to.
+            stand_in = switch.candidate if switch is not None and member.process is None \
+                else None
+            if not (everyone or member.process is not None or stand_in is not None):
+                continue
+            entry = member.graph_entry(self.standby(member.name),
+                                       switch.describe() if switch is not None else "")
+            if stand_in is not None:
+                entry.update(endpoint=stand_in.endpoint, pid=stand_in.pid, host=stand_in.host,
+                             cls=stand_in.cls, incarnation=stand_in.incarnation)
+            entries.append(entry)
         if self.config.graph_filter is not None:
             entries = self.config.graph_filter(entries)
         return msg.Graph(nodes=entries, complete=True, mode=self.config.mode,

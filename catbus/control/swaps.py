@@ -273,6 +273,8 @@ class Swaps:
         member.process = None
         if switch.phase is Phase.READY:
             self._take_over(switch, now, out)
+        else:   # peers connect to the new process alone from now on
+            broadcast_graph(self.state, out)
 
     def fail(self, switch: Switch, reason: str, out: Outbox, *,
              candidate_stopped: bool = False) -> None:

@@ -84,8 +84,7 @@ def run_share(spec: LaunchSpec, names: Sequence[str], bus: str, *,
     try:
         for node in nodes.values():
             start(node)
-        while not interrupted and not failed and (due or any(
-                child.poll() is None for child in children.values())):
+        while not interrupted and not failed:
             for name, child in list(children.items()):
                 code = child.poll()
                 if code is None or code == 0 or name in due:
@@ -105,6 +104,8 @@ def run_share(spec: LaunchSpec, names: Sequence[str], bus: str, *,
                 if time.monotonic() >= when:
                     del due[name]
                     start(nodes[name], restart=True)
+            if not due and all(child.poll() is not None for child in children.values()):
+                break   # every node ended, none to start again
             time.sleep(0.05)
     finally:
         _stop(children.values())
