@@ -19,13 +19,13 @@ from catbus.control.events import (Event, LinkClosed, ProcessExited, ProcessRefu
                                    ProcessStarted, Received, StopRun, Tick)
 from catbus.control.instructions import Instruction, Outbox
 from catbus.control.kinds import MemberState, NoticeKind, Phase, SwitchKind
-from catbus.control.liveness import Liveness, Verdict
+from catbus.control.failures import Failures
+from catbus.control.liveness import Liveness
 from catbus.control.members import Member, Process
 from catbus.control.membership import Membership
 from catbus.control.restarts import Restarts
 from catbus.control.state import RunState
 from catbus.control.swaps import Swaps, describe
-from catbus.control.switch import Switch
 from catbus.wire import messages as msg
 
 
@@ -39,10 +39,11 @@ class ControlPlane:
         self.swaps = Swaps(self.state)
         self.restarts = Restarts(self.state)
         self.liveness = Liveness(self.state)
+        self.failures = Failures(self.state, self.swaps, self.restarts)
         self._events: dict[type, Callable[[Any, Outbox], None]] = {
             Received: self._received, Tick: self._tick, LinkClosed: self._link_closed,
             ProcessStarted: self._process_started, ProcessRefused: self._process_refused,
-            ProcessExited: self._process_exited, StopRun: self._stop}
+            ProcessExited: self.failures.process_exited, StopRun: self._stop}
         #: Messages of a member's current process.
         self._messages: dict[type, Callable[[Member, Any, Received, Outbox], None]] = {
             msg.Heartbeat: self._heartbeat, msg.Ready: self._ready, msg.Done: self._done,
@@ -61,7 +62,7 @@ class ControlPlane:
         elif isinstance(message, msg.GraphQuery):
             out.send(identity, self.state.graph_message(everyone=True))
         elif isinstance(message, msg.SwapRequest):
-            self.swaps.request(identity, message, event.now, out)
+            self.swaps.orders.request(identity, message, event.now, out)
         else:
             process = self.state.processes.get(identity)
             if process is None:
@@ -92,7 +93,7 @@ class ControlPlane:
                    "a new process of it registered while it was lost")
             if not self.restarts.begin(member, why, exited=True, now=now, wall=event.wall,
                                        out=out, joined=True):
-                self._force_restart(member, why, now, event.wall, out)
+                self.failures.force_restart(member, why, now, event.wall, out)
             self.restarts.register(event.identity, message, member, state.switches[member.name],
                                    now, out)
         elif (message.replace or message.restart) and member.state is not MemberState.EXPECTED:
@@ -100,21 +101,6 @@ class ControlPlane:
             self.swaps.register(event.identity, message, member, now, out)
         else:
             self.membership.join(event.identity, message, member, now, out)
-
-    def _force_restart(self, member: Member, why: str, now: float, wall: float,
-                       out: Outbox) -> None:
-        """A new process of a lost node came without a restart policy to answer for it: the
-        user restarted it by hand, which is a restart all the same."""
-        process = member.process
-        if process is not None:
-            self.state.processes.pop(process.identity, None)
-            out.send(process.identity, msg.Stop(reason=f"restarted: {why}"))
-        member.process, member.state, member.failed_at = None, MemberState.RESTARTING, wall
-        member.link_down_since, member.lost = None, False
-        self.state.switches[member.name] = Switch(member.name, SwitchKind.RESTART,
-                                                  Phase.STARTING, since=now, why=why)
-        out.notify(NoticeKind.RESTARTING, member.name,
-                   f"node {member.name}: {why}; it takes the node's place")
 
     def _heard(self, member: Member, event: Received, out: Outbox) -> None:
         """A message of a member's current process: its link is up; one whose link was down
@@ -183,7 +169,7 @@ class ControlPlane:
         if switch is not None and switch.kind is SwitchKind.SWAP and \
                 switch.candidate is member.process:
             why = f"{why} (in {error.where or 'startup'})"   # a replacement after its takeover
-        self._process_failed(member, why, event.now, event.wall, out, exited=False,
+        self.failures.process_failed(member, why, event.now, event.wall, out, exited=False,
                              kill=False, detail=error.traceback)
 
     def _other(self, process: Process, message: msg.Message, event: Received,
@@ -220,50 +206,7 @@ class ControlPlane:
         if switch.kind is SwitchKind.SWAP:
             self.swaps.fail(switch, event.reason, out)
         else:
-            self._restart_failed(switch, f"its new process cannot start: {event.reason}", out)
-
-    def _process_exited(self, event: ProcessExited, out: Outbox) -> None:
-        state, pid = self.state, event.pid
-        name = state.local_pids.pop(pid, None)
-        if name is None:
-            return
-        member = state.members.get(name)
-        switch = state.switches.get(name)
-        if member is None:
-            return
-        current = member.process is not None and member.process.pid == pid
-        if switch is not None:
-            if switch.kind is SwitchKind.RESTART:
-                if self.restarts.process_exited(switch, pid, event.now):
-                    return
-                if switch.candidate is None and switch.spawned_pid == pid:
-                    self._restart_failed(switch, f"its new process {event.how} before "
-                                                 "registering", out)
-                    return
-            else:
-                if switch.old is not None and switch.old.pid == pid:
-                    state.processes.pop(switch.old.identity, None)
-                    switch.old = None   # told to stop; nothing else depended on it
-                    return
-                mine = switch.candidate.pid == pid if switch.candidate is not None else \
-                    switch.spawned_pid == pid
-                if mine and current:   # the new process, after its takeover
-                    self._process_failed(member, event.how, event.now, event.wall, out,
-                                         exited=True, kill=False)
-                    return
-                if mine:
-                    if not self.swaps.candidate_failed(switch, event.how, out) and \
-                            not member.state.finished:
-                        # Its old process had died: the node has no process left.
-                        self._process_failed(member, f"its replacement {event.how}", event.now,
-                                             event.wall, out, exited=True, kill=False)
-                    return
-                if current:
-                    self.swaps.old_died(switch, f"process {event.how}", event.now, out)
-                    return
-        if current and not member.state.finished:
-            self._process_failed(member, f"process {event.how} before the run ended",
-                                 event.now, event.wall, out, exited=True, kill=False)
+            self.failures.restart_failed(switch, f"its new process cannot start: {event.reason}", out)
 
     def _link_closed(self, event: LinkClosed, out: Outbox) -> None:
         member = self.state.member_of(event.identity)
@@ -280,54 +223,11 @@ class ControlPlane:
             out.send(process.identity, msg.Heartbeat())
         for requester in state.requesters:   # tools waiting for a swap: the run is alive
             out.send(requester, msg.Heartbeat())
-        self._check_switches(now, event.wall, out)
+        self.failures.check_switches(now, event.wall, out)
         for verdict in self.liveness.check(now, out):
-            self._verdict(verdict, now, event.wall, out)
+            self.failures.verdict(verdict, now, event.wall, out)
         self.restarts.start_due(now, out)
-        self.swaps.order_timed(now, out)
-
-    def _check_switches(self, now: float, wall: float, out: Outbox) -> None:
-        """Every phase of a replacement is bounded by the deadline: a new process that does
-        not register, get ready or step in time fails it, naming what it waited for."""
-        deadline = self.config.deadline
-        for switch in list(self.state.switches.values()):
-            candidate = switch.candidate
-            limit = deadline + (self.config.rejoin_s if switch.phase is Phase.STARTING
-                                and not self._local(switch.node) else 0.0)
-            why = None
-            if candidate is not None and now - candidate.last_seen > deadline:
-                why = f"was silent for {deadline:g} s"
-            elif switch.phase in (Phase.ORDERED, Phase.STARTING, Phase.JOINING, Phase.TAKEN_OVER,
-                                  Phase.STARTED) and now - switch.since > limit:
-                report = f" (its last report: {candidate.activity})" if candidate is not None \
-                    and candidate.activity else ""
-                why = f"did not get past '{switch.phase.value}' within {limit:g} s{report}"
-            if why is None:
-                continue
-            member = self.state.members[switch.node]
-            if switch.kind is SwitchKind.SWAP and candidate is not None \
-                    and member.process is candidate:   # it took over and does not step
-                self._process_failed(member, why, now, wall, out, exited=False, kill=True)
-            elif switch.kind is SwitchKind.SWAP:
-                if candidate is not None and self._ours(candidate):
-                    out.kill(switch.node, candidate.pid)   # it must not linger
-                if not self.swaps.candidate_failed(switch, why, out) and \
-                        not member.state.finished:
-                    self._process_failed(member, f"its replacement {why}", now, wall, out,
-                                         exited=False, kill=False)
-            else:
-                self._restart_failed(switch, f"its new process {why}", out)
-
-    def _verdict(self, verdict: Verdict, now: float, wall: float, out: Outbox) -> None:
-        member = self.state.members[verdict.node]
-        if member.state.finished:
-            return
-        if verdict.final:
-            member.state = MemberState.FAILED
-            out.notify(NoticeKind.FAILED, member.name, verdict.why)
-            return
-        self._process_failed(member, verdict.why, now, wall, out, exited=False,
-                             kill=verdict.kill)
+        self.swaps.orders.order_timed(now, out)
 
     def _stop(self, event: StopRun, out: Outbox) -> None:
         state = self.state
@@ -340,59 +240,6 @@ class ControlPlane:
             out.send(process.identity, msg.Stop(reason=event.reason))
 
     # -- failures -------------------------------------------------------------------------------
-    def _process_failed(self, member: Member, why: str, now: float, wall: float, out: Outbox,
-                        *, exited: bool, kill: bool, detail: str = "") -> None:
-        """``member``'s current process failed (``exited``: it is gone; ``kill``: it may be
-        alive -- stuck or lost -- and is killed if it is this host's; neither: it reported an
-        error and is leaving). Its swap, its restart policy or the run's failure answers."""
-        switch = self.state.switches.get(member.name)
-        process = member.process
-        ours = process is not None and self._ours(process)
-
-        def kill_it() -> None:   # a SIGKILL: it steps no more from here on
-            if kill and ours:
-                out.kill(member.name, process.pid)
-
-        if switch is not None and switch.kind is SwitchKind.SWAP:
-            if process is not None and switch.candidate is not process:
-                # Its old process, during a swap: the new one takes the node over.
-                kill_it()
-                self.swaps.old_died(switch, why, now, out)
-                return
-            kill_it()
-            if self.swaps.candidate_failed(switch, why, out, stopped=exited or not kill or ours):
-                return   # the new one had taken over: the old process resumes
-            if member.process is not None:   # it may still be stepping: nothing can replace it
-                member.state = MemberState.FAILED
-                out.notify(NoticeKind.FAILED, member.name, why, detail)
-                return
-        elif self.restarts.allowed(member):
-            kill_it()   # a stuck or lost process of ours makes room for its restart
-        if self.restarts.begin(member, why, exited=exited or member.process is None, now=now,
-                               wall=wall, out=out):
-            return
-        member.state = MemberState.FAILED   # stopped with everyone else: its close() runs
-        out.notify(NoticeKind.FAILED, member.name, why, detail)
-
-    def _restart_failed(self, switch: Switch, why: str, out: Outbox) -> None:
-        """A restart could not bring the node back: the run fails because of it."""
-        state = self.state
-        state.switches.pop(switch.node, None)
-        member = state.members[switch.node]
-        if member.process is not None:
-            state.processes.pop(member.process.identity, None)
-            out.send(member.process.identity, msg.Stop(reason=f"restart failed: {why}"))
-        member.state = MemberState.FAILED
-        out.notify(NoticeKind.FAILED, member.name, f"{why} (restarting after: {switch.why})")
-
-    def _ours(self, process: Process) -> bool:
-        """Was ``process`` started by this plane's host (which can kill it)?"""
-        return self.state.local_pids.get(process.pid) == process.name
-
-    def _local(self, name: str) -> bool:
-        config = self.state.members[name].config
-        return config is not None and config.local
-
 
 def splice_line(entry: dict[str, Any]) -> str:
     """``env restarted fresh at tick 2140``: how a spliced episode is named everywhere."""
