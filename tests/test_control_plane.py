@@ -152,7 +152,9 @@ def test_swap_replacement_failing_in_setup_leaves_the_old_process_untouched():
     reply = swap_reply(sim)
     assert not reply.ok and "cannot start" in reply.message
     assert new.last(msg.Stop) is not None
-    assert not procs["robot"].got(msg.Retire) and not procs["robot"].got(msg.Resume)
+    assert not procs["robot"].got(msg.Retire)
+    # Told anyway, so that it records the failed swap; it had nothing to resume from.
+    assert "cannot start" in procs["robot"].last(msg.Resume).reason
 
 
 def test_swap_replacement_dying_after_the_handover_resumes_the_old_process():
@@ -294,7 +296,7 @@ def test_swap_asked_by_a_tool_fails_when_the_episode_ends_and_the_tool_is_told()
     sim.send(procs["env"], msg.Done(end="goal reached", end_tick=49))
     reply = swap_reply(sim)
     assert not reply.ok and "episode ended" in reply.message
-    assert not procs["robot"].got(msg.Resume), "it never handed over"
+    assert "episode ended" in procs["robot"].last(msg.Resume).reason
 
 
 def test_swap_in_progress_fails_when_the_run_is_stopped_and_its_requester_is_told():
@@ -334,7 +336,7 @@ def test_scheduled_swap_handover_at_its_tick_orders_the_replacement():
 def test_handover_nobody_asked_for_is_answered_with_resume_not_retire():
     sim, procs = running()
     sim.send(procs["robot"], msg.Handover(tick=3))
-    assert procs["robot"].last(msg.Resume).reason == "no swap is in progress"
+    assert procs["robot"].last(msg.Resume).reason == "", "nothing failed: nothing to record"
     assert sim.starts == []
 
 

@@ -49,9 +49,10 @@ def children_with(*words: str) -> list[int]:
 @pytest.mark.timeout(120)
 def test_a_swap_whose_replacement_is_killed_before_registering_fails_within_seconds(tmp_path):
     """The replacement is SIGKILLed while it starts: the swap fails at once, saying so (not
-    after the client's 60 s), the run goes on with the old process and its result lists the
-    failure."""
-    with catbus.start(counter_launch(), mode="stepped", steps=LONG, pace=2.0,
+    after the client's 60 s), the run goes on with the old process; its result and its
+    recording list the failure."""
+    record = tmp_path / "failed.mcap"
+    with catbus.start(counter_launch(), mode="stepped", steps=LONG, pace=2.0, record=record,
                       evaluate=False) as run:
         assert run.wait_until_started(30)
         old_pid = node_pid(run.bus, "source")
@@ -84,6 +85,8 @@ def test_a_swap_whose_replacement_is_killed_before_registering_fails_within_seco
     assert result.swaps == []
     [failure] = result.swap_failures
     assert "before registering" in failure["message"]
+    [(_, event)] = values(record, "catbus/swap")
+    assert event["kind"] == "swap-failed" and "before registering" in event["reason"]
 
 
 @pytest.mark.timeout(120)

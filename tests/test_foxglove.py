@@ -204,7 +204,7 @@ def test_live_bridge_serves_a_running_run_over_websocket(tmp_path: Path) -> None
     # A run far longer than the test (stopped below): a loaded machine must not end it before
     # the bridge has served what the test waits for.
     with catbus.start(ROOT / "launch" / "flat_evade.yaml", mode="parallel",
-                      steps=100_000, record=False) as run:
+                      steps=1_000_000, record=False) as run:
         bridge = BridgeThread(lambda: Bridge(run.bus, port=port, host="127.0.0.1"))
         try:
             assert bridge.ready.wait(30) and bridge.error is None, bridge.error

@@ -102,7 +102,7 @@ class Swaps:
                          if s.node == member.name and s.tick == handover.tick]
             if not scheduled or self.orders.problem(member.name) is not None:
                 # A handover nobody asked for (or the episode is over): the node goes on.
-                out.send(member.identity, msg.Resume(reason="no swap is in progress"))
+                out.send(member.identity, msg.Resume())   # no reason: no failure to record
                 return
             switch = self.orders.order(member.name, scheduled[0].cls, dict(scheduled[0].params), now,
                                 out)
@@ -235,7 +235,7 @@ class Swaps:
             member.state = MemberState.RUNNING
         elif switch.old_died:
             member.process = None
-        if switch.handover is not None and member.process is not None:
+        if member.process is not None:   # it goes on (a retire it was told is void)
             out.send(member.identity, msg.Resume(reason=reason))
         broadcast_graph(state, out)
         self._record_failure(switch, reason, out)

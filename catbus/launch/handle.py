@@ -210,22 +210,26 @@ class RunHandle:
 
     # -- swapping ---------------------------------------------------------------------------------
     def swap(self, node: str, cls: str | None = None, params: dict[str, Any] | None = None,
-             timeout: float = 60.0) -> dict[str, Any]:
+             timeout: float = 60.0, wait: bool = False) -> dict[str, Any]:
         """Replace the running ``node`` by a new process, as ``catbus swap`` does, and return
         once it has taken over.
 
         Args:
             node: The node's name.
-            cls: The replacement's class, ``"module:Class"``; None keeps the node's class.
+            cls: The replacement's class, ``"module:Class"``; None: the launch file's class of
+                the node.
             params: Parameters of the replacement, on top of the launch file's (nested dicts,
                 or dotted keys as in ``--set``: ``{"safe.d_min": 20}``).
             timeout: Seconds to wait for the swap to be done.
+            wait: If the run has not started yet, wait for it (within ``timeout``) instead of
+                being refused (``catbus swap --wait``).
 
         Returns:
             ``{"tick", "state" ("restored" | "fresh"), "gap" (parallel: seconds), "message"}``.
 
         Raises:
-            SwapFailed: The swap was refused or the replacement failed; the old process goes on.
+            SwapFailed: The swap was refused or the replacement failed; the old process goes on
+                (unless the message says otherwise).
             CatbusError: An inline run (one process: nothing to swap live; schedule swaps in the
                 launch file's ``swap:`` instead), or the run did not answer.
         """
@@ -240,7 +244,7 @@ class RunHandle:
         for key, value in (params or {}).items():
             nested = params_mod.deep_merge(nested, params_mod.nest(str(key).split("."), value))
         reply = request_swap(self.bus, node, cls or "", nested, timeout=timeout,
-                             keys=self.keys)
+                             keys=self.keys, wait=wait)
         return {"tick": reply.tick, "state": reply.state, "gap": reply.gap,
                 "message": reply.message}
 

@@ -113,7 +113,7 @@ def import_node_class(value: Any, where: str, prefix: str, *,
     ``import_path`` (default: the current folder) goes in front of ``sys.path`` first
     (:func:`catbus.launch.imports.use_import_path`); ``fix`` ends the message when the module
     is not found."""
-    field_path = f"{prefix}.class"
+    field_path = f"{prefix}.class" if prefix else "class"
     if value is None:
         raise ConfigError(where, field_path, "missing: give the node's class as module:Class "
                                              "(for example nodes.flat_evade.env:FlatEvadeEnv)")

@@ -39,7 +39,7 @@ def replacement_problem(spec: LaunchSpec, name: str, class_path: str,
             class_path, node_class = node.class_path, node.node_class
         else:
             class_path, node_class = import_node_class(
-                class_path, "swap", "class", import_path=spec.import_path)
+                class_path, "swap", "", import_path=spec.import_path)
         params = replacement_params(node, node_class, class_path, overrides, where="swap",
                                     prefix="params")
     except ConfigError as exc:

@@ -41,6 +41,7 @@ import numpy as np
 
 from catbus.errors import CatbusError
 from catbus.recording.mcap_layout import MESSAGE_ENCODING
+from catbus.recording.mcap_layout import launch_nodes
 from catbus.recording.reader import Recording
 from catbus.wire.protocol import LOG_TOPIC
 
@@ -247,20 +248,6 @@ def scene_converters(nodes: Mapping[str, Mapping[str, Any]], *, import_path: Ite
                 warn(f"no scene from node {name} ({ref}): {type(exc).__name__}: {exc}")
     return converters
 
-
-def launch_nodes(metadata: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """``{name: {"class", "params", ...}}`` from a recording's launch document (or {})."""
-    import yaml
-
-    launch = metadata.get("launch")
-    if isinstance(launch, str):
-        try:
-            launch = yaml.safe_load(launch)
-        except yaml.YAMLError:
-            return {}
-    nodes = launch.get("nodes") if isinstance(launch, Mapping) else None
-    return {str(k): dict(v) for k, v in nodes.items() if isinstance(v, Mapping)} \
-        if isinstance(nodes, Mapping) else {}
 
 
 def foxglove_schema_of(message: Any) -> tuple[str, str, bytes]:

@@ -8,6 +8,10 @@ record :data:`METADATA_NAME`, what is known only at the end (losses, end reason)
 :data:`END_METADATA_NAME`.
 """
 
+from __future__ import annotations
+
+from typing import Any, Mapping
+
 MESSAGE_ENCODING = "catbus-msgpack"
 PROFILE = "catbus"
 METADATA_NAME = "catbus"
@@ -20,5 +24,23 @@ JSON_KEYS = "_json_keys"
 CHANNEL_PUBLISHER = "publisher"
 CHANNEL_INCARNATION = "incarnation"
 
+
+def launch_nodes(metadata: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{name: {"class", "params", ...}}``, in launch order, from the launch document a
+    recording's metadata (or a run's ``run_info``) holds under ``launch``: YAML text or already a
+    mapping; {} if there is none or it does not parse."""
+    import yaml
+
+    launch = metadata.get("launch")
+    if isinstance(launch, str):
+        try:
+            launch = yaml.safe_load(launch)
+        except yaml.YAMLError:
+            return {}
+    nodes = launch.get("nodes") if isinstance(launch, Mapping) else None
+    return {str(k): dict(v) for k, v in nodes.items() if isinstance(v, Mapping)} \
+        if isinstance(nodes, Mapping) else {}
+
+
 __all__ = ["MESSAGE_ENCODING", "PROFILE", "METADATA_NAME", "END_METADATA_NAME", "JSON_KEYS",
-           "CHANNEL_PUBLISHER", "CHANNEL_INCARNATION"]
+           "CHANNEL_PUBLISHER", "CHANNEL_INCARNATION", "launch_nodes"]

@@ -53,7 +53,7 @@ from catbus.wire.protocol import (DROPS_TOPIC, EVERY_TOPIC, PROGRESS_TOPIC, SCOR
 
 from catbus.recording.mcap_layout import (CHANNEL_INCARNATION, CHANNEL_PUBLISHER,
                                           END_METADATA_NAME, JSON_KEYS, MESSAGE_ENCODING,
-                                          METADATA_NAME, PROFILE)
+                                          METADATA_NAME, PROFILE, launch_nodes)
 
 RUN_INFO_KEYS = ("launch", "seed", "mode", "base_tick_ns", "versions", "evaluators", "plotters")
 _UINT32 = 0xFFFFFFFF
@@ -85,18 +85,7 @@ def launch_order(run_info: Mapping[str, Any]) -> dict[str, int]:
     The recorder needs the order the runtime schedules by (tick, launch order) to write what
     arrives out of schedule -- the nodes' ``catbus/stats`` -- in that order too, and the launch
     document is the one place a node is told it (the same text the recording stores)."""
-    launch = run_info.get("launch")
-    if isinstance(launch, str):
-        import yaml
-
-        try:
-            launch = yaml.safe_load(launch)
-        except yaml.YAMLError:
-            return {}
-    nodes = launch.get("nodes") if isinstance(launch, Mapping) else None
-    if not isinstance(nodes, Mapping):
-        return {}
-    return {str(name): index for index, name in enumerate(nodes)}
+    return {name: index for index, name in enumerate(launch_nodes(run_info))}
 
 
 class _Held(NamedTuple):

@@ -93,6 +93,9 @@ class ProcessLink:
         #: Called with the seconds this process's link was down, once the registry says it is
         #: back (``rejoined``).
         self.on_rejoin: Callable[[float], None] | None = None
+        #: Called with the reason when a swap of this node failed and this process goes on
+        #: (``resume`` with a reason).
+        self.on_swap_failed: Callable[[str], None] | None = None
 
     def attach(self, inbox: Inbox, stats: NodeStats) -> None:
         """Received data goes to ``inbox``; heartbeats report ``stats``."""
@@ -163,7 +166,10 @@ class ProcessLink:
             self.takeover = message
             self.started = time.monotonic() - message.elapsed   # the run's own start
         elif isinstance(message, msg.Resume):
-            self.retired = False
+            # The swap failed: go on, and do not hand over later for a retire it had asked.
+            self.retired = self.retire_requested = False
+            if message.reason and self.on_swap_failed is not None and self.started is not None:
+                self.on_swap_failed(message.reason)
         elif isinstance(message, msg.Heartbeat):
             self.registry_refused = message.refused
         elif isinstance(message, msg.Rejoined):

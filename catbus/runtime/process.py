@@ -97,6 +97,7 @@ class NodeRuntime:
             self.driver.setup(terms.params, terms.seed, terms.run_info, log_level=level)
             where = "connect"
             link.on_rejoin = self._rejoined
+            link.on_swap_failed = self._swap_failed
             link.connect_and_wait_start()
             if terms.joining:
                 where = "takeover"
@@ -226,6 +227,16 @@ class NodeRuntime:
         driver = self.driver
         event = {"node": self.name, "kind": "rejoin", "tick": driver.stats.tick,
                  "sim_time": driver.sim_time, "away_s": round(away, 3),
+                 "incarnation": self.link.data.incarnation}
+        self.link.data.publish(SWAP_TOPIC, event, max(driver.stats.tick, 0), driver.sim_time,
+                               None)
+
+    def _swap_failed(self, reason: str) -> None:
+        """A swap of this node failed and this process goes on: a ``catbus/swap`` event of
+        kind ``swap-failed`` puts it in the recording, as the run's summary has it."""
+        driver = self.driver
+        event = {"node": self.name, "kind": "swap-failed", "tick": driver.stats.tick,
+                 "sim_time": driver.sim_time, "reason": reason,
                  "incarnation": self.link.data.incarnation}
         self.link.data.publish(SWAP_TOPIC, event, max(driver.stats.tick, 0), driver.sim_time,
                                None)
