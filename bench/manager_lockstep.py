@@ -35,8 +35,8 @@ AGENTS = ("robot", "human")
 
 def _node(name: str, steps: int) -> tuple[Any, Any]:
     """The launch file's node ``name`` set up exactly as catbus would, and the schedule."""
-    from catbus.launch.api import load
-    from catbus.launch.runinfo import schedule_for
+    from catbus.api.run import load
+    from catbus.spec.runinfo import schedule_for
 
     spec = load(LAUNCH, mode="inline", steps=steps, record=False)
     node_spec = spec.node(name)

@@ -48,8 +48,8 @@ from bench.common import (Row, alternate, code_state, median, print_table,  # no
 setup_paths()
 
 import catbus  # noqa: E402
-from catbus.launch.api import load  # noqa: E402
-from catbus.launch.runinfo import schedule_for  # noqa: E402
+from catbus.api.run import load  # noqa: E402
+from catbus.spec.runinfo import schedule_for  # noqa: E402
 from bench import manager_lockstep, raw_lockstep, trivial_nodes  # noqa: E402
 
 LAUNCH = Path(__file__).resolve().parents[1] / "launch" / "flat_evade.yaml"

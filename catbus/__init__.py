@@ -35,11 +35,11 @@ _LAZY = {
     "Node": "catbus.node",
     "Input": "catbus.node",
     "Param": "catbus.params",
-    "run": "catbus.launch.api",
-    "start": "catbus.launch.api",
-    "load": "catbus.launch.api",
-    "RunResult": "catbus.launch.result",
-    "RunHandle": "catbus.launch.handle",
+    "run": "catbus.api.run",
+    "start": "catbus.api.run",
+    "load": "catbus.api.run",
+    "RunResult": "catbus.api.result",
+    "RunHandle": "catbus.api.handle",
     "Recording": "catbus.recording.reader",
     "sweep": "catbus.sweep.api",
     # Not in __all__, kept for code that used them from here:
@@ -53,9 +53,9 @@ __all__ = ["Node", "Input", "Param", "run", "start", "load", "RunResult", "RunHa
            "__version__"]
 
 if TYPE_CHECKING:   # what type checkers and IDEs see; at run time __getattr__ does it
-    from catbus.launch.api import load, run, start
-    from catbus.launch.handle import RunHandle
-    from catbus.launch.result import RunResult
+    from catbus.api.run import load, run, start
+    from catbus.api.handle import RunHandle
+    from catbus.api.result import RunResult
     from catbus.node import ALL_TOPICS, Input, Node
     from catbus.params import Param
     from catbus.recording.reader import Recording

@@ -373,7 +373,7 @@ class Authenticator(ThreadAuthenticator):
         """Count and say (once) a failed handshake on server endpoint ``where`` (a monitor
         event: ``HANDSHAKE_FAILED_PROTOCOL`` or ``_NO_DETAIL``). Called by :meth:`watch`'s
         thread, or by the owner of a socket whose monitor it reads itself (the registry's,
-        :class:`catbus.launch.linkwatch.LinkWatch`: a socket has one monitor)."""
+        :class:`catbus.supervise.linkwatch.LinkWatch`: a socket has one monitor)."""
         if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
             why = _PROTOCOL_ERRORS.get(event["value"], f"protocol error {event['value']:#x}")
         else:
@@ -428,7 +428,7 @@ class Guard:
         self.auth = authenticator(ctx, "the registry")
         self.auth.allow({key: client for key, (client, _) in keys.allowed.items()})
         # (Failed handshakes on this socket are reported through the registry's own monitor,
-        # catbus.launch.linkwatch.LinkWatch: a socket has one monitor.)
+        # catbus.supervise.linkwatch.LinkWatch: a socket has one monitor.)
         self.endpoint = endpoint
         #: The User-Id (public key, z85) of the message being handled.
         self.user = b""

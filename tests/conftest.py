@@ -1,7 +1,7 @@
 """Shared fixtures.
 
 ``bus_sandbox`` is for tests that start real catbus processes. It gives the test a private run
-folder root (``TMPDIR`` points to a fresh short folder, so ``catbus.launch.rundir.runs_root()`` -- and
+folder root (``TMPDIR`` points to a fresh short folder, so ``catbus.supervise.rundir.runs_root()`` -- and
 ``catbus topic ...`` looking for "the run on this machine" -- sees only this test's runs, never a
 run someone else has going on the same machine), and marks every process the test starts with an
 environment variable. After the test it checks that nothing leaked:
@@ -40,7 +40,7 @@ class Sandbox:
     mark: str        # value of MARK in every process the test starts
 
     def runs_root(self) -> Path:
-        from catbus.launch.rundir import runs_root
+        from catbus.supervise.rundir import runs_root
 
         return runs_root()
 

@@ -25,14 +25,14 @@ import zmq
 
 import catbus
 from catbus.wire import codec
-from catbus.launch import launcher
+from catbus.supervise import launcher
 from catbus.runtime import signals as noderuntime
 from catbus.runtime.dataplane import HELLO_PREFIX, PROGRESS_FRAME
 from catbus.errors import NodeFailed
 from catbus.cli.introspect import query_graph
 from catbus.recording.reader import Recording
-from catbus.launch.registry import Registry
-from catbus.launch.rundir import RunDir, remove_stale_runs, running_runs
+from catbus.supervise.registry import Registry
+from catbus.supervise.rundir import RunDir, remove_stale_runs, running_runs
 from tests.conftest import ROOT, alive, pack_control, wait_until
 
 pytestmark = pytest.mark.usefixtures("bus_sandbox")

@@ -63,3 +63,88 @@ def test_the_rule_sees_a_reach_into_another_object(tmp_path):
     sample.write_text("def f(registry, self):\n    registry._send()\n    self._ok()\n"
                       "    self.swaps._fail()\n    super()._fine()\n")
     assert [attr for _, _, attr in private_reaches(sample)] == ["_send", "_fail"]
+
+
+# -- imports ---------------------------------------------------------------------------------------
+def module_imports() -> dict[str, set[str]]:
+    """Every catbus module -> the catbus modules it imports, anywhere in it (an import inside a
+    function or under ``TYPE_CHECKING`` counts: a lazy import hides a cycle, it does not
+    remove it)."""
+    modules = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        modules[".".join(parts)] = path
+
+    def resolve(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    edges: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[:len(package.split(".")) - (node.level - 1)]
+                    base = ".".join(up + ([base] if base else []))
+                targets = [f"{base}.{alias.name}" for alias in node.names] + [base]
+            for target in targets:
+                found = resolve(target) if target.startswith("catbus") else None
+                if found and found != name and not name.startswith(found + "."):
+                    edges[name].add(found)
+    return edges
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for other in sorted(edges[node]):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_cycles_among_catbus_modules():
+    assert cycles(module_imports()) == []
+
+
+def test_no_library_module_imports_the_command_line():
+    offenders = {name: sorted(t for t in targets
+                              if t == "catbus.cli" or t.startswith("catbus.cli."))
+                 for name, targets in module_imports().items()
+                 if not name.startswith(("catbus.cli", "catbus.__main__"))}
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_the_cycle_finder_finds_a_cycle_through_a_lazy_import():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 import catbus
-from catbus.launch.swapclient import SwapFailed
+from catbus.client.swap import SwapFailed
 from catbus.recording.reader import Recording
 from tests.conftest import ROOT, alive, wait_until
 from tests.test_swap import LONG, counter_launch, node_pid, node_tick, values

@@ -13,7 +13,7 @@ import pytest
 
 import catbus
 from catbus.errors import ConfigError
-from catbus.launch.launchfile import load_launch, max_steps_reason
+from catbus.spec.launchfile import load_launch, max_steps_reason
 from catbus.recording.evaluate import evaluate_file
 from catbus.wire import messages as msg
 from catbus.wire.protocol import SCORES_TOPIC

@@ -35,9 +35,9 @@ import yaml
 import zmq
 
 import catbus
-from catbus.launch.registry import Registry
-from catbus.launch.result import RunResult
-from catbus.launch.rundir import RunDir
+from catbus.supervise.registry import Registry
+from catbus.api.result import RunResult
+from catbus.supervise.rundir import RunDir
 from catbus.recording.reader import Recording
 from catbus.recording.verify import channel_sequences
 from catbus.runtime.controllink import ControlLink
@@ -324,7 +324,7 @@ def test_registry_counts_and_drops_bad_values() -> None:
 # section 7: every counter in the summary, --json and the recording
 # ------------------------------------------------------------------------------------------------
 def test_summary_and_table_show_every_malformed_count() -> None:
-    from catbus.launch.launchfile import build_launch
+    from catbus.spec.launchfile import build_launch
 
     spec = build_launch({"name": "s", "nodes": {"a": {"class": "tests.toy_nodes:Talker"}}})
     result = RunResult(spec, {"a": {"steps": 3, "malformed": 2,
@@ -374,7 +374,7 @@ def test_launch_json_reports_malformed_input(tmp_path: Path) -> None:
 @pytest.mark.timeout(90)
 @pytest.mark.usefixtures("bus_sandbox")
 def test_registry_malformed_count_reaches_the_result(tmp_path: Path) -> None:
-    from catbus.launch.launcher import Launcher
+    from catbus.supervise.launcher import Launcher
 
     if not _patched(Launcher._result, "registry_malformed"):
         pytest.skip("needs Launcher._result to pass registry.malformed to RunResult")

@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from catbus.errors import ConfigError
-from catbus.launch.launchfile import LaunchSpec, build_launch, load_launch
-from catbus.launch.nodelist import RECORDER_CLASS
-from catbus.launch.nodespec import TopicBinding
+from catbus.spec.launchfile import LaunchSpec, build_launch, load_launch
+from catbus.spec.nodelist import RECORDER_CLASS
+from catbus.spec.nodespec import TopicBinding
 from catbus.node import Input, Node
 from catbus.params import Param
 from catbus.topics import resolve_topic, validate_node_name, validate_topic
@@ -507,7 +507,7 @@ class _FlexibleCallbacks(Node):
 ])
 def test_a_callback_with_the_wrong_parameters_is_refused_at_launch(
         node_class: type, callback: str) -> None:
-    from catbus.launch.callbacks import callback_problems
+    from catbus.spec.callbacks import callback_problems
 
     problems = callback_problems(node_class)
     assert len(problems) == 1 and callback in problems[0][1], problems
@@ -520,7 +520,7 @@ def test_a_callback_with_the_wrong_parameters_is_refused_at_launch(
 
 
 def test_callbacks_that_accept_the_call_pass() -> None:
-    from catbus.launch.callbacks import callback_problems
+    from catbus.spec.callbacks import callback_problems
 
     assert callback_problems(_FlexibleCallbacks) == []
     assert callback_problems(Node) == []

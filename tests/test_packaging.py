@@ -32,10 +32,10 @@ from pathlib import Path
 import pytest
 
 from catbus.errors import ConfigError
-from catbus.launch.imports import import_path_for, python_command, recorded_import_path, \
+from catbus.spec.imports import import_path_for, python_command, recorded_import_path, \
     use_import_path
-from catbus.launch.launcher import node_command
-from catbus.launch.launchfile import load_launch
+from catbus.supervise.launcher import node_command
+from catbus.spec.launchfile import load_launch
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.usefixtures("bus_sandbox")
@@ -293,7 +293,7 @@ def test_d_the_example_launch_file_runs_from_another_folder(tmp_path: Path, mode
     probe = textwrap.dedent("""\
         import sys
         from catbus.errors import CatbusError
-        from catbus.launch.imports import recorded_import_path
+        from catbus.spec.imports import recorded_import_path
         from catbus.recording.evaluate import load_function
         from catbus.recording.reader import Recording
         recording = Recording(sys.argv[1])

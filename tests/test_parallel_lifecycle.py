@@ -23,10 +23,10 @@ import pytest
 import zmq
 
 import catbus
-from catbus.launch import launcher
+from catbus.supervise import launcher
 from catbus.errors import NodeFailed
-from catbus.launch.registry import Registry
-from catbus.launch.rundir import RunDir, remove_stale_runs
+from catbus.supervise.registry import Registry
+from catbus.supervise.rundir import RunDir, remove_stale_runs
 from tests.conftest import ROOT, alive, wait_until
 from tests.test_bus import LaunchProcess, launches, node_pids, wait_gone  # noqa: F401 (fixture)
 

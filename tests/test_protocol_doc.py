@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from catbus.launch.registry import Member
-from catbus.launch.rundir import RUN_FILE, RunDir
+from catbus.supervise.registry import Member
+from catbus.supervise.rundir import RUN_FILE, RunDir
 from catbus.runtime.inbox import Inbox
 from catbus.runtime.schedule import build_schedule
 from catbus.runtime.stats import NodeStats

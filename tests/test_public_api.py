@@ -44,9 +44,9 @@ def test_all_is_the_public_surface_and_every_name_resolves():
     for name in catbus.__all__:
         assert getattr(catbus, name) is not None, name
     from catbus.errors import CatbusError, ConfigError, NodeFailed, RunTimeout
-    from catbus.launch.api import load, run, start
-    from catbus.launch.handle import RunHandle
-    from catbus.launch.result import RunResult
+    from catbus.api.run import load, run, start
+    from catbus.api.handle import RunHandle
+    from catbus.api.result import RunResult
     from catbus.node import Input, Node
     from catbus.params import Param
     from catbus.recording import Recording
@@ -295,8 +295,8 @@ def test_launcher_off_the_main_thread_leaves_signal_handlers_alone(bus_sandbox):
 def test_stop_hands_the_inline_runner_its_event(monkeypatch):
     """The handle's side of stopping inline runs, with a stand-in runner that takes the stop
     event the way the inline runner is to (``run_inline(spec, ..., stop=event)``)."""
-    from catbus.launch import inline
-    from catbus.launch.result import RunResult
+    from catbus.supervise import inline
+    from catbus.api.result import RunResult
 
     seen = {}
 

@@ -33,8 +33,8 @@ import yaml
 import zmq
 
 import catbus
-from catbus.launch.registry import Registry
-from catbus.launch.rundir import RunDir, running_runs
+from catbus.supervise.registry import Registry
+from catbus.supervise.rundir import RunDir, running_runs
 from catbus.recording.verify import channel_sequences, first_difference
 from catbus.wire import codec
 from catbus.wire.protocol import PROTOCOL_VERSION

@@ -14,7 +14,7 @@ import catbus
 from catbus.wire import codec
 from catbus.runtime.dataplane import HELLO_PREFIX, PROGRESS_FRAME
 from catbus.errors import ConfigError, NodeFailed
-from catbus.launch.rundir import RunDir, running_runs
+from catbus.supervise.rundir import RunDir, running_runs
 from catbus.recording.reader import Recording
 from catbus.recording.verify import first_difference
 from tests.conftest import pack_control, wait_until

@@ -20,7 +20,7 @@ import pytest
 import catbus
 from catbus.cli.introspect import query_graph
 from catbus.errors import ConfigError
-from catbus.launch.swapclient import SwapFailed
+from catbus.client.swap import SwapFailed
 from catbus.recording.reader import Recording
 from catbus.recording.verify import channel_sequences, first_difference
 from tests.conftest import wait_until

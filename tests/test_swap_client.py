@@ -1,4 +1,4 @@
-"""The client's side of a swap (``catbus swap``, :func:`catbus.launch.swapclient.request_swap`)
+"""The client's side of a swap (``catbus swap``, :func:`catbus.client.swap.request_swap`)
 against a fake registry: a real ROUTER socket in a thread of the test, answering as the
 contract says (``graph?`` -> ``graph``; ``swap`` -> ``hb`` every HEARTBEAT_INTERVAL, then one
 ``swap-reply``), or not: heartbeats then silence (its launcher died), no heartbeat at all (an
@@ -24,12 +24,12 @@ import zmq
 
 from catbus.cli.main import main, parse_args
 from catbus.errors import CatbusError, RunTimeout
-from catbus.launch.swapclient import (SWAP_SILENCE, RunGone, SwapFailed, ask_graph,
+from catbus.client.swap import (SWAP_SILENCE, RunGone, SwapFailed, ask_graph,
                                       request_swap)
 from catbus.wire import messages as msg
 from catbus.wire.protocol import HEARTBEAT_INTERVAL
 
-#: What a registry answers a swap asked for before its run started (catbus.launch.swaps).
+#: What a registry answers a swap asked for before its run started (catbus.control.orders).
 NOT_STARTED = "the run has not started yet; swap once it runs"
 
 

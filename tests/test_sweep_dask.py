@@ -115,7 +115,7 @@ def dask_cluster(tmp_path_factory):
 def cluster(dask_cluster):
     yield dask_cluster
     left = leftovers(dask_cluster.mark, dask_cluster.expected())
-    from catbus.launch.rundir import runs_root
+    from catbus.supervise.rundir import runs_root
 
     runs = sorted(runs_root().iterdir()) if runs_root().is_dir() else []
     assert not left, f"processes left after the test: {left}"

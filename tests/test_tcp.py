@@ -33,10 +33,10 @@ from typing import Any
 import pytest
 
 import catbus
-from catbus.launch.api import load
+from catbus.api.run import load
 from catbus.runtime.dataplane import data_endpoint_for, host_address, interface_addresses, reachable_bus
 from catbus.errors import RunTimeout
-from catbus.launch.launcher import Launcher
+from catbus.supervise.launcher import Launcher
 from catbus.recording.verify import first_difference
 from tests.conftest import ROOT, alive, wait_until
 

@@ -1,6 +1,6 @@
 """Looking into a running run: ``catbus topic list|echo|hz``, ``catbus node list``, ``catbus bus``.
 
-A run on this machine is found through its run folder (see :mod:`catbus.launch.rundir`): the only
+A run on this machine is found through its run folder (see :mod:`catbus.supervise.rundir`): the only
 live run, or the one ``--run NAME`` names (with several live runs and neither ``--run`` nor
 ``--bus``, the tools refuse to guess); ``--bus`` names any other. Each tool says on stderr which
 run it talks to. ``echo`` and ``hz`` connect a SUB socket straight to the topic's publisher, like any
@@ -24,7 +24,7 @@ from catbus import security
 from catbus.wire import codec
 from catbus.wire import messages as msg
 from catbus.errors import CatbusError
-from catbus.launch.rundir import RUN_FILE, running_runs, select_run
+from catbus.supervise.rundir import RUN_FILE, running_runs, select_run
 
 #: How often ``echo`` and ``hz`` ask the registry whether the run is still there, and how long it
 #: may leave them unanswered before they take the run for gone.
@@ -111,7 +111,7 @@ def query_graph(bus: str | None, timeout: float = 3.0, run: str | None = None,
                 keys: Any = None) -> dict[str, Any]:
     """Ask the registry who is in the run (the same ``graph`` nodes receive). ``keys``: a
     :class:`catbus.security.Keys`, or a ``--keys`` folder."""
-    from catbus.launch.ask import ask_registry
+    from catbus.client.ask import ask_registry
 
     address = find_registry(bus, run)
     keys = security.load_option(keys) if isinstance(keys, (str, Path)) else keys
@@ -289,8 +289,8 @@ def host_bus(bind: str | None, *, mode: str = "parallel", seed: int = 0,
     free port. An address that cannot be bound is one line (exit 2), and no folder is left."""
     from catbus.control import Notice, NoticeKind, RunConfig
     from catbus.errors import ConfigError
-    from catbus.launch.registry import Registry
-    from catbus.launch.rundir import RunDir
+    from catbus.supervise.registry import Registry
+    from catbus.supervise.rundir import RunDir
     from catbus.wire.protocol import bus_address_problem
 
     if bind is not None:

@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds to wait for remote nodes to join (default 120)")
     _add_keys(p)
     p.add_argument("--deadline", type=float, default=30.0, metavar="S",
-                   # "5 s": catbus.launch.launcher.END_GRACE (not imported: the CLI loads no zmq).
+                   # "5 s": catbus.supervise.launcher.END_GRACE (not imported: the CLI loads no zmq).
                    help="a node silent for this long (e.g. stuck in a step) fails the run, "
                         "naming it (default 30); so does a stepped run in which no node "
                         "completes a tick for this long, and, in parallel mode, a node still "
@@ -384,8 +384,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # -- commands -------------------------------------------------------------------------------------
 def cmd_launch(args: argparse.Namespace) -> int:
-    from catbus.launch.api import _checked, check_timing, execute
-    from catbus.launch.rundir import claim_record, stderr_line
+    from catbus.api.run import _checked, check_timing, execute
+    from catbus.supervise.rundir import claim_record, stderr_line
 
     # Every option is checked before anything starts (one line, exit 2): see _checked too.
     check_timing(deadline=args.deadline, remote_timeout=args.remote_timeout,
@@ -408,7 +408,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
         claim_record(spec.record, where=str(spec.path or "command line"), say=stderr_line)
         stderr_line(f"catbus: run {spec.name} (mode inline) in this process (no bus)")
     else:
-        from catbus.launch.launcher import Launcher
+        from catbus.supervise.launcher import Launcher
 
         launcher = Launcher(spec, progress=progress, deadline=args.deadline,
                             remote_timeout=args.remote_timeout, announce=True,
@@ -470,9 +470,9 @@ def _data_ports(text: str | None) -> tuple[int, int] | None:
 
 def _launch_share(args: argparse.Namespace) -> int:
     """``catbus launch FILE --only NODES --bus ADDR``: this host's share of a run owned
-    elsewhere (:mod:`catbus.launch.share`)."""
-    from catbus.launch.api import load
-    from catbus.launch.share import run_share
+    elsewhere (:mod:`catbus.supervise.share`)."""
+    from catbus.api.run import load
+    from catbus.supervise.share import run_share
 
     for option in ("record", "steps", "duration", "seed", "mode", "pace"):
         if getattr(args, option, None) not in (None, False):

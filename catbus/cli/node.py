@@ -18,9 +18,9 @@ from typing import Any, Mapping, Sequence
 from catbus import params as params_mod
 from catbus.errors import CatbusError, ConfigError
 from catbus.runtime.inbox import InputBinding
-from catbus.launch.imports import import_path_for
-from catbus.launch.callbacks import callback_problems
-from catbus.launch.nodespec import import_node_class
+from catbus.spec.imports import import_path_for
+from catbus.spec.callbacks import callback_problems
+from catbus.spec.nodespec import import_node_class
 from catbus.runtime.process import NodeRuntime
 from catbus.runtime.signals import Interrupted, install_signal_handlers, \
     set_parent_death_signal, start_orphan_watchdog
@@ -111,7 +111,7 @@ NODE_IMPORT_FIX = ("run from the folder that holds the package, or give that fol
 
 def _import_path(paths: Sequence[str]) -> tuple:
     """``--path`` folders (relative to the current folder) then the current folder: the same
-    import path rule as the launcher's (:mod:`catbus.launch.imports`)."""
+    import path rule as the launcher's (:mod:`catbus.spec.imports`)."""
     for folder in paths:
         if not os.path.isdir(folder):
             raise ConfigError("--path", folder, f"no such folder on this host "

@@ -79,7 +79,7 @@ def cmd_play(args: argparse.Namespace) -> int:
 
 
 def build_play_spec(args: argparse.Namespace) -> tuple[Any, list[str]]:
-    """The checked :class:`~catbus.launch.launchfile.LaunchSpec` of the replay run, and notes
+    """The checked :class:`~catbus.spec.launchfile.LaunchSpec` of the replay run, and notes
     for stderr. Raises ConfigError naming the file or option and the fix."""
     import catbus
     from catbus.play import Player, check_topics, open_recording, recorded_publishers, \

@@ -1,6 +1,6 @@
 """``catbus swap NAME [module:Class] [--param k=v ...] [--run NAME | --bus ADDR] [--wait]``:
 replace a running node by a new process, without stopping the run (see
-:mod:`catbus.launch.swaps`; the client's side: :mod:`catbus.launch.swapclient`)."""
+:mod:`catbus.control.swaps`; the client's side: :mod:`catbus.client.swap`)."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def _class_among_options(parser: argparse.ArgumentParser, args: argparse.Namespa
 def cmd_swap(args: argparse.Namespace) -> int:
     from catbus import params as params_mod
     from catbus.cli.introspect import _say_run, find_run
-    from catbus.launch.swapclient import SwapFailed, ask_graph, request_swap
+    from catbus.client.swap import SwapFailed, ask_graph, request_swap
     from catbus.security import load_option
 
     overrides: dict = {}

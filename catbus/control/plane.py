@@ -5,8 +5,8 @@ Events go in (:mod:`catbus.control.events`: a control message received, a heartb
 closed link, a process started, refused or exited, a stop), instructions come out
 (:mod:`catbus.control.instructions`: send this message, start or kill that process, tell the
 user this). One handler per event type, one per control message type, dispatched by table. The
-registry (:mod:`catbus.launch.registry`) decodes messages and carries out ``Send``; the launcher
-(:mod:`catbus.launch.launcher`) starts and kills processes and acts on notices. Everything here
+registry (:mod:`catbus.supervise.registry`) decodes messages and carries out ``Send``; the launcher
+(:mod:`catbus.supervise.launcher`) starts and kills processes and acts on notices. Everything here
 can be driven by a test, event by event, without a process.
 """
 

@@ -3,7 +3,7 @@
 Design (inline mode): the agent node the trainer controls is replaced by a *stand-in* node class
 with the agent's declared inputs, outputs, parameters and period (after remapping), plus the
 mapping's extra ``topics``. The rest of the graph (the environment, other agents, the recorder if
-the run records) runs unchanged in an inline run (:func:`catbus.launch.api.execute`) in a
+the run records) runs unchanged in an inline run (:func:`catbus.api.run.execute`) in a
 background thread. At each of its steps the stand-in hands its inputs to the trainer through a
 queue and blocks until the trainer's action comes back through another; so the graph advances
 exactly one agent period per :meth:`CatbusEnv.step`, on the inline schedule, and nothing in the
@@ -37,10 +37,10 @@ import gymnasium
 
 from catbus.errors import ConfigError
 from catbus.gym.mapping import GymMapping
-from catbus.launch.api import execute, load
-from catbus.launch.launchfile import LaunchSpec, max_steps_reason
-from catbus.launch.nodelist import RECORDER_CLASS
-from catbus.launch.nodespec import TopicBinding
+from catbus.api.run import execute, load
+from catbus.spec.launchfile import LaunchSpec, max_steps_reason
+from catbus.spec.nodelist import RECORDER_CLASS
+from catbus.spec.nodespec import TopicBinding
 from catbus.node import Node
 from catbus.wire.protocol import AWAITING_CONTROLLER_STATE, DEFAULT_DEADLINE
 
@@ -230,7 +230,7 @@ class CatbusEnv(gymnasium.Env):
 
     def _start_stepped(self, spec: LaunchSpec) -> None:
         """The graph in its processes, the stand-in a remote node run in a thread of ours."""
-        from catbus.launch.handle import RunHandle
+        from catbus.api.handle import RunHandle
         from catbus.runtime.inbox import InputBinding
         from catbus.runtime.process import NodeRuntime
 
@@ -366,7 +366,7 @@ class CatbusEnv(gymnasium.Env):
 def _import_mapping(path: str, spec: LaunchSpec) -> GymMapping:
     """``module:attr`` with the launch's import path; ``attr`` a GymMapping or a function of no
     arguments returning one."""
-    from catbus.launch.imports import use_import_path
+    from catbus.spec.imports import use_import_path
 
     module_name, _, attr = path.partition(":")
     if not module_name or not attr:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from catbus.errors import CatbusError
-from catbus.launch.imports import recorded_import_path
+from catbus.spec.imports import recorded_import_path
 from catbus.recording.reader import Recording
 
 
@@ -57,7 +57,7 @@ def reported_scores(path: str | os.PathLike[str] | Recording) -> dict[str, Any]:
     """The scores the run's nodes reported (``Node.report``), from the recording's
     ``catbus/scores`` messages: each node's last score set, merged as ``RunResult.scores``
     merges them (a key several nodes reported becomes ``<node>.<key>``). {} if none."""
-    from catbus.launch.result import merge_reported
+    from catbus.api.result import merge_reported
     from catbus.wire.protocol import SCORES_TOPIC
 
     recording = _open(path)
@@ -191,10 +191,10 @@ def load_function(ref: str, *, where: str = "",
                   path: Sequence[str | os.PathLike[str]] = ()) -> Callable[..., Any]:
     """Import ``"package.module:function"`` with the import path in front of ``sys.path``:
     ``path`` (a recording's run lists its folders:
-    :func:`catbus.launch.imports.recorded_import_path`), then the current folder -- the same rule
-    as for node classes (:mod:`catbus.launch.imports`); ``catbus eval`` is often run from the
+    :func:`catbus.spec.imports.recorded_import_path`), then the current folder -- the same rule
+    as for node classes (:mod:`catbus.spec.imports`); ``catbus eval`` is often run from the
     project folder, whose packages are not installed."""
-    from catbus.launch.imports import describe, import_path_for, use_import_path
+    from catbus.spec.imports import describe, import_path_for, use_import_path
 
     prefix = f"{where}: " if where else ""
     module_name, sep, attr = ref.partition(":")

@@ -334,7 +334,7 @@ class Recorder(Node):
             if writer is not None:
                 self._write_held(writer)
                 self._write_drops(writer)
-                from catbus.launch.result import merge_reported
+                from catbus.api.result import merge_reported
 
                 writer.add_metadata(END_METADATA_NAME, metadata_strings({
                     "messages": self.messages_written, "drops": self.drops,

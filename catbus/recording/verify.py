@@ -62,7 +62,7 @@ def verify(launch: str, *, seed: int | None = None, steps: int | None = None,
            duration: float | None = None, overrides: Sequence[str] = (),
            out: Any = print) -> int:
     """Run both modes and report; returns 0 when they agree, 1 otherwise."""
-    from catbus.launch.api import run
+    from catbus.api.run import run
 
     with tempfile.TemporaryDirectory(prefix="catbus-verify-") as folder:
         paths = {}

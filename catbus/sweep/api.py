@@ -67,7 +67,7 @@ def sweep(launch: str | os.PathLike | Mapping[str, Any], seeds: Iterable[int] | 
             ``cluster`` without Dask installed.
         RunTimeout: No scheduler answered at ``cluster`` in time.
     """
-    from catbus.launch.api import load
+    from catbus.api.run import load
 
     if isinstance(launch, (str, os.PathLike)):
         launch = str(Path(launch).resolve())

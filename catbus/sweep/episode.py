@@ -42,7 +42,7 @@ class Episode:
 def run_episode(task: Episode) -> dict[str, Any]:
     """Run ``task`` with :func:`catbus.run`; never raises for the episode's own failures."""
     from catbus.errors import ConfigError, NodeFailed
-    from catbus.launch.api import run
+    from catbus.api.run import run
 
     began = time.monotonic()
     row = task.base_row()

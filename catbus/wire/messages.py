@@ -361,7 +361,7 @@ _LIMITS: dict[tuple[str, str], tuple[float, float]] = {
     (Op.DONE, "end_tick"): (-1, _INT_MAX),
     (Op.WELCOME, "incarnation"): (0, _INT_MAX),
     (Op.WELCOME, "period"): (1e-9, 1e9),
-    (Op.WELCOME, "duration"): (0.0, 2.0 ** 34),   # catbus.launch.api.RUN_SECONDS_MAX
+    (Op.WELCOME, "duration"): (0.0, 2.0 ** 34),   # catbus.api.run.RUN_SECONDS_MAX
     (Op.WELCOME, "protocol"): (0, 2 ** 31 - 1),
     (Op.START, "delay"): (0.0, 3600.0),
     (Op.START, "elapsed"): (0.0, 1e9),

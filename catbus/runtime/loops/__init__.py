@@ -6,7 +6,7 @@ learns that its node ended the episode from the driver's
 :class:`~catbus.runtime.driver.StepOutcome`, never from the node, and ends it the one way every
 loop does, :meth:`~catbus.runtime.link.ProcessLink.episode_ended`. The
 process lifecycle around them is :mod:`catbus.runtime.process`; ``inline`` has its own loop
-(:mod:`catbus.launch.inline`) over the same :class:`~catbus.runtime.driver.NodeDriver`.
+(:mod:`catbus.supervise.inline`) over the same :class:`~catbus.runtime.driver.NodeDriver`.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ front of ``sys.path``, in this order:
 So a user's own ``nodes/`` package (regular or namespace, next to the launch file or in the
 current folder) is found before anything installed; catbus installs no ``nodes`` package of its
 own, so nothing of ours can hide it. The launcher computes the list once
-(:attr:`~catbus.launch.launchfile.LaunchSpec.import_path`) and passes it to every node process as
+(:attr:`~catbus.spec.launchfile.LaunchSpec.import_path`) and passes it to every node process as
 ``--path DIR`` options; ``catbus node`` typed by hand uses its ``--path`` options and the current
 folder; ``catbus eval`` the folders the recording lists and the current folder.
 

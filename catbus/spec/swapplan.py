@@ -21,8 +21,8 @@ from typing import Any, Mapping, Sequence
 
 from catbus import params as params_mod
 from catbus.errors import ConfigError
-from catbus.launch.fieldcheck import _is_number, _unknown_key, _unknown_node_message
-from catbus.launch.nodespec import NodeSpec, import_node_class
+from catbus.spec.fieldcheck import _is_number, _unknown_key, _unknown_node_message
+from catbus.spec.nodespec import NodeSpec, import_node_class
 from catbus.topics import ALL_TOPICS, topic_differences
 
 SWAP_KEYS = ("at", "node", "class", "params")

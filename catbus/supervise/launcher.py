@@ -32,16 +32,16 @@ from catbus.control import (KillProcess, Notice, NoticeKind, ProcessExited, Proc
 from catbus.control.instructions import Instruction
 from catbus.runtime.dataplane import reachable_bus
 from catbus.errors import ConfigError, NodeFailed, RunTimeout
-from catbus.launch.imports import node_process_command
-from catbus.launch.launchfile import LaunchSpec
-from catbus.launch.nodespec import NodeSpec
-from catbus.launch.progressbar import RunProgress
-from catbus.launch.registry import Registry
-from catbus.launch.respawn import replacement_command, replacement_problem, run_config
-from catbus.launch.launchfile import max_steps_reason
-from catbus.launch.result import RunResult, merge_reported
-from catbus.launch.rundir import RunDir, claim_record, stderr_line
-from catbus.launch.runinfo import build_run_info, parallel_duration, schedule_for
+from catbus.spec.imports import node_process_command
+from catbus.spec.launchfile import LaunchSpec
+from catbus.spec.nodespec import NodeSpec
+from catbus.supervise.progressbar import RunProgress
+from catbus.supervise.registry import Registry
+from catbus.supervise.respawn import replacement_command, replacement_problem, run_config
+from catbus.spec.launchfile import max_steps_reason
+from catbus.api.result import RunResult, merge_reported
+from catbus.supervise.rundir import RunDir, claim_record, stderr_line
+from catbus.spec.runinfo import build_run_info, parallel_duration, schedule_for
 
 #: Seconds given to children for each step of the shutdown ladder.
 STOP_GRACE = 5.0
@@ -59,7 +59,7 @@ def node_command(spec: NodeSpec, bus: str, import_path: Sequence[os.PathLike | s
     """The command line of a local node process (the same CLI a remote node uses):
     ``python -P -m catbus node CLASS --name NAME --bus ADDR --path DIR ...``.
 
-    ``-P`` (an equivalent on Python 3.10, :func:`~catbus.launch.imports.python_command`): the
+    ``-P`` (an equivalent on Python 3.10, :func:`~catbus.spec.imports.python_command`): the
     current folder is not searched before catbus is imported, so a folder named ``catbus`` there
     cannot shadow it; the run's import path (:attr:`LaunchSpec.import_path`) is passed as
     ``--path`` options, so the node imports its class from exactly the folders the launcher did.
@@ -268,7 +268,7 @@ class Launcher:
         for command in commands:
             print(f"  {command}", file=sys.stderr)
         if tcp:
-            from catbus.launch.share import only_command
+            from catbus.supervise.share import only_command
 
             remote = [n.name for n in self.spec.nodes if n.remote]
             print("or, with this launch file on that host, all of them at once:\n  "
@@ -401,7 +401,7 @@ def _signal_label(signum: int | None) -> str:
 def launch(spec: LaunchSpec, **options: Any) -> RunResult:
     """Run a ``parallel`` or ``stepped`` launch spec; raises NodeFailed if a node failed."""
     if spec.mode == "inline":
-        raise ConfigError(str(spec.path or ""), "mode", "use catbus.launch.inline for inline runs")
+        raise ConfigError(str(spec.path or ""), "mode", "use catbus.supervise.inline for inline runs")
     return Launcher(spec, **options).run()
 
 

@@ -9,10 +9,10 @@ from typing import Any, Mapping, Sequence
 
 from catbus.control.config import NodeConfig, RunConfig, ScheduledSwap
 from catbus.errors import ConfigError
-from catbus.launch.imports import node_process_command
-from catbus.launch.launchfile import LaunchSpec
-from catbus.launch.nodespec import import_node_class
-from catbus.launch.swapplan import fit_problem, replacement_params, swap_tick
+from catbus.spec.imports import node_process_command
+from catbus.spec.launchfile import LaunchSpec
+from catbus.spec.nodespec import import_node_class
+from catbus.spec.swapplan import fit_problem, replacement_params, swap_tick
 from catbus.runtime.schedule import Schedule
 
 

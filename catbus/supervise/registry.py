@@ -22,7 +22,7 @@ from catbus.control import ControlPlane, RunConfig
 from catbus.control.events import Event, LinkClosed, Received, StopRun, Tick
 from catbus.control.instructions import Instruction, Send
 from catbus.control.members import Member
-from catbus.launch.linkwatch import LinkWatch
+from catbus.supervise.linkwatch import LinkWatch
 from catbus.wire import messages as msg
 from catbus.wire.protocol import HEARTBEAT_INTERVAL
 from catbus.wire.sockets import keep_links_alive
@@ -53,7 +53,7 @@ class Registry:
         self.plane = ControlPlane(config)
         #: The plane's state: members, records, where the run is (read-only for the host).
         self.state = self.plane.state
-        #: Which connection carried each process's messages (see catbus.launch.linkwatch).
+        #: Which connection carried each process's messages (see catbus.supervise.linkwatch).
         self.links = LinkWatch(self.socket, None if guard is None else
                                lambda event: guard.auth.handshake_failed(guard.endpoint, event))
         self.last_beat = 0.0
@@ -156,7 +156,7 @@ class Registry:
     # -- socket ----------------------------------------------------------------------------------
     def _closed_links(self, todo: list[Instruction]) -> None:
         """Connection events first, so that a descriptor closed and reused by a new connection
-        is never taken for the new one's (see catbus.launch.linkwatch)."""
+        is never taken for the new one's (see catbus.supervise.linkwatch)."""
         for identity in self.links.closed():
             todo += self.handle(LinkClosed(identity, time.monotonic()))
 

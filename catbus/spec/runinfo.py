@@ -11,7 +11,7 @@ import sys
 from importlib import metadata
 from typing import Any
 
-from catbus.launch.launchfile import LaunchSpec
+from catbus.spec.launchfile import LaunchSpec
 from catbus.runtime.schedule import Schedule, build_schedule
 
 

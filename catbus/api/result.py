@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from catbus.control import describe, splice_line
-from catbus.launch.launchfile import LaunchSpec
+from catbus.spec.launchfile import LaunchSpec
 
 
 def merge_reported(by_node: Mapping[str, Mapping[str, Any]]) -> dict[str, Any] | None:

@@ -18,9 +18,9 @@ import time
 from typing import Sequence
 
 from catbus.errors import ConfigError
-from catbus.launch.imports import node_process_command
-from catbus.launch.launchfile import LaunchSpec
-from catbus.launch.nodespec import NodeSpec
+from catbus.spec.imports import node_process_command
+from catbus.spec.launchfile import LaunchSpec
+from catbus.spec.nodespec import NodeSpec
 from catbus.wire.protocol import bus_address_problem
 
 #: Seconds between the signals of the shutdown ladder (SIGINT, SIGTERM, SIGKILL) on Ctrl-C.

@@ -13,11 +13,11 @@ from typing import Any, Callable, Mapping, Sequence
 from catbus import params as params_mod
 from catbus.control.config import RestartPolicy
 from catbus.errors import ConfigError
-from catbus.launch.callbacks import callback_problems
-from catbus.launch.fieldcheck import SET, _absolute, _class_path_of, _is_int, _is_number, \
+from catbus.spec.callbacks import callback_problems
+from catbus.spec.fieldcheck import SET, _absolute, _class_path_of, _is_int, _is_number, \
     _mapping_or_empty
-from catbus.launch.imports import describe, import_path_for, shadowing_module, use_import_path
-from catbus.launch.yamlfile import _load_yaml_file
+from catbus.spec.imports import describe, import_path_for, shadowing_module, use_import_path
+from catbus.spec.yamlfile import _load_yaml_file
 from catbus.node import Input, Node
 from catbus.topics import ALL_TOPICS, resolve_topic, validate_topic
 from catbus.wire.protocol import POLICIES, RESTART_POLICIES
@@ -111,7 +111,7 @@ def import_node_class(value: Any, where: str, prefix: str, *,
     """Import ``module:Class`` (or accept a Node subclass), reporting every failure as config.
 
     ``import_path`` (default: the current folder) goes in front of ``sys.path`` first
-    (:func:`catbus.launch.imports.use_import_path`); ``fix`` ends the message when the module
+    (:func:`catbus.spec.imports.use_import_path`); ``fix`` ends the message when the module
     is not found."""
     field_path = f"{prefix}.class" if prefix else "class"
     if value is None:

@@ -8,9 +8,9 @@ from typing import Any, Mapping, Sequence
 
 from catbus import params as params_mod
 from catbus.errors import ConfigError
-from catbus.launch.fieldcheck import CLI, SET, _class_path_of, _mapping_or_empty, _unknown_key, \
+from catbus.spec.fieldcheck import CLI, SET, _class_path_of, _mapping_or_empty, _unknown_key, \
     _unknown_node_message
-from catbus.launch.yamlfile import _load_yaml_text
+from catbus.spec.yamlfile import _load_yaml_text
 from catbus.topics import validate_node_name
 
 NODE_KEYS = ("class", "period", "params", "params_file", "remap", "remote", "restart",

@@ -13,8 +13,8 @@ import time
 import weakref
 from typing import Any
 
-from catbus.launch.launchfile import LaunchSpec
-from catbus.launch.result import RunResult
+from catbus.spec.launchfile import LaunchSpec
+from catbus.api.result import RunResult
 
 #: How long :func:`catbus.start` waits for the registry to be bound (to report a bus address it
 #: cannot bind as a ConfigError, synchronously, and to know ``bus`` at once). Binding takes
@@ -32,7 +32,7 @@ class RunHandle:
     the block is left.
 
     Attributes:
-        spec: The checked :class:`~catbus.launch.launchfile.LaunchSpec` being run.
+        spec: The checked :class:`~catbus.spec.launchfile.LaunchSpec` being run.
         name: The run's name (the launch file's ``name:``, else its stem).
         mode: ``"parallel"``, ``"stepped"`` or ``"inline"``.
     """
@@ -58,7 +58,7 @@ class RunHandle:
         self.mode: str = spec.mode
         launcher = None
         if spec.mode != "inline":
-            from catbus.launch.launcher import Launcher
+            from catbus.supervise.launcher import Launcher
 
             # Built here, not in the thread: what it checks (the schedule) raises ConfigError
             # to the caller.
@@ -94,7 +94,7 @@ class RunHandle:
             raise self._error
 
     def _main(self) -> None:
-        from catbus.launch.api import execute
+        from catbus.api.execute import execute
 
         try:
             self._result = execute(self.spec, launcher=self._launcher, stop=self._stop_event,
@@ -144,7 +144,7 @@ class RunHandle:
             timeout: Seconds to wait at most; None waits for the end.
 
         Returns:
-            The :class:`~catbus.launch.result.RunResult` (``interrupted`` is True after
+            The :class:`~catbus.api.result.RunResult` (``interrupted`` is True after
             :meth:`stop`), as :func:`catbus.run` returns it.
 
         Raises:
@@ -234,7 +234,7 @@ class RunHandle:
                 launch file's ``swap:`` instead), or the run did not answer.
         """
         from catbus.errors import CatbusError
-        from catbus.launch.swapclient import request_swap
+        from catbus.client.swap import request_swap
         from catbus import params as params_mod
 
         if self.bus is None:

@@ -24,12 +24,12 @@ import traceback
 from typing import Any, Callable
 
 from catbus.errors import NodeFailed
-from catbus.launch.launchfile import LaunchSpec
-from catbus.launch.progressbar import RunProgress
-from catbus.launch.launchfile import max_steps_reason
-from catbus.launch.result import RunResult, merge_reported
-from catbus.launch.runinfo import build_run_info, schedule_for
-from catbus.launch.swapplan import swap_tick
+from catbus.spec.launchfile import LaunchSpec
+from catbus.supervise.progressbar import RunProgress
+from catbus.spec.launchfile import max_steps_reason
+from catbus.api.result import RunResult, merge_reported
+from catbus.spec.runinfo import build_run_info, schedule_for
+from catbus.spec.swapplan import swap_tick
 from catbus.runtime.driver import NodeDriver, Publish
 from catbus.runtime.logs import install_terminal, uninstall_terminal
 from catbus.runtime.inbox import ALL, InputBinding, LocalMessage, Shared

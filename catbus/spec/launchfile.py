@@ -73,7 +73,7 @@ Decisions worth knowing:
   the registry, never from files on its host.
 * **Imports.** Class paths are imported with the run's *import path* in front of ``sys.path``:
   the ``pythonpath:`` folders (relative to the file), the launch file's folder, then the current
-  folder (:mod:`catbus.launch.imports`). The launcher, every node process (``--path`` options)
+  folder (:mod:`catbus.spec.imports`). The launcher, every node process (``--path`` options)
   and ``catbus eval`` use the same folders, so a user's ``nodes/`` package next to the launch
   file or in the current folder is found in every mode, installed catbus or not; catbus installs
   no ``nodes`` package of its own. :attr:`LaunchSpec.import_path` is that list, and the document
@@ -98,13 +98,13 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from catbus.errors import ConfigError
-from catbus.launch.fieldcheck import CLI, _absolute, _is_int, _is_number, _unknown_key, \
+from catbus.spec.fieldcheck import CLI, _absolute, _is_int, _is_number, _unknown_key, \
     _unknown_node_message
-from catbus.launch.imports import import_path_for
-from catbus.launch.nodelist import _attach_recorder, _check_remote_names, _parse_sets, _raw_nodes
-from catbus.launch.nodespec import NodeSpec, TopicBinding, _node_spec
-from catbus.launch.swapplan import ScheduledSwap, parse_swaps
-from catbus.launch.yamlfile import _load_yaml_file
+from catbus.spec.imports import import_path_for
+from catbus.spec.nodelist import _attach_recorder, _check_remote_names, _parse_sets, _raw_nodes
+from catbus.spec.nodespec import NodeSpec, TopicBinding, _node_spec
+from catbus.spec.swapplan import ScheduledSwap, parse_swaps
+from catbus.spec.yamlfile import _load_yaml_file
 from catbus.topics import ALL_TOPICS, RESERVED_PREFIX
 from catbus.wire.protocol import MODES, bus_address_problem
 

@@ -15,7 +15,7 @@ The client's side of a ``swap`` request, on one socket to the run's registry:
    ``timeout``.
 
 A refusal because the run has not started yet is a :class:`SwapFailed` with ``not_started``;
-with ``wait`` it sends the client back to step 1. See :mod:`catbus.launch.swaps` for what happens
+with ``wait`` it sends the client back to step 1. See :mod:`catbus.control.swaps` for what happens
 in the run meanwhile.
 """
 
@@ -25,7 +25,7 @@ import time
 from typing import Any, Mapping
 
 from catbus.errors import CatbusError, RunTimeout
-from catbus.launch.ask import RegistryLink, Silent
+from catbus.client.ask import RegistryLink, Silent
 from catbus.wire import messages as msg
 from catbus.wire.protocol import HEARTBEAT_INTERVAL
 

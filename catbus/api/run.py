@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from catbus.errors import ConfigError
-from catbus.launch.launchfile import LaunchSpec, build_launch, load_launch
-from catbus.launch.result import RunResult
+from catbus.spec.launchfile import LaunchSpec, build_launch, load_launch
+from catbus.api.execute import check_timing, execute
+from catbus.api.result import RunResult
 from catbus.runtime.logs import check_level
 
 if TYPE_CHECKING:
-    import threading
-
-    from catbus.launch.handle import RunHandle
+    from catbus.api.handle import RunHandle
 
 
 def load(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: str | None = None,
@@ -55,7 +54,7 @@ def load(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: st
             (``--keys``; a launch's ``security: {keys: DIR}``).
 
     Returns:
-        The checked :class:`~catbus.launch.launchfile.LaunchSpec`.
+        The checked :class:`~catbus.spec.launchfile.LaunchSpec`.
 
     Raises:
         ConfigError: The launch or an option is wrong; the message names the file, the field and
@@ -104,7 +103,7 @@ def run(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: str
 
     Args:
         launch: A launch file path, a dict with the same layout as the YAML, or a
-            :class:`~catbus.launch.launchfile.LaunchSpec` from :func:`load`.
+            :class:`~catbus.spec.launchfile.LaunchSpec` from :func:`load`.
         mode: ``"parallel"`` (processes, wall clock), ``"stepped"`` (processes, deterministic
             lockstep) or ``"inline"`` (one process); ``None`` keeps the launch's (default
             parallel).
@@ -135,7 +134,7 @@ def run(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: str
             stopped) may take to come back before the run fails naming it; None: ``deadline``.
 
     Returns:
-        A :class:`~catbus.launch.result.RunResult`: per-node statistics (``nodes``), ``wall_time``,
+        A :class:`~catbus.api.result.RunResult`: per-node statistics (``nodes``), ``wall_time``,
         ``end_reason``, ``interrupted``, ``record`` and ``scores``: what nodes reported
         (``Node.report``) merged with the evaluator's scores of the recording (its keys win);
         None if neither.
@@ -181,14 +180,14 @@ def start(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: s
             for :func:`run`.
 
     Returns:
-        A :class:`~catbus.launch.handle.RunHandle`: ``name``, ``mode``, ``bus``, ``done``,
+        A :class:`~catbus.api.handle.RunHandle`: ``name``, ``mode``, ``bus``, ``done``,
         ``running``, ``wait(timeout)``, ``stop()``.
 
     Raises:
         ConfigError: The launch or an option is wrong (also: the registry cannot bind ``bus``).
             Raised here, before any process starts; every later failure comes from ``wait()``.
     """
-    from catbus.launch.handle import RunHandle
+    from catbus.api.handle import RunHandle
 
     spec = _checked(launch, mode=mode, seed=seed, steps=steps, duration=duration,
                     max_steps=max_steps, overrides=overrides, record=record, remote=remote,
@@ -231,7 +230,7 @@ def _check_run_length(spec: LaunchSpec, options: Mapping[str, Any]) -> None:
     """Refuse (ConfigError) ``steps``/``duration``/``max_steps`` that make a run longer than
     :data:`RUN_SECONDS_MAX` or its last tick 2**53 or more (``--steps 1e23`` crashed the
     launcher with an OverflowError after it had started the nodes)."""
-    from catbus.launch.runinfo import parallel_duration, schedule_for
+    from catbus.spec.runinfo import parallel_duration, schedule_for
 
     key = "steps" if spec.steps is not None else \
         "duration" if spec.duration is not None else "max_steps"
@@ -277,66 +276,4 @@ def _check_record_folder(record: Path, where: str, field: str) -> None:
                                         f"is not writable; remove it or record elsewhere")
 
 
-def check_timing(*, deadline: float | None = None, remote_timeout: float | None = None,
-                 rejoin_timeout: float | None = None, where: str = "command line") -> None:
-    """Refuse (ConfigError, exit 2) a ``deadline`` or ``remote_timeout`` that is not a finite
-    number of seconds above 0 (``--deadline 0`` failed every run at once)."""
-    import math
-
-    for name, value in (("deadline", deadline), ("remote-timeout", remote_timeout),
-                        ("rejoin-timeout", rejoin_timeout)):
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-                not math.isfinite(value) or value <= 0:
-            field = f"--{name}" if where == "command line" else name.replace("-", "_")
-            raise ConfigError(where, field, f"must be a number of seconds above 0, got {value!r}")
-
-
-def execute(spec: LaunchSpec, *, progress: bool | None = False, deadline: float = 30.0,
-            remote_timeout: float = 120.0, evaluate: bool = True, launcher: Any = None,
-            stop: threading.Event | None = None, log_level: str | None = None,
-            rejoin_timeout: float | None = None) -> RunResult:
-    """Run a checked spec to its end (what :func:`run` does after :func:`load`).
-
-    ``launcher``: a :class:`~catbus.launch.launcher.Launcher` already built for ``spec``
-    (parallel and stepped; :class:`~catbus.launch.handle.RunHandle` keeps it to stop the run).
-    ``stop``: inline mode, an event that ends the run between two steps, as Ctrl-C would.
-    ``log_level``: as for :func:`run` (None: WARNING); a ``launcher`` given has its own.
-    """
-    check_timing(deadline=deadline, remote_timeout=remote_timeout,
-                 rejoin_timeout=rejoin_timeout, where="")
-    if spec.mode == "inline":
-        from catbus.launch.inline import run_inline
-
-        result = run_inline(spec, progress=progress, deadline=deadline, stop=stop,
-                            log_level=log_level)
-    else:
-        if launcher is None:
-            from catbus.launch.launcher import Launcher
-
-            launcher = Launcher(spec, progress=progress, deadline=deadline,
-                                remote_timeout=remote_timeout, log_level=log_level,
-                                rejoin_timeout=rejoin_timeout)
-        result = launcher.run()
-    if evaluate and spec.record is not None and not result.interrupted:
-        evaluated = _scores(spec.record)
-        if evaluated:
-            # The evaluator's keys win over reported ones of the same name (docs/design.md,
-            # "Scores").
-            result.scores = {**(result.scores or {}), **evaluated}
-    return result
-
-
-def _scores(record: Path) -> dict[str, Any] | None:
-    """The scores of the evaluator(s) the recording names (None: none named, or it failed)."""
-    from catbus.errors import CatbusError
-    from catbus.recording.evaluate import evaluator_scores
-
-    try:
-        return evaluator_scores(record) or None
-    except CatbusError:
-        return None
-
-
-__all__ = ["load", "run", "start", "execute"]
+__all__ = ["load", "run", "start", "execute", "check_timing"]

@@ -1,0 +1,1 @@
+"""The user's API: ``catbus.run``, ``catbus.start`` and its ``RunHandle``, ``RunResult``."""

@@ -1,0 +1,1 @@
+"""A client of live runs: finding a run, asking its registry, swaps. The CLI and the Foxglove bridge use it."""

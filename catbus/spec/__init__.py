@@ -1,0 +1,1 @@
+"""Launch files: reading and checking them, class paths, the run's description (``catbus.load``)."""
