@@ -25,11 +25,11 @@ import zmq
 
 import catbus
 from catbus.wire import codec
-from catbus.supervise import launcher
+from catbus.supervise import children, launcher
 from catbus.runtime import signals as noderuntime
 from catbus.runtime.dataplane import HELLO_PREFIX, PROGRESS_FRAME
 from catbus.errors import NodeFailed
-from catbus.cli.introspect import query_graph
+from catbus.client import query_graph
 from catbus.recording.reader import Recording
 from catbus.supervise.registry import Registry
 from catbus.supervise.rundir import RunDir, remove_stale_runs, running_runs
@@ -226,8 +226,8 @@ def test_cli_exits_non_zero_naming_the_failed_node(tmp_path: Path, mode: str) ->
 def test_node_ignoring_signals_and_stuck_in_step_is_killed(tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     # Shorter rungs than the defaults (5, 2, 2 s) keep the test quick; the ladder is the same.
-    monkeypatch.setattr(launcher, "STOP_GRACE", 1.0)
-    monkeypatch.setattr(launcher, "SIGNAL_GRACE", 0.5)
+    monkeypatch.setattr(children, "STOP_GRACE", 1.0)
+    monkeypatch.setattr(children, "SIGNAL_GRACE", 0.5)
     pid_file = tmp_path / "stuck.pid"
     launch = {"name": "stubborn", "nodes": {
         "talker": {"class": f"{TOY}:Talker", "period": 0.01},
@@ -249,7 +249,7 @@ def test_signal_interrupts_a_step_that_catches_every_exception(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Node code may catch Exception broadly; the shutdown ladder's SIGINT must still get through
     (and close() still run) instead of being swallowed and the node SIGKILLed."""
-    monkeypatch.setattr(launcher, "STOP_GRACE", 0.5)
+    monkeypatch.setattr(children, "STOP_GRACE", 0.5)
     closed = tmp_path / "closed"
     # Another node's failure ends the run while "busy" is in its 30 s step: the ladder's stop
     # message cannot reach it there, its SIGINT must.

@@ -23,7 +23,7 @@ import pytest
 import zmq
 
 import catbus
-from catbus.supervise import launcher
+from catbus.supervise import children, launcher
 from catbus.errors import NodeFailed
 from catbus.supervise.registry import Registry
 from catbus.supervise.rundir import RunDir, remove_stale_runs
@@ -177,8 +177,8 @@ def test_node_stuck_past_the_end_of_a_parallel_run_is_named(
     waits, heartbeating, for it to finish. The heartbeat deadline (60 s) is far away: the run's
     end plus the end grace must be what stops it, naming the stuck node first."""
     monkeypatch.setattr(launcher, "END_GRACE", 2.0)
-    monkeypatch.setattr(launcher, "STOP_GRACE", 1.0)
-    monkeypatch.setattr(launcher, "SIGNAL_GRACE", 0.5)
+    monkeypatch.setattr(children, "STOP_GRACE", 1.0)
+    monkeypatch.setattr(children, "SIGNAL_GRACE", 0.5)
     pid_file = tmp_path / "stuck.pid"
     launch = {"name": "stuck", "nodes": {
         "talker": {"class": f"{TOY}:Talker", "period": 0.01},

@@ -16,10 +16,7 @@ so that Ctrl-C reaches only the launcher, which then stops them all gracefully (
 from __future__ import annotations
 
 import os
-import shlex
 import signal
-import subprocess
-import sys
 import threading
 import time
 from typing import Any, Sequence
@@ -30,22 +27,20 @@ from catbus import security
 from catbus.control import (KillProcess, Notice, NoticeKind, ProcessExited, ProcessRefused,
                             ProcessStarted, StartProcess)
 from catbus.control.instructions import Instruction
-from catbus.runtime.dataplane import reachable_bus
 from catbus.errors import ConfigError, NodeFailed, RunTimeout
 from catbus.spec.imports import node_process_command
 from catbus.spec.launchfile import LaunchSpec
 from catbus.spec.nodespec import NodeSpec
+from catbus.supervise.children import Children
 from catbus.supervise.progressbar import RunProgress
 from catbus.supervise.registry import Registry
 from catbus.supervise.respawn import replacement_command, replacement_problem, run_config
 from catbus.spec.launchfile import max_steps_reason
 from catbus.api.result import RunResult, merge_reported
+from catbus.supervise.remote import announce_remote, startup_message
 from catbus.supervise.rundir import RunDir, claim_record, stderr_line
 from catbus.spec.runinfo import build_run_info, parallel_duration, schedule_for
 
-#: Seconds given to children for each step of the shutdown ladder.
-STOP_GRACE = 5.0
-SIGNAL_GRACE = 2.0
 #: Parallel mode: seconds every node gets, once the run is over (its duration has passed, or
 #: the episode ended), to report that it is done; a node still running then is stuck and the
 #: launcher fails the run naming it, then stops everyone. Never more than ``--deadline``, the
@@ -97,16 +92,12 @@ class Launcher:
         #: default: the deadline). Nodes get it too: they wait as long for the registry.
         self.rejoin_timeout = rejoin_timeout if rejoin_timeout is not None else deadline
         self.run_info["rejoin_timeout"] = self.rejoin_timeout
-        #: ``--data-ports``: the node processes started here bind their data sockets there.
-        self.data_ports = data_ports
         self.remote_timeout = remote_timeout
         self.startup_timeout = startup_timeout
         self.show_progress = progress
-        #: Every process this launcher started (a node's first, a swap's or a restart's), by
-        #: pid; the control plane knows which of them owns a name.
-        self.processes: dict[int, subprocess.Popen] = {}
-        #: Pids whose exit the control plane has been told of.
-        self.reported: set[int] = set()
+        #: Every process this launcher started (a node's first, a swap's or a restart's); the
+        #: control plane knows which of them owns a name. ``--data-ports``: where they bind.
+        self.children = Children(data_ports)
         self.failures: list[tuple[str, str, str]] = []
         self.interrupted = False
         #: The signal that interrupted the run (SIGINT: Ctrl-C, SIGTERM), or None.
@@ -154,7 +145,8 @@ class Launcher:
         security.announce(registry.endpoint, self.keys, spec.keys)   # open TCP bus: a warning
         self.registry, self.bus = registry, registry.endpoint
         self.bus_ready.set()
-        self._announce_remote(registry)
+        if self.announce_remote:
+            announce_remote(spec, registry.endpoint, self.keys, self.remote_timeout)
         # SIGTERM (kill, timeout, systemd, a CI runner) stops the run like Ctrl-C does. Left at its
         # default it killed the launcher outright: no stop for the children (they only had their
         # parent-death signal), no summary, and the run folder left behind. signal.signal works
@@ -182,19 +174,9 @@ class Launcher:
     # -- children -------------------------------------------------------------------------------
     def _start(self, registry: Registry, name: str, command: list[str]) -> None:
         """Start a process of node ``name`` and tell the control plane its pid."""
-        process = self.start_process(command)
-        self.processes[process.pid] = process
+        process = self.children.start(command)
         self._carry_out(registry, registry.handle(ProcessStarted(name, process.pid,
                                                                  time.monotonic())))
-
-    def start_process(self, command: list[str]) -> subprocess.Popen:
-        """Start a node process of this run: its own session (Ctrl-C reaches the launcher
-        only), and it knows its launcher (it exits if the launcher dies)."""
-        env = dict(os.environ, CATBUS_PARENT_PID=str(os.getpid()))
-        if self.data_ports is not None:
-            command = [*command, "--data-ports", "%d-%d" % self.data_ports]
-        return subprocess.Popen(command, env=env, start_new_session=True,
-                                stdin=subprocess.DEVNULL)
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
         self.interrupted = True
@@ -225,57 +207,13 @@ class Launcher:
                         f"interrupted ({_signal_label(self.signal)})"))
                     return
                 if not registry.started and time.monotonic() > started_by:
-                    raise RunTimeout(self._startup_message(registry, limit))
+                    raise RunTimeout(startup_message(spec, registry.state, registry.endpoint,
+                                                     self.keys, limit))
                 if registry.state.is_over():
                     return
                 progress.update(registry)
         finally:
             progress.close()
-
-    def _startup_message(self, registry: Registry, limit: float) -> str:
-        missing = registry.state.missing()
-        remote = [n for n in missing if self.spec.node(n).remote]
-        if remote:
-            commands = "; ".join(self.remote_commands(registry, remote))
-            return (f"remote node(s) {', '.join(remote)} did not join within {limit:g} s; start "
-                    f"each on its host with: {commands}")
-        waiting = registry.state.not_ready()
-        return (f"the run did not start within {limit:g} s; still waiting for: "
-                f"{', '.join(waiting) or 'nothing'}")
-
-    def remote_commands(self, registry: Registry, names: list[str] | None = None) -> list[str]:
-        """The exact command that starts each remote node on its host (parameters and seed
-        come from the registry, so the command needs nothing else but where to import the class
-        from: the run's import path as ``--path`` options -- on another host, the folders that
-        hold the same packages there)."""
-        bus = reachable_bus(registry.endpoint)
-        paths = "".join(f" --path {shlex.quote(os.fspath(folder))}"
-                        for folder in self.spec.import_path)
-        return [f"catbus node {shlex.quote(n.class_path)} --name {n.name} --bus {bus}{paths}"
-                f"{security.node_option(self.keys, n.name)}"
-                for n in self.spec.nodes if n.remote and (names is None or n.name in names)]
-
-    def _announce_remote(self, registry: Registry) -> None:
-        """Tell the user, before waiting, what to type on the other host."""
-        commands = self.remote_commands(registry) if self.announce_remote else []
-        if not commands:
-            return
-        tcp = registry.endpoint.startswith("tcp://")
-        where = ("on its host" if tcp else
-                 "on THIS machine (the bus is ipc; set bus: tcp://ADDR:PORT for another host)")
-        print(f"catbus: waiting up to {self.remote_timeout:g} s for {len(commands)} remote "
-              f"node(s); start each {where}:", file=sys.stderr)
-        for command in commands:
-            print(f"  {command}", file=sys.stderr)
-        if tcp:
-            from catbus.supervise.share import only_command
-
-            remote = [n.name for n in self.spec.nodes if n.remote]
-            print("or, with this launch file on that host, all of them at once:\n  "
-                  + only_command(self.spec, remote, reachable_bus(registry.endpoint))
-                  + security.node_option(self.keys, remote[0]),
-                  file=sys.stderr)
-        sys.stderr.flush()
 
     def _carry_out(self, registry: Registry, instructions: list[Instruction]) -> None:
         """Do what the control plane asks of this host: start or kill a process, tell the
@@ -284,9 +222,7 @@ class Launcher:
             if isinstance(instruction, StartProcess):
                 self._start_replacement(registry, instruction)
             elif isinstance(instruction, KillProcess):
-                process = self.processes.get(instruction.pid)
-                if process is not None and process.poll() is None:
-                    process.send_signal(signal.SIGKILL)   # ours, stuck or lost: restarted next
+                self.children.kill(instruction.pid)
             elif isinstance(instruction, Notice):
                 self._notice(instruction)
 
@@ -324,45 +260,21 @@ class Launcher:
     def _check_children(self, registry: Registry) -> None:
         """Tell the control plane of every process of ours that exited (what it meant -- a
         node's failure, a swap's replacement gone, an old process leaving -- is its call)."""
-        for pid, process in list(self.processes.items()):
-            code = process.poll()
-            if code is None or pid in self.reported:
-                continue
-            self.reported.add(pid)
+        for pid, how in self.children.exited():
             owner = next((m for m in registry.members.values() if m.pid == pid), None)
             if owner is not None and not owner.state.finished:
                 # Give a dying node's last control messages (its traceback) a moment to arrive.
                 self._carry_out(registry, registry.poll(200))
-            how = (f"was killed by signal {-code}" if code < 0 else
-                   f"exited on {signal.Signals(code - 128).name} (code {code})"
-                   if code in (128 + signal.SIGINT, 128 + signal.SIGTERM) else
-                   f"exited with code {code}")
             self._carry_out(registry, registry.handle(
                 ProcessExited(pid, how, time.monotonic(), time.time())))
 
     def _stop_children(self, registry: Registry) -> None:
-        """Stop every child: stop message, SIGINT, SIGTERM, SIGKILL, each with a deadline."""
-        processes = list(self.processes.values())
-        if not processes:
+        """Stop every child: a ``stop`` message, then the signal ladder (what the nodes say
+        meanwhile is still read: the recorder's last word, a traceback)."""
+        if not self.children.processes:
             return
         self._notices_only(registry.stop("the run is over"))
-        ladder = [(None, STOP_GRACE), (signal.SIGINT, SIGNAL_GRACE),
-                  (signal.SIGTERM, SIGNAL_GRACE), (signal.SIGKILL, SIGNAL_GRACE)]
-        for sig, grace in ladder:
-            alive = [c for c in processes if c.poll() is None]
-            if not alive:
-                break
-            for child in alive:
-                if sig is not None:
-                    try:
-                        child.send_signal(sig)
-                    except ProcessLookupError:
-                        pass
-            until = time.monotonic() + grace
-            while time.monotonic() < until and any(c.poll() is None for c in alive):
-                self._notices_only(registry.poll(20))
-        for child in processes:
-            child.wait()
+        self.children.stop_all(lambda: self._notices_only(registry.poll(20)))
 
     # -- result ---------------------------------------------------------------------------------
     def _result(self, registry: Registry, wall: float) -> RunResult:
@@ -371,11 +283,10 @@ class Launcher:
         for member in state.members.values():
             nodes[member.name] = dict(member.stats, state=member.state.value, pid=member.pid,
                                       host=member.host)
-            process = self.processes.get(member.pid)
-            if process is not None:
+            if member.pid in self.children.processes:
                 # How its last process ended (negative: killed by that signal, e.g. -9 when the
                 # shutdown ladder had to use SIGKILL).
-                nodes[member.name]["returncode"] = process.returncode
+                nodes[member.name]["returncode"] = self.children.returncode(member.pid)
         scores = merge_reported({m.name: m.scores for m in state.members.values()})
         records = dict(swaps=[*state.swaps, *state.rejoins], swap_failures=state.swap_failures,
                        spliced=state.spliced, registry_malformed=registry.refused, scores=scores)
