@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from catbus.runtime.joining import waiting_for
+
 from catbus.node import Node
 from catbus.runtime.driver import CARRIED, NOT_CARRIED, NodeDriver, OutputError, StepOutcome
 from catbus.runtime.inbox import InputBinding, Received
@@ -198,24 +200,24 @@ def test_episode_ended_keeps_an_earlier_end_the_registry_announced() -> None:
 def test_a_joining_process_says_what_it_waits_for_naming_the_neighbours() -> None:
     peers = Peers(publishers=["env"], subscribers=["human", "recorder"])
     link = bare_link(joining="swap", peers=peers)
-    assert link._waiting_for(False) == "joining: waiting for the graph"
+    assert waiting_for(link, False) == "joining: waiting for the graph"
     link.graph_complete = True
-    assert link._waiting_for(False) == \
+    assert waiting_for(link, False) == \
         "joining: waiting for the hellos of env, human, recorder"
     link.data.hellos = {"env", "human", "recorder"}
     link.inbox.progress = {"recorder": object()}
-    assert link._waiting_for(False) == "joining: waiting for hello answers from env, human"
+    assert waiting_for(link, False) == "joining: waiting for hello answers from env, human"
     link.inbox.progress = {"env": 1, "human": 2, "recorder": 3}
-    assert link._waiting_for(False) == "joining: waiting for the takeover"
+    assert waiting_for(link, False) == "joining: waiting for the takeover"
     link.joining = "restart"
-    assert link._waiting_for(True) == "joining: waiting for the start"
+    assert waiting_for(link, True) == "joining: waiting for the start"
 
 
 def test_a_process_at_the_start_of_a_run_does_not_wait_for_hello_answers() -> None:
     link = bare_link(peers=Peers(publishers=["env"]), graph_complete=True)
-    assert link._waiting_for(False) == "waiting for the hellos of env"
+    assert waiting_for(link, False) == "waiting for the hellos of env"
     link.data.hellos = {"env"}
-    assert link._waiting_for(False) == "waiting for the start"
+    assert waiting_for(link, False) == "waiting for the start"
 
 
 # -- a swap whose old process died: Takeover(kind="restart") -----------------------------------

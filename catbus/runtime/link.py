@@ -13,12 +13,13 @@ from typing import Any, Callable, TypeVar
 
 import zmq
 
-from catbus import security
 from catbus.errors import CatbusError
 from catbus.runtime.controllink import ControlLink
 from catbus.runtime.dataplane import DataPlane, data_endpoint_for, receive_frames
-from catbus.runtime.inbox import ALL, Inbox
-from catbus.runtime.lockstep import Peers, compute_peers
+from catbus.runtime.inbox import Inbox
+from catbus.runtime.joining import join
+from catbus.runtime.orders import Stopped, obey
+from catbus.runtime.lockstep import Peers
 from catbus.runtime.signals import Interrupted
 from catbus.runtime.stats import NodeStats
 from catbus.wire import messages as msg
@@ -36,10 +37,6 @@ CONTROL_EVERY = 0.05
 #: messages, then receives until ``zmq.Again``.
 _ASK_EVENTS = 4
 _EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
-
-
-class Stopped(Exception):
-    """The registry said stop (Ctrl-C, another node failed, or the end of the run)."""
 
 
 class RegistryLost(CatbusError):
@@ -133,104 +130,13 @@ class ProcessLink:
             self.poller.poll(100)
 
     def on_control(self, message: msg.Message) -> None:
-        if isinstance(message, msg.Graph):
-            self.graph_nodes = message.nodes
-            security.learn(self.data.curve, message.nodes)   # publishers' CURVE keys
-            inputs = self.inbox.inputs if self.inbox is not None else []
-            self.peers = compute_peers(self.name, inputs, message.nodes)
-            neighbours = self.peers.neighbours
-            # A node being replaced has two processes for a while (``standby``): both are
-            # connected, so that the switch loses nothing; an endpoint gone from the graph
-            # (a process replaced, or restarted elsewhere) is let go.
-            wanted = {self.peers.endpoints[n] for n in neighbours}
-            wanted |= {entry["standby"] for entry in message.nodes
-                       if entry.get("standby") and entry.get("name") in neighbours}
-            for endpoint in self.data.connected - wanted:
-                self.data.disconnect(endpoint)
-            self.data.connect(wanted)
-            # Who publishes each topic of the run (data from anyone else is refused), and every
-            # topic of the run (a subscription to none of them is counted as refused).
-            owners = {row[1]: entry["name"] for entry in message.nodes
-                      for row in entry.get("outputs", ())}
-            self.data.know_topics([*owners, *(row[1] for entry in message.nodes
-                                              for row in entry.get("inputs", ()))])
-            if self.inbox is not None:
-                self.inbox.owners = owners
-            self.graph_complete = message.complete
-        elif isinstance(message, msg.Start):
-            self.started = time.monotonic() + message.delay - message.elapsed
-            self.start_tick = message.tick
-        elif isinstance(message, msg.Retire):
-            self.retire_requested = True
-        elif isinstance(message, msg.Takeover):
-            self.takeover = message
-            self.started = time.monotonic() - message.elapsed   # the run's own start
-        elif isinstance(message, msg.Resume):
-            # The swap failed: go on, and do not hand over later for a retire it had asked.
-            self.retired = self.retire_requested = False
-            if message.reason and self.on_swap_failed is not None and self.started is not None:
-                self.on_swap_failed(message.reason)
-        elif isinstance(message, msg.Heartbeat):
-            self.registry_refused = message.refused
-        elif isinstance(message, msg.Rejoined):
-            # The registry saw this process's link go down and come back (only the registry
-            # can tell a link that was down from a long step): the recording says so.
-            if self.on_rejoin is not None and self.started is not None:
-                self.on_rejoin(message.away)
-        elif isinstance(message, msg.End):
-            tick = message.tick
-            self.end_tick = tick if self.end_tick is None else min(self.end_tick, tick)
-        elif isinstance(message, msg.Stop):
-            self.stop_reason = message.reason or None
-            raise Stopped()
-        elif isinstance(message, msg.Reject):
-            raise CatbusError(f"the registry refused node {self.name}: {message.reason}")
+        """Act on one control message of the registry (:mod:`catbus.runtime.orders`)."""
+        obey(self, message)
 
     def connect_and_wait_start(self) -> None:
         """Subscribe, connect to every neighbour the graph names, say ``ready`` once each has
-        seen our hello, and wait for ``start``."""
-        inbox = self.inbox
-        assert inbox is not None
-        self.data.subscribe([b.topic for b in inbox.inputs if b.topic != ALL],
-                            everything=inbox.wildcard)
-        ready_sent = False
-        while self.started is None:
-            self.stats.state = self._waiting_for(ready_sent)
-            self.service(100)
-            if (self.graph_complete and not ready_sent
-                    and self.peers.neighbours <= self.data.hellos and self._heard_enough()):
-                self.send(msg.Ready())
-                ready_sent = True
-
-    def _unanswered(self) -> set[str]:
-        """The neighbours that have not yet answered our hello (see :meth:`_heard_enough`)."""
-        return self.peers.neighbours - set(self.inbox.progress)
-
-    def _heard_enough(self) -> bool:
-        """A process joining a run going on (hot swap, restart) is ready once every neighbour
-        has sent it something: each answers our hello with its progress (and what it retains),
-        so from then on nothing it sends is lost to us, and we know how far it has heard from
-        us (``heard``). At the start of a run there is nothing to wait for."""
-        return not self.joining or not self._unanswered()
-
-    def _waiting_for(self, ready_sent: bool) -> str:
-        """What :meth:`connect_and_wait_start` waits for, naming the neighbours: heartbeats
-        carry it to the registry as the node's activity, so that a replacement that never gets
-        ready (a hot swap, a restart) fails naming the neighbour it waits for, and ``catbus node
-        list`` shows it."""
-        prefix = "joining: " if self.joining else ""
-        if not self.graph_complete:
-            return prefix + "waiting for the graph"
-        if not ready_sent:
-            missing = self.peers.neighbours - self.data.hellos
-            if missing:
-                return f"{prefix}waiting for the hellos of {', '.join(sorted(missing))}"
-            unanswered = self._unanswered() if self.joining else None
-            if unanswered:
-                return f"{prefix}waiting for hello answers from {', '.join(sorted(unanswered))}"
-        # A swap's replacement starts with the registry's takeover, everyone else with start.
-        return prefix + ("waiting for the takeover" if self.joining == "swap"
-                         else "waiting for the start")
+        seen our hello, and wait for ``start`` (:func:`catbus.runtime.joining.join`)."""
+        join(self)
 
     def wait_until_started(self) -> None:
         """Handle I/O until the start time the registry gave (its start delay)."""
@@ -380,3 +286,6 @@ class ProcessLink:
     def close(self) -> None:
         self.data.close()
         self.control.close()
+
+
+__all__ = ["ProcessLink", "RegistryLost", "Stopped", "STEPPED_WAIT_MS", "CONTROL_EVERY"]
