@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from catbus.runtime.joining import waiting_for
+from catbus.runtime.nodestate import replace_node
+from catbus.runtime.takeover import take_over as take_over_from
 
 from catbus.node import Node
 from catbus.runtime.driver import CARRIED, NOT_CARRIED, NodeDriver, OutputError, StepOutcome
@@ -137,7 +139,7 @@ def test_a_new_node_in_the_driver_has_not_ended() -> None:
     driver, _ = make_driver(carry=False)
     driver.node.end_at = 0
     assert driver.step(0, 0.0, {"~/in": None}).ended == "done here"
-    driver.replace_node(Ender, {}, 0, {})
+    replace_node(driver, Ender, {}, 0, {})
     assert driver.ended is None
     driver.node.end_at = 1
     assert driver.step(1, 0.1, {"~/in": None}).ended == "done here"
@@ -267,7 +269,7 @@ class Keeper(Node):
 
 
 def take_over(takeover: msg.Takeover, mode: str) -> tuple[NodeRuntime, Any, list, list]:
-    """NodeRuntime._take_over with a socket-free link; returns the runtime, the link, what it
+    """catbus.runtime.takeover.take_over with a socket-free link; returns the runtime, the link, what it
     published and what it sent the registry."""
     published: list = []
     sent: list = []
@@ -282,7 +284,7 @@ def take_over(takeover: msg.Takeover, mode: str) -> tuple[NodeRuntime, Any, list
     link.send = sent.append   # type: ignore[method-assign]
     runtime.link, runtime.driver = link, driver
     terms = SimpleNamespace(mode=mode, period=0.1, schedule=None)
-    runtime._take_over(terms)
+    take_over_from(link, driver, terms, "tests:Keeper")
     return runtime, link, published, sent
 
 

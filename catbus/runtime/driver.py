@@ -5,9 +5,7 @@ A :class:`NodeDriver` owns the :class:`~catbus.node.Node` instance, its
 declared outputs to topics, and applies every check the same way in every mode. The runner only
 decides *when* to step and *how* a message travels: it gives the driver a ``publish`` callback
 (a node process encodes and sends on its data socket; ``inline`` encodes and hands the frames to
-the other drivers' inboxes). Before, each runner had its own copy of this logic, and they had
-drifted apart (an undeclared output was a ValueError in one and NodeFailed in the other; only one
-survived an undecodable payload).
+the other drivers' inboxes). One copy of this logic, so the modes cannot drift apart.
 
 Stricter behaviour wins everywhere:
 
@@ -23,10 +21,12 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from catbus import params as params_mod
-from catbus.errors import CatbusError
 from catbus.node import Node
 from catbus.runtime.inbox import Inbox, InputBinding, Received
+from catbus.runtime.lockstep import CarryPlan
+from catbus.runtime.nodestate import can_snapshot, restore_bytes, snapshot_bytes
 from catbus.runtime.stats import NodeStats
+from catbus.runtime.unsendable import OutputError, unsendable_error, unsendable_field
 from catbus.wire import codec
 from catbus.wire.protocol import LOG_TOPIC, SCORES_TOPIC
 
@@ -68,13 +68,6 @@ CARRIED = StepOutcome(True)
 NOT_CARRIED = StepOutcome(False)
 
 
-class OutputError(CatbusError):
-    """A node returned something it cannot publish: an undeclared output, or a value (or a part
-    of one) that has no wire encoding. Fails the run, in every mode."""
-
-    exit_code = 1
-
-
 class NodeDriver:
     """Bind and set up a node, step it, deliver messages to it, publish what it returns."""
 
@@ -100,10 +93,9 @@ class NodeDriver:
         #: how a later call knows the end is not news.
         self.ended: str | None = None
         self._send = publish
-        #: Stepped: for each neighbour, the topics of ours it reads; None where data never
-        #: carries progress (parallel, inline). See :meth:`plan_carrying`.
-        self._carry_needs: list[frozenset[str]] | None = None
-        self._covered: dict[tuple, bool] = {}
+        #: Stepped: when a step's data carried our progress to every neighbour; None where
+        #: data never carries progress (parallel, inline). See :meth:`plan_carrying`.
+        self._carry: CarryPlan | None = None
         #: The sim time of the current step or message (what a ``catbus/log`` message carries).
         self.sim_time = 0.0
         #: Between the first step (or message) and ``close()``: the node's logs are published.
@@ -147,41 +139,14 @@ class NodeDriver:
 
     # -- state across processes (hot swap) -----------------------------------------------------
     def snapshot(self) -> bytes | None:
-        """The node's ``snapshot()`` as the message codec's bytes, or None if its class has no
-        ``snapshot``/``restore`` (the replacement then starts fresh). A snapshot that fails or
-        cannot be encoded is logged and sent as None: the swap goes on, fresh."""
-        node = self.node
-        if node is None or not can_snapshot(type(node)):
-            return None
-        try:
-            payload, buffers = codec.encode_payload(node.snapshot())
-        except Exception as exc:   # the node's own code: never fatal to the swap
-            node.log.warning("snapshot() failed, the replacement starts fresh: %s: %s",
-                             type(exc).__name__, exc)
-            return None
-        return codec.record_bytes(payload, buffers)
+        """The node's state as bytes for a replacement (:func:`catbus.runtime.nodestate.
+        snapshot_bytes`), or None: it starts fresh."""
+        return snapshot_bytes(self.node)
 
     def restore(self, data: bytes | None) -> bool:
-        """Give the node a predecessor's snapshot (see :meth:`snapshot`); returns whether it
-        took it (False: no snapshot, or a class without ``restore``: it starts fresh)."""
-        node = self.node
-        if data is None or node is None or not can_snapshot(type(node)):
-            return False
-        payload, buffers = codec.split_record_bytes(data)
-        node.restore(codec.decode_payload(payload, buffers))
-        return True
-
-    def replace_node(self, node_class: type[Node], params: Mapping[str, Any], seed: int,
-                     run_info: Mapping[str, Any], log_level: str | None = None) -> bool:
-        """A hot swap within this process (``inline``): close the node, then set up a node of
-        ``node_class`` in its place -- same name, same inbox (it sees exactly what the old one
-        would have seen next) -- with the old one's state if both classes carry it. Returns
-        whether the state went across (else the new node starts fresh)."""
-        snapshot = self.snapshot() if can_snapshot(node_class) else None
-        self.close()
-        self.node_class, self.node = node_class, None
-        self.setup(params, seed, run_info, log_level)
-        return self.restore(snapshot)
+        """Give the node a predecessor's snapshot; whether it took it (:func:`catbus.runtime.
+        nodestate.restore_bytes`)."""
+        return restore_bytes(self.node, data)
 
     def publish_log(self, record: Any) -> None:
         """One log record of the node on ``catbus/log`` (``foxglove.Log`` shape), at the
@@ -317,8 +282,7 @@ class NodeDriver:
     def plan_carrying(self, reads_from_me: Iterable[frozenset[str]]) -> None:
         """Stepped mode, from the graph: for each neighbour the topics of ours it reads, so that
         :meth:`publish` knows when a tick's data carried all our progress to every neighbour."""
-        self._carry_needs = list(reads_from_me)
-        self._covered = {}
+        self._carry = CarryPlan(reads_from_me)
 
     def publish(self, outputs: Mapping[str, Any] | None, tick: int, t: float,
                 through: int | None = None) -> bool:
@@ -341,58 +305,11 @@ class NodeDriver:
                 send(topic, value, tick, t, through)
         except (TypeError, ValueError, OverflowError) as exc:
             # Only now, on the way to failing: nothing per message on the good path.
-            raise self._unsendable(topic, value, exc) from exc
-        if through is None or self._carry_needs is None:
+            raise unsendable_error(self.name, topic, value, exc) from exc
+        if through is None or self._carry is None:
             return False
-        key = tuple(outputs)
-        covered = self._covered.get(key)
-        if covered is None:
-            published = {topics[name] for name in key}
-            covered = self._covered[key] = all(
-                needs and needs <= published for needs in self._carry_needs)
-        return covered
-
-    def _unsendable(self, topic: str | None, value: Any, exc: Exception) -> Exception:
-        found = unsendable_field(value)
-        if topic is None or found is None:
-            return exc   # not about the value (nothing in it fails alone): the original error
-        path, reason = found
-        where = f"field {path}: " if path else ""
-        return OutputError(f"node {self.name}: output {topic}: {where}{reason}")
+        return self._carry.carried(outputs, topics)
 
 
-def can_snapshot(node_class: type) -> bool:
-    """Does the class carry its state across processes (both ``snapshot`` and ``restore``)?"""
-    return callable(getattr(node_class, "snapshot", None)) and \
-        callable(getattr(node_class, "restore", None))
-
-
-def unsendable_field(value: Any) -> tuple[str, str] | None:
-    """The first part of ``value`` that has no wire encoding, as ``(path, reason)``: the path
-    reads like the Python that reaches it (``"u"[1]`` for ``value["u"][1]``; empty for the value
-    itself), the reason is the codec's. None if every part encodes on its own."""
-    def walk(item: Any, path: str) -> tuple[str, str] | None:
-        if type(item) is dict:
-            for key, inner in item.items():
-                if type(key) is not str:
-                    bad = walk(key, f"{path}{'.' if path else ''}<key {key!r}>")
-                    if bad:
-                        return bad
-                step = f'"{key}"' if type(key) is str else f"[{key!r}]"
-                bad = walk(inner, f"{path}.{step}" if path and step[0] == '"' else path + step)
-                if bad:
-                    return bad
-            return None
-        if type(item) in (list, tuple):
-            for index, inner in enumerate(item):
-                bad = walk(inner, f"{path}[{index}]")
-                if bad:
-                    return bad
-            return None
-        try:
-            codec.encode_payload(item)
-        except (TypeError, ValueError, OverflowError) as exc:
-            return path, str(exc)
-        return None
-
-    return walk(value, "")
+__all__ = ["NodeDriver", "StepOutcome", "CARRIED", "NOT_CARRIED", "OutputError", "Publish",
+           "can_snapshot", "unsendable_field"]

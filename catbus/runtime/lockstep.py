@@ -15,7 +15,7 @@ limits of :func:`input_limits`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from catbus.runtime.inbox import ALL, InputBinding, PeerProgress
 from catbus.runtime.schedule import Schedule
@@ -207,3 +207,27 @@ def frontier(throughs: Iterable[int], end: int) -> int:
     """A reactive stepped node may handle every message of ticks ``<=`` this: the lowest tick
     all its publishers have completed, and never past the end."""
     return min([*throughs, end])
+
+
+class CarryPlan:
+    """Stepped mode: whether a step's data messages told every neighbour our progress (each
+    carries ``through`` for its topic), so that no ``catbus/progress`` is needed for the tick.
+    Built from the graph: for each neighbour, the topics of ours it reads; a neighbour that
+    reads none of them (it reads only our progress, for flow control) is never covered."""
+
+    __slots__ = ("needs", "covered")
+
+    def __init__(self, reads_from_me: Iterable[frozenset[str]]) -> None:
+        self.needs = list(reads_from_me)
+        #: The answer per tuple of declared outputs a step returned (a node returns the same
+        #: few sets over and over: computed once each).
+        self.covered: dict[tuple, bool] = {}
+
+    def carried(self, outputs: Mapping[str, Any], topics: Mapping[str, str]) -> bool:
+        key = tuple(outputs)
+        covered = self.covered.get(key)
+        if covered is None:
+            published = {topics[name] for name in key}
+            covered = self.covered[key] = all(needs and needs <= published
+                                              for needs in self.needs)
+        return covered

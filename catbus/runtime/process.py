@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import time
 import traceback
 from typing import Any
 
@@ -32,10 +31,10 @@ from catbus.runtime.logs import CLI_DEFAULT_LEVEL, check_level, install_terminal
 from catbus.runtime.loops import choose_loop
 from catbus.runtime.signals import Interrupted
 from catbus.runtime.stats import NodeStats, add_link_counts
+from catbus.runtime.takeover import record_event, take_over
 from catbus.runtime.terms import RunTerms
 from catbus.wire import messages as msg
-from catbus.wire.protocol import DEFAULT_REGISTRY_TIMEOUT, PROTOCOL_VERSION, STATS_TOPIC, \
-    SWAP_TOPIC
+from catbus.wire.protocol import DEFAULT_REGISTRY_TIMEOUT, PROTOCOL_VERSION, STATS_TOPIC
 
 
 class NodeRuntime:
@@ -96,12 +95,15 @@ class NodeRuntime:
             terminal = install_terminal(level)
             self.driver.setup(terms.params, terms.seed, terms.run_info, log_level=level)
             where = "connect"
-            link.on_rejoin = self._rejoined
-            link.on_swap_failed = self._swap_failed
+            driver = self.driver
+            link.on_rejoin = lambda away: record_event(link, driver, "rejoin",
+                                                       away_s=round(away, 3))
+            link.on_swap_failed = lambda reason: record_event(link, driver, "swap-failed",
+                                                              reason=reason)
             link.connect_and_wait_start()
             if terms.joining:
                 where = "takeover"
-                self._take_over(terms)
+                take_over(link, self.driver, terms, self.class_path)
             where = "step"
             run_loop = choose_loop(terms.mode, terms.periodic(self.name))
             run_loop(link, self.driver, terms)
@@ -170,76 +172,6 @@ class NodeRuntime:
                                  publish=link.data.publish)
         link.attach(self.driver.inbox, self.driver.stats)
         return terms
-
-    # -- taking over mid-run (hot swap, restart) ------------------------------------------------
-    def _take_over(self, terms: RunTerms) -> None:
-        """Before the first step of a process that replaces another: go on with the old one's
-        sequence numbers and state (a swap), and arrange to tell the registry -- and the
-        recording, on ``catbus/swap`` -- once the first step is done.
-
-        A takeover of kind ``restart`` (the old process died before it handed over) has no
-        state or sequence numbers to go on with: the process starts as a restarted one does
-        (fresh numbers, which readers take for a new publisher; in parallel the cycle due now,
-        in stepped where its readers stopped hearing the old one: ``stepped.first_tick``)."""
-        link, driver = self.link, self.driver
-        takeover = link.takeover
-        old_died = takeover is not None and takeover.kind == "restart"
-        restored = False
-        if takeover is not None and not old_died:
-            link.data.seq.update(takeover.seq)
-            restored = driver.restore(takeover.snapshot)
-            if terms.mode == "parallel" and terms.period:
-                # Go on with the old process's next cycle, due now.
-                link.started = time.monotonic() - takeover.tick * terms.period
-        sim_time = (terms.schedule.sim_time if terms.schedule is not None
-                    else lambda tick: tick * (terms.period or 0.0))
-        # What the user asked for names the event: a swap stays a swap when its old process
-        # died first (``old_died`` says so), a restart is a restart.
-        if takeover is None:
-            kind = "restart"
-        else:
-            kind = "swap" if old_died else takeover.kind
-
-        def first_step_done(tick: int) -> None:
-            link.after_first_step = None
-            data = link.data
-            first = data.last_publish or time.time()
-            gap = None
-            if terms.mode == "parallel" and takeover is not None and takeover.last_publish:
-                gap = max(0.0, first - takeover.last_publish)
-            event = {"node": self.name, "kind": kind,
-                     "tick": tick, "sim_time": sim_time(tick),
-                     "old": dict(takeover.old) if takeover else {},
-                     "new": {"incarnation": data.incarnation, "pid": os.getpid(),
-                             "host": socket.gethostname(), "class": self.class_path},
-                     "params": driver.params, "state": "restored" if restored else "fresh",
-                     "gap": gap}
-            if old_died:
-                event["old_died"] = True
-            data.publish(SWAP_TOPIC, event, tick, sim_time(tick), None)
-            link.send(msg.Swapped(tick=tick, first_publish=first, restored=restored))
-
-        link.after_first_step = first_step_done
-
-    def _rejoined(self, away: float) -> None:
-        """This process's link to the run was down (or the process frozen) for ``away``
-        seconds and is back: a ``catbus/swap`` event of kind ``rejoin`` records it."""
-        driver = self.driver
-        event = {"node": self.name, "kind": "rejoin", "tick": driver.stats.tick,
-                 "sim_time": driver.sim_time, "away_s": round(away, 3),
-                 "incarnation": self.link.data.incarnation}
-        self.link.data.publish(SWAP_TOPIC, event, max(driver.stats.tick, 0), driver.sim_time,
-                               None)
-
-    def _swap_failed(self, reason: str) -> None:
-        """A swap of this node failed and this process goes on: a ``catbus/swap`` event of
-        kind ``swap-failed`` puts it in the recording, as the run's summary has it."""
-        driver = self.driver
-        event = {"node": self.name, "kind": "swap-failed", "tick": driver.stats.tick,
-                 "sim_time": driver.sim_time, "reason": reason,
-                 "incarnation": self.link.data.incarnation}
-        self.link.data.publish(SWAP_TOPIC, event, max(driver.stats.tick, 0), driver.sim_time,
-                               None)
 
     # -- leaving it -----------------------------------------------------------------------------
     def _report_error(self, where: str, exc: BaseException) -> None:

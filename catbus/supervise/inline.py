@@ -30,6 +30,7 @@ from catbus.spec.launchfile import max_steps_reason
 from catbus.api.result import RunResult, merge_reported
 from catbus.spec.runinfo import build_run_info, schedule_for
 from catbus.spec.swapplan import swap_tick
+from catbus.runtime.nodestate import replace_node
 from catbus.runtime.driver import NodeDriver, Publish
 from catbus.runtime.logs import install_terminal, uninstall_terminal
 from catbus.runtime.inbox import ALL, InputBinding, LocalMessage, Shared
@@ -175,7 +176,7 @@ class InlineRun:
         name = entry.node
         old = {"incarnation": self.incarnations.get(name, 1), "pid": os.getpid(),
                "host": socket.gethostname(), "class": self.class_paths[name]}
-        restored = _guard(driver, "setup", driver.replace_node, entry.node_class, entry.params,
+        restored = _guard(driver, "setup", replace_node, driver, entry.node_class, entry.params,
                           self.spec.seed, self.run_info, self.log_level)
         self.incarnations[name] = old["incarnation"] + 1
         self.class_paths[name] = entry.class_path or self.class_paths[name]
