@@ -26,7 +26,7 @@ renaming and remapping happen outside (see :mod:`catbus.topics`).
 (or ``Input(topic)``, policy ``"latest"``) hands ``step`` the newest message on that topic, or
 ``None`` until one came; ``Input(topic, "all")`` hands it the list, oldest first, of every message
 received since the previous step (possibly empty). In ``stepped`` and ``inline`` "received" means
-"allowed by the schedule" (README, "Schedule"), so both policies give the same values in both.
+"allowed by the schedule" (docs/design.md, "Schedule semantics"), so both policies give the same values in both.
 
 **Reacting instead of stepping.** A node with ``period = None`` is not stepped; it gets every
 message on its inputs, in schedule order, as ``on_message(self, topic, message)`` (``topic`` the
