@@ -19,8 +19,7 @@ from mcap.writer import CompressionType, Writer
 from catbus.wire import codec
 from catbus.wire.protocol import HEADER_VERSION
 from catbus.runtime.dataplane import receive_frames, send_frames
-from catbus.runtime.inbox import Inbox, InputBinding
-from catbus.recording.recorder import _FastChunkBuilder, _use_fast_chunks
+from catbus.recording.fastmcap import FastChunkBuilder, use_fast_chunks
 from catbus.runtime.schedule import Schedule
 from catbus.runtime.simclock import sim_time_function
 
@@ -257,24 +256,6 @@ def test_an_array_without_its_buffer_frame_is_a_decode_error() -> None:
         codec.decode_payload(payload, [])
 
 
-def test_the_inbox_keeps_the_earliest_announced_end() -> None:
-    inbox = Inbox([InputBinding("x", "x")], {"a": 0, "b": 1})
-
-    def progress(name: str, end: int | None) -> list[bytes]:
-        header = codec.Header(name, 0, 0, 0.0, 0.0).pack()   # a progress speaks for its sender
-        return [codec.envelope(codec.topic_frame("catbus/progress"), header,
-                               msgpack.packb([name, 3, 3, end, False, {}]))]
-
-    assert inbox.end_tick() is None
-    inbox.add_frames(progress("a", None))
-    assert inbox.end_tick() is None
-    inbox.add_frames(progress("a", 9))
-    inbox.add_frames(progress("b", 12))
-    assert inbox.end_tick() == 9
-    inbox.add_frames(progress("b", 4))
-    assert inbox.end_tick() == 4
-
-
 @pytest.mark.parametrize("base", [Fraction(1, 100), Fraction(1, 3), Fraction(7, 1000),
                                   Fraction(3, 7), Fraction(1, 1024), Fraction(2, 1)])
 def test_sim_time_function_is_bit_identical_to_the_schedule(base: Fraction) -> None:
@@ -291,8 +272,8 @@ def test_fast_mcap_chunks_write_the_same_file_as_mcap(compression: CompressionTy
         out = io.BytesIO()
         writer = Writer(out, chunk_size=4096, compression=compression)
         if fast:
-            _use_fast_chunks(writer)
-            assert type(writer._Writer__chunk_builder) is _FastChunkBuilder
+            use_fast_chunks(writer)
+            assert type(writer._Writer__chunk_builder) is FastChunkBuilder
         writer.start(profile="p", library="l")
         writer.add_metadata("m", {"k": "v"})
         channels = [writer.register_channel(topic=f"t{i}", message_encoding="e", schema_id=0)
