@@ -25,6 +25,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,46 +54,27 @@ class Sandbox:
         return marked_processes(self.mark)
 
 
-def _state(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            text = stat.read().decode(errors="replace")
-    except OSError:
-        return None
-    return text[text.rfind(")") + 2:].split()[0]
-
-
-def _parent(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            text = stat.read().decode(errors="replace")
-    except OSError:
-        return None
-    return int(text[text.rfind(")") + 2:].split()[1])
-
-
 def alive(pid: int) -> bool:
     """True if ``pid`` exists and is not a zombie (a zombie has exited; only its status is left)."""
-    state = _state(pid)
-    return state is not None and state not in ("Z", "X")
+    try:
+        return psutil.Process(pid).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.Error:
+        return False
 
 
 def marked_processes(mark: str) -> list[int]:
     """Live processes whose environment carries ``MARK=mark`` or whose parent is this process."""
     me = os.getpid()
-    needle = f"{MARK}={mark}".encode()
     found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
+    for process in psutil.process_iter():
+        if process.pid == me:
             continue
-        pid = int(entry)
         try:
-            with open(f"/proc/{pid}/environ", "rb") as env:
-                marked = needle in env.read().split(b"\0")
-        except OSError:
-            marked = False
-        if (marked or _parent(pid) == me) and alive(pid):
-            found.append(pid)
+            ours = process.ppid() == me or process.environ().get(MARK) == mark
+        except psutil.Error:   # gone, or another user's (its environment is not ours to read)
+            continue
+        if ours and alive(process.pid):
+            found.append(process.pid)
     return found
 
 
@@ -110,9 +92,8 @@ def wait_until(condition, timeout: float, interval: float = 0.02, what: str = "a
 
 def _cmdline(pid: int) -> str:
     try:
-        with open(f"/proc/{pid}/cmdline", "rb") as cmd:
-            return cmd.read().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
+        return " ".join(psutil.Process(pid).cmdline()) or "?"
+    except psutil.Error:
         return "?"
 
 
@@ -160,3 +141,24 @@ def pack_control(op: str, **fields: Any) -> bytes:
     if op == "register":
         fields.setdefault("protocol", PROTOCOL_VERSION)
     return msgpack.packb({"op": op, **fields})
+
+
+@pytest.fixture(autouse=True)
+def unit_tests_start_no_process_and_open_no_socket(request: pytest.FixtureRequest,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test marked ``unit`` is pure logic (``python -m pytest -m unit`` runs them all in
+    seconds): starting a process or opening a ZeroMQ socket in one fails it, so the marker
+    keeps meaning what it says."""
+    if request.node.get_closest_marker("unit") is None:
+        return
+    import subprocess
+
+    import zmq
+
+    def refuse(what: str):
+        def refused(*args: Any, **kwargs: Any) -> Any:
+            raise AssertionError(f"a unit test must not {what} (marked unit: pure logic only)")
+        return refused
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse("start a process"))
+    monkeypatch.setattr(zmq.Context, "socket", refuse("open a socket"))

@@ -161,12 +161,13 @@ def unpack_header(data: bytes) -> list | None:
 
 
 # -- finding a run (docs/protocol.md, "Finding a run") ------------------------------------------
-def _start_time(pid: int) -> str | None:
+def _start_time(pid: int) -> float | None:
+    """Seconds since boot the process started at (Linux), or None if it is gone."""
     try:
         text = Path(f"/proc/{pid}/stat").read_bytes().decode(errors="replace")
     except OSError:
         return None
-    return text[text.rfind(")") + 2:].split()[19]
+    return int(text[text.rfind(")") + 2:].split()[19]) / os.sysconf("SC_CLK_TCK")
 
 
 def newest_run() -> str:
@@ -176,7 +177,9 @@ def newest_run() -> str:
     for run_file in root.glob("*/run.json"):
         try:
             info = json.loads(run_file.read_text())
-            if _start_time(int(info["pid"])) == info["start"]:
+            started = _start_time(int(info["pid"]))
+            # Live: that pid started no later than the launcher did (a reused pid started later).
+            if started is not None and started <= float(info["created"]) + 1:
                 found.append((run_file.stat().st_mtime, info["registry"]))
         except (OSError, ValueError, KeyError, TypeError):
             continue

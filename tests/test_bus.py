@@ -25,14 +25,15 @@ import zmq
 
 import catbus
 from catbus.wire import codec
-from catbus.supervise import children, launcher
+from catbus.supervise import children
 from catbus.runtime import signals as noderuntime
 from catbus.runtime.dataplane import HELLO_PREFIX, PROGRESS_FRAME
 from catbus.errors import NodeFailed
 from catbus.client import query_graph
 from catbus.recording.reader import Recording
 from catbus.supervise.registry import Registry
-from catbus.supervise.rundir import RunDir, remove_stale_runs, running_runs
+from catbus.supervise.rundir import RunDir, process_start_time, remove_stale_runs, \
+    running_runs
 from tests.conftest import ROOT, alive, pack_control, wait_until
 
 pytestmark = pytest.mark.usefixtures("bus_sandbox")
@@ -182,7 +183,7 @@ def test_three_nodes_exchange_messages_in_stepped_mode(tmp_path: Path) -> None:
 FAILING = """\
     name: failing
     mode: {mode}
-    duration: 30
+    duration: 600
     nodes:
       talker:
         class: tests.toy_nodes:Talker
@@ -199,13 +200,12 @@ FAILING = """\
 
 @pytest.mark.timeout(40)
 def test_node_raising_in_step_fails_the_run_with_its_traceback(tmp_path: Path) -> None:
-    began = time.monotonic()
+    # The run would last 600 s: returning within the test's timeout shows the failure ended it.
     with pytest.raises(NodeFailed) as failure:
         catbus.run(write_launch(tmp_path, FAILING.format(mode="parallel")))
     message = str(failure.value)
     assert message.startswith("node bad failed: RuntimeError: bad broke down after 3 steps")
     assert "Traceback (most recent call last)" in message and "toy_nodes.py" in message
-    assert time.monotonic() - began < 20, "the failure did not end the 30 s run early"
     nodes = failure.value.result.nodes
     assert nodes["bad"]["state"] == "failed" and nodes["bad"]["returncode"] == 1
     assert all(not alive(stats["pid"]) for stats in nodes.values())
@@ -232,16 +232,14 @@ def test_node_ignoring_signals_and_stuck_in_step_is_killed(tmp_path: Path,
     launch = {"name": "stubborn", "nodes": {
         "talker": {"class": f"{TOY}:Talker", "period": 0.01},
         "stuck": {"class": f"{TOY}:Stubborn", "params": {"pid_file": str(pid_file)}}}}
-    began = time.monotonic()
+    # Its step never returns and it ignores SIGINT and SIGTERM: only the ladder's SIGKILL can end
+    # it, so returning at all (within the test's timeout) shows the ladder went to the end.
     with pytest.raises(NodeFailed, match=r"node stuck failed: no heartbeat for 1\.5 s") as failure:
         catbus.run(launch, mode="parallel", duration=0.5, deadline=1.5)
-    elapsed = time.monotonic() - began
     nodes = failure.value.result.nodes
     assert nodes["stuck"]["returncode"] == -signal.SIGKILL
     assert nodes["talker"]["returncode"] == 0
     assert not alive(int(pid_file.read_text()))
-    # deadline + stop + SIGINT + SIGTERM rungs, plus start-up: bounded, not "until killed by hand"
-    assert elapsed < 1.5 + 1.0 + 0.5 + 0.5 + 8.0
 
 
 @pytest.mark.timeout(40)
@@ -256,10 +254,8 @@ def test_signal_interrupts_a_step_that_catches_every_exception(
     launch = {"name": "swallow", "nodes": {
         "bad": {"class": f"{TOY}:Failing", "period": 0.01, "params": {"fail_at": 5}},
         "busy": {"class": f"{TOY}:Swallower", "params": {"closed_file": str(closed)}}}}
-    began = time.monotonic()
     with pytest.raises(NodeFailed, match="node bad failed") as failure:
-        catbus.run(launch, mode="parallel", duration=20)
-    assert time.monotonic() - began < 15
+        catbus.run(launch, mode="parallel", duration=600)   # ends with the failure, not this
     # Stopped by the ladder's SIGINT, gracefully: exit code 128 + SIGINT, the shell's convention.
     assert failure.value.result.nodes["busy"]["returncode"] == 130, failure.value.result.nodes
     assert closed.read_text() == "closed"
@@ -310,9 +306,11 @@ def test_remove_stale_runs_keeps_live_runs(tmp_path: Path) -> None:
     try:
         dead = live.path.parent / "dead-999999999-abcdef"
         dead.mkdir()
-        (dead / "run.json").write_text(json.dumps({"pid": os.getpid(), "start": "1",
+        # Our pid, but a launcher that started 10 s before this process: the pid was reused.
+        created = process_start_time(os.getpid()) - 10
+        (dead / "run.json").write_text(json.dumps({"pid": os.getpid(), "created": created,
                                                    "registry": "ipc://x", "name": "dead"}))
-        assert remove_stale_runs() == [dead]      # our pid, but not our start time: reused pid
+        assert remove_stale_runs() == [dead]
         assert live.path.is_dir()
         assert [r["folder"] for r in running_runs()] == [str(live.path)]
     finally:
@@ -339,12 +337,10 @@ def test_node_exits_when_the_registry_goes_silent(tmp_path: Path, bus_sandbox: A
 
         wait_until(running, 20, interval=0, what="the node to start")
         registry.close()         # the registry disappears; this process (its parent) lives on
-        silenced = time.monotonic()
         output, _ = node.communicate(timeout=15)
-        waited = time.monotonic() - silenced
         assert node.returncode == 1, output
+        # The reason says it waited out its timeout, not that it saw something else.
         assert "has been silent for 1.5 s" in output
-        assert 1.0 < waited < 1.5 + 6.0
     finally:
         if node is not None and node.poll() is None:
             node.kill()

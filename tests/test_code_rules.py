@@ -148,3 +148,15 @@ def test_no_library_module_imports_the_command_line():
 
 def test_the_cycle_finder_finds_a_cycle_through_a_lazy_import():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_a_unit_test_can_neither_open_a_socket_nor_start_a_process():
+    import subprocess
+    import sys
+
+    import zmq
+
+    with pytest.raises(AssertionError, match="must not open a socket"):
+        zmq.Context.instance().socket(zmq.PUB)
+    with pytest.raises(AssertionError, match="must not start a process"):
+        subprocess.run([sys.executable, "-c", "pass"])

@@ -411,37 +411,6 @@ def test_malformed_frames_raise_decode_error(label: str, frames: list, early: bo
         codec.decode_message(frames)
 
 
-@pytest.mark.parametrize("label, frames, early", MALFORMED, ids=[m[0] for m in MALFORMED])
-@pytest.mark.parametrize("policy", ["latest", "all"])
-def test_inbox_counts_malformed_frames_without_raising(label: str, frames: list, early: bool,
-                                                       policy: str) -> None:
-    inbox = Inbox([InputBinding("x", "t/x", policy)], {"pub": 0})
-    # The good message comes first, with an earlier sequence number than the bad one's (a
-    # message with a number the inbox has had is a copy, dropped unread).
-    earlier = codec.Header("pub", HEADER.seq - 1, 3, 0.25, 1234.5, None, 2)
-    good = codec.encode_message("t/x", earlier, {"n": 1})
-    assert inbox.add_frames(good) is not None
-    kept = inbox.add_frames(frames)
-    assert (kept is None) == early
-    assert inbox.malformed == (1 if early else 0)
-    # Payload problems show when the node would see the message (decoding is lazy): the bad
-    # message is counted and skipped, the input keeps the last good message.
-    inputs = inbox.take_latest()
-    assert inbox.malformed == 1
-    assert inputs["x"] == ({"n": 1} if policy == "latest" else [{"n": 1}])
-    assert inbox.take_latest()["x"] == ({"n": 1} if policy == "latest" else [])
-    assert inbox.malformed == 1, "a bad message must be counted once"
-
-
-@pytest.mark.parametrize("payload", [b"\xc1", msgpack.packb([1, 2]), msgpack.packb(
-    ["peer", 0, "three", None, False, {}]), msgpack.packb(["peer", 0, 3, "end", 0, {}])[:-2]])
-def test_inbox_counts_malformed_progress(payload: bytes) -> None:
-    inbox = Inbox([InputBinding("x", "t/x")], {})
-    progress = env(codec.topic_frame("catbus/progress"), GOOD_HEADER, payload)
-    assert inbox.add_frames(progress) is None
-    assert inbox.malformed == 1
-
-
 def _decode_or_decode_error(frames: list[bytes]) -> None:
     """Decoding raises nothing but DecodeError, and an inbox given the frames neither raises on
     arrival nor when a step takes its inputs."""

@@ -11,7 +11,7 @@ import pytest
 import zmq
 
 import catbus
-from catbus.cli.introspect import query_graph
+from catbus.client import query_graph
 from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent

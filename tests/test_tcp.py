@@ -305,7 +305,7 @@ class TwoHosts:
                 proc.process.wait(timeout=RUN_LIMIT)
         except subprocess.TimeoutExpired:
             graph_view = self.a.python(
-                "from catbus.cli.introspect import query_graph\n"
+                "from catbus.client import query_graph\n"
                 f"g = query_graph({self.bus!r}, timeout=2)\n"
                 "print('started', g['started'])\n"
                 "for n in g['nodes']: print(n['name'], n['state'], n['endpoint'], n['host'])")
@@ -430,7 +430,7 @@ def test_a_node_moves_to_another_host_by_hot_swap(two_hosts: TwoHosts, tmp_path:
                                  tmp_path / "launch")
     replacement = None
     try:
-        probe = ("from catbus.cli.introspect import query_graph\n"
+        probe = ("from catbus.client import query_graph\n"
                  f"g = query_graph({two_hosts.bus!r}, timeout=2)\n"
                  "print(g['started'] and min(n['tick'] for n in g['nodes']) >= 20)")
         wait_until(lambda: two_hosts.a.python(probe) == "True", 30, interval=0.2,
@@ -513,7 +513,7 @@ def echo_graph(bus: str) -> dict:
 def graph_probe(bus: str, code: str) -> str:
     """A snippet printing ``code`` about the run at ``bus``: ``q`` is its graph, ``g`` its
     nodes by name."""
-    return ("from catbus.cli.introspect import query_graph\n"
+    return ("from catbus.client import query_graph\n"
             f"q = query_graph({bus!r}, timeout=2)\n"
             "g = {n['name']: n for n in q['nodes']}\n"
             f"print({code})")

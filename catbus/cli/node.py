@@ -1,4 +1,5 @@
-"""``catbus node module:Class --name NAME --bus ADDR``: one node process joining a run.
+"""``catbus node module:Class --name NAME --bus ADDR``: one node process joining a run (and
+``catbus node list``, see :mod:`catbus.cli.nodes`).
 
 The launcher starts local nodes with this very command; a user starts a remote node with it on
 another host. Parameters and the seed come from the registry when the run's launch file has the
@@ -6,26 +7,81 @@ node; ``--param`` values are used only by an open bus (``catbus bus``) that has 
 A ``--param`` that the run's launch file overrules (the node runs with another value) is said
 on stderr, naming the value used and how to change it (``catbus launch --set``); the node still
 joins, so the run is not failed by it.
+
+The node runtime and the class are imported only when the node runs, so that building the
+``catbus`` parser stays cheap.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import sys
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
-from catbus import params as params_mod
+from catbus.cli.common import EXIT_CODES, RAW, add_log_level, add_run_choice
 from catbus.errors import CatbusError, ConfigError
-from catbus.runtime.inbox import InputBinding
 from catbus.spec.imports import import_path_for
-from catbus.spec.callbacks import callback_problems
-from catbus.spec.nodespec import import_node_class
-from catbus.runtime.process import NodeRuntime
-from catbus.runtime.signals import Interrupted, install_signal_handlers, \
-    set_parent_death_signal, start_orphan_watchdog
-from catbus.topics import resolve_topic
 from catbus.wire.protocol import bus_address_problem
+
+
+def add_parser(commands: Any) -> None:
+    """Add ``node`` to the ``catbus`` subcommands (``commands`` from ``add_subparsers``)."""
+    p = commands.add_parser("node", help="run one node and join a run (`catbus node list`: "
+                            "list the nodes of a running run)", epilog=EXIT_CODES,
+                            formatter_class=RAW)
+    p.add_argument("target", metavar="CLASS|list", help="module:Class of the node, or 'list'")
+    p.add_argument("--name", help="node name (its identity in the run)")
+    add_run_choice(p, "registry address, e.g. tcp://10.0.0.1:7700 (default: the run on this "
+                      "machine)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="parameter, for an open bus (`catbus bus`); a run whose launch file has "
+                        "this node sets its parameters (a --param that differs is warned about "
+                        "and not used: use `catbus launch --set NODE.KEY=VALUE`) (repeatable)")
+    p.add_argument("--remap", action="append", default=[], metavar="DECLARED=TOPIC",
+                   help="rename a declared topic (repeatable)")
+    p.add_argument("--period", type=float, help="override the class's period (seconds)")
+    p.add_argument("--advertise", metavar="IP", help="address other hosts reach this one at")
+    p.add_argument("--data-ports", metavar="FIRST-LAST",
+                   help="bind the node's data socket on a free port of this range (TCP; for a "
+                        "firewall that opens only these), e.g. 7710-7799; default: any free port")
+    p.add_argument("--timeout", type=float, default=10.0,
+                   help="seconds to wait for the registry (default 10)")
+    p.add_argument("--path", dest="paths", action="append", default=[], metavar="DIR",
+                   help="folder searched first for the class's package (repeatable; then the "
+                   "current folder, then the installed packages); the launcher passes its run's "
+                   "import path this way: the launch file's pythonpath folders, its folder, "
+                   "its current folder")
+    p.add_argument("--replace", action="store_true",
+                   help="take the place of the running node of this name (hot swap: this "
+                        "process connects, then takes over between two steps, then the old one "
+                        "stops; from any host); --param values then go on top of the launch "
+                        "file's")
+    p.add_argument("--restart", action="store_true",
+                   help="the running process of this name died: take its place at once, "
+                        "starting where its readers stopped hearing from it (what "
+                        "`catbus launch --only` does under restart: on-failure)")
+    add_log_level(p, None)
+    p.set_defaults(func=cmd_node)
+
+
+def cmd_node(args: argparse.Namespace) -> int:
+    """``catbus node list`` lists the nodes; ``catbus node CLASS`` runs one (``--name`` is
+    required: it is the node's identity in the run)."""
+    if args.target == "list":
+        from catbus.cli.nodes import node_list
+
+        return node_list(args.bus, run=args.run, keys=args.keys)
+    if not args.name:
+        print("catbus: node: --name is required (the node's identity in the run)",
+              file=sys.stderr)
+        return 2
+    return run_node(args.target, name=args.name, bus=args.bus, run=args.run, params=args.param,
+                    data_ports=args.data_ports,
+                    remaps=args.remap, period=args.period, advertise=args.advertise,
+                    timeout=args.timeout, paths=args.paths, log_level=args.log_level,
+                    replace=args.replace, restart=args.restart, keys=args.keys)
 
 
 def _parse_remaps(remaps: Sequence[str]) -> dict[str, str]:
@@ -41,41 +97,9 @@ def _parse_remaps(remaps: Sequence[str]) -> dict[str, str]:
 def _find_bus(bus: str | None, run: str | None = None) -> str:
     if bus and not run:
         return _check_bus(bus)
-    from catbus.cli.introspect import find_registry
+    from catbus.client import find_registry
 
     return find_registry(bus, run)
-
-
-def _flat(values: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(values, dict):
-        return {prefix: values}
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        flat.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
-
-
-def overruled_params(given: Mapping[str, Any], used: Mapping[str, Any]) -> dict[str, Any]:
-    """``{dotted key: value used}`` for each ``--param`` the run did not use as given."""
-    used_flat = _flat(dict(used))
-    return {key: used_flat.get(key) for key, value in _flat(dict(given)).items()
-            if key not in used_flat or used_flat[key] != value}
-
-
-class _CliNodeRuntime(NodeRuntime):
-    """The node runtime, telling the user when the registry's parameters overrule --param."""
-
-    def _join(self, link: Any) -> Any:
-        terms = super()._join(link)
-        if self.given_params and not terms.joining:   # a replacement's --param are overrides
-            overruled = overruled_params(self.given_params, terms.params)
-            if overruled:
-                used = ", ".join(f"{k}={v!r}" for k, v in overruled.items())
-                sets = " ".join(f"--set {self.name}.{k}=..." for k in overruled)
-                print(f"catbus: node {self.name}: warning: --param ignored: the run's launch "
-                      f"file sets this node's parameters (used: {used}); change them there or "
-                      f"with `catbus launch ... {sets}`", file=sys.stderr, flush=True)
-        return terms
 
 
 def _check_bus(bus: str) -> str:
@@ -95,7 +119,7 @@ def _check_advertise(address: str | None) -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             probe.bind((address, 0))
     except OSError as exc:
-        from catbus.runtime.dataplane import interface_addresses
+        from catbus.runtime.hostaddr import interface_addresses
 
         mine = ", ".join(interface_addresses().values()) or "127.0.0.1"
         raise ConfigError("--advertise", address, f"not an address of this host "
@@ -131,6 +155,17 @@ def run_node(class_path: str, *, name: str, bus: str | None, run: str | None = N
 
     ``paths`` (``--path``) and the current folder go in front of ``sys.path`` before the class
     is imported (the launcher passes its run's import path this way)."""
+    from catbus import params as params_mod
+    from catbus import security
+    from catbus.cli.node_runtime import CliNodeRuntime
+    from catbus.runtime.inbox import InputBinding
+    from catbus.runtime.process import NodeRuntime
+    from catbus.runtime.signals import Interrupted, install_signal_handlers, \
+        set_parent_death_signal, start_orphan_watchdog
+    from catbus.spec.callbacks import callback_problems
+    from catbus.spec.nodespec import import_node_class
+    from catbus.topics import resolve_topic
+
     parent = os.environ.pop("CATBUS_PARENT_PID", None)
     runtime: NodeRuntime | None = None
     try:
@@ -150,13 +185,11 @@ def run_node(class_path: str, *, name: str, bus: str | None, run: str | None = N
                   for i in node_class.declared_inputs()]
         outputs = [(o, resolve_topic(o, name, remap)) for o in node_class.outputs]
         _check_advertise(advertise)
-        from catbus import security
-
         loaded = security.load_option(keys)   # --keys: CURVE on a TCP bus
-        runtime = _CliNodeRuntime(node_class, name, _find_bus(bus, run), class_path=class_path,
-                              params=given, inputs=inputs, outputs=outputs, period=period,
-                              advertise=advertise, registry_timeout=timeout,
-                              log_level=log_level, replace=replace, keys=loaded)
+        runtime = CliNodeRuntime(node_class, name, _find_bus(bus, run), class_path=class_path,
+                                 params=given, inputs=inputs, outputs=outputs, period=period,
+                                 advertise=advertise, registry_timeout=timeout,
+                                 log_level=log_level, replace=replace, keys=loaded)
         runtime.restart = restart
         runtime.parent_pid = int(parent) if parent else None
         if data_ports is not None:

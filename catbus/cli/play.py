@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import math
 import sys
 from pathlib import Path
 from typing import Any
 
+from catbus.cli.common import EXIT_CODES, RAW, add_log_level, interrupt_exit_code, json_error, \
+    print_result
 from catbus.errors import CatbusError, ConfigError, NodeFailed
 from catbus.wire.protocol import MODES
 
@@ -31,11 +32,9 @@ PLAYER_CLASS = "catbus.play:Player"
 
 def add_parser(commands: Any) -> argparse.ArgumentParser:
     """Add ``play`` to the ``catbus`` subcommands (``commands`` from ``add_subparsers``)."""
-    from catbus.cli.main import EXIT_CODES, _add_log_level
-
     p = commands.add_parser(
         "play", help="replay recorded topics into a launch file's other nodes",
-        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXIT_CODES, formatter_class=RAW,
         description="Run LAUNCH with every node that published a replayed topic in FILE "
         "replaced by a player\nof its recorded messages (same name, same place); the other "
         "nodes run as usual.\nstepped/inline: each message at its recorded tick; parallel: at "
@@ -59,7 +58,7 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
                    help="as for launch (default 30)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    _add_log_level(p, "INFO")
+    add_log_level(p, "INFO")
     p.set_defaults(func=cmd_play)
     return p
 
@@ -205,7 +204,6 @@ def _located(where: str, call: Any) -> Any:
 
 def _run(args: argparse.Namespace, spec: Any) -> int:
     import catbus
-    from catbus.cli.main import interrupt_exit_code
 
     print(f"catbus play: run {spec.name} (mode {spec.mode}, seed {spec.seed}) replaying "
           f"{args.file}", file=sys.stderr)
@@ -221,8 +219,6 @@ def _run(args: argparse.Namespace, spec: Any) -> int:
         print("catbus play: interrupted", file=sys.stderr)
         return code
     code = interrupt_exit_code(result.signal) if result.interrupted else 0
-    from catbus.cli.main import print_result
-
     print_result(result, as_json=args.json)
     return code
 
@@ -230,21 +226,9 @@ def _run(args: argparse.Namespace, spec: Any) -> int:
 def _fail(args: argparse.Namespace, message: str, code: int) -> int:
     print(f"catbus play: {message}", file=sys.stderr)
     if getattr(args, "json", False):
-        print(json.dumps({"error": message.splitlines()[0], "exit_code": code}, indent=2))
+        json_error(message.splitlines()[0], code)
     return code
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m catbus.cli.play FILE --with LAUNCH ...``: the command before ``catbus
-    play`` is wired into :mod:`catbus.cli.main` (same arguments)."""
-    parser = argparse.ArgumentParser(prog="catbus")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["play", *(sys.argv[1:] if argv is None else argv)])
-    return int(args.func(args) or 0)
 
 
 __all__ = ["add_parser", "cmd_play", "build_play_spec"]
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,27 +1,70 @@
-"""Bodies of ``catbus eval`` and ``catbus plot`` (the main CLI parses the arguments).
+"""Commands on recordings: ``catbus eval``, ``catbus plot``, ``catbus export`` and ``catbus
+verify`` (which makes two recordings and compares them).
 
-Both take an :class:`argparse.Namespace` and return the process exit code: 0 on success, 2 on a
-:class:`~catbus.errors.CatbusError` (its one-line message goes to stderr, without a traceback).
-Notes about the file itself (cut short, messages lost) go to stderr, so ``--json`` output on stdout
-stays machine-readable.
+``eval`` and ``plot`` return 2 on a :class:`~catbus.errors.CatbusError` (its one-line message on
+stderr, without a traceback). Notes about the file itself (cut short, messages lost) go to
+stderr, so ``--json`` output on stdout stays machine-readable. The recording libraries are
+imported when a command runs, so that building the ``catbus`` parser stays cheap.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from catbus.cli.common import add_run_options, json_error, print_json
 from catbus.errors import CatbusError
-from catbus.recording.evaluate import NoFFmpeg, evaluate_file, format_table, plot_file, \
-    to_jsonable
-from catbus.wire.protocol import DROPS_TOPIC
-from catbus.recording.reader import Recording
+
+if TYPE_CHECKING:
+    from catbus.recording.reader import Recording
+
+
+# Four parsers, not one add_parser: `catbus --help` lists the commands in an order that puts
+# foxglove and sweep between them (see catbus.cli.main).
+def add_eval_parser(commands: Any) -> None:
+    """Add ``eval`` to the ``catbus`` subcommands (``commands`` from ``add_subparsers``)."""
+    p = commands.add_parser("eval", help="score a recording")
+    p.add_argument("file", help="MCAP recording")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--d-min", dest="d_min", type=float, default=None,
+                   help="safety distance for the steps-below count (default: the evaluator's)")
+    p.set_defaults(func=cmd_eval)
+
+
+def add_export_parser(commands: Any) -> None:
+    """Add ``export`` to the ``catbus`` subcommands."""
+    p = commands.add_parser("export", help="write a copy of a recording that Foxglove can show "
+                            "(JSON messages with JSON Schemas, plus scene channels)")
+    p.add_argument("file", help="MCAP recording")
+    p.add_argument("-o", "--output", required=True, help="MCAP file to write")
+    p.add_argument("--no-scene", action="store_true", help="leave out the scene channels")
+    p.set_defaults(func=cmd_export)
+
+
+def add_plot_parser(commands: Any) -> None:
+    """Add ``plot`` to the ``catbus`` subcommands."""
+    p = commands.add_parser("plot", help="draw a recording")
+    p.add_argument("file", help="MCAP recording")
+    p.add_argument("-o", "--output", default=None, help="PNG to write (default: FILE.png)")
+    p.add_argument("--mp4", action="store_true", help="also write an animation (needs ffmpeg)")
+    p.set_defaults(func=cmd_plot)
+
+
+def add_verify_parser(commands: Any) -> None:
+    """Add ``verify`` to the ``catbus`` subcommands."""
+    p = commands.add_parser("verify", help="run inline and stepped and compare the recordings")
+    p.add_argument("file", help="launch file")
+    add_run_options(p)
+    p.set_defaults(func=cmd_verify)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """``catbus eval FILE [--json] [--d-min D]``: print the run's scores."""
+    from catbus.recording.evaluate import evaluate_file, format_table, to_jsonable
+    from catbus.recording.reader import Recording
+
     try:
         recording = Recording(args.file)
         _warn_about(recording)
@@ -32,10 +75,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except CatbusError as exc:
         print(f"catbus eval: {exc}", file=sys.stderr)
         if getattr(args, "json", False):   # --json: a JSON object also on failure
-            print(json.dumps({"error": str(exc), "exit_code": 2}, indent=2))
+            json_error(str(exc), 2)
         return 2
     if getattr(args, "json", False):
-        print(json.dumps(to_jsonable(scores), indent=2))
+        print_json(to_jsonable(scores))
     else:
         print(_title(recording))
         print(format_table(scores))
@@ -43,15 +86,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    """``catbus plot FILE [-o OUT] [--mp4]``: draw the run as a PNG (default ``FILE.png``); with
-    ``--mp4`` also an animation beside it (``.mp4``, needs ffmpeg: without it, the PNG is
-    written, then one line says why there is no MP4, exit 2)."""
+    """``catbus plot FILE [-o OUT] [--mp4]``: draw the run as a PNG (default ``FILE.png``, the
+    ``.mcap`` replaced); with ``--mp4`` also an animation beside it (``.mp4``, needs ffmpeg:
+    without it, the PNG is written, then one line says why there is no MP4, exit 2)."""
+    from catbus.recording.evaluate import NoFFmpeg, plot_file
+    from catbus.recording.reader import Recording
+
     mp4 = bool(getattr(args, "mp4", False))
     try:
         recording = Recording(args.file)
         _warn_about(recording)
         output = getattr(args, "output", None)
-        out = Path(output) if output else Path(args.file).with_suffix(".png")
+        out = Path(output) if output else Path(str(args.file).removesuffix(".mcap") + ".png")
         written = plot_file(recording, out, mp4=mp4)
     except NoFFmpeg as exc:
         # The PNG is drawn all the same; the missing animation is an error (exit 2).
@@ -67,6 +113,31 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """``catbus export FILE -o OUT``: a copy Foxglove can show; says what it wrote."""
+    from catbus.recording.export import export
+
+    written = export(args.file, args.output, scene=not args.no_scene)
+    scene = ", ".join(f"{t} ({n})" for t, n in written["scene"].items()) or "none"
+    print(f"wrote {args.output}: {len(written['channels'])} JSON channels, scene channels: "
+          f"{scene}; {written['messages']} messages")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """``catbus verify FILE``: run it inline and stepped and compare the recordings. ``--mode``
+    is refused (exit 2) rather than ignored: verify always runs both modes."""
+    from catbus.recording.verify import verify
+
+    if args.mode is not None:
+        print(f"catbus: verify: --mode {args.mode} does not apply: verify always runs the file "
+              "inline and stepped and compares the two recordings (parallel runs are not "
+              "deterministic)", file=sys.stderr)
+        return 2
+    return verify(args.file, seed=args.seed, steps=args.steps, duration=args.duration,
+                  overrides=args.overrides)
+
+
 def _title(recording: Recording) -> str:
     meta = recording.metadata
     parts = [str(recording.path)]
@@ -78,6 +149,8 @@ def _title(recording: Recording) -> str:
 
 def _warn_about(recording: Recording) -> None:
     """Tell the user when the scores cover less than the whole run."""
+    from catbus.wire.protocol import DROPS_TOPIC
+
     if not recording.complete:
         print(f"note: {recording.path} was not closed cleanly (recorder killed?); using the "
               "messages up to the last complete chunk", file=sys.stderr)
@@ -93,4 +166,5 @@ def _warn_about(recording: Recording) -> None:
               + (f" ({'; '.join(streams)})" if streams else ""), file=sys.stderr)
 
 
-__all__ = ["cmd_eval", "cmd_plot"]
+__all__ = ["add_eval_parser", "add_export_parser", "add_plot_parser", "add_verify_parser",
+           "cmd_eval", "cmd_plot", "cmd_export", "cmd_verify"]

@@ -7,7 +7,9 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
-from typing import Any, Callable
+from typing import Any
+
+from catbus.cli.common import RAW, add_run_choice, say_run
 
 SWAP_DESCRIPTION = """\
 Replace the running node NAME by a new process -- of the same class with other parameters, or
@@ -28,10 +30,10 @@ launcher gone): one line, exit 2.
 """
 
 
-def add_parser(commands: Any, add_run_choice: Callable[..., None]) -> None:
+def add_parser(commands: Any) -> None:
+    """Add ``swap`` to the ``catbus`` subcommands (``commands`` from ``add_subparsers``)."""
     p = commands.add_parser("swap", help="replace a running node (hot swap)",
-                            description=SWAP_DESCRIPTION,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+                            description=SWAP_DESCRIPTION, formatter_class=RAW)
     p.add_argument("name", metavar="NAME", help="the node to replace")
     p.add_argument("cls", nargs="?", default="", metavar="module:Class",
                    help="the replacement's class (default: the node's class in the launch "
@@ -64,9 +66,10 @@ def _class_among_options(parser: argparse.ArgumentParser, args: argparse.Namespa
 
 
 def cmd_swap(args: argparse.Namespace) -> int:
+    """Ask the run for the swap and wait for it: 0 when done; a refusal or a failed
+    replacement is a :class:`~catbus.client.swap.SwapFailed` (exit 1), the old process going on."""
     from catbus import params as params_mod
-    from catbus.cli.introspect import _say_run, find_run
-    from catbus.client.swap import SwapFailed, ask_graph, request_swap
+    from catbus.client import SwapFailed, ask_graph, find_run, request_swap
     from catbus.security import load_option
 
     overrides: dict = {}
@@ -76,7 +79,7 @@ def cmd_swap(args: argparse.Namespace) -> int:
     run = find_run(args.bus, args.run)
     keys = load_option(args.keys)
     graph = ask_graph(run["registry"], keys)   # no run there: one line within 3 s
-    _say_run(run, {"run": graph.run, "mode": graph.mode})
+    say_run(run, {"run": graph.run, "mode": graph.mode})
     if args.wait and not graph.started:
         print(f"catbus: the run has not started yet; waiting for it (up to {args.timeout:g} s)",
               file=sys.stderr, flush=True)

@@ -286,7 +286,7 @@ def export(source: str | os.PathLike[str], out: str | os.PathLike[str], *, scene
                 say("no scene channels: they need the foxglove-sdk package "
                     "(pip install 'catbus[foxglove]')")
         else:
-            from catbus.launch.imports import recorded_import_path
+            from catbus.spec.imports import recorded_import_path
 
             converters = scene_converters(launch_nodes(recording.metadata),
                                           import_path=recorded_import_path(recording.metadata),

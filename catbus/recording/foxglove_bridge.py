@@ -1,7 +1,7 @@
 """Live view of a running run in the Foxglove app: ``catbus foxglove`` and ``catbus launch --foxglove``.
 
 The bridge joins a run like ``catbus topic echo`` does: it asks the registry for the graph (again
-every :data:`~catbus.cli.introspect.WATCH_EVERY` seconds, so nodes that join later are seen) and
+every :data:`~catbus.client.WATCH_EVERY` seconds, so nodes that join later are seen) and
 connects one SUB socket, subscribed to every topic, straight to every publisher's endpoint. It
 never registers, so it does not slow the run down or take part in its schedule.
 
@@ -15,7 +15,7 @@ NaN/inf as ``"NaN"``/``"Infinity"``/``"-Infinity"``). Scene converters the node 
 is not served. Log times are the messages' wall times (header ``wall_time``).
 
 It ends when the run ends (its run folder is removed, or its registry stops answering for
-:data:`~catbus.cli.introspect.REGISTRY_SILENCE` s), on Ctrl-C, or when :meth:`Bridge.stop` is
+:data:`~catbus.client.REGISTRY_SILENCE` s), on Ctrl-C, or when :meth:`Bridge.stop` is
 called; then the WebSocket server is stopped.
 
 ``catbus launch --foxglove [PORT]`` runs the same bridge in a thread of the launcher process
@@ -43,6 +43,14 @@ from catbus.wire import messages as msg
 from catbus.wire.protocol import PROGRESS_TOPIC
 
 DEFAULT_PORT = 8765
+#: The most data messages one pass of :meth:`Bridge.run` handles before it looks at the registry
+#: and the end of the run again.
+RECEIVE_BATCH = 1000
+#: How often (seconds) :meth:`Bridge.run` looks for the end of the run and whether to ask for the
+#: graph again, whether or not messages are coming.
+CHECK_EVERY = 0.05
+#: The longest :meth:`Bridge.close` waits for the WebSocket server's port to be free again.
+PORT_RELEASE_TIMEOUT = 5.0
 
 
 def _import_foxglove() -> Any:
@@ -66,8 +74,8 @@ class Bridge:
                  nodes: Mapping[str, Mapping[str, Any]] | None = None,
                  run_folder: str | None = None, import_path: Any = (),
                  say: Callable[[str], None] | None = None, keys: Any = None) -> None:
-        from catbus.cli.introspect import REGISTRY_SILENCE, WATCH_EVERY
-        from catbus.launch.rundir import RUN_FILE
+        from catbus.client import REGISTRY_SILENCE, WATCH_EVERY
+        from catbus.supervise.rundir import RUN_FILE
 
         foxglove = _import_foxglove()
         self._foxglove = foxglove
@@ -96,7 +104,11 @@ class Bridge:
             self._scene_classes = {str(n.get("class")) for n in self.nodes.values()}
         #: Why the bridge ended (the run ended, stopped), once it has.
         self.reason: str | None = None
+        #: Data messages received (``catbus/progress`` not counted), graph replies received,
+        #: and the publishers connected to: ``{node name: endpoint}``.
         self.received = 0
+        self.graphs = 0
+        self.publishers: dict[str, str] = {}
 
     @property
     def url(self) -> str:
@@ -121,34 +133,41 @@ class Bridge:
         poller = zmq.Poller()
         poller.register(sub, zmq.POLLIN)
         poller.register(dealer, zmq.POLLIN)
-        answered = asked = time.monotonic()
+        answered = asked = checked = time.monotonic()
         first = True
         try:
             dealer.send(msg.encode(msg.GraphQuery()), zmq.NOBLOCK)
             while not self._stop.is_set():
                 ready = dict(poller.poll(100))
-                now = time.monotonic()
                 if dealer in ready:
                     while dealer.poll(0):
                         try:
                             reply = msg.decode(dealer.recv())
                         except msg.MalformedMessage:
                             continue
-                        answered = now
+                        answered = time.monotonic()
                         if isinstance(reply, msg.Graph):
+                            self.graphs += 1
                             self._on_graph(reply, sub)
                             if first:
                                 first = False
                                 self.say(f"serving run {reply.run} on {self.url} (open it in "
                                          f"Foxglove: Open connection, Foxglove WebSocket)")
                 if sub in ready:
-                    for _ in range(1000):
+                    for _ in range(RECEIVE_BATCH):
                         try:
                             frames = sub.recv_multipart(zmq.NOBLOCK)
                         except zmq.Again:
                             break
                         self._on_frames(frames)
+                # The watch runs on every pass, also while messages keep the SUB readable (a
+                # running run: always). Skipping it then stopped the graph queries as soon as
+                # the first publisher's data flowed, so a publisher missing from the graphs
+                # seen until then (it registered a moment later) was never connected to.
+                now = time.monotonic()
+                if now - checked < CHECK_EVERY:
                     continue
+                checked = now
                 if self.run_file is not None and not self.run_file.exists():
                     self.reason = "the run ended"
                     break
@@ -175,7 +194,9 @@ class Bridge:
         return self.reason or "stopped"
 
     def close(self) -> None:
-        """Close the channels and stop the WebSocket server (idempotent)."""
+        """Close the channels and stop the WebSocket server (idempotent). When it returns, the
+        port is free again (or :data:`PORT_RELEASE_TIMEOUT` s have passed): a new bridge may
+        listen on it at once."""
         server, self.server = self.server, None
         if server is None:
             return
@@ -185,6 +206,7 @@ class Bridge:
             except Exception:
                 pass
         server.stop()
+        _wait_port_released(self.host, self.port, PORT_RELEASE_TIMEOUT)
 
     # -- internals ------------------------------------------------------------------------------
     def _on_graph(self, graph: Any, sub: zmq.Socket) -> None:
@@ -192,6 +214,7 @@ class Bridge:
             endpoint = node.get("endpoint")
             if node.get("outputs") and endpoint and endpoint not in self.endpoints:
                 self.endpoints.add(endpoint)
+                self.publishers[str(node.get("name"))] = endpoint
                 from catbus import security
 
                 key = str(node.get("key") or "").encode() or None   # its XPUB's CURVE key
@@ -239,6 +262,38 @@ class Bridge:
                     scene = _typed_channel(self._foxglove, fox, scene_topic, self.context)
                     self.scene_channels[scene_topic] = scene
                 scene.log(fox, log_time=log_time)
+
+
+def _wait_port_released(host: str, port: int, timeout: float) -> bool:
+    """Wait until ``host:port`` can be bound again; False if it still cannot after ``timeout``.
+
+    foxglove-sdk's ``WebSocketServer.stop()`` (0.30) returns once the connections' tasks have
+    ended, but the task holding the listening socket only drops it a moment later, on the
+    SDK's runtime (up to a few milliseconds, more on a loaded machine): until then connections
+    to the port are still accepted, and a new server on it fails to bind. The SDK says nothing
+    when the socket is gone, so the port is tried: a bind (``SO_REUSEADDR``, so that connections
+    in TIME_WAIT do not count) fails while a socket listens on it."""
+    import errno
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except (OSError, IndexError):
+        return False
+    deadline = time.monotonic() + timeout
+    while True:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+                return True
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    return False
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.002)
 
 
 def _typed_channel(foxglove: Any, message: Any, topic: str, context: Any) -> Any:
@@ -329,7 +384,7 @@ def _has_node_fields(spec: Any) -> bool:
 def serve(*, bus: str | None = None, run: str | None = None, port: int = DEFAULT_PORT,
           host: str = "127.0.0.1", keys: Any = None) -> int:
     """``catbus foxglove``: serve the run until it ends (exit 0) or Ctrl-C/SIGTERM (130/143)."""
-    from catbus.cli.introspect import find_run
+    from catbus.client import find_run
 
     found = find_run(bus, run)
     from catbus.security import load_option

@@ -22,17 +22,19 @@ already have (:class:`catbus.runtime.inbox.Inbox`, by publisher process and sequ
 from __future__ import annotations
 
 import os
-import socket as pysocket
 import time
 from collections import defaultdict, deque
 from typing import Any, Iterable
-from urllib.parse import urlparse
 
 import msgpack
 import zmq
 
 from catbus import security
 from catbus.errors import CatbusError
+from catbus.runtime.hostaddr import reachable_host
+# Host and interface discovery is catbus.runtime.hostaddr's; importable from here as well.
+from catbus.runtime.hostaddr import host_address as host_address, \
+    interface_addresses as interface_addresses, reachable_bus as reachable_bus
 from catbus.wire import codec
 from catbus.wire.sockets import keep_links_alive
 from catbus.wire.protocol import HELLO_PREFIX, LOG_TOPIC, PROGRESS_TOPIC, SCORES_TOPIC, \
@@ -120,94 +122,6 @@ def data_endpoint_for(bus: str, name: str, advertise: str | None = None) -> str:
         folder = bus[len("ipc://"):].rsplit("/", 1)[0]
         return f"ipc://{folder}/{name}-{os.getpid()}.sock"
     return f"tcp://{advertise or reachable_host(bus)}:*"
-
-
-#: Hosts in a ``tcp://`` address that mean "every interface" (bind) rather than one address.
-WILDCARD_HOSTS = ("0.0.0.0", "*", "", "::")
-
-
-def reachable_host(bus: str) -> str:
-    """The address of this host that peers reach, for a node whose registry is at ``bus``."""
-    parsed = urlparse(bus)
-    host = parsed.hostname or ""
-    if host in WILDCARD_HOSTS:
-        return host_address()
-    return local_address_towards(host, parsed.port or 7700)
-
-
-def reachable_bus(bus: str) -> str:
-    """``bus`` as another host must write it: a wildcard host (``tcp://0.0.0.0:7700``, what the
-    registry reports when bound on every interface) becomes :func:`host_address`."""
-    parsed = urlparse(bus)
-    if not bus.startswith("tcp://") or (parsed.hostname or "") not in WILDCARD_HOSTS:
-        return bus
-    return f"tcp://{host_address()}:{parsed.port}"
-
-
-def host_address() -> str:
-    """This host's IPv4 address for other hosts: the address of the interface holding the default
-    route, else the only non-loopback address, else the first one; ``127.0.0.1`` if there is none.
-
-    Read from the kernel (``/proc/net/route`` and ``SIOCGIFADDR``); no packet is sent. Several
-    networks and no default route (or the wrong one)? Give the address explicitly: a concrete
-    ``bus:`` address, or ``catbus node --advertise IP``.
-    """
-    addresses = interface_addresses()
-    default = _default_route_interface()
-    if default in addresses:
-        return addresses[default]
-    return next(iter(addresses.values()), "127.0.0.1")
-
-
-def interface_addresses() -> dict[str, str]:
-    """``{interface: IPv4 address}`` of the interfaces that are up, loopback excluded (Linux;
-    empty where the ioctls are not available)."""
-    try:
-        import fcntl
-        import struct
-
-        names = [name for _, name in pysocket.if_nameindex()]
-    except (ImportError, OSError):
-        return {}
-    found: dict[str, str] = {}
-    siocgifflags, siocgifaddr, iff_up, iff_loopback = 0x8913, 0x8915, 0x1, 0x8
-    with pysocket.socket(pysocket.AF_INET, pysocket.SOCK_DGRAM) as probe:
-        for name in names:
-            request = struct.pack("256s", name.encode()[:15])
-            try:
-                flags = struct.unpack_from("H", fcntl.ioctl(probe.fileno(), siocgifflags,
-                                                            request), 16)[0]
-                if not flags & iff_up or flags & iff_loopback:
-                    continue
-                address = fcntl.ioctl(probe.fileno(), siocgifaddr, request)[20:24]
-            except OSError:   # no IPv4 address on this interface
-                continue
-            found[name] = pysocket.inet_ntoa(address)
-    return found
-
-
-def _default_route_interface() -> str | None:
-    try:
-        with open("/proc/net/route") as routes:
-            for line in routes.readlines()[1:]:
-                fields = line.split()
-                if len(fields) > 3 and fields[1] == "00000000" and int(fields[3], 16) & 0x1:
-                    return fields[0]
-    except (OSError, ValueError):
-        pass
-    return None
-
-
-def local_address_towards(host: str, port: int) -> str:
-    """The local IP the kernel would use to reach ``host`` (a UDP connect sends no packet)."""
-    probe = pysocket.socket(pysocket.AF_INET, pysocket.SOCK_DGRAM)
-    try:
-        probe.connect((host, port))
-        return probe.getsockname()[0]
-    except OSError:
-        return "127.0.0.1"
-    finally:
-        probe.close()
 
 
 def parse_ports(text: str) -> tuple[int, int]:

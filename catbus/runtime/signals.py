@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from typing import Any, Callable
@@ -37,18 +38,35 @@ class Interrupted(BaseException):
         return 128 + self.signum
 
 
-def set_parent_death_signal(parent_pid: int | None) -> None:
-    """Ask Linux to send SIGTERM when the launcher dies (prctl PR_SET_PDEATHSIG), then close the
-    race where it died before we asked."""
-    if parent_pid is None:
-        return
+#: prctl option: the signal this process gets when its parent exits (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: int) -> bool:
+    """Ask the kernel to send ``sig`` to this process when its parent exits (Linux prctl
+    ``PR_SET_PDEATHSIG``): the parent may die by SIGKILL, when it can stop nothing itself.
+
+    Linux only; elsewhere nothing is asked and False is returned, so a caller keeps its own way
+    of noticing the parent is gone (the heartbeat, the orphan watchdog). "Parent" is the *thread*
+    that started this process, and a process orphaned before it asked is told nothing: a caller
+    that must not outlive its parent checks once more after asking.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
     try:
         import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
     except (OSError, AttributeError):
-        pass
+        return False
+
+
+def set_parent_death_signal(parent_pid: int | None) -> None:
+    """A node asks for SIGTERM (a graceful end) when its launcher dies, then closes the race
+    where the launcher died before it asked."""
+    if parent_pid is None:
+        return
+    die_with_parent(signal.SIGTERM)
     if os.getppid() != parent_pid:
         raise Interrupted()
 

@@ -37,6 +37,12 @@ Format (YAML)::
         max_restarts: 3           #   at most this often, after restart_backoff seconds
         restart_backoff: 0.5      #   (doubled each time)
 
+How it is checked: the structure (keys, types, ranges, defaults) is the msgspec types of
+:mod:`catbus.spec.schema`, decoded by :mod:`catbus.spec.decode`, whose errors name the dotted field
+and say what a right value looks like, with "did you mean" for an unknown key. What a type cannot
+say is checked after decoding: run-wide values in :mod:`catbus.spec.runchecks`, each node against
+its class in :mod:`catbus.spec.nodespec`, ``swap:`` in :mod:`catbus.spec.swapplan`.
+
 Decisions worth knowing:
 
 * **End of a run.** At most one of ``steps`` and ``duration``. With neither, the run lasts
@@ -90,7 +96,6 @@ itself instead of ``"module:Class"``.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -98,29 +103,25 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from catbus.errors import ConfigError
-from catbus.spec.fieldcheck import CLI, _absolute, _is_int, _is_number, _unknown_key, \
-    _unknown_node_message
+from catbus.spec.decode import decode
+from catbus.spec.document import launch_document
+from catbus.spec.fieldcheck import absolute, unknown_node_message
 from catbus.spec.imports import import_path_for
-from catbus.spec.nodelist import _attach_recorder, _check_remote_names, _parse_sets, _raw_nodes
-from catbus.spec.nodespec import NodeSpec, TopicBinding, _node_spec
+from catbus.spec.nodelist import attach_recorder, check_remote_names, decode_nodes, parse_sets
+from catbus.spec.nodespec import NodeSpec, TopicBinding, node_spec
+from catbus.spec.runchecks import check_mode, check_publishers, command_line, keys_folder, \
+    pythonpath, record_path, run_values
+from catbus.spec.schema import DEFAULT_MAX_STEPS, LaunchDocument
 from catbus.spec.swapplan import ScheduledSwap, parse_swaps
-from catbus.spec.yamlfile import _load_yaml_file
+from catbus.spec.yamlfile import load_yaml_file
 from catbus.topics import ALL_TOPICS, RESERVED_PREFIX
-from catbus.wire.protocol import MODES, bus_address_problem
-
-TOP_KEYS = ("name", "description", "mode", "steps", "duration", "max_steps", "seed", "record",
-            "bus", "pythonpath", "pace", "swap", "nodes", "security")
-
-#: The bound of a run without ``steps`` or ``duration`` (periods of the first periodic node).
-DEFAULT_MAX_STEPS = 100_000
+from catbus.wire.protocol import MODES
 
 
 def max_steps_reason(max_steps: int) -> str:
     """``RunResult.end_reason`` of a run that reached its ``max_steps`` bound."""
     return (f"reached max_steps ({max_steps}) without an end of episode; raise max_steps or "
             f"give steps")
-
-_RUN_NAME = re.compile(r"[A-Za-z0-9_.-]+\Z")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -165,7 +166,8 @@ class LaunchSpec:
         for spec in self.nodes:
             if spec.name == name:
                 return spec
-        raise ConfigError(self._where, f"nodes.{name}", _unknown_node_message(name, self.node_names))
+        raise ConfigError(self._where, f"nodes.{name}",
+                          unknown_node_message(name, self.node_names))
 
     @property
     def node_names(self) -> list[str]:
@@ -234,8 +236,8 @@ def load_launch(path: str | os.PathLike, *, mode: str | None = None, steps: int 
     """
     file = Path(path)
     where = str(file)
-    document = _load_yaml_file(file, where=where, missing="no such launch file")
-    return _build(document, where=where, base_dir=_absolute(file).parent, path=file,
+    document = load_yaml_file(file, where=where, missing="no such launch file")
+    return _build(document, where=where, base_dir=absolute(file).parent, path=file,
                   default_name=file.stem, mode=mode, steps=steps, duration=duration, seed=seed,
                   record=record, overrides=overrides, remote=remote, bus=bus,
                   max_steps=max_steps, pace=pace, keys=keys)
@@ -263,300 +265,37 @@ def _build(document: Any, *, where: str, base_dir: Path, path: Path | None, defa
            record: str | os.PathLike | bool | None, overrides: Sequence[str],
            remote: Sequence[str], bus: str | None, max_steps: int | None = None,
            pace: float | None = None, keys: str | os.PathLike | None = None) -> LaunchSpec:
-    """The one pipeline behind both entry points: top level, nodes, overrides, cross-checks."""
-    top = _check_top(document, where)
-    run_name = _run_name(top.get("name"), default_name, where)
-    run_mode = _mode(top.get("mode"), mode, where)
-    run_steps, run_duration = _end(top, steps, duration, where)
-    run_max_steps = _max_steps(top.get("max_steps"), max_steps, where)
-    run_seed = _seed(top.get("seed"), seed, where)
-    run_record = _record(top.get("record"), record, base_dir, where)
-    run_bus = _bus(top.get("bus"), bus, where)
-    run_keys = _security(top.get("security"), keys, base_dir, where)
-    import_path = import_path_for([*_pythonpath(top.get("pythonpath"), base_dir, where),
-                                   base_dir])
-
-    raw_nodes = _raw_nodes(top.get("nodes"), where)
-    if run_record is not None:
-        _attach_recorder(raw_nodes, run_record, where)
-    sets = _parse_sets(overrides, raw_nodes)
-    remote_names = _check_remote_names(remote, raw_nodes)
-
-    nodes = tuple(_node_spec(name, raw, where=where, base_dir=base_dir, sets=sets.get(name, []),
-                             force_remote=name in remote_names, import_path=import_path)
-                  for name, raw in raw_nodes.items())
-    _check_publishers(nodes, where)
-    _check_mode(nodes, run_mode, run_steps, run_duration, where, steps_from_cli=steps is not None)
-    run_pace = _pace(top.get("pace"), pace, where)
-    swaps = parse_swaps(top.get("swap"), nodes, where=where, import_path=import_path)
-
-    doc = _document(top, run_name, run_mode, run_steps, run_duration, run_seed, run_record,
-                    run_bus, import_path, nodes, run_max_steps)
-    if run_pace is not None:
-        doc["pace"] = run_pace
-    if swaps:
-        doc["swap"] = _plain([entry.document() for entry in swaps])
-    if run_keys is not None:
-        doc["security"] = {"keys": str(run_keys)}
-    return LaunchSpec(path=path, name=run_name, nodes=nodes, bus=run_bus, mode=run_mode,
-                      steps=run_steps, duration=run_duration, seed=run_seed, record=run_record,
-                      document=doc, import_path=import_path, max_steps=run_max_steps,
-                      pace=run_pace, swaps=swaps, keys=run_keys)
-
-
-# ------------------------------------------------------------------------------------------------
-# Top level
-# ------------------------------------------------------------------------------------------------
-def _check_top(document: Any, where: str) -> Mapping[str, Any]:
+    """The one pipeline behind both entry points: decode the structure, then the checks that
+    need more than types (the run-wide values, each node against its class, across nodes)."""
     if document is None:
         raise ConfigError(where, "", "the launch file is empty; it needs at least a 'nodes:' "
                                      "mapping")
-    if not isinstance(document, Mapping):
-        raise ConfigError(where, "", f"the top level must be a mapping with a 'nodes:' key, got "
-                                     f"{type(document).__name__}")
-    for key in document:
-        if key not in TOP_KEYS:
-            raise _unknown_key(where, str(key), key, TOP_KEYS)
-    return document
+    cli = command_line(dict(mode=mode, steps=steps, duration=duration, seed=seed, bus=bus,
+                            max_steps=max_steps, pace=pace))
+    top = decode(document, LaunchDocument, where=where)
+    run = run_values(top, cli, where=where, default_name=default_name)
+    run_record = record_path(top.record, record, base_dir, where)
+    run_keys = keys_folder(top.security.keys if top.security else None, keys, base_dir, where)
+    import_path = import_path_for([*pythonpath(top.pythonpath, base_dir, where), base_dir])
 
+    entries = decode_nodes(top.nodes, where)
+    if run_record is not None:
+        attach_recorder(entries, run_record, where)
+    sets = parse_sets(overrides, entries)
+    remote_names = check_remote_names(remote, entries)
+    nodes = tuple(node_spec(name, entry, where=where, base_dir=base_dir, sets=sets.get(name, []),
+                            force_remote=name in remote_names, import_path=import_path)
+                  for name, entry in entries.items())
+    check_publishers(nodes, where)
+    check_mode(nodes, run, where)
+    swaps = parse_swaps(top.swap, nodes, where=where, import_path=import_path)
 
-def _source(cli_value: Any, file_value: Any, key: str, where: str) -> tuple[Any, str, str]:
-    """Pick the command-line value over the file's, with where an error about it should point."""
-    if cli_value is not None:
-        return cli_value, CLI, f"--{key}"
-    return file_value, where, key
-
-
-def _run_name(value: Any, default: str, where: str) -> str:
-    if value is None:
-        return default
-    if not isinstance(value, str) or not _RUN_NAME.match(value):
-        raise ConfigError(where, "name", f"must be a name of letters, digits, '_', '.' or '-', got "
-                                         f"{value!r}")
-    return value
-
-
-def _mode(file_value: Any, cli_value: str | None, where: str) -> str:
-    value, src, key = _source(cli_value, file_value, "mode", where)
-    if value is None:
-        return "parallel"
-    if value not in MODES:
-        raise ConfigError(src, key, f"must be one of {', '.join(MODES)}, got {value!r}")
-    return value
-
-
-def _end(top: Mapping[str, Any], cli_steps: Any, cli_duration: Any,
-         where: str) -> tuple[int | None, float | None]:
-    """``steps`` and ``duration``: at most one; a command-line value replaces both file values."""
-    if cli_steps is not None and cli_duration is not None:
-        raise ConfigError(CLI, "--steps", "give --steps or --duration, not both")
-    if cli_steps is not None or cli_duration is not None:
-        steps, duration, src = cli_steps, cli_duration, CLI
-    else:
-        steps, duration, src = top.get("steps"), top.get("duration"), where
-        if steps is not None and duration is not None:
-            raise ConfigError(where, "steps", "give steps or duration, not both (remove one)")
-    prefix = "--" if src == CLI else ""
-    if steps is not None and (not _is_int(steps) or steps < 0):
-        raise ConfigError(src, f"{prefix}steps", f"must be a non-negative integer (periods of the "
-                                                 f"first periodic node), got {steps!r}")
-    if duration is not None and (not _is_number(duration) or duration <= 0):
-        raise ConfigError(src, f"{prefix}duration", f"must be a positive number of seconds, got "
-                                                    f"{duration!r}")
-    return steps, (float(duration) if duration is not None else None)
-
-
-def _max_steps(file_value: Any, cli_value: Any, where: str) -> int:
-    """``max_steps``: a positive integer (periods of the first periodic node)."""
-    value, src, key = _source(cli_value, file_value, "max-steps", where)
-    if src != CLI:
-        key = "max_steps"
-    if value is None:
-        return DEFAULT_MAX_STEPS
-    if not _is_int(value) or value <= 0:
-        raise ConfigError(src, key, f"must be a positive integer (the most periods of the first "
-                                    f"periodic node a run without steps or duration lasts), got "
-                                    f"{value!r}")
-    return value
-
-
-def _pace(file_value: Any, cli_value: Any, where: str) -> float | None:
-    """``pace``: stepped and inline runs at this many times real time (1: as fast as the wall
-    clock); None runs as fast as they can. Parallel runs are in real time anyway."""
-    value, src, key = _source(cli_value, file_value, "pace", where)
-    if value is None:
-        return None
-    if not _is_number(value) or not value > 0 or value == float("inf"):
-        raise ConfigError(src, key, f"must be a positive number (1 = real time, 2 = twice as "
-                                    f"fast), got {value!r}")
-    return float(value)
-
-
-def _seed(file_value: Any, cli_value: int | None, where: str) -> int:
-    value, src, key = _source(cli_value, file_value, "seed", where)
-    if value is None:
-        return 0
-    if not _is_int(value) or value < 0:
-        raise ConfigError(src, key, f"must be a non-negative integer, got {value!r}")
-    return value
-
-def _record(file_value: Any, cli_value: Any, base_dir: Path, where: str) -> Path | None:
-    if cli_value is False:
-        return None
-    if cli_value is not None:
-        if not isinstance(cli_value, (str, os.PathLike)) or not str(cli_value):
-            raise ConfigError(CLI, "--record", f"must be a file path, got {cli_value!r}")
-        return _absolute(Path(cli_value))
-    if file_value is None or file_value is False:
-        return None
-    if not isinstance(file_value, str) or not file_value:
-        raise ConfigError(where, "record", f"must be a file path (for example runs/a.mcap), got "
-                                           f"{file_value!r}")
-    return _absolute(base_dir / file_value)
-
-
-def _pythonpath(value: Any, base_dir: Path, where: str) -> list[Path]:
-    """The ``pythonpath:`` folders, absolute (relative ones relative to the launch file)."""
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise ConfigError(where, "pythonpath", f"must be a list of folders (relative to this "
-                                               f"file), for example pythonpath: [..], got "
-                                               f"{value!r}")
-    folders = []
-    for index, entry in enumerate(value):
-        field_path = f"pythonpath[{index}]"
-        if not isinstance(entry, str) or not entry.strip():
-            raise ConfigError(where, field_path, f"must be a folder path (relative to this "
-                                                 f"file), got {entry!r}")
-        folder = _absolute(base_dir / entry)
-        if not folder.is_dir():
-            what = "is not a folder" if folder.exists() else "no such folder"
-            raise ConfigError(where, field_path, f"{what}: {folder} (paths in a launch file are "
-                                                 f"relative to its folder; list the folder that "
-                                                 f"holds your node packages)")
-        folders.append(folder)
-    return folders
-
-
-def _bus(file_value: Any, cli_value: str | None, where: str) -> str:
-    value, src, key = _source(cli_value, file_value, "bus", where)
-    if value is None or value == "ipc":
-        return "ipc"
-    if not isinstance(value, str) or not value.startswith("tcp://") or \
-            bus_address_problem(value) is not None:
-        raise ConfigError(src, key, f"must be 'ipc' or 'tcp://HOST:PORT' (for example "
-                                    f"tcp://0.0.0.0:7700), got {value!r}")
-    return value
-
-
-def _security(file_value: Any, cli_value: Any, base_dir: Path, where: str) -> Path | None:
-    """``security: {keys: DIR}`` (DIR relative to the file) or ``--keys DIR`` (relative to the
-    current folder): the keys folder, absolute and loadable (catbus.security), else None."""
-    if cli_value is not None:
-        src, key, folder = CLI, "--keys", _absolute(Path(cli_value))
-    elif file_value is None:
-        return None
-    else:
-        if not isinstance(file_value, Mapping) or set(file_value) != {"keys"} or \
-                not isinstance(file_value["keys"], str) or not file_value["keys"]:
-            raise ConfigError(where, "security", f"must be {{keys: DIR}} (DIR: a folder from "
-                                                 f"`catbus keys generate DIR`, relative to this "
-                                                 f"file), got {file_value!r}")
-        src, key, folder = where, "security.keys", _absolute(base_dir / file_value["keys"])
-    from catbus.security import load_keys
-
-    try:
-        load_keys(folder, src)
-    except ConfigError as exc:
-        raise ConfigError(src, key, exc.message) from None
-    return folder
-
-
-# ------------------------------------------------------------------------------------------------
-# Checks across nodes
-# ------------------------------------------------------------------------------------------------
-def _check_publishers(nodes: Sequence[NodeSpec], where: str) -> None:
-    """One publisher per topic: the lockstep and the recording key everything by topic."""
-    owner: dict[str, str] = {}
-    for spec in nodes:
-        for out in spec.outputs:
-            if out.topic in owner:
-                first = owner[out.topic]
-                who = f"nodes {first} and {spec.name}" if first != spec.name else \
-                    f"node {spec.name} twice"
-                raise ConfigError(where, f"nodes.{spec.name}.remap",
-                                  f"topic {out.topic!r} is published by {who}; a topic has one "
-                                  f"publisher: remap one of them ({out.declared!r} here)")
-            owner[out.topic] = spec.name
-
-
-def _check_mode(nodes: Sequence[NodeSpec], mode: str, steps: int | None, duration: float | None,
-                where: str, steps_from_cli: bool) -> None:
-    """Checks that depend on the mode and the end of the run."""
-    if steps is not None and not any(spec.period is not None for spec in nodes):
-        raise ConfigError(CLI if steps_from_cli else where, "--steps" if steps_from_cli else "steps",
-                          "counts periods of the first periodic node, but no node has a period; "
-                          "give a period or use duration")
-    if mode == "inline":
-        for spec in nodes:
-            if spec.remote:
-                raise ConfigError(where, f"nodes.{spec.name}.remote",
-                                  "inline mode runs every node in this one process, so it cannot "
-                                  "have remote nodes: use --mode stepped or parallel")
-
-
-# ------------------------------------------------------------------------------------------------
-# The document after overrides
-# ------------------------------------------------------------------------------------------------
-def _document(top: Mapping[str, Any], name: str, mode: str, steps: int | None,
-              duration: float | None, seed: int, record: Path | None, bus: str,
-              import_path: Sequence[Path], nodes: Sequence[NodeSpec],
-              max_steps: int = DEFAULT_MAX_STEPS) -> dict[str, Any]:
-    doc: dict[str, Any] = {"name": name}
-    if top.get("description") is not None:
-        doc["description"] = top["description"]
-    # The whole import path, absolute: the document resolves the same classes from any folder
-    # (build_launch(document) adds only its own base folder and current folder after them), and
-    # a recording's metadata tells `catbus eval` where its evaluator came from.
-    doc.update({"mode": mode, "steps": steps, "duration": duration, "max_steps": max_steps,
-                "seed": seed,
-                "record": str(record) if record is not None else None, "bus": bus,
-                "pythonpath": [str(folder) for folder in import_path]})
-    doc["nodes"] = {spec.name: _node_document(spec) for spec in nodes}
-    return _plain(doc)
-
-
-def _node_document(spec: NodeSpec) -> dict[str, Any]:
-    entry: dict[str, Any] = {"class": spec.class_path}
-    if spec.period is not None:
-        entry["period"] = spec.period
-    entry["params"] = spec.params
-    if spec.remap:
-        entry["remap"] = spec.remap
-    entry["remote"] = spec.remote
-    if spec.restart.enabled:
-        entry.update(restart=spec.restart.policy, max_restarts=spec.restart.max_restarts,
-                     restart_backoff=spec.restart.backoff)
-    return entry
-
-
-def _plain(value: Any) -> Any:
-    """Only YAML's own types: numpy values, tuples and paths become plain Python."""
-    if isinstance(value, Mapping):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    if value is None or type(value) in (bool, int, float, str):
-        return value
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if hasattr(value, "tolist"):  # numpy arrays and scalars (np.float64 is a float subclass,
-        return _plain(value.tolist())  # which safe_dump refuses)
-    for kind in (bool, int, float, str):
-        if isinstance(value, kind):
-            return kind(value)
-    return str(value)
+    doc = launch_document(run, description=top.description, record=run_record,
+                          import_path=import_path, nodes=nodes, swaps=swaps, keys=run_keys)
+    return LaunchSpec(path=path, name=run.name, nodes=nodes, bus=run.bus, mode=run.mode,
+                      steps=run.steps, duration=run.duration, seed=run.seed, record=run_record,
+                      document=doc, import_path=import_path, max_steps=run.max_steps,
+                      pace=run.pace, swaps=swaps, keys=run_keys)
 
 
 __all__ = ["LaunchSpec", "load_launch", "build_launch", "MODES", "DEFAULT_MAX_STEPS",

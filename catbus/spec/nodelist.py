@@ -1,68 +1,56 @@
-"""A launch file's ``nodes:`` mapping before any class is imported: node names and keys checked,
-the recorder attached, ``--set`` overrides and ``--remote`` names matched to nodes."""
+"""A launch file's ``nodes:`` mapping before any class is imported: node names checked, each
+node's settings decoded (:class:`~catbus.spec.schema.NodeEntry`), the recorder attached,
+``--set`` overrides and ``--remote`` names matched to nodes."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import msgspec
+
 from catbus import params as params_mod
 from catbus.errors import ConfigError
-from catbus.spec.fieldcheck import CLI, SET, _class_path_of, _mapping_or_empty, _unknown_key, \
-    _unknown_node_message
-from catbus.spec.yamlfile import _load_yaml_text
+from catbus.spec.decode import decode
+from catbus.spec.fieldcheck import CLI, SET, class_path_of, unknown_node_message
+from catbus.spec.schema import NodeEntry
+from catbus.spec.yamlfile import load_yaml_text
 from catbus.topics import validate_node_name
 
-NODE_KEYS = ("class", "period", "params", "params_file", "remap", "remote", "restart",
-             "max_restarts", "restart_backoff")
 RECORDER_CLASS = "catbus.recording.recorder:Recorder"
 RECORDER_NAME = "recorder"
 
 
-def _raw_nodes(value: Any, where: str) -> dict[str, dict[str, Any]]:
-    """Copies of the node mappings, checked for names and keys (but not yet for content)."""
-    if value is None:
-        raise ConfigError(where, "nodes", "missing or empty: list the nodes to run, e.g. "
-                                          "nodes: {env: {class: module:Class}}")
-    if not isinstance(value, Mapping):
-        raise ConfigError(where, "nodes", "must be a mapping of node name to its settings "
-                                          "(class:, params:, ...), not a list")
-    if not value:
-        raise ConfigError(where, "nodes", "is empty: a run needs at least one node")
-    nodes: dict[str, dict[str, Any]] = {}
+def decode_nodes(value: Mapping[Any, Any], where: str) -> dict[str, NodeEntry]:
+    """Each node's settings decoded on its own, so that an error names the node (msgspec
+    reports a mapping's value without its key)."""
+    nodes: dict[str, NodeEntry] = {}
     for name, settings in value.items():
         problem = validate_node_name(name)
         if problem and isinstance(name, bool):
             problem += " (YAML reads yes/no/on/off/true/false as booleans: quote the name)"
         if problem:
             raise ConfigError(where, f"nodes.{name}", problem)
-        if not isinstance(settings, Mapping):
-            raise ConfigError(where, f"nodes.{name}", f"must be a mapping with at least 'class: "
-                                                      f"module:Class', got {settings!r}")
-        for key in settings:
-            if key not in NODE_KEYS:
-                raise _unknown_key(where, f"nodes.{name}.{key}", key, NODE_KEYS)
-        nodes[name] = dict(settings)
+        nodes[name] = decode(settings, NodeEntry, where=where, prefix=f"nodes.{name}")
     return nodes
 
 
-def _attach_recorder(nodes: dict[str, dict[str, Any]], record: Path, where: str) -> None:
+def attach_recorder(nodes: dict[str, NodeEntry], record: Path, where: str) -> None:
     """Point the file's recorder at ``record``, or append one named ``recorder`` at the end."""
-    for settings in nodes.values():
-        if _class_path_of(settings.get("class")) == RECORDER_CLASS:
-            given = _mapping_or_empty(settings.get("params"))
-            if isinstance(given, Mapping):  # otherwise _params reports the bad value
-                settings["params"] = {**given, "path": str(record)}
+    for name, entry in nodes.items():
+        if class_path_of(entry.class_) == RECORDER_CLASS:
+            nodes[name] = msgspec.structs.replace(
+                entry, params={**(entry.params or {}), "path": str(record)})
             return
     if RECORDER_NAME in nodes:
         raise ConfigError(where, f"nodes.{RECORDER_NAME}",
                           f"recording adds a node named {RECORDER_NAME!r} of class "
                           f"{RECORDER_CLASS}; rename this node or make it that class")
-    nodes[RECORDER_NAME] = {"class": RECORDER_CLASS, "params": {"path": str(record)}}
+    nodes[RECORDER_NAME] = NodeEntry(class_=RECORDER_CLASS, params={"path": str(record)})
 
 
-def _parse_sets(overrides: Sequence[str], nodes: Mapping[str, Any]
-                ) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+def parse_sets(overrides: Sequence[str], nodes: Mapping[str, Any]
+               ) -> dict[str, list[tuple[str, dict[str, Any]]]]:
     """``--set NODE.a.b=V`` strings grouped by node: ``{node: [(text, {"a": {"b": V}})]}``."""
     if isinstance(overrides, str):  # a lone string would otherwise be split into characters
         overrides = [overrides]
@@ -71,11 +59,12 @@ def _parse_sets(overrides: Sequence[str], nodes: Mapping[str, Any]
         parts, value = params_mod.parse_assignment(text, where=SET)
         if isinstance(value, str) and value:  # read "1e-3" as a file would (see yamlfile)
             try:
-                value = _load_yaml_text(text.split("=", 1)[1], SET)
+                value = load_yaml_text(text.split("=", 1)[1], SET)
             except ConfigError:
                 pass
         if parts[0] not in nodes:
-            raise ConfigError(SET, text.split("=", 1)[0], _unknown_node_message(parts[0], list(nodes)))
+            raise ConfigError(SET, text.split("=", 1)[0],
+                              unknown_node_message(parts[0], list(nodes)))
         if len(parts) < 2:
             raise ConfigError(SET, text.split("=", 1)[0],
                               f"name a parameter: {parts[0]}.PARAM=VALUE (for example "
@@ -84,13 +73,15 @@ def _parse_sets(overrides: Sequence[str], nodes: Mapping[str, Any]
     return result
 
 
-def _check_remote_names(remote: Sequence[str], nodes: Mapping[str, Any]) -> set[str]:
+def check_remote_names(remote: Sequence[str], nodes: Mapping[str, Any]) -> set[str]:
+    """The ``--remote`` names, each a node of the launch file."""
     if isinstance(remote, str):
         remote = [remote]
     for name in remote:
         if name not in nodes:
-            raise ConfigError(CLI, "--remote", _unknown_node_message(name, list(nodes)))
+            raise ConfigError(CLI, "--remote", unknown_node_message(name, list(nodes)))
     return set(remote)
 
 
-__all__ = ["NODE_KEYS", "RECORDER_CLASS", "RECORDER_NAME"]
+__all__ = ["RECORDER_CLASS", "RECORDER_NAME", "decode_nodes", "attach_recorder", "parse_sets",
+           "check_remote_names"]

@@ -8,10 +8,11 @@
 
 ``at`` is sim time in ``stepped`` and ``inline`` (the swap lands before the node's first due tick
 at or after it, so both modes switch at the same tick and record the same data) and wall-clock
-seconds since the start in ``parallel``. Everything is checked at load time, like the rest of the
-file: the node exists and is not the recorder, the class imports and declares the same inputs and
-outputs, and the parameters validate (the class's defaults, the launch file's values for the
-parameters it declares, then the entry's ``params``).
+seconds since the start in ``parallel``. The entries' structure is
+:class:`~catbus.spec.schema.SwapEntry`; here they are checked at load time against the rest of
+the file: the node exists and is not the recorder, the class imports and declares the same
+inputs and outputs, and the parameters validate (the class's defaults, the launch file's values
+for the parameters it declares, then the entry's ``params``).
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from typing import Any, Mapping, Sequence
 
 from catbus import params as params_mod
 from catbus.errors import ConfigError
-from catbus.spec.fieldcheck import _is_number, _unknown_key, _unknown_node_message
-from catbus.spec.nodespec import NodeSpec, import_node_class
+from catbus.spec.fieldcheck import unknown_node_message
+from catbus.spec.nodeclass import import_node_class
+from catbus.spec.nodespec import NodeSpec
+from catbus.spec.schema import SwapEntry
 from catbus.topics import ALL_TOPICS, topic_differences
-
-SWAP_KEYS = ("at", "node", "class", "params")
 
 
 @dataclass(frozen=True)
@@ -54,55 +55,36 @@ class ScheduledSwap:
         return entry
 
 
-def parse_swaps(value: Any, nodes: Sequence[NodeSpec], *, where: str,
+def parse_swaps(entries: Sequence[SwapEntry] | None, nodes: Sequence[NodeSpec], *, where: str,
                 import_path: Sequence[Any]) -> tuple[ScheduledSwap, ...]:
-    """The checked ``swap:`` list, in the order of ``at``."""
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise ConfigError(where, "swap", "must be a list of {at: SECONDS, node: NAME, class: "
-                                         "module:Class (optional), params: {...}} entries")
+    """The decoded ``swap:`` entries checked against the nodes, in the order of ``at``."""
     by_name = {spec.name: spec for spec in nodes}
-    swaps = [_entry(index, raw, by_name, where, import_path) for index, raw in enumerate(value)]
+    swaps = [_entry(index, entry, by_name, where, import_path)
+             for index, entry in enumerate(entries or ())]
     return tuple(sorted(swaps, key=lambda s: s.at))
 
 
-def _entry(index: int, raw: Any, nodes: Mapping[str, NodeSpec], where: str,
+def _entry(index: int, entry: SwapEntry, nodes: Mapping[str, NodeSpec], where: str,
            import_path: Sequence[Any]) -> ScheduledSwap:
     prefix = f"swap[{index}]"
-    if not isinstance(raw, Mapping):
-        raise ConfigError(where, prefix, f"must be a mapping {{at:, node:, class:, params:}}, "
-                                         f"got {raw!r}")
-    for key in raw:
-        if key not in SWAP_KEYS:
-            raise _unknown_key(where, f"{prefix}.{key}", key, SWAP_KEYS)
-    at = raw.get("at")
-    if not _is_number(at) or at < 0:
-        raise ConfigError(where, f"{prefix}.at", f"must be a number of seconds >= 0 (sim time in "
-                                                 f"stepped/inline, wall time in parallel), got "
-                                                 f"{at!r}")
-    name = raw.get("node")
-    spec = nodes.get(name) if isinstance(name, str) else None
+    spec = nodes.get(entry.node)
     if spec is None:
-        raise ConfigError(where, f"{prefix}.node", _unknown_node_message(str(name), list(nodes)))
+        raise ConfigError(where, f"{prefix}.node", unknown_node_message(entry.node, list(nodes)))
     if any(b.topic == ALL_TOPICS for b in spec.inputs):
-        raise ConfigError(where, f"{prefix}.node", f"node {name} reads every topic (a recorder) "
-                                                   f"and cannot be swapped")
+        raise ConfigError(where, f"{prefix}.node", f"node {entry.node} reads every topic (a "
+                                                   f"recorder) and cannot be swapped")
     class_path, node_class = spec.class_path, spec.node_class
-    if raw.get("class") is not None:
-        class_path, node_class = import_node_class(raw["class"], where, f"{prefix}.class",
+    if entry.class_ is not None:
+        class_path, node_class = import_node_class(entry.class_, where, prefix,
                                                    import_path=import_path)
-    overrides = raw.get("params") or {}
-    if not isinstance(overrides, Mapping):
-        raise ConfigError(where, f"{prefix}.params", f"must be a mapping of parameter values, "
-                                                     f"got {overrides!r}")
-    params = replacement_params(spec, node_class, class_path, dict(overrides),
+    overrides = entry.params or {}
+    params = replacement_params(spec, node_class, class_path, overrides,
                                 where=where, prefix=f"{prefix}.params")
     problem = fit_problem(spec, node_class, params)
     if problem:
         raise ConfigError(where, f"{prefix}.class", problem)
     same = class_path == spec.class_path
-    return ScheduledSwap(float(at), name, "" if same else class_path, node_class,
+    return ScheduledSwap(entry.at, entry.node, "" if same else class_path, node_class,
                          dict(overrides), params)
 
 

@@ -59,7 +59,8 @@ def _find_duplicate_keys(node: yaml.Node, path: str, where: str, seen: set[int])
             _find_duplicate_keys(item, f"{path}.{index}" if path else str(index), where, seen)
 
 
-def _load_yaml_text(text: str, where: str) -> Any:
+def load_yaml_text(text: str, where: str) -> Any:
+    """``text`` as YAML (duplicate keys refused, ``1e-3`` a number); errors name ``where``."""
     try:
         return _UniqueKeyLoader(text).load_checked(where)
     except yaml.MarkedYAMLError as error:
@@ -71,7 +72,8 @@ def _load_yaml_text(text: str, where: str) -> Any:
         raise ConfigError(where, "", f"invalid YAML: {error}") from None
 
 
-def _load_yaml_file(file: Path, *, where: str, missing: str) -> Any:
+def load_yaml_file(file: Path, *, where: str, missing: str) -> Any:
+    """The YAML in ``file``; ``missing`` says what a file that is not there is."""
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -80,4 +82,7 @@ def _load_yaml_file(file: Path, *, where: str, missing: str) -> Any:
         raise ConfigError(where, "", "is a folder, expected a YAML file") from None
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(where, "", f"cannot read it: {error}") from None
-    return _load_yaml_text(text, where)
+    return load_yaml_text(text, where)
+
+
+__all__ = ["load_yaml_text", "load_yaml_file"]

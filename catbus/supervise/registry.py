@@ -41,21 +41,19 @@ class Registry:
         config = config if config is not None else RunConfig()   # an open bus
         self.socket = ctx.socket(zmq.ROUTER)
         #: CURVE and the allow-list (catbus.security) when ``keys`` are given on a TCP bus.
-        self.guard = security.serve_registry(ctx, self.socket, keys, bind)
+        self.guard = security.registry_guard(ctx, self.socket, keys, bind)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted node may reuse its identity
         keep_links_alive(self.socket)
         self.socket.bind(bind)
         self.endpoint = self.socket.getsockopt(zmq.LAST_ENDPOINT).decode()
         guard = self.guard
-        if guard is not None:
-            config.graph_filter = guard.graph   # each node's public key for its subscribers
+        config.graph_filter = guard.graph   # a keyed run: each node's public key for its readers
         self.plane = ControlPlane(config)
         #: The plane's state: members, records, where the run is (read-only for the host).
         self.state = self.plane.state
         #: Which connection carried each process's messages (see catbus.supervise.linkwatch).
-        self.links = LinkWatch(self.socket, None if guard is None else
-                               lambda event: guard.auth.handshake_failed(guard.endpoint, event))
+        self.links = LinkWatch(self.socket, guard.handshake_failed if guard.secured else None)
         self.last_beat = 0.0
         #: Control messages that did not decode (counted here: the plane never sees them).
         self.malformed = 0
@@ -72,8 +70,7 @@ class Registry:
             for _ in range(MAX_BATCH):
                 try:
                     frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
-                    identity, data = self.guard.sender(frames) if self.guard else \
-                        [frame.bytes for frame in frames]
+                    identity, data = self.guard.sender(frames)
                 except zmq.Again:
                     break
                 except ValueError:
@@ -119,16 +116,14 @@ class Registry:
     def close(self) -> None:
         self.links.close()
         self.socket.close(0)
-        if self.guard is not None:
-            self.guard.close()
+        self.guard.close()
 
     # -- what the host reads ---------------------------------------------------------------------
     @property
     def refused(self) -> int:
         """Every control message and connection refused: malformed messages, registrations
         refused for what they said, and on a keyed bus what its security refused."""
-        guard = self.guard
-        security_refused = 0 if guard is None else guard.refused + guard.auth.refused
+        security_refused = self.guard.refusals
         return self.malformed + self.state.refused + security_refused
 
     @property
@@ -164,8 +159,6 @@ class Registry:
         """On a keyed bus, what the sender's key may not do: register another node's name, or
         ask to swap it."""
         guard = self.guard
-        if guard is None:
-            return None
         if isinstance(message, msg.Register):
             return guard.register_problem(message)
         if isinstance(message, msg.SwapRequest):

@@ -1,10 +1,11 @@
 """Private run folders for ``ipc://`` endpoints, their cleanup, and finding running runs.
 
 Each run owns ``<tmp>/catbus-<uid>/<run-id>/`` (mode 0700) holding its ipc socket files and a
-``run.json`` with the launcher's pid, its start time and the registry endpoint. The folder is
-removed when the run ends; a launcher killed with SIGKILL cannot do that, so every new run removes
-folders whose launcher is no longer alive (pid *and* process start time are compared, so a reused
-pid does not keep a stale folder alive). ``catbus topic ...`` finds the running runs the same way.
+``run.json`` with the launcher's pid, its start time (``created``, see
+:func:`process_start_time`) and the registry endpoint. The folder is removed when the run ends; a
+launcher killed with SIGKILL cannot do that, so every new run removes folders whose launcher is no
+longer alive (pid *and* process start time are compared, so a reused pid does not keep a stale
+folder alive). ``catbus topic ...`` finds the running runs the same way.
 
 run.json also says the run's ``id`` (its launch name, made unique among the live runs:
 ``demo``, ``demo-2``; what ``--run`` matches and ``catbus run list`` shows), its ``mode``, its
@@ -26,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import psutil
+
 from catbus.errors import CatbusError, ConfigError
 
 RUN_FILE = "run.json"
@@ -35,14 +38,37 @@ def runs_root() -> Path:
     return Path(tempfile.gettempdir()) / f"catbus-{os.getuid()}"
 
 
-def process_start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (field 22 of /proc/PID/stat), or None if it is gone."""
+#: Seconds by which two readings of one process's start time may differ (float rounding, and on
+#: Linux a wall clock set between the two psutil readings that make it up). A pid taken over by
+#: another process that started this soon after the launcher is not a real case: the kernel hands
+#: pids out in turn and reuses one only after going round all of them.
+START_TOLERANCE = 1.0
+
+
+def process_start_time(pid: int) -> float | None:
+    """When ``pid`` started, on a clock that setting the wall clock does not move; None if there
+    is no such process of this user's to look at (a pid reused by another user's process is no
+    launcher of ours).
+
+    Seconds since boot on Linux: psutil's ``create_time`` there is the kernel's start in ticks
+    since boot plus the boot time, and the boot time moves with the wall clock (NTP's first sync
+    on a board without a real-time clock steps it by months), which would make a live launcher
+    look like another process. Elsewhere ``create_time`` is stored when the process starts and
+    does not move: seconds since the epoch.
+    """
     try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            text = stat.read().decode(errors="replace")
-    except OSError:
+        if sys.platform.startswith("linux"):
+            boot = psutil.boot_time()   # first: psutil < 6 computes create_time from the last one
+            return psutil.Process(pid).create_time() - boot
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
         return None
-    return text[text.rfind(")") + 2:].split()[19]
+
+
+def same_process(recorded: float, current: float | None) -> bool:
+    """Is the process now at a run's pid (started at ``current``, None if there is none) the
+    launcher that published ``recorded``? A process that took over the pid started after it."""
+    return current is not None and current <= recorded + START_TOLERANCE
 
 
 @dataclass
@@ -71,7 +97,7 @@ class RunDir:
                 record: str | os.PathLike | None = None) -> dict[str, Any]:
         """Write run.json so that introspection tools and stale-run cleanup can find this run;
         returns what was written (``id``: the name ``--run`` matches, unique among live runs)."""
-        info = {"pid": os.getpid(), "start": process_start_time(os.getpid()),
+        info = {"pid": os.getpid(), "created": process_start_time(os.getpid()),
                 "registry": registry, "name": name, "mode": mode, "started": time.time(),
                 "record": os.path.realpath(record) if record is not None else None}
         # Two runs started at the same moment may pick the same id; the later one (by start
@@ -108,9 +134,10 @@ def _check_private(root: Path) -> None:
 def _owner_alive(folder: Path) -> bool:
     try:
         info = json.loads((folder / RUN_FILE).read_text())
-        return process_start_time(int(info["pid"])) == info["start"]
+        return same_process(float(info["created"]), process_start_time(int(info["pid"])))
     except (OSError, ValueError, KeyError, TypeError):
-        # No run.json yet: the owner is the pid in the folder name, if that process still exists.
+        # No run.json yet, or one without `created`: the owner is the pid in the folder name, if
+        # that process still exists.
         try:
             pid = int(folder.name.rsplit("-", 2)[-2])
         except (ValueError, IndexError):

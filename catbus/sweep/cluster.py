@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from catbus.errors import ConfigError, RunTimeout
+from catbus.runtime.signals import die_with_parent
 from catbus.sweep.episode import EXIT_FAILED, EXIT_TIMEOUT, Episode, run_episode
 
 #: Seconds to wait for the scheduler at ``--cluster`` before giving up (exit 1).
@@ -192,12 +193,7 @@ def run(cluster: Any, tasks: list[Episode], on_row: Callable[[dict[str, Any]], N
 def _child_main(source: str, target: str) -> int:
     """``python -m catbus.sweep.cluster TASK ROW``: run the pickled episode, pickle its row."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    die_with_parent(signal.SIGKILL)
     task = pickle.loads(Path(source).read_bytes())
     row = run_episode(task)
     Path(target).write_bytes(pickle.dumps(row))

@@ -7,7 +7,8 @@ parent waits on every busy worker's pipe *and* its process sentinel, so a worker
 failed row naming the signal or exit code, and the next episode gets a new worker. A worker
 busy past the episode timeout is killed (SIGKILL, by pid). Killed or not, a worker's own child
 processes (stepped node processes) are waited for -- they get SIGTERM from their parent-death
-signal -- and SIGKILLed by pid if still there after a grace period; its folder is removed.
+signal -- and SIGKILLed if still there after a grace period (never a process that took over a
+child's pid: psutil checks its start time); its folder is removed.
 
 How workers start: ``spawn`` imports numpy and catbus afresh in every worker, 0.5-1 s each: with
 short episodes that start-up was most of a sweep (2 jobs ran no faster than 1). While the sweep
@@ -35,6 +36,9 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any, Callable
 
+import psutil
+
+from catbus.runtime.signals import die_with_parent
 from catbus.sweep.episode import EXIT_TIMEOUT, Episode
 
 #: Seconds a dead worker's child processes get to follow it (parent-death SIGTERM) before SIGKILL.
@@ -43,12 +47,7 @@ CHILD_GRACE = 5.0
 
 def _worker_main(conn: Any, tmpdir: str, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    die_with_parent(signal.SIGKILL)
     try:   # the sweep died before we asked for its death signal (our parent is the fork server)
         os.kill(parent, 0)
     except ProcessLookupError:
@@ -75,29 +74,25 @@ def signal_name(number: int) -> str:
 
 
 def children_of(pid: int) -> list[int]:
-    """Direct children of ``pid`` (Linux /proc)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as stat:
-                text = stat.read().decode(errors="replace")
-        except OSError:
-            continue
-        fields = text[text.rfind(")") + 2:].split()
-        if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
-            found.append(int(entry))
-    return found
+    """Pids of the direct children of ``pid`` that have not exited."""
+    return [child.pid for child in _children(pid)]
 
 
-def _alive(pid: int) -> bool:
+def _children(pid: int) -> list[psutil.Process]:
     try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            text = stat.read().decode(errors="replace")
-    except OSError:
+        return [child for child in psutil.Process(pid).children() if _running(child)]
+    except psutil.Error:   # pid gone, or not ours to look at
+        return []
+
+
+def _running(process: psutil.Process) -> bool:
+    """Still the process it was (psutil compares start times, so a reused pid is not it) and not
+    a zombie: a zombie has exited, only its exit status waits to be collected."""
+    try:
+        return process.is_running() and process.status() not in (psutil.STATUS_ZOMBIE,
+                                                                  psutil.STATUS_DEAD)
+    except psutil.Error:
         return False
-    return text[text.rfind(")") + 2:].split()[0] not in ("Z", "X")
 
 
 @dataclass
@@ -162,7 +157,7 @@ class WorkerPool:
     def _end_worker(self, worker: Worker, *, kill: bool) -> None:
         """Stop ``worker`` (politely, or SIGKILL by pid), then its leftover children, then its
         folder."""
-        children = children_of(worker.pid) if worker.process.is_alive() else []
+        children = _children(worker.pid) if worker.process.is_alive() else []
         if not kill:
             try:
                 worker.conn.send(None)
@@ -176,13 +171,13 @@ class WorkerPool:
                 pass
         worker.process.join(5.0)
         deadline = time.monotonic() + CHILD_GRACE
-        while any(_alive(p) for p in children) and time.monotonic() < deadline:
+        while any(_running(child) for child in children) and time.monotonic() < deadline:
             time.sleep(0.02)
-        for pid in children:
-            if _alive(pid):
+        for child in children:
+            if _running(child):
                 try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
+                    child.kill()   # psutil refuses if the pid now belongs to another process
+                except psutil.Error:
                     pass
         worker.conn.close()
         if worker in self.workers:

@@ -1,0 +1,116 @@
+"""Which data messages a node accepts, and the count of those it does not.
+
+A message is admitted once, from the node the run assigned its topic to, from that node's
+newest process, in sequence (docs/design.md, "Hot swap and restarts": receivers drop duplicates
+by process and sequence number; docs/protocol.md, "Validation"). Everything refused is counted,
+never fatal: ``malformed`` (not a message this node may be sent), ``duplicates`` (one it has
+already, or one a newer process replaced) and ``dropped`` (gaps in a sequence: lost before they
+reached us).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+
+class Admission:
+    """Owners, process incarnations, sequence numbers and floors, with the loss counters.
+
+    ``completed_through(publisher)`` is how far ``publisher`` is known to have completed: what a
+    restarted process of it is not listened to for (it may step those ticks again).
+    """
+
+    def __init__(self, completed_through: Callable[[str], int]) -> None:
+        self.completed_through = completed_through
+        #: topic -> the node the run assigned it to (from the graph): data on a topic from any
+        #: other publisher is refused and counted as malformed.
+        self.owners: dict[str, str] = {}
+        #: publisher -> the process (incarnation) its newest messages come from
+        self.process_of: dict[str, int] = {}
+        #: (publisher, topic) -> the newest sequence number admitted
+        self.last_seq: dict[tuple[str, str], int] = {}
+        #: (publisher, topic) -> (seq before, messages counted lost) of the latest jump in
+        #: ``seq``: taken back if the stream then goes on right after the number before it
+        #: (one message with a bad ``seq``, not a loss; docs/protocol.md, "Sequence jumps").
+        self.seq_jumps: dict[tuple[str, str], tuple[int, int]] = {}
+        #: Stepped: publisher -> ticks up to which a new process of it is not listened to (what
+        #: the old one had completed: a restarted process may step those ticks again).
+        self.floors: dict[str, int] = {}
+        #: Stepped: the schedule's last tick, once known; a data message of a later tick is
+        #: refused as malformed (it could never be shown, and at the head of an input's queue
+        #: it would hold back every message after it).
+        self.last_tick: int | None = None
+        self.received = 0
+        self.dropped = 0        # sequence gaps: messages lost before they reached us
+        #: Messages we had already (sent again to a neighbour that subscribed again), or from a
+        #: process its successor replaced: dropped, never delivered twice.
+        self.duplicates = 0
+        self.malformed = 0      # from the wrong publisher, past the last tick, a bad seq
+
+    def admit(self, topic: str, publisher: str, seq: int, tick: int,
+              incarnation: int = 0) -> bool:
+        """Count a data message (and any gap in its publisher's sequence before it); False if
+        it is refused: not from ``topic``'s owner, past the last tick, or one we have already
+        (see :attr:`duplicates`)."""
+        owners = self.owners
+        if owners and owners.get(topic, publisher) != publisher:
+            self.malformed += 1   # not from the node the run assigned this topic to
+            return False
+        if self.process_of.get(publisher) != incarnation and \
+                not self._switch_process(publisher, incarnation):
+            self.duplicates += 1
+            return False
+        last_tick = self.last_tick
+        if last_tick is not None and tick > last_tick:
+            self.malformed += 1   # past the run's end: never shown, and it would block its queue
+            return False
+        key = (publisher, topic)
+        last_seq = self.last_seq
+        previous = last_seq.get(key)
+        if previous is not None and (seq != previous + 1 or self.seq_jumps) and \
+                not self._in_sequence(key, seq, previous):
+            return False
+        floors = self.floors
+        if floors and tick <= floors.get(publisher, -1):
+            self.duplicates += 1
+            return False
+        last_seq[key] = seq
+        self.received += 1
+        return True
+
+    def _in_sequence(self, key: tuple[str, str], seq: int, previous: int) -> bool:
+        """``seq`` after ``previous`` is not simply the next number: count a gap as dropped
+        (remembered as a jump), take back the jump before if this number contradicts it, and
+        refuse (False) a number we have had."""
+        jump = self.seq_jumps.pop(key, None)
+        if jump is not None and seq == jump[0] + 1 and seq <= previous:
+            # The stream goes on right after the number before the jump: the jump was one
+            # message with a bad seq, not a loss (docs/protocol.md, "Sequence jumps").
+            self.dropped -= jump[1]
+            self.malformed += 1
+            previous = jump[0]
+        elif seq <= previous:
+            self.duplicates += 1
+            return False
+        if seq > previous + 1:
+            self.dropped += seq - previous - 1
+            self.seq_jumps[key] = (previous, seq - previous - 1)
+        return True
+
+    def _switch_process(self, publisher: str, incarnation: int) -> bool:
+        """A message from another process of ``publisher`` than the last one: a later process
+        (a replacement, a restart) takes over its sequence numbers; an earlier one is late and
+        dropped (False). From a restarted process, the ticks the old one had completed are
+        dropped too: it may step them again (:attr:`floors`)."""
+        known = self.process_of.get(publisher)
+        if known is not None and incarnation < known:
+            return False
+        self.process_of[publisher] = incarnation
+        if known is not None:
+            for key in [k for k in self.last_seq if k[0] == publisher]:
+                del self.last_seq[key]
+                self.seq_jumps.pop(key, None)
+            through = self.completed_through(publisher)
+            if through >= 0:
+                self.floors[publisher] = through
+        return True

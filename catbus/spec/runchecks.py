@@ -1,0 +1,161 @@
+"""The run-wide values of a launch, once the file (:class:`~catbus.spec.schema.LaunchDocument`)
+and the command line (:class:`~catbus.spec.schema.CommandLine`) are decoded: which of the two
+wins, the defaults, and the checks a type cannot make (a folder exists, a bus address is
+well-formed, keys load, one publisher per topic, what the mode allows)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from catbus.errors import ConfigError
+from catbus.spec.decode import decode, description, type_at
+from catbus.spec.fieldcheck import CLI, absolute
+from catbus.spec.nodespec import NodeSpec
+from catbus.spec.schema import BUS_DESCRIPTION, DEFAULT_MAX_STEPS, CommandLine, LaunchDocument
+from catbus.wire.protocol import bus_address_problem
+
+
+@dataclass(frozen=True)
+class RunValues:
+    """The run-wide values after the command line, with their defaults applied."""
+
+    name: str
+    mode: str
+    steps: int | None
+    duration: float | None
+    max_steps: int
+    seed: int
+    pace: float | None
+    bus: str
+    #: Whether ``steps`` came from the command line (an error about it names ``--steps``).
+    steps_from_cli: bool
+
+
+def command_line(values: dict[str, Any]) -> CommandLine:
+    """The keyword arguments of ``load_launch`` decoded; an error names ``--the-option``."""
+    given = {key: value for key, value in values.items() if value is not None}
+    try:
+        return decode(given, CommandLine, where=CLI)
+    except ConfigError as exc:
+        raise ConfigError(CLI, "--" + exc.field.replace("_", "-"), exc.message) from None
+
+
+def run_values(top: LaunchDocument, cli: CommandLine, *, where: str,
+               default_name: str) -> RunValues:
+    """Command-line values over the file's, then the defaults. ``steps`` and ``duration`` end
+    the run two ways: at most one of them, and one from the command line replaces both of the
+    file's."""
+    if cli.steps is not None and cli.duration is not None:
+        raise ConfigError(CLI, "--steps", "give --steps or --duration, not both")
+    from_cli = cli.steps is not None or cli.duration is not None
+    if not from_cli and top.steps is not None and top.duration is not None:
+        raise ConfigError(where, "steps", "give steps or duration, not both (remove one)")
+    steps, duration = (cli.steps, cli.duration) if from_cli else (top.steps, top.duration)
+    return RunValues(name=top.name or default_name, mode=_first(cli.mode, top.mode, "parallel"),
+                     steps=steps, duration=duration,
+                     max_steps=_first(cli.max_steps, top.max_steps, DEFAULT_MAX_STEPS),
+                     seed=_first(cli.seed, top.seed, 0), pace=_first(cli.pace, top.pace, None),
+                     bus=_bus(top.bus, cli.bus, where), steps_from_cli=cli.steps is not None)
+
+
+def _first(*values: Any) -> Any:
+    return next((value for value in values if value is not None), values[-1])
+
+
+def _bus(file_value: str | None, cli_value: str | None, where: str) -> str:
+    value, src, key = (cli_value, CLI, "--bus") if cli_value is not None else \
+        (file_value, where, "bus")
+    if value is None or value == "ipc":
+        return "ipc"
+    if not value.startswith("tcp://") or bus_address_problem(value) is not None:
+        raise ConfigError(src, key, f"must be {BUS_DESCRIPTION}, got {value!r}")
+    return value
+
+
+def record_path(file_value: str | bool | None, cli_value: Any, base_dir: Path,
+                where: str) -> Path | None:
+    """The recording, absolute: the command line's (relative to the current folder; False
+    turns the file's off) or the file's (relative to the file)."""
+    if cli_value is False:
+        return None
+    if cli_value is not None:
+        if not isinstance(cli_value, (str, os.PathLike)) or not str(cli_value):
+            raise ConfigError(CLI, "--record", f"must be a file path, got {cli_value!r}")
+        return absolute(Path(cli_value))
+    if file_value is True:
+        expected = description(type_at(LaunchDocument, ["record"]))
+        raise ConfigError(where, "record", f"must be {expected} or false, got True")
+    if not file_value:
+        return None
+    return absolute(base_dir / file_value)
+
+
+def pythonpath(folders: Sequence[str] | None, base_dir: Path, where: str) -> list[Path]:
+    """The ``pythonpath:`` folders, absolute (relative ones relative to the launch file), each
+    an existing folder."""
+    found = []
+    for index, entry in enumerate(folders or ()):
+        folder = absolute(base_dir / entry)
+        if not folder.is_dir():
+            what = "is not a folder" if folder.exists() else "no such folder"
+            raise ConfigError(where, f"pythonpath[{index}]",
+                              f"{what}: {folder} (paths in a launch file are relative to its "
+                              f"folder; list the folder that holds your node packages)")
+        found.append(folder)
+    return found
+
+
+def keys_folder(file_keys: str | None, cli_value: Any, base_dir: Path,
+                where: str) -> Path | None:
+    """``security: {keys: DIR}`` (relative to the file) or ``--keys DIR`` (relative to the
+    current folder): the keys folder, absolute and loadable (catbus.security), else None."""
+    if cli_value is not None:
+        src, key, folder = CLI, "--keys", absolute(Path(cli_value))
+    elif file_keys is None:
+        return None
+    else:
+        src, key, folder = where, "security.keys", absolute(base_dir / file_keys)
+    from catbus.security import load_keys
+
+    try:
+        load_keys(folder, src)
+    except ConfigError as exc:
+        raise ConfigError(src, key, exc.message) from None
+    return folder
+
+
+def check_publishers(nodes: Sequence[NodeSpec], where: str) -> None:
+    """One publisher per topic: the lockstep and the recording key everything by topic."""
+    owner: dict[str, str] = {}
+    for spec in nodes:
+        for out in spec.outputs:
+            if out.topic in owner:
+                first = owner[out.topic]
+                who = f"nodes {first} and {spec.name}" if first != spec.name else \
+                    f"node {spec.name} twice"
+                raise ConfigError(where, f"nodes.{spec.name}.remap",
+                                  f"topic {out.topic!r} is published by {who}; a topic has one "
+                                  f"publisher: remap one of them ({out.declared!r} here)")
+            owner[out.topic] = spec.name
+
+
+def check_mode(nodes: Sequence[NodeSpec], run: RunValues, where: str) -> None:
+    """Checks that depend on the mode and the end of the run."""
+    if run.steps is not None and not any(spec.period is not None for spec in nodes):
+        raise ConfigError(CLI if run.steps_from_cli else where,
+                          "--steps" if run.steps_from_cli else "steps",
+                          "counts periods of the first periodic node, but no node has a period; "
+                          "give a period or use duration")
+    if run.mode == "inline":
+        for spec in nodes:
+            if spec.remote:
+                raise ConfigError(where, f"nodes.{spec.name}.remote",
+                                  "inline mode runs every node in this one process, so it cannot "
+                                  "have remote nodes: use --mode stepped or parallel")
+
+
+__all__ = ["RunValues", "command_line", "run_values", "record_path", "pythonpath",
+           "keys_folder", "check_publishers", "check_mode"]
