@@ -48,6 +48,17 @@ class Param:
 
 _INVALID = object()
 
+#: How a float parameter's infinities and NaN may be written where a value is text (``--set
+#: agent.threshold=inf``, a launch file): Python's spellings (``float("inf")`` is a common
+#: default), YAML's (``.inf``) and JSON's strings (``"Infinity"``, what ``catbus export``
+#: writes), any case. YAML reads ``inf`` as a string, so without these the default of such a
+#: parameter could not be given back on the command line.
+NONFINITE_WORDS: dict[str, float] = {
+    **{word: float("inf") for word in ("inf", "+inf", "infinity", "+infinity", ".inf", "+.inf")},
+    **{word: float("-inf") for word in ("-inf", "-infinity", "-.inf")},
+    **{word: float("nan") for word in ("nan", ".nan")},
+}
+
 
 def _coerce(kind: type, value: Any) -> Any:
     if kind is bool:
@@ -57,6 +68,8 @@ def _coerce(kind: type, value: Any) -> Any:
     if kind is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):
+            return NONFINITE_WORDS.get(value.strip().lower(), _INVALID)
         return _INVALID
     if kind is list:
         return list(value) if isinstance(value, (list, tuple)) else _INVALID

@@ -317,5 +317,42 @@ class Player(Node):
             stream.close()
 
 
+def recorded_param_changes(recording: Any, spec: Any, replaced: Any = ()
+                           ) -> tuple[dict[str, list[tuple[int, dict]]], list[str]]:
+    """The live parameter changes a recording holds (``catbus/params``), for the nodes of
+    ``spec`` that run (not those ``replaced`` by players), to apply again at their ticks; and a
+    note for each that cannot be (another class without ``on_params``, a node not in the
+    launch). Each is checked as it was live, in order (a wrong one: ConfigError)."""
+    from catbus.runtime.liveparams import checked_change
+    from catbus.wire.protocol import PARAMS_TOPIC
+
+    changes: dict[str, list[tuple[int, dict]]] = {}
+    notes: list[str] = []
+    if PARAMS_TOPIC not in recording.topics():
+        return changes, notes
+    current = {node.name: dict(node.params) for node in spec.nodes}
+    for message in recording.messages([PARAMS_TOPIC]):
+        value = message.value if isinstance(message.value, Mapping) else {}
+        name, tick, changed = value.get("node"), value.get("tick"), value.get("changed")
+        if name in replaced or type(tick) is not int or not isinstance(changed, Mapping):
+            continue
+        if name not in current:
+            notes.append(f"{name}'s parameter change at tick {tick} not applied: no node {name}")
+            continue
+        node_class = spec.node(name).node_class
+        if not callable(getattr(node_class, "on_params", None)):
+            notes.append(f"{name}'s parameter change at tick {tick} not applied: "
+                         f"{node_class.__name__} has no on_params(changed)")
+            continue
+        try:
+            current[name], _ = checked_change(node_class, name, current[name], changed)
+        except ConfigError as exc:
+            raise ConfigError(str(recording.path), f"{PARAMS_TOPIC} at tick {tick}",
+                              f"{exc} (the launch's {name} differs from the recorded one)"
+                              ) from None
+        changes.setdefault(name, []).append((tick, dict(changed)))
+    return changes, notes
+
+
 __all__ = ["Player", "ReplayPlan", "replay_plan", "open_recording", "recorded_topics",
-           "recorded_publishers", "check_topics"]
+           "recorded_publishers", "check_topics", "recorded_param_changes"]

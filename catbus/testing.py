@@ -22,6 +22,11 @@ returns is checked as the bus would check it::
   (reactive) handles it at once in ``on_message``; a periodic node sees it at its next step.
 * Both return what the node published, ``{declared output: decoded message}`` (``{}`` for
   nothing); every published message is also kept in :attr:`NodeHarness.sent`.
+* :attr:`NodeHarness.scores` is what the node reported with ``self.report(...)`` so far (as a
+  run's ``result.scores`` would have it for this node), and :attr:`NodeHarness.ended` says
+  whether it ended the episode with ``self.end_episode(reason)``: ``None``, or an
+  :class:`Ended` with ``by`` (the node's name), ``reason`` and ``tick``. A run stops every node
+  after that tick; the harness lets a test go on stepping.
 * An undeclared output, or a value with no wire encoding, raises
   :class:`~catbus.runtime.driver.OutputError` naming the output topic and the field, as it would
   fail a run; bad parameters raise :class:`~catbus.errors.ConfigError` naming the parameter.
@@ -40,6 +45,7 @@ from catbus.runtime.driver import NodeDriver, OutputError, unsendable_field
 from catbus.runtime.inbox import ALL, InputBinding
 from catbus.topics import resolve_topic, validate_node_name
 from catbus.wire import codec
+from catbus.wire.protocol import LOG_TOPIC, SCORES_TOPIC
 
 #: The publisher name on messages the harness hands the node.
 PUBLISHER = "harness"
@@ -67,6 +73,42 @@ class Sent:
     tick: int
     t: float
     value: Any
+
+
+@dataclass(frozen=True)
+class Ended:
+    """How the episode ended: the node that asked (``by``), the ``reason`` it gave to
+    :meth:`~catbus.node.Node.end_episode` and the ``tick`` of the step (or message) in which it
+    asked; the run's ``result.end_reason`` would be ``reason``."""
+
+    by: str
+    reason: str
+    tick: int
+
+
+#: Run-level topics a node's driver publishes for it (its scores, its log records): a run gives
+#: them to the recorder, not to subscribers of the node's outputs, so the harness keeps them out
+#: of what :meth:`NodeHarness.step` returns and of :attr:`NodeHarness.sent`.
+_RUN_TOPICS = (SCORES_TOPIC, LOG_TOPIC)
+
+
+def find_input(bindings: Sequence[InputBinding], node: str, key: str,
+               wildcard_ok: bool = False) -> InputBinding:
+    """The input of ``node`` that ``key`` names: its declared name first, then its topic, then
+    (``wildcard_ok``) a reader of every topic; ValueError naming the inputs there are."""
+    for binding in bindings:
+        if key == binding.declared and binding.topic != ALL:
+            return binding
+    for binding in bindings:
+        if key == binding.topic:
+            return binding
+    if wildcard_ok:
+        for binding in bindings:
+            if binding.topic == ALL:
+                return binding
+    declared = [b.declared for b in bindings if b.topic != ALL]
+    raise ValueError(f"node {node} has no input {key!r} (its inputs: "
+                     f"{', '.join(declared) or 'none'})")
 
 
 class NodeHarness:
@@ -125,6 +167,7 @@ class NodeHarness:
         self._seq: dict[str, int] = {}
         self._tick = 0
         self._closed = False
+        self._ended: Ended | None = None
         self._driver = NodeDriver(node_class, name, inputs=inputs, outputs=outputs,
                                   period=self.period, order={name: 0, PUBLISHER: 1},
                                   publish=self._send)
@@ -151,6 +194,21 @@ class NodeHarness:
     def end_requested(self) -> str | None:
         """The reason the node gave to :meth:`~catbus.node.Node.end_episode`, or None."""
         return self._driver.end_requested
+
+    @property
+    def ended(self) -> Ended | None:
+        """``None`` while the node has not ended the episode; then who ended it, why and at
+        which tick (an :class:`Ended`). Set by the first step or message in which the node
+        called ``end_episode``, and kept."""
+        return self._ended
+
+    @property
+    def scores(self) -> dict[str, Any]:
+        """What the node reported with :meth:`~catbus.node.Node.report`, ``{key: value}``
+        (later reports update the keys they name; ``{}`` if nothing). A copy: what a run would
+        put in ``result.scores`` for this node (where a key another node also reports is
+        prefixed with the node's name)."""
+        return self._driver.scores
 
     @property
     def stats(self) -> Any:
@@ -186,7 +244,7 @@ class NodeHarness:
         tick = self._tick if tick is None else int(tick)
         t = tick * self.period if t is None else float(t)
         for key, value in (inputs or {}).items():
-            binding = self._binding(key)
+            binding = find_input(self._driver.inputs, self.name, key)
             if binding.policy == "all":
                 if not isinstance(value, (list, tuple)):
                     raise TypeError(f"input {key!r} keeps all messages: give a list of messages, "
@@ -198,9 +256,12 @@ class NodeHarness:
                 self._receive(key, binding.topic, message, tick, t)
         driver = self._driver
         self._published = {}
-        if driver.inbox.in_order:   # a node reading every topic gets its messages one by one
-            driver.deliver(driver.inbox.take_raw_all())
-        driver.step(tick, t, driver.inbox.take_latest())
+        try:
+            if driver.inbox.in_order:   # a node reading every topic gets its messages one by one
+                driver.deliver(driver.inbox.take_raw_all())
+            driver.step(tick, t, driver.inbox.take_latest())
+        finally:   # also when the step fails after asking for the end
+            self._note_end(tick)
         self._tick = tick + 1
         return self._published
 
@@ -221,15 +282,18 @@ class NodeHarness:
             What the node published in response, ``{declared output: message}``.
         """
         self._check_open()
-        binding = self._binding(topic, wildcard_ok=True)
+        binding = find_input(self._driver.inputs, self.name, topic, wildcard_ok=True)
         bus_topic = topic if binding.topic == ALL else binding.topic
         tick = self._tick if tick is None else int(tick)
         t = (tick * self.period if self.period else 0.0) if t is None else float(t)
         self._published = {}
         self._receive(topic, bus_topic, message, tick, t)
         driver = self._driver
-        if driver.inbox.in_order:
-            driver.deliver(driver.inbox.take_raw_all())
+        try:
+            if driver.inbox.in_order:
+                driver.deliver(driver.inbox.take_raw_all())
+        finally:
+            self._note_end(tick)
         return self._published
 
     def close(self) -> None:
@@ -249,25 +313,14 @@ class NodeHarness:
                 f"period={self.period} tick={self._tick}>")
 
     # -- plumbing -------------------------------------------------------------------------------
+    def _note_end(self, tick: int) -> None:
+        reason = self._driver.end_requested
+        if self._ended is None and reason is not None:
+            self._ended = Ended(self.name, reason, tick)
+
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError(f"node {self.name} is closed")
-
-    def _binding(self, key: str, wildcard_ok: bool = False) -> InputBinding:
-        bindings = self._driver.inputs
-        for binding in bindings:
-            if key == binding.declared and binding.topic != ALL:
-                return binding
-        for binding in bindings:
-            if key == binding.topic:
-                return binding
-        if wildcard_ok:
-            for binding in bindings:
-                if binding.topic == ALL:
-                    return binding
-        declared = [b.declared for b in bindings if b.topic != ALL]
-        raise ValueError(f"node {self.name} has no input {key!r} (its inputs: "
-                         f"{', '.join(declared) or 'none'})")
 
     def _receive(self, key: str, topic: str, value: Any, tick: int, t: float) -> None:
         seq = self._seq.get(topic, 0)
@@ -281,7 +334,11 @@ class NodeHarness:
 
     def _send(self, topic: str, value: Any, tick: int, t: float, through: int | None) -> None:
         """The driver's publish callback: encode (errors become OutputError in the driver),
-        then decode as a subscriber would."""
+        then decode as a subscriber would. Run-level topics (scores, logs) are encoded too, so
+        a score with no wire encoding fails here as in a run, and kept apart."""
+        if topic in _RUN_TOPICS:
+            codec.encode_payload(value)
+            return
         seq = self._seq.get(f"\0{topic}", 0)
         self._seq[f"\0{topic}"] = seq + 1
         frames = codec.encode_message(topic, codec.Header(self.name, seq, tick, t, time.time(),
@@ -305,4 +362,4 @@ def _unsendable_message(what: str, value: Any, exc: Exception) -> str:
     return f"{what}: " + (f"field {path}: " if path else "") + reason
 
 
-__all__ = ["NodeHarness", "Sent", "roundtrip", "OutputError", "PUBLISHER"]
+__all__ = ["NodeHarness", "Sent", "Ended", "roundtrip", "OutputError", "PUBLISHER"]

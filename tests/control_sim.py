@@ -78,7 +78,7 @@ class Sim:
 
     # -- feeding the plane ---------------------------------------------------------------------
     def feed(self, event: Any) -> list[Any]:
-        out = self.plane.handle(event)
+        out = self.plane.handle(event) + self.plane.flush()
         for item in out:
             if isinstance(item, Send):
                 if item.identity in self.procs:

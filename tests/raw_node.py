@@ -17,7 +17,7 @@ Without ``--bus`` it joins the newest run on this machine (its ``run.json``). Ex
 
 Everything a node must do, in the order of docs/protocol.md: register, welcome, subscribe, graph,
 connect, hello barrier, ready, start, run (stepped: lockstep by progress; parallel: wall-clock
-period), heartbeats both ways, final progress, done, close.
+period), heartbeats both ways, catbus/stats, final progress, done, close.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ HEARTBEAT_INTERVAL = 0.5
 REGISTRY_TIMEOUT = 10.0
 EVERY_TOPIC = "*"
 PROGRESS_TOPIC = "catbus/progress"
+STATS_TOPIC = "catbus/stats"
 HELLO_PREFIX = "catbus/hello/"
 CLOSING_STATE = "closing"
 EXT_NDARRAY, EXT_NPSCALAR, EXT_NDARRAY_INLINE = 1, 2, 3
@@ -289,6 +290,7 @@ class RawNode:
         # statistics for ``done``
         self.steps = 0
         self.tick = -1
+        self.sim_time = 0.0   # of the last step: what catbus/stats carries
         self.completed = -1
         self.overruns = 0
         self.wait_s = 0.0
@@ -537,6 +539,19 @@ class RawNode:
                                 time.time(), None])
         self.pub.send(envelope(PROGRESS_TOPIC, header, payload))
 
+    def publish_stats(self) -> None:
+        """``catbus/stats`` as it leaves, before the final progress: its counters of refused
+        and lost input, at the last tick it stepped (0 if none), ``through`` nil."""
+        counters = {"malformed": self.malformed, "dropped": self.dropped, "duplicates": 0,
+                    "received": self.received}
+        payload, _ = encode_payload({"node": self.name, "incarnation": self.incarnation,
+                                     "stats": counters})
+        seq = self.seq.get(STATS_TOPIC, 0)
+        self.seq[STATS_TOPIC] = seq + 1
+        header = pack_header(self.name, self.incarnation, seq, max(self.tick, 0),
+                             self.sim_time, None)
+        self.pub.send(envelope(STATS_TOPIC, header, payload))
+
     # -- stepping -----------------------------------------------------------------------------
     def step(self, tick: int, t: float, limit: int | None, through: int | None) -> set[str]:
         """Select the input (``limit``: newest tick it may show; None: everything received),
@@ -566,6 +581,7 @@ class RawNode:
         self.steps += 1
         self.step_times.append(seconds)
         self.tick = tick
+        self.sim_time = t
         return self.publish(outputs, tick, t, through)
 
     def known_end(self, last: int) -> int:
@@ -651,6 +667,7 @@ class RawNode:
                     if e is not None]
             end = min(ends) if ends else None
             through = self.completed if end is None else min(self.completed, end)
+            self.publish_stats()
             self.publish_progress(self.tick, through, end, True)
             self.send("done", code=code, stats=self.stats(), end=self.stop_reason,
                       end_tick=self.end_tick)

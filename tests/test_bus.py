@@ -27,7 +27,8 @@ import catbus
 from catbus.wire import codec
 from catbus.supervise import children
 from catbus.runtime import signals as noderuntime
-from catbus.runtime.dataplane import HELLO_PREFIX, PROGRESS_FRAME
+from catbus.runtime.dataplane import PROGRESS_FRAME
+from catbus.wire.protocol import HELLO_PREFIX
 from catbus.errors import NodeFailed
 from catbus.client import query_graph
 from catbus.recording.reader import Recording

@@ -26,7 +26,7 @@ ALLOWED = {
     ("sweep/workers.py", "_config"), ("sweep/workers.py", "_forkserver"),
     ("sweep/workers.py", "_resource_tracker"), ("sweep/workers.py", "_stop"),
     # os._exit is the standard library's public way to leave a forked child.
-    ("sweep/workers.py", "_exit"),
+    ("sweep/workers.py", "_exit"), ("sweep/cluster.py", "_exit"),
 }
 
 

@@ -605,3 +605,65 @@ def test_end_of_episode_is_relayed_to_everyone_else_once():
     assert procs["robot"].last(msg.End).tick == 99
     assert len(procs["recorder"].got(msg.End)) == 1
     assert sim.state.end_reason == "goal"
+
+
+def test_a_batch_of_registrations_sends_each_process_one_graph_not_one_per_registration():
+    """An open bus (catbus bus): 500 nodes registering in one burst. The graph goes out once
+    per batch (the registry flushes after each poll), so each process gets one, not one per
+    later registration (500 registrations took 65 s when that grew as the square)."""
+    from catbus.control import ControlPlane, Received, RunConfig
+
+    plane = ControlPlane(RunConfig())
+    graphs: dict[bytes, int] = {}
+    for n in range(500):
+        identity = f"node-{n}".encode()
+        for item in plane.handle(Received(identity, msg.Register(
+                name=f"n{n}", endpoint=f"ipc://n{n}", protocol=4), 1.0)):
+            assert not isinstance(getattr(item, "message", None), msg.Graph)
+    for item in plane.flush():
+        graphs[item.identity] = graphs.get(item.identity, 0) + 1
+    assert len(graphs) == 500 and set(graphs.values()) == {1}
+    assert plane.flush() == [], "nothing changed since"
+
+
+def test_a_process_ended_by_a_signal_after_saying_done_fails_the_run():
+    from catbus.control import ProcessExited
+
+    sim, procs = running()
+    sim.send(procs["robot"], msg.Done())
+    sim.feed(ProcessExited(procs["robot"].pid, "was killed by signal 6", sim.now, sim.now, 6))
+    [failed] = sim.noticed(NoticeKind.FAILED)
+    assert failed.node == "robot" and "after it said done" in failed.message
+    sim.send(procs["env"], msg.Done())
+    sim.feed(ProcessExited(procs["env"].pid, "exited with code 0", sim.now, sim.now, 0))
+    assert len(sim.noticed(NoticeKind.FAILED)) == 1, "a clean exit after done is no failure"
+
+
+def test_a_first_process_that_exits_before_registering_fails_the_run_at_once():
+    from catbus.control import ProcessExited, ProcessStarted
+
+    sim = Sim()
+    proc = sim.process("robot")
+    sim.feed(ProcessStarted("robot", proc.pid, sim.now))
+    sim.feed(ProcessExited(proc.pid, "exited with code 1", sim.now, sim.now, None))
+    [failed] = sim.noticed(NoticeKind.FAILED)
+    assert failed.node == "robot" and "before registering" in failed.message
+
+
+def test_an_end_of_episode_before_ticks_the_node_already_stepped_is_refused_and_counted():
+    sim, procs = running(nodes=("env", "robot", "recorder"))
+    sim.beat(procs["robot"], 100)
+    sim.send(procs["robot"], msg.Done(end="forged", end_tick=5, stats={"tick": 100}))
+    assert sim.state.end_tick is None and sim.state.refused == 1
+    assert not procs["env"].got(msg.End)
+    sim.send(procs["env"], msg.Done(end="goal", end_tick=120, stats={"tick": 120}))
+    assert (sim.state.end_tick, sim.state.ended_by, sim.state.end_reason) == (120, "env", "goal")
+
+
+def test_only_a_recorder_is_told_the_launch_files_text():
+    sim = Sim(nodes=("env", "robot", "recorder"))
+    sim.config.run_info["launch"] = "nodes: {env: {class: secret.module:Env}}"
+    procs = sim.start_run()
+    assert "launch" not in procs["robot"].last(msg.Welcome).run_info
+    assert "launch" not in procs["env"].last(msg.Welcome).run_info
+    assert procs["recorder"].last(msg.Welcome).run_info["launch"].startswith("nodes:")

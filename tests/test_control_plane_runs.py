@@ -214,3 +214,16 @@ def test_only_host_whose_node_is_killed_without_restart_policy_exits_1_naming_it
             run.wait(60)
     assert share.returncode == 1
     assert "node sink was killed by signal 9" in share.stderr.read()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("mode", ["stepped", "parallel"])
+def test_a_node_aborting_after_it_said_done_fails_the_run_naming_the_signal(mode):
+    """No exit 0 after an abort: the node said done, then SIGABRT ended its process (catbus did
+    not send it): the run fails, naming the node and the signal."""
+    launch = {"name": "aborts", "pythonpath": [str(ROOT)], "steps": 20, "nodes": {
+        "steady": {"class": "tests.swap_nodes:Counter"},
+        "aborter": {"class": "tests.abort_nodes:AbortsAtExit"}}}
+    with pytest.raises(catbus.NodeFailed, match="node aborter failed: its process was killed "
+                                                "by signal 6 after it said done"):
+        catbus.run(launch, mode=mode, evaluate=False)

@@ -65,7 +65,8 @@ def test_max_steps_ends_a_run_nobody_ends(mode: str, bus_sandbox) -> None:
 @pytest.mark.timeout(60)
 def test_steps_and_duration_win_over_max_steps(bus_sandbox) -> None:
     result = catbus.run(episode(end_at=0, max_steps=5), mode="inline", steps=8)
-    assert result.end_reason is None and result.nodes["env"]["steps"] == 9
+    assert result.end_reason == "ran its 8 steps" and result.ended_by is None
+    assert result.nodes["env"]["steps"] == 9
     result = catbus.run(episode(end_at=0), mode="inline", max_steps=7)   # keyword wins
     assert result.end_reason == max_steps_reason(7) and result.nodes["env"]["steps"] == 8
 

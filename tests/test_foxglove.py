@@ -18,7 +18,7 @@ import pytest
 import catbus
 from catbus.cli.main import main as cli
 from catbus.recording.export import export, from_json, infer_schema, to_json
-from tests.conftest import ROOT
+from tests.conftest import ROOT, wait_until
 
 jsonschema = pytest.importorskip("jsonschema")
 
@@ -165,8 +165,11 @@ class _Client:
     """What a Foxglove WebSocket client saw, kept as it goes so that a test that times out can
     say what came and what did not."""
 
-    def __init__(self, topics: dict[str, int]) -> None:
+    def __init__(self, topics: dict[str, int], subprotocols: list[str] | None = None) -> None:
         self.topics = topics                         # topic -> messages wanted
+        self.subprotocols = subprotocols or SUBPROTOCOLS   # what the client offers
+        self.subprotocol: str | None = None          # what the server chose
+        self.times: dict[str, list[int]] = {}        # topic -> log times of the payloads
         self.connected = False
         self.advertised: list[str] = []              # every topic the server advertised
         self.channels: dict[int, dict] = {}          # subscription id -> advertised channel
@@ -201,9 +204,10 @@ async def _subscribe_and_receive(url: str, client: _Client) -> None:
     is sent again, once per refusal."""
     import websockets
 
-    async with websockets.connect(url, subprotocols=SUBPROTOCOLS, open_timeout=10,
+    async with websockets.connect(url, subprotocols=client.subprotocols, open_timeout=10,
                                   close_timeout=1) as ws:
-        assert ws.subprotocol in SUBPROTOCOLS
+        assert ws.subprotocol in client.subprotocols
+        client.subprotocol = ws.subprotocol
         client.connected = True
         subscribed: dict[int, int] = {}     # channel id -> subscription id
         async for frame in ws:
@@ -229,28 +233,31 @@ async def _subscribe_and_receive(url: str, client: _Client) -> None:
                 continue
             # Binary opcode 1, message data: u32 subscription id, u64 log time, payload.
             if frame[0] == 1:
-                subscription, _log_time = struct.unpack_from("<IQ", frame, 1)
-                client.got[client.channels[subscription]["topic"]][1].append(bytes(frame[13:]))
+                subscription, log_time = struct.unpack_from("<IQ", frame, 1)
+                topic = client.channels[subscription]["topic"]
+                client.got[topic][1].append(bytes(frame[13:]))
+                client.times.setdefault(topic, []).append(log_time)
                 if client.done():
                     return
     raise AssertionError(f"the connection closed before the messages came: {client.describe()}")
 
 
 def _receive(url: str, topics: dict[str, int], bridge: Any, timeout: float,
-             publishers: Any = None) -> _Client:
+             publishers: Any = None, subprotocols: list[str] | None = None) -> _Client:
     """Run a :class:`_Client` on ``url`` until it has ``topics``; fail after ``timeout`` seconds
     saying what the client and the bridge got (``publishers()``: who publishes in the run)."""
-    client = _Client(topics)
+    client = _Client(topics, subprotocols)
     try:
         asyncio.run(asyncio.wait_for(_subscribe_and_receive(url, client), timeout))
     except asyncio.TimeoutError:
         expected = sorted(publishers()) if publishers is not None else "?"
         pytest.fail(f"no complete answer from the bridge within {timeout:g} s: "
-                    f"{client.describe()}; the bridge received {bridge.received} messages "
+                    f"{client.describe()}; the bridge received "
+                    f"{getattr(bridge, 'received', '?')} messages "
                     f"(channels {sorted(bridge.channels)}, scene channels "
                     f"{sorted(bridge.scene_channels)}) from the publishers "
-                    f"{sorted(bridge.publishers)}, the run's publishers being {expected}, "
-                    f"after {bridge.graphs} graph replies")
+                    f"{sorted(getattr(bridge, 'publishers', ()))}, the run's publishers being "
+                    f"{expected}, after {getattr(bridge, 'graphs', '?')} graph replies")
     return client
 
 
@@ -388,3 +395,136 @@ def test_bridge_connects_to_a_publisher_that_registers_while_messages_flow() -> 
             leftover.unlink()
         folder.rmdir()
     assert not bridge._thread.is_alive()
+
+
+# -- both subprotocols, foxglove.Log, sim time -----------------------------------------------
+LEGACY = ["foxglove.websocket.v1"]     # older Foxglove Studio, Lichtblick before its update
+SDK = ["foxglove.sdk.v1"]              # the SDK's own server, current Foxglove
+
+
+@pytest.mark.unit
+def test_the_front_renames_the_older_subprotocol_both_ways() -> None:
+    from catbus.recording.foxglove_front import (offered_subprotocols, rewrite_request,
+                                                 rewrite_response)
+
+    legacy = (b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+              b"sec-websocket-protocol: foxglove.websocket.v1\r\nSec-WebSocket-Key: k")
+    forwarded, renamed = rewrite_request(legacy)
+    assert renamed and offered_subprotocols(forwarded) == ["foxglove.sdk.v1"]
+    assert forwarded.endswith(b"Sec-WebSocket-Key: k") and b"Host: x" in forwarded
+    answer = b"HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Protocol: foxglove.sdk.v1"
+    assert offered_subprotocols(rewrite_response(answer)) == ["foxglove.websocket.v1"]
+    # A client that offers the SDK's name (alone or with the old one) is not touched.
+    both = b"GET / HTTP/1.1\r\nSec-WebSocket-Protocol: foxglove.websocket.v1, foxglove.sdk.v1"
+    assert rewrite_request(both) == (both, False)
+    split = b"GET / HTTP/1.1\r\nSec-WebSocket-Protocol: a\r\nSec-WebSocket-Protocol: b"
+    assert offered_subprotocols(split) == ["a", "b"] and rewrite_request(split) == (split, False)
+
+
+def _log_launch(steps: int = 100_000) -> dict[str, Any]:
+    """tests/log_nodes.py: a talker (period 0.01 s, logs at INFO each step) and a listener."""
+    return {"name": "foxlog", "steps": steps, "pythonpath": [str(ROOT)],
+            "nodes": {"talker": {"class": "tests.log_nodes:Talker"},
+                      "listener": {"class": "tests.log_nodes:Listener"}}}
+
+
+def _check_sim_time_and_log(client: _Client) -> None:
+    """talker/out is stamped with its sim time (tick * 10 ms), whatever the wall clock says;
+    catbus/log is a foxglove.Log channel whose messages validate against that schema."""
+    from catbus.recording.export import FOXGLOVE_LOG_SCHEMA
+
+    channel, payloads = client.got["talker/out"]
+    ticks = [json.loads(p)["n"] for p in payloads]
+    assert client.times["talker/out"] == [round(n * 0.01 * 1e9) for n in ticks]
+    log, records = client.got["catbus/log"]
+    assert (log["schemaName"], log["encoding"], log["schemaEncoding"]) == (
+        "foxglove.Log", "json", "jsonschema")
+    assert json.loads(log["schema"]) == FOXGLOVE_LOG_SCHEMA
+    for record, log_time in zip(records, client.times["catbus/log"]):
+        value = json.loads(record)
+        jsonschema.validate(value, FOXGLOVE_LOG_SCHEMA)
+        stamp = value["timestamp"]
+        assert log_time == stamp["sec"] * 1_000_000_000 + stamp["nsec"]   # its own sim time
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.usefixtures("bus_sandbox")
+def test_clients_of_both_subprotocols_see_the_same_channels_in_sim_time() -> None:
+    """A client offering only foxglove.websocket.v1 (which foxglove-sdk's server alone refuses
+    with HTTP 400) and one offering only foxglove.sdk.v1 connect to the same port at the same
+    time, each is answered with the name it asked for, and both get the same channels: the
+    talker's data stamped with sim time, and the nodes' logs as foxglove.Log."""
+    pytest.importorskip("foxglove")
+    pytest.importorskip("websockets")
+    from catbus.recording.foxglove_bridge import Bridge, BridgeThread
+
+    with catbus.start(_log_launch(), mode="stepped", record=False, log_level="INFO") as run:
+        bridge = BridgeThread(lambda: Bridge(run.bus, port=0, host="127.0.0.1"))
+        try:
+            assert bridge.ready.wait(30) and bridge.error is None, bridge.error
+            served = bridge.bridge
+            url = f"ws://127.0.0.1:{served.port}"
+            wanted = {"talker/out": 3, "catbus/log": 3}
+            clients = [_Client(dict(wanted), LEGACY), _Client(dict(wanted), SDK)]
+
+            async def both() -> None:
+                await asyncio.gather(*(_subscribe_and_receive(url, c) for c in clients))
+
+            try:
+                asyncio.run(asyncio.wait_for(both(), 60))
+            except asyncio.TimeoutError:
+                pytest.fail(f"no complete answer within 60 s: "
+                            f"{[c.describe() for c in clients]}")
+            legacy, sdk = clients
+            assert (legacy.subprotocol, sdk.subprotocol) == ("foxglove.websocket.v1",
+                                                             "foxglove.sdk.v1")
+            assert served.mode == "stepped" and served.live.front.legacy_clients == 1
+            for topic in wanted:   # the same channel (id, schema) of the same server
+                assert legacy.got[topic][0] == sdk.got[topic][0]
+            for client in clients:
+                _check_sim_time_and_log(client)
+        finally:
+            run.stop()
+            bridge.stop()
+        run.wait(60)
+    assert not bridge._thread.is_alive()
+
+
+@pytest.mark.timeout(120)
+def test_live_node_serves_an_inline_run_in_sim_time() -> None:
+    """An inline run has no bus for ``catbus foxglove`` to join; the LiveNode in its launch
+    serves it from inside, to a client of the older subprotocol too."""
+    pytest.importorskip("foxglove")
+    pytest.importorskip("websockets")
+
+    port = _free_port()
+    doc = _log_launch()
+    doc["nodes"]["foxglove"] = {"class": "catbus.recording.foxglove_bridge:LiveNode",
+                                "params": {"port": port}}
+    # pace 1: the run goes on in real time (1000 s) until stopped below, so the client finds
+    # it serving, however slow the machine.
+    with catbus.start(doc, mode="inline", record=False, log_level="INFO", pace=1) as run:
+        assert run.wait_until_started(timeout=30)
+
+        class Seen:   # what _receive reports if nothing comes
+            channels: dict = {}
+            scene_channels: dict = {}
+
+        def listening() -> bool:   # the node's setup() opens the port
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=2).close()
+                return True
+            except OSError:
+                return False
+
+        try:
+            wait_until(listening, 30, what="the LiveNode listening")
+            client = _receive(f"ws://127.0.0.1:{port}", {"talker/out": 3, "catbus/log": 3},
+                              Seen, 60, subprotocols=LEGACY)
+        finally:
+            run.stop()
+        run.wait(60)
+    assert client.subprotocol == "foxglove.websocket.v1"
+    _check_sim_time_and_log(client)
+    with pytest.raises(OSError):   # the node's close() freed the port
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()

@@ -1,5 +1,6 @@
-"""Gymnasium both ways: a Gymnasium environment as a catbus node (nodes/adapters, launch/cartpole.yaml)
-and a catbus graph as a Gymnasium environment (catbus.gym)."""
+"""Gymnasium both ways: a Gymnasium environment as a catbus node (catbus.adapters, installed with
+catbus; launch/cartpole.yaml names it by its older path nodes.adapters) and a catbus graph as a
+Gymnasium environment (catbus.gym)."""
 
 from __future__ import annotations
 
@@ -143,7 +144,7 @@ def test_run_end_is_reported() -> None:
     finally:
         env.close()
     assert [r[3] for r in results] == [False, False, False, True]
-    assert results[-1][4]["end_reason"] is None
+    assert results[-1][4]["end_reason"] == "ran its 3 steps"
 
 
 def test_unknown_mode_is_refused_clearly() -> None:
@@ -265,3 +266,183 @@ def test_recording_per_episode(tmp_path: Path) -> None:
     assert [f.name.split("-seed-")[1] for f in files] == ["0.mcap", "1.mcap"]
     topics = {m.topic for m in catbus.Recording(files[0]).messages()}
     assert {"robot/action", "robot/sensors", "human/action"} <= topics
+
+
+# -- the adapter as installed, as a user's project uses it --------------------------------------
+def test_the_old_adapter_path_names_the_installed_classes() -> None:
+    import catbus.adapters.gymnasium
+    import catbus.adapters.policies
+    import nodes.adapters.gymnasium
+    import nodes.adapters.policies
+
+    assert nodes.adapters.gymnasium.GymnasiumEnv is catbus.adapters.gymnasium.GymnasiumEnv
+    assert nodes.adapters.policies.LinearPolicy is catbus.adapters.policies.LinearPolicy
+
+
+PENDULUM_WEIGHTS = [[-2.0, 0.3, -0.8]]   # a Box action: one row per action dimension
+
+
+def plain_pendulum_return(seed: int) -> float:
+    """Pendulum-v1 with the same linear policy in a plain Gymnasium loop (float32 actions, as
+    the adapter hands them to the environment)."""
+    env = gymnasium.make("Pendulum-v1")
+    observation, _ = env.reset(seed=seed)
+    w = np.asarray(PENDULUM_WEIGHTS, dtype=np.float64)
+    total = 0.0
+    while True:
+        action = np.clip(w @ np.asarray(observation, dtype=np.float64), -2.0, 2.0).tolist()
+        observation, reward, terminated, truncated, _ = env.step(
+            np.asarray(action, dtype=env.action_space.dtype))
+        total += float(reward)
+        if terminated or truncated:
+            env.close()
+            return total
+
+
+@pytest.mark.parametrize("mode", ["inline", "stepped"])
+def test_a_users_project_runs_the_installed_adapter(tmp_path: Path, mode: str) -> None:
+    """A launch file in a project of its own, no clone of this repository on its import path:
+    ``catbus.adapters.*`` come with catbus. Pendulum-v1 (a Box action) returns exactly what a
+    plain Gymnasium loop returns."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    launch = tmp_path / "pendulum.yaml"
+    launch.write_text(json.dumps({
+        "name": "pendulum", "seed": 2,
+        "nodes": {
+            "env": {"class": "catbus.adapters.gymnasium:GymnasiumEnv", "period": 0.05,
+                    "remap": {"~/action": "policy/action"}, "params": {"env_id": "Pendulum-v1"}},
+            "policy": {"class": "catbus.adapters.policies:LinearPolicy", "period": 0.05,
+                       "remap": {"~/observation": "env/observation"},
+                       "params": {"weights": PENDULUM_WEIGHTS, "discrete": False,
+                                  "low": -2.0, "high": 2.0}}}}))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-m", "catbus", "launch", str(launch), "--mode", mode,
+                           "--json"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=240)
+    assert done.returncode == 0, done.stderr
+    scores = json.loads(done.stdout)["scores"]
+    assert scores["episode_return"] == plain_pendulum_return(2)
+    assert scores["episode_length"] == 200
+
+
+# -- catbus.gym.make: recording, default mapping, one_per_process, vector envs -----------------
+def flat_evade_doc(record: Path) -> dict:
+    """launch/flat_evade.yaml as a dict, its ``record:`` pointing into a test folder."""
+    import yaml
+
+    doc = yaml.safe_load(FLAT_EVADE.read_text())
+    doc.update(record=str(record), pythonpath=[str(ROOT)])
+    return doc
+
+
+def test_make_records_only_when_asked(tmp_path: Path) -> None:
+    """The launch's own ``record:`` is for ``catbus launch``; a trainer's episodes are not
+    recorded unless record= asks (True: to that path)."""
+    import catbus.gym
+
+    record = tmp_path / "flat_evade.mcap"
+    for options in ({}, {"record": None}, {"record": False}):
+        env = catbus.gym.make(flat_evade_doc(record), agent="robot", max_steps=3, **options)
+        try:
+            env.reset(seed=0)
+            for _ in range(3):
+                env.step(env.action_space.sample())
+        finally:
+            env.close()
+        assert not record.exists(), options
+    env = catbus.gym.make(flat_evade_doc(record), agent="robot", max_steps=3, record=True)
+    try:
+        env.reset(seed=0)
+        for _ in range(3):
+            env.step(env.action_space.sample())
+    finally:
+        env.close()
+    assert "robot/action" in catbus.Recording(record).topics()
+    no_record = {k: v for k, v in flat_evade_doc(record).items() if k != "record"}
+    with pytest.raises(catbus.ConfigError, match="record=True"):
+        catbus.gym.make(no_record, agent="robot", record=True)
+
+
+def test_the_environment_names_its_default_mapping() -> None:
+    """flat_evade's environment class names the robot's mapping (``gym_mapping``), as it names
+    its evaluator: no import path to give."""
+    import catbus.gym
+    from catbus.gym.env import _default_mapping
+    from nodes.flat_evade.env import FlatEvadeEnv
+    from nodes.flat_evade.gym_mapping import robot_mapping
+
+    assert FlatEvadeEnv.gym_mapping == {"robot": MAPPING}
+    env = catbus.gym.make(FLAT_EVADE, agent="robot")
+    try:
+        assert env.mapping is robot_mapping
+        observation, _ = env.reset(seed=0)
+        assert observation.shape == (12,)
+    finally:
+        env.close()
+    with pytest.raises(catbus.ConfigError, match=r"no node class .* names one for human.*"
+                                                 r"gym_mapping"):
+        _default_mapping(catbus.load(FLAT_EVADE), "human")
+
+
+def test_inline_refuses_a_class_that_wants_its_own_process() -> None:
+    """Every inline episode runs in the trainer's process; a simulator that allows one per
+    process would fail at the second reset with its own error. Refused at make(), saying why
+    and what to use; stepped gives each episode's nodes their own processes."""
+    import catbus.gym
+    from catbus.gym import GymMapping
+
+    doc = {"name": "own", "pythonpath": [str(ROOT)],
+           "nodes": {"env": {"class": "tests.sweep_nodes:OwnProcess"},
+                     "listener": {"class": "tests.sweep_nodes:Listener"}}}
+    mapping = GymMapping(gymnasium.spaces.Box(-1, 1, (1,)), gymnasium.spaces.Discrete(2),
+                         observation=lambda m: np.zeros(1, np.float32), action=lambda a: {})
+    with pytest.raises(catbus.ConfigError, match=r"nodes\.env: OwnProcess sets one_per_process"
+                                                 r".*mode='stepped'"):
+        catbus.gym.make(doc, agent="listener", mapping=mapping)
+    env = catbus.gym.make(doc, agent="listener", mapping=mapping, mode="stepped", max_steps=2)
+    try:
+        for seed in (0, 1):                # two episodes, each in fresh node processes
+            env.reset(seed=seed)
+            assert env.step(0)[3] is False and env.step(1)[3] is True
+    finally:
+        env.close()
+
+
+def fresh_process_flat_evade() -> gymnasium.Env:
+    """An env factory for any process: the ``module:id`` form imports catbus.gym (which
+    registers the id) first, also in a worker started with ``spawn``."""
+    return gymnasium.make("catbus.gym:catbus/FlatEvade-v0", max_steps=4)
+
+
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_async_vector_env_steps(context: str) -> None:
+    """``gymnasium.vector.AsyncVectorEnv``: each copy in a worker process of its own, its graph
+    inline in that process; episodes truncate and reset by themselves."""
+    import gc
+    from multiprocessing import resource_tracker
+
+    tracker = resource_tracker._resource_tracker       # spawn starts it, for the process's life
+    started_tracker = getattr(tracker, "_pid", 0) is None
+    envs = gymnasium.vector.AsyncVectorEnv([fresh_process_flat_evade] * 2, context=context)
+    try:
+        observations, _ = envs.reset(seed=[0, 1])
+        assert observations.shape == (2, 12)
+        assert not np.array_equal(observations[0], observations[1])
+        truncations = []
+        for _ in range(5):
+            observations, rewards, terminated, truncated, _ = envs.step(
+                envs.action_space.sample())
+            truncations.append(truncated.tolist())
+        assert observations.shape == (2, 12) and rewards.shape == (2,)
+        assert truncations[3] == [True, True] and not any(terminated)
+    finally:
+        envs.close()
+        del envs                 # its shared memory's lock is unlinked now, not by the tracker
+        gc.collect()
+        if started_tracker and getattr(tracker, "_pid", None) is not None:
+            tracker._stop()                              # not a leak of catbus's: ours to stop
+    # bus_sandbox: the workers (children of this process) are gone

@@ -94,7 +94,7 @@ def _patched(function: Any, needle: str) -> bool:
 # section 6: one bad frame in a running stepped run
 # ------------------------------------------------------------------------------------------------
 #: attack -> the node whose ``malformed`` must count it (who subscribed to that topic on the
-#: Rogue's socket: env reads robot/action and everyone's progress; the recorder reads all).
+#: Rogue's socket: env reads only its progress there, the recorder everything).
 FRAME_ATTACKS = {
     "progress_string_through": "env",
     "progress_inf_through": "env",
@@ -102,12 +102,14 @@ FRAME_ATTACKS = {
     "progress_bad_counts": "env",
     "progress_bad_heard": "env",
     "progress_end_float": "env",
+    "progress_for_robot": "env",
     "sim_time_inf": "recorder",
     "sim_time_nan": "recorder",
     "sim_time_1e11": "recorder",
     "negative_tick": "recorder",
-    "huge_tick": "env",
-    "wrong_publisher": "env",
+    "huge_tick": "recorder",
+    "wrong_publisher": "recorder",
+    "forged_publisher": "recorder",
 }
 
 
@@ -118,6 +120,8 @@ def test_one_bad_frame_is_counted_and_the_run_equals_inline(
         attack: str, counter: str, inline_reference: dict, tmp_path: Path) -> None:
     result, record = run_attacked(attack, tmp_path)
     assert result.nodes[counter]["malformed"] >= 1, (attack, result.nodes[counter])
+    if "malformed_from" in result.nodes[counter]:   # by sender: the rogue's socket
+        assert result.nodes[counter]["malformed_from"].get("rogue", 0) >= 1, result.nodes
     assert result.summary["malformed"]["total"] >= 1
     assert others(record) == inline_reference, f"{attack}: the recording differs from inline"
     assert all(stats.get("dropped", 0) == 0 for stats in result.nodes.values()), result.nodes
@@ -140,13 +144,15 @@ def test_progress_whose_name_is_not_its_publisher_is_refused(
 @pytest.mark.usefixtures("bus_sandbox")
 def test_a_tick_past_the_last_one_does_not_hold_an_input(
         inline_reference: dict, tmp_path: Path) -> None:
-    """Tick 10**9 (within the header's range) on robot/action: at the head of env's queue it
-    held back every later action of the robot."""
+    """Tick 10**9 (within the header's range) on the rogue's topic: at the head of the
+    recorder's queue (delivered in tick order) it held back every later message."""
     if not _patched(Admission.admit, "self.last_tick"):
         pytest.skip("needs the Inbox._file patch that refuses ticks past the schedule's last")
     result, record = run_attacked("future_tick", tmp_path)
-    assert result.nodes["env"]["malformed"] >= 1
+    assert result.nodes["recorder"]["malformed"] >= 1
     assert others(record) == inline_reference
+    rogue = [m.value["n"] for m in Recording(record).messages("rogue/out")]
+    assert rogue == list(range(1, len(rogue) + 1)) and len(rogue) >= STEPS
 
 
 @pytest.mark.timeout(90)
@@ -181,7 +187,9 @@ def test_a_sequence_jump_of_a_million_does_not_count_a_million_drops(
 
 
 def test_recorder_takes_back_a_contradicted_seq_jump(tmp_path: Path) -> None:
-    """The recorder's own count (its ``catbus/drops``), fed directly: 0..4, 10**6, 5..9."""
+    """The recorder's own count (its ``catbus/drops``), fed directly: 0..4, 10**6, 5, 6, 9 and
+    10 (which does not decode). 10**6 is one bad number, never written; 7 and 8 are lost, and
+    9 is written once 10 says so."""
     from catbus.recording.recorder import Recorder
 
     recorder = Recorder()
@@ -193,7 +201,9 @@ def test_recorder_takes_back_a_contradicted_seq_jump(tmp_path: Path) -> None:
     recorder.on_raw("a/b", codec.Header("a", 10, 10, 0.0, 0.0), b"\xc1", [])
     recorder.close()
     end = Recording(tmp_path / "r.mcap").end_metadata
-    assert (end["drops"], end["bad_seq"], end["malformed"], end["messages"]) == (2, 1, 1, 9)
+    assert (end["drops"], end["bad_seq"], end["malformed"], end["messages"]) == (2, 1, 1, 8)
+    written = [m.sequence for m in Recording(tmp_path / "r.mcap").messages("a/b")]
+    assert written == [0, 1, 2, 3, 4, 5, 6, 9]
 
 
 @pytest.mark.parametrize("fields", [

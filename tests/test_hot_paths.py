@@ -226,7 +226,7 @@ def test_publish_sends_the_frames_encode_message_builds() -> None:
         receiver.setsockopt(zmq.RCVTIMEO, 5000)
         receiver.connect("inproc://hot-paths-publish")
         assert plane.pub.poll(5000)   # the subscription reached the publisher: apply it
-        plane.drain_subscriptions()     # (XPUB_MANUAL: the data plane applies what it accepts)
+        plane.gate.drain()     # (XPUB_MANUAL: the data plane applies what it accepts)
         values = [{"x": 1, "a": np.arange(3.0)}, {"big": np.arange(100_000.0)},
                   {"blob": b"z" * 100_000}, [1, 2]]
         for index, value in enumerate(values):

@@ -174,9 +174,10 @@ def bare_link(**fields: Any) -> ProcessLink:
     link = ProcessLink.__new__(ProcessLink)
     progress: list = []
     defaults = dict(end_tick=None, stop_reason=None, takeover=None, joining="", start_tick=0,
+                    checkpoints=None, resume_tick=None,
                     stats=NodeStats(), peers=Peers(), graph_complete=False,
                     data=SimpleNamespace(publish_progress=lambda *a: progress.append(a),
-                                         hellos=set()),
+                                         gate=SimpleNamespace(hellos=set())),
                     inbox=SimpleNamespace(heard={}, progress={}))
     for key, value in {**defaults, **fields}.items():
         setattr(link, key, value)
@@ -206,7 +207,7 @@ def test_a_joining_process_says_what_it_waits_for_naming_the_neighbours() -> Non
     link.graph_complete = True
     assert waiting_for(link, False) == \
         "joining: waiting for the hellos of env, human, recorder"
-    link.data.hellos = {"env", "human", "recorder"}
+    link.data.gate.hellos = {"env", "human", "recorder"}
     link.inbox.progress = {"recorder": object()}
     assert waiting_for(link, False) == "joining: waiting for hello answers from env, human"
     link.inbox.progress = {"env": 1, "human": 2, "recorder": 3}
@@ -218,7 +219,7 @@ def test_a_joining_process_says_what_it_waits_for_naming_the_neighbours() -> Non
 def test_a_process_at_the_start_of_a_run_does_not_wait_for_hello_answers() -> None:
     link = bare_link(peers=Peers(publishers=["env"]), graph_complete=True)
     assert waiting_for(link, False) == "waiting for the hellos of env"
-    link.data.hellos = {"env"}
+    link.data.gate.hellos = {"env"}
     assert waiting_for(link, False) == "waiting for the start"
 
 

@@ -12,7 +12,8 @@ import zmq
 
 import catbus
 from catbus.wire import codec
-from catbus.runtime.dataplane import HELLO_PREFIX, PROGRESS_FRAME
+from catbus.runtime.dataplane import PROGRESS_FRAME
+from catbus.wire.protocol import HELLO_PREFIX
 from catbus.errors import ConfigError, NodeFailed
 from catbus.supervise.rundir import RunDir, running_runs
 from catbus.recording.reader import Recording

@@ -85,7 +85,8 @@ def test_scheduled_swap_in_stepped_records_what_inline_records(bus_sandbox, tmp_
     for mode, result in results.items():
         assert len(result.swaps) == 1, result.swaps
         [swap] = result.swaps
-        assert (swap["node"], swap["tick"], swap["state"]) == ("robot", 150, "fresh"), mode
+        # (the agent's planner state goes across: ModelBasedAgent has snapshot/restore)
+        assert (swap["node"], swap["tick"], swap["state"]) == ("robot", 150, "restored"), mode
         assert (swap["old"]["incarnation"], swap["new"]["incarnation"]) == (1, 2)
         [event] = values(tmp_path / f"{mode}.mcap", "catbus/swap")
         assert event[0] == 150 and event[1]["params"]["safe_controller"] == "Unsafe"
@@ -168,7 +169,7 @@ def test_live_swap_in_stepped_lands_between_two_ticks(bus_sandbox, tmp_path):
         wait_until(lambda: node_tick(run.bus, "robot") >= tick + 30, 30, what="30 ticks more")
         run.stop()
         result = run.wait(60)
-    assert reply["state"] == "fresh" and reply["gap"] is None
+    assert reply["state"] == "restored" and reply["gap"] is None
     assert tick > 20 and [s["tick"] for s in result.swaps] == [tick]
     ticks = [t for t, _ in values(record, "robot/action")]
     assert ticks == list(range(len(ticks))) and ticks[-1] >= tick + 30

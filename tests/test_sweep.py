@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -266,3 +268,99 @@ def test_bench_sweep_quick_prints_its_table():
     for word in ("metric", "catbus", "baseline", "ratio", "target", "result",
                  "2 jobs vs 1 job", "sweep vs Pool(2).map", "targets:"):
         assert word in done.stdout, (word, done.stdout)
+
+
+# -- boolean scores, one-line errors, float words, --jobs ----------------------------------------
+def trial_launch(steps: int = 2) -> dict:
+    return {"name": "trial", "steps": steps, "pythonpath": [str(ROOT)],
+            "nodes": {"env": {"class": "tests.sweep_rate_nodes:Trial"}}}
+
+
+@pytest.mark.unit
+def test_boolean_scores_are_rates_with_a_wilson_interval():
+    rows = [{"setting": "a", "status": "ok", "success": seed % 5 != 0, "distance": float(seed)}
+            for seed in range(10)]
+    rows.append({"setting": "a", "status": "failed", "success": None})
+    rows += [{"setting": "b", "status": "ok", "success": True} for _ in range(10)]
+    summary = stats.summarize(rows, ["success", "distance"])
+    rate = summary[0]["scores"]["success"]
+    assert (rate["kind"], rate["n"], rate["successes"], rate["rate"]) == ("rate", 10, 8, 0.8)
+    # Wilson 95%: 8/10 -> [0.490, 0.943] (the normal approximation would give [0.552, 1.048]).
+    assert (rate["ci_lo"], rate["ci_hi"]) == (pytest.approx(0.4902, abs=1e-4),
+                                              pytest.approx(0.9433, abs=1e-4))
+    assert summary[0]["scores"]["distance"]["kind"] == "mean"
+    every = summary[1]["scores"]["success"]     # 10/10: not a certainty
+    assert every["rate"] == 1.0 and every["ci_lo"] == pytest.approx(0.7225, abs=1e-4)
+    assert stats.wilson(0, 10) == (0.0, pytest.approx(0.2775, abs=1e-4))
+    table = stats.format_summary(summary)
+    lines = [" ".join(line.split()) for line in table.splitlines()]
+    assert "a 11 1 success 0.8 (8/10 true) [0.4902, 0.9433]" in lines
+    assert "b 10 0 success 1 (10/10 true) [0.7225, 1]" in lines
+
+
+@pytest.mark.unit
+def test_float_parameters_take_inf_and_nan_as_text():
+    """``float("inf")`` is a common default; YAML reads ``inf`` as a string, so the command line
+    (``--set agent.threshold=inf``) and the launch file give it as a word."""
+    spec = catbus.load(trial_launch(), overrides=["env.threshold=-inf"])
+    assert spec.node("env").params["threshold"] == -math.inf    # checked and read at load
+    from catbus.params import Param
+
+    threshold = Param(float, float("inf"))
+    for text, value in (("inf", math.inf), ("-inf", -math.inf), ("+Infinity", math.inf),
+                        (".inf", math.inf), ("-.inf", -math.inf), ("NaN", math.nan)):
+        got = threshold.validate(text, "threshold", "test")
+        assert got == value or (math.isnan(value) and math.isnan(got)), text
+    with pytest.raises(ConfigError, match="must be a number, got 'infinite'"):
+        threshold.validate("infinite", "threshold", "test")
+    assert g.parse_set("env.threshold=inf,-inf,1") == ("env.threshold", ["inf", "-inf", 1])
+
+
+@pytest.mark.unit
+def test_jobs_0_is_one_line_and_exit_2(capsys):
+    from catbus.cli.main import main
+
+    assert main(["sweep", "no-such-launch.yaml", "--jobs", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["catbus: command line: --jobs: must be at least 1 worker process, got 0"]
+    with pytest.raises(ConfigError, match="jobs: must be a whole number"):
+        catbus.sweep("no-such-launch.yaml", jobs=0)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.usefixtures("bus_sandbox")
+def test_rates_and_infinite_settings_in_a_real_sweep(tmp_path):
+    rows = catbus.sweep(trial_launch(), seeds=range(6), grid={"env.threshold": ["inf", 2.5]},
+                        jobs=2, out=tmp_path / "r.csv")
+    assert [r["threshold"] for r in rows] == ["inf"] * 6 + ["2.5"] * 6
+    assert all(isinstance(r["success"], bool) for r in rows)
+    summary = stats.summarize(rows, ["success", "distance"])
+    assert [e["setting"] for e in summary] == ["threshold=inf", "threshold=2.5"]
+    rate = summary[0]["scores"]["success"]
+    assert (rate["successes"], rate["n"]) == (4, 6)      # seeds 0 and 3 fail
+    written = {(r["setting"], r["seed"]): r["success"] for r in read_rows(tmp_path / "r.csv")}
+    assert written[("threshold=inf", 0)] is False and written[("threshold=2.5", 1)] is True
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.usefixtures("bus_sandbox")
+def test_a_failed_rows_error_is_one_line_and_its_traceback_a_file(tmp_path):
+    out = tmp_path / "runs" / "r.csv"
+    rows = catbus.sweep(launch(fail="raise", fail_seed=1), seeds=range(3), jobs=1, out=out)
+    failed = rows[1]
+    assert failed["error"] == "node env failed in step: RuntimeError: boom at seed 1"
+    log = Path(failed["error_log"])
+    assert log == tmp_path / "runs" / "r.logs" / "default" / "seed-1.log"
+    text = log.read_text()
+    assert text.startswith(failed["error"]) and "Traceback" in text and "sweep_nodes.py" in text
+    assert rows[0]["error_log"] is None and rows[0]["error"] is None
+    with open(out) as f:
+        table = list(csv.DictReader(f))
+    assert table[1]["error"] == failed["error"] and table[1]["error_log"] == str(log)
+    assert [p.name for p in sorted((tmp_path / "runs").iterdir())] == ["r.csv", "r.jsonl",
+                                                                       "r.logs"]
+    # Without --out or --record the file goes to a temporary folder of its own, kept.
+    again = catbus.sweep(launch(fail="raise", fail_seed=0), seeds=[0], jobs=1)
+    kept = Path(again[0]["error_log"])
+    assert "\n" not in again[0]["error"] and "Traceback" in kept.read_text()
+    shutil.rmtree(kept.parent.parent)

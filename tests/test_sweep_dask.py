@@ -1,6 +1,7 @@
 """``catbus sweep --cluster`` / ``catbus.sweep(cluster=...)`` on a Dask ``LocalCluster`` (two
 worker processes, loopback only): the same rows as a local sweep, a crashing episode is a failed
-row, stepped episodes run in child processes of the workers, Ctrl-C keeps finished rows, and the
+row, stepped episodes run in child processes of the workers, a worker (or its nanny) killed under
+a running episode leaves no episode process or folder behind, Ctrl-C keeps finished rows, and the
 errors for a missing Dask or an unreachable scheduler.
 
 One cluster for the module (started in about a second). The module fixture gives it a private
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +24,7 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
 import pytest
 
 try:
@@ -37,7 +40,7 @@ import dask
 import catbus
 from catbus.errors import ConfigError, RunTimeout
 from catbus.sweep.results import read_rows
-from tests.conftest import MARK, ROOT, marked_processes
+from tests.conftest import MARK, ROOT, marked_processes, wait_until
 from tests.test_sweep import launch, launch_file
 
 #: Columns that differ between two runs of the same episode (``pid``: a score the test node
@@ -169,6 +172,115 @@ def test_stepped_episodes_crash_and_time_out_in_their_own_child_process(cluster)
     assert "timeout" in stuck[0]["error"]
     # the workers lived on (no restart); the fixture checks no node process is left
     assert set(cluster.client.run(os.getpid).values()) == before
+
+
+# -- a worker that dies --------------------------------------------------------------------------
+#: An episode that runs far longer than any test: killed mid-run, never by its end.
+LONG = 10 ** 7
+
+
+def episode_children(mark: str) -> list[psutil.Process]:
+    """The ``python -m catbus.sweep.cluster`` episode processes started under ``mark``."""
+    found = []
+    for pid in marked_processes(mark):
+        try:
+            process = psutil.Process(pid)
+            if "catbus.sweep.cluster" in process.cmdline():
+                found.append(process)
+        except psutil.Error:
+            pass
+    return found
+
+
+def episode_processes(folder: Path) -> list[int]:
+    """Live processes of the episode whose folder is ``folder`` (its TMPDIR: itself, its nodes)."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get("TMPDIR", "").startswith(str(folder)) and \
+                    process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process.pid)
+        except psutil.Error:
+            pass
+    return found
+
+
+def started(folder: Path) -> bool:
+    """Whether the run of the episode whose folder is ``folder`` has started (its registry
+    says so), asked over the ipc socket in its run folder."""
+    from catbus.client import query_graph
+    from catbus.errors import CatbusError
+
+    for registry in folder.glob("catbus-*/*/registry.sock"):
+        try:
+            return bool(query_graph(f"ipc://{registry}", timeout=0.5)["started"])
+        except CatbusError:
+            return False
+    return False
+
+
+def kill_under_a_running_episode(client, mark: str, victim) -> tuple[list[dict], float]:
+    """Start a long stepped episode on ``client``'s cluster, SIGKILL ``victim(worker pid)``
+    once it runs, and wait (bounded) until nothing of the episode is left: no process, no
+    folder. Returns the sweep's rows and the seconds that took."""
+    import threading
+
+    rows: list[dict] = []
+    thread = threading.Thread(target=lambda: rows.extend(catbus.sweep(
+        launch(steps=LONG), seeds=[0], mode="stepped", cluster=client)), daemon=True)
+    thread.start()
+    [child] = wait_until(lambda: episode_children(mark), 60, interval=0.1,
+                         what="the episode's child process")
+    folder = Path(child.cmdline()[-1]).parent
+    wait_until(lambda: started(folder), 60, interval=0.1, what="the episode's run to start")
+    os.kill(victim(child.ppid()), signal.SIGKILL)
+    killed = time.monotonic()
+    wait_until(lambda: not episode_processes(folder) and not folder.exists(), 30, interval=0.1,
+               what=f"the episode's processes and folder {folder} to be gone")
+    took = time.monotonic() - killed
+    thread.join(60)
+    return rows, took
+
+
+@pytest.mark.timeout(120)
+def test_a_killed_worker_leaves_no_episode_process_or_folder(cluster):
+    """SIGKILL of the Dask worker running a stepped episode: its child (the episode) stops its
+    run (the nodes stopped), removes its folder and exits -- the worker cannot clean up, and the
+    scheduler may already run the task again elsewhere. The row says the worker died."""
+    rows, took = kill_under_a_running_episode(cluster.client, cluster.mark, lambda worker: worker)
+    assert [r["status"] for r in rows] == ["failed"] and "worker died" in rows[0]["error"], rows
+    assert not list(cluster.root.glob("catbus-episode-*"))
+    print(f"\nepisode gone {took:.2f} s after its worker was killed")
+
+
+@pytest.mark.timeout(120)
+def test_a_killed_nanny_leaves_no_episode_process_or_folder(dask_cluster, tmp_path):
+    """The same when the nanny of a ``dask worker`` process is killed (its worker process then
+    exits): a scheduler of its own and one external ``dask worker``, so the episode runs there."""
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        scheduler = distributed.LocalCluster(n_workers=0, processes=True, host="127.0.0.1",
+                                             dashboard_address="127.0.0.1:0")
+    client = distributed.Client(scheduler, set_as_default=False)
+    nanny = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker",
+                              scheduler.scheduler_address, "--nthreads", "1", "--nworkers", "1",
+                              "--no-dashboard", "--host", "127.0.0.1"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             stdin=subprocess.DEVNULL)
+    try:
+        client.wait_for_workers(1, timeout=60)
+        rows, took = kill_under_a_running_episode(client, dask_cluster.mark,
+                                                  lambda worker: nanny.pid)
+        assert [r["status"] for r in rows] == ["failed"], rows
+        wait_until(lambda: not leftovers(dask_cluster.mark, dask_cluster.expected(), grace=0),
+                   30, what="the external worker's processes to end")
+        print(f"\nepisode gone {took:.2f} s after its worker's nanny was killed")
+    finally:
+        if nanny.poll() is None:
+            nanny.kill()
+        nanny.wait()
+        client.close()
+        scheduler.close()
+    assert not list(dask_cluster.root.glob("catbus-episode-*"))
 
 
 # -- Ctrl-C --------------------------------------------------------------------------------------

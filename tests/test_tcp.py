@@ -5,19 +5,24 @@ Real processes and real sockets, like tests/test_bus.py: every test is bounded
 time, and runs in ``bus_sandbox`` (tests/conftest.py), which fails it if a process it started or a
 run folder outlives it.
 
-The two-host tests build two network namespaces joined by a veth pair -- "host A"
-(``10.231.77.1``) runs ``catbus launch`` with one node declared remote, "host B" (``10.231.77.2``)
-runs ``catbus node ... --bus tcp://10.231.77.1:7700`` -- so the remote node reaches the registry,
-and its peers reach it, only through the veth: an address that works only on one host (a data
-endpoint advertised as 127.0.0.1, say) makes the run fail here. Traffic goes only to these two
-addresses and to loopback. They need root and ``ip netns``; without them they are skipped, saying
-why (set ``CATBUS_REQUIRE_NETNS=1`` to make that a failure, as CI does). Namespaces, veth and
-processes are removed even when a test fails; names carry the pytest pid, so concurrent or aborted
-sessions never collide (namespaces left by a session that was killed are removed by the next).
+The two-host tests build two network namespaces plugged into one switch (a bridge in a third
+namespace) -- "host A" (``10.231.77.1``) runs ``catbus launch`` with one node declared remote,
+"host B" (``10.231.77.2``) runs ``catbus node ... --bus tcp://10.231.77.1:7700`` -- so the remote
+node reaches the registry, and its peers reach it, only through the switch: an address that works
+only on one host (a data endpoint advertised as 127.0.0.1, say) makes the run fail here. Pulling
+B's cable takes B's interface down and leaves A's up, as on a real network. Traffic goes only to
+these addresses and to loopback. Each host also has an IPv6 address (``fd00::cb:1``,
+``fd00::cb:2``: tests/test_ipv6.py). Runs without keys on these addresses pass ``--insecure``: an
+open bus on an address other hosts reach is refused without it. They need root and ``ip netns``;
+without them they are skipped, saying why (set ``CATBUS_REQUIRE_NETNS=1`` to make that a failure,
+as CI does). Namespaces, veth and processes are removed even when a test fails; names carry the
+pytest pid, so concurrent or aborted sessions never collide (namespaces left by a session that was
+killed are removed by the next).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -28,7 +33,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -47,6 +52,9 @@ PROBE_CLASS = f"{TOY}:Prober"
 #: The subnet of the two namespaces: private, unusual, and only ever inside our own namespaces.
 SUBNET = "10.231.77"
 ADDR_A, ADDR_B = f"{SUBNET}.1", f"{SUBNET}.2"
+#: Their IPv6 addresses: unique-local (fd00::/8), and only ever inside our own namespaces.
+SUBNET6 = "fd00::cb"
+ADDR6_A, ADDR6_B = f"{SUBNET6}:1", f"{SUBNET6}:2"
 BUS_PORT = 7700
 #: Bound on one two-host run (a run takes about a second); past it the test fails with diagnostics.
 RUN_LIMIT = 20.0
@@ -185,7 +193,9 @@ def test_node_address_mistakes_are_one_line_errors(option: str, value: str,
 # ------------------------------------------------------------------------------------------------
 # two hosts: network namespaces
 # ------------------------------------------------------------------------------------------------
-_NS_NAME = re.compile(r"cbt(\d+)[ab]\Z")
+#: Our namespaces: ``cbt<pytest pid>`` (this module) or ``cbn<pid>`` (tests/test_networks.py), then a
+#: host letter or ``s`` (the switch).
+_NS_NAME = re.compile(r"cb[tn](\d+)[a-z]\Z")
 
 
 def _ip(*args: str) -> subprocess.CompletedProcess:
@@ -231,6 +241,7 @@ class Host:
     addr: str
     started: list[subprocess.Popen] = field(default_factory=list)
     veth: str = ""   # its end of the veth pair
+    addr6: str = ""  # its IPv6 address
 
     def link(self, state: str) -> None:
         """Take this host's network interface ``down`` or bring it ``up`` (a pulled cable)."""
@@ -287,6 +298,11 @@ class TwoHosts:
     def bus(self) -> str:
         return f"tcp://{self.a.addr}:{BUS_PORT}"
 
+    @property
+    def bus6(self) -> str:
+        """The same bus on host A's IPv6 address."""
+        return f"tcp://[{self.a.addr6}]:{BUS_PORT}"
+
     def run(self, launch_args: list[str], node_args: list[str], folder: Path, *,
             node_first: bool = False) -> tuple[Proc, Proc]:
         """``catbus launch`` on A and ``catbus node`` on B; waits for both to exit (bounded) and
@@ -321,8 +337,13 @@ class TwoHosts:
         return launcher, remote
 
 
-@pytest.fixture(scope="module")
-def two_hosts() -> TwoHosts:
+@contextlib.contextmanager
+def switched_network(tag: str, hosts: list[Host]) -> Iterator[list[Host]]:
+    """Build ``hosts`` (namespaces ``{tag}a``, ``{tag}b`` ...) on one switch: a bridge in a
+    namespace of its own (``{tag}s``), each host's veth plugged into it. Pulling a host's cable
+    (:meth:`Host.link`) then takes its interface down while the others keep theirs up, as on a
+    real network: their packets to it are sent, and lost, at the switch. Yields the hosts, and
+    removes everything (also what still runs in them) at the end."""
     if not sys.platform.startswith("linux"):
         _unavailable("network namespaces are Linux only")
     if os.geteuid() != 0:
@@ -330,33 +351,50 @@ def two_hosts() -> TwoHosts:
     if shutil.which("ip") is None:
         _unavailable("the `ip` command (iproute2) is not installed")
     _remove_stale_namespaces()
-    tag = f"cbt{os.getpid()}"
-    veth_a, veth_b = f"{tag}va", f"{tag}vb"        # interface names: at most 15 characters
-    a, b = Host(f"{tag}a", ADDR_A, veth=veth_a), Host(f"{tag}b", ADDR_B, veth=veth_b)
-    steps = [("netns", "add", a.netns), ("netns", "add", b.netns),
-             ("link", "add", veth_a, "type", "veth", "peer", "name", veth_b),
-             ("link", "set", veth_a, "netns", a.netns), ("link", "set", veth_b, "netns", b.netns),
-             ("-n", a.netns, "addr", "add", f"{a.addr}/24", "dev", veth_a),
-             ("-n", b.netns, "addr", "add", f"{b.addr}/24", "dev", veth_b),
-             ("-n", a.netns, "link", "set", "lo", "up"), ("-n", b.netns, "link", "set", "lo", "up"),
-             ("-n", a.netns, "link", "set", veth_a, "up"),
-             ("-n", b.netns, "link", "set", veth_b, "up")]
+    switch = f"{tag}s"
+    steps = [("netns", "add", switch), ("-n", switch, "link", "add", "br0", "type", "bridge"),
+             ("-n", switch, "link", "set", "br0", "up")]
+    for host in hosts:
+        port = host.veth[:-2] + "s" + host.veth[-1]   # the switch's end of its cable
+        steps += [("netns", "add", host.netns),
+                  ("link", "add", host.veth, "type", "veth", "peer", "name", port),
+                  ("link", "set", host.veth, "netns", host.netns),
+                  ("link", "set", port, "netns", switch),
+                  ("-n", switch, "link", "set", port, "master", "br0"),
+                  ("-n", switch, "link", "set", port, "up"),
+                  ("-n", host.netns, "addr", "add", f"{host.addr}/24", "dev", host.veth),
+                  # nodad: usable at once (duplicate address detection would hold it ~1 s)
+                  ("-n", host.netns, "addr", "add", f"{host.addr6}/64", "dev", host.veth,
+                   "nodad"),
+                  ("-n", host.netns, "link", "set", "lo", "up"),
+                  ("-n", host.netns, "link", "set", host.veth, "up")]
     try:
         for step in steps:
             done = _ip(*step)
             if done.returncode != 0:
                 _unavailable(f"`ip {' '.join(step)}` failed: {done.stderr.strip()}")
-        yield TwoHosts(a, b)
+        yield hosts
     finally:
-        for host in (a, b):
+        for host in hosts:
             for process in host.started:       # ours, by pid; normally long gone
                 if process.poll() is None:
                     process.kill()
                     process.wait()
             _remove_namespace(host.netns)
-        _ip("link", "del", veth_a)              # only if it never made it into a namespace
-        left = [n for n in _namespaces() if n in (a.netns, b.netns)]
+            _ip("link", "del", host.veth)      # only if it never made it into a namespace
+        _remove_namespace(switch)
+        names = {host.netns for host in hosts} | {switch}
+        left = [n for n in _namespaces() if n in names]
         assert not left, f"network namespaces left behind: {left}"
+
+
+@pytest.fixture(scope="module")
+def two_hosts() -> Iterator[TwoHosts]:
+    tag = f"cbt{os.getpid()}"                   # interface names: at most 15 characters
+    a = Host(f"{tag}a", ADDR_A, veth=f"{tag}va", addr6=ADDR6_A)
+    b = Host(f"{tag}b", ADDR_B, veth=f"{tag}vb", addr6=ADDR6_B)
+    with switched_network(tag, [a, b]):
+        yield TwoHosts(a, b)
 
 
 @pytest.mark.timeout(60)
@@ -369,7 +407,7 @@ def test_remote_node_on_another_host_stepped_matches_inline(two_hosts: TwoHosts,
     stepped = tmp_path / "stepped.mcap"
     launcher, node = two_hosts.run(
         [str(launch), "--mode", "stepped", "--remote", "probe", "--set", "probe.gain=3",
-         "--record", str(stepped), "--json"],
+         "--record", str(stepped), "--json", "--insecure"],
         [PROBE_CLASS, "--name", "probe", "--bus", two_hosts.bus, "--advertise", ADDR_B], tmp_path)
     assert launcher.process.returncode == 0, launcher.output()
     assert node.process.returncode == 0, node.output()
@@ -393,7 +431,8 @@ def test_remote_node_on_another_host_parallel(two_hosts: TwoHosts, tmp_path: Pat
     wildcard = f"tcp://0.0.0.0:{BUS_PORT}"
     launch = write_launch(tmp_path, graph(tmp_path, wildcard, duration=0.5, seed=11))
     launcher, node = two_hosts.run(
-        [str(launch), "--mode", "parallel", "--remote", "probe", "--set", "probe.gain=3"],
+        [str(launch), "--mode", "parallel", "--remote", "probe", "--set", "probe.gain=3",
+         "--insecure"],
         [PROBE_CLASS, "--name", "probe", "--bus", two_hosts.bus], tmp_path, node_first=True)
     assert launcher.process.returncode == 0, launcher.output()
     assert node.process.returncode == 0, node.output()
@@ -426,7 +465,8 @@ def test_a_node_moves_to_another_host_by_hot_swap(two_hosts: TwoHosts, tmp_path:
             "sink": {"class": "tests.swap_nodes:Echo", "remap": {"~/in": "source/count"}}}})
     record = tmp_path / "moving.mcap"
     launcher = two_hosts.a.start(["launch", str(launch), "--mode", "stepped", "--steps", "600",
-                                  "--pace", "2", "--record", str(record), "--no-progress"],
+                                  "--pace", "2", "--record", str(record), "--no-progress",
+                                  "--insecure"],
                                  tmp_path / "launch")
     replacement = None
     try:
@@ -469,7 +509,7 @@ def test_only_starts_this_hosts_share_of_a_launch_file(two_hosts: TwoHosts, tmp_
     record = tmp_path / f"{mode}.mcap"
     owner = two_hosts.a.start(["launch", str(launch), "--mode", mode, "--remote", "probe",
                                "--set", "probe.gain=3", "--record", str(record),
-                               "--no-progress"], tmp_path / "owner")
+                               "--no-progress", "--insecure"], tmp_path / "owner")
     share = two_hosts.b.start(["launch", str(launch), "--only", "probe", "--bus",
                                two_hosts.bus], tmp_path / "share")
     try:
@@ -531,8 +571,8 @@ def test_a_stepped_run_holds_for_a_lost_node_and_resumes(two_hosts: TwoHosts, tm
     record = tmp_path / "stepped.mcap"
     owner = two_hosts.a.start(["launch", str(launch), "--mode", "stepped", "--steps", "3000",
                                "--pace", "2", "--remote", "echo", "--record", str(record),
-                               "--rejoin-timeout", "60", "--no-progress", "--json"],
-                              tmp_path / "owner")
+                               "--rejoin-timeout", "60", "--no-progress", "--json",
+                               "--insecure"], tmp_path / "owner")
     node_args = ["node", "tests.swap_nodes:Echo", "--name", "echo", "--bus", two_hosts.bus]
     echo = two_hosts.b.start(node_args, tmp_path / "echo")
     again = None
@@ -569,6 +609,78 @@ def test_a_stepped_run_holds_for_a_lost_node_and_resumes(two_hosts: TwoHosts, tm
     inline = tmp_path / "inline.mcap"
     catbus.run(launch, mode="inline", steps=3000, record=inline, evaluate=False)
     assert first_difference(inline, record) is None
+
+
+#: The cable cut of the parallel lost-link test, in seconds: longer than the TCP SYN back-off steps
+#: (1, 3, 7 s) a connect attempt made while the link is down would wait through without
+#: ZMQ_CONNECT_TIMEOUT.
+CUT = 15.0
+
+
+def data_gaps(record: Path, cut_at: float, back_at: float) -> dict[str, float]:
+    """How long data stopped around a cable cut (wall times ``cut_at``, ``back_at``), from the
+    recording on host A: ``missing`` the longest silence of ``echo/out`` (B -> A),
+    ``b_to_a`` when its first message after the link's return arrived, ``a_to_b`` when the first
+    one computed from a ``source/count`` sent after the cut arrived (A -> B -> A)."""
+    from catbus.recording.reader import Recording
+
+    echoes = [(m.log_time_ns / 1e9, m.value) for m in Recording(record).messages("echo/out")]
+    times = [t for t, _ in echoes]
+    missing = max(later - earlier for earlier, later in zip(times, times[1:]))
+    before = max(v["from_tick"] for t, v in echoes if t < cut_at and v["from_tick"] is not None)
+    after = [t for t in times if t >= back_at]
+    fresh = [t for t, v in echoes if t >= back_at and (v["from_tick"] or -1) > before]
+    assert after and fresh, "no data came back after the link did"
+    return {"missing": missing, "b_to_a": after[0] - back_at, "a_to_b": fresh[0] - back_at}
+
+
+@pytest.mark.timeout(150)
+def test_a_parallel_run_gets_its_data_back_with_the_link(two_hosts: TwoHosts, tmp_path: Path,
+                                                         record_property: Any) -> None:
+    """Parallel: host B's cable is out for :data:`CUT` seconds; the run goes on without its
+    node, which comes back, and data flows both ways again once the link does. Reported (not
+    asserted: timings depend on the machine): the launcher's "back after" against the data's
+    gap, as ``record_property`` and on stdout."""
+    launch = write_launch(tmp_path, echo_graph(two_hosts.bus))
+    record = tmp_path / "parallel.mcap"
+    owner = two_hosts.a.start(["launch", str(launch), "--mode", "parallel", "--duration",
+                               str(CUT + 12), "--remote", "echo", "--record", str(record),
+                               "--rejoin-timeout", "60", "--no-progress", "--json",
+                               "--insecure"], tmp_path / "owner")
+    echo = two_hosts.b.start(["node", "tests.swap_nodes:Echo", "--name", "echo", "--bus",
+                              two_hosts.bus], tmp_path / "echo")
+    import time
+
+    try:
+        at_tick = graph_probe(two_hosts.bus, "q['started'] and g['echo']['tick'] >= 100")
+        wait_until(lambda: two_hosts.a.python(at_tick) == "True", 40, interval=0.2,
+                   what="the run under way")
+        two_hosts.b.link("down")
+        cut_at = time.time()
+        wait_until(lambda: "lost its link" in owner.output(), 30, interval=0.2,
+                   what="the owner to report the node lost")
+        time.sleep(max(0.0, cut_at + CUT - time.time()))   # the cut's length: the experiment
+        two_hosts.b.link("up")
+        back_at = time.time()
+        for proc in (owner, echo):
+            proc.process.wait(timeout=90)
+    finally:
+        for proc in (echo, owner):
+            proc.stop()
+        two_hosts.b.link("up")
+    assert owner.process.returncode == 0, owner.output()
+    summary = json.loads(owner.log.with_suffix(".out").read_text())
+    assert [r["kind"] for r in summary["swaps"]] == ["rejoin"], summary["swaps"]
+    said = re.search(r"back after ([\d.]+) s", owner.output())
+    assert said, owner.output()
+    gaps = data_gaps(record, cut_at, back_at)
+    report = {"cut_s": round(back_at - cut_at, 2), "launcher_back_after_s": float(said[1]),
+              **{f"{k}_s": round(v, 2) for k, v in gaps.items()}}
+    record_property("lost_link_parallel", report)
+    print(f"\nlost link, parallel, {report['cut_s']} s cut: launcher 'back after "
+          f"{report['launcher_back_after_s']} s'; echo/out missing for {report['missing_s']} s; "
+          f"after the link's return: B->A data in {report['b_to_a_s']} s, A->B in "
+          f"{report['a_to_b_s']} s")
 
 
 @pytest.mark.timeout(60)

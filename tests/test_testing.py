@@ -11,8 +11,9 @@ import pytest
 import catbus
 from catbus import Input, Node, Param
 from catbus.errors import ConfigError
-from catbus.testing import NodeHarness, OutputError, Sent, roundtrip
+from catbus.testing import Ended, NodeHarness, OutputError, Sent, roundtrip
 from nodes.demo import Listener, Talker
+from tests.conftest import ROOT
 from nodes.flat_evade.agent import ModelBasedAgent
 from nodes.flat_evade.env import FlatEvadeEnv
 
@@ -240,3 +241,56 @@ def test_roundtrip_names_the_field_that_cannot_be_sent():
     assert roundtrip({"a": (1, 2)}) == {"a": [1, 2]}
     with pytest.raises(TypeError, match=r'field "a"\."b": cannot send a value of type object'):
         roundtrip({"a": {"b": object()}})
+
+
+# -- scores and the end of the episode ------------------------------------------------------------
+class Referee(Node):
+    """Reports a running score and a verdict; ends the episode at tick ``last``."""
+
+    outputs = ["~/out"]
+    params = {"last": Param(int, 2, "the tick that ends the episode")}
+    period = 0.1
+
+    def setup(self, params: dict[str, Any]) -> None:
+        self.last = params["last"]
+
+    def step(self, t: float, inputs: dict[str, Any]) -> dict[str, Any]:
+        self.report(points=self.tick * 10, won=self.tick >= self.last)
+        if self.tick == self.last:
+            self.end_episode("the referee blew the whistle")
+        return {"~/out": {"tick": self.tick}}
+
+
+def test_scores_and_the_end_are_read_from_the_harness():
+    with NodeHarness(Referee, {"last": 1}, name="ref") as harness:
+        assert harness.scores == {} and harness.ended is None
+        assert harness.step() == {"~/out": {"tick": 0}}          # scores are not outputs
+        assert harness.scores == {"points": 0, "won": False} and harness.ended is None
+        harness.step()
+        assert harness.scores == {"points": 10, "won": True}
+        assert harness.ended == Ended(by="ref", reason="the referee blew the whistle", tick=1)
+        harness.step()                                           # a test may go on stepping
+        assert harness.ended.tick == 1 and harness.scores["points"] == 20
+        assert [s.output for s in harness.sent] == ["~/out"] * 3
+        copy = harness.scores
+        copy["points"] = -1
+        assert harness.scores["points"] == 20                    # a copy
+
+
+def test_the_end_is_kept_when_the_step_that_asked_fails():
+    with NodeHarness(Spy, name="spy") as harness:
+        harness.node.reply = {"end": True}
+        with pytest.raises(OutputError):
+            harness.step(tick=4)
+        assert harness.ended == Ended("spy", "spy saw enough", 4)
+
+
+def test_harness_scores_match_a_runs():
+    """What the harness shows is what ``catbus.run`` reports for the node."""
+    result = catbus.run({"name": "ref", "steps": 3, "pythonpath": [str(ROOT)], "nodes": {
+        "ref": {"class": "tests.test_testing:Referee", "params": {"last": 2}}}}, mode="inline")
+    with NodeHarness(Referee, {"last": 2}, name="ref") as harness:
+        while harness.ended is None:
+            harness.step()
+    assert harness.scores == result.scores
+    assert harness.ended.reason == result.end_reason

@@ -40,7 +40,7 @@ class RunHandle:
     def __init__(self, spec: LaunchSpec, *, progress: bool | None = False,
                  deadline: float = 30.0, remote_timeout: float = 120.0, evaluate: bool = True,
                  log_level: str | None = None, announce_remote: bool = True,
-                 rejoin_timeout: float | None = None) -> None:
+                 rejoin_timeout: float | None = None, insecure: bool = False) -> None:
         """Start a checked spec in the background (see :func:`catbus.start`, which checks it
         first; the options are its own). ``announce_remote=False``: do not print the remote
         nodes' commands (a caller that starts them itself, as :mod:`catbus.gym` does).
@@ -64,7 +64,8 @@ class RunHandle:
             # to the caller.
             launcher = Launcher(spec, progress=progress, deadline=deadline,
                                 remote_timeout=remote_timeout, log_level=log_level,
-                                announce_remote=announce_remote, rejoin_timeout=rejoin_timeout)
+                                announce_remote=announce_remote, rejoin_timeout=rejoin_timeout,
+                                insecure=insecure)
         self._launcher = launcher
         self._options = dict(progress=progress, deadline=deadline,
                              remote_timeout=remote_timeout, evaluate=evaluate,

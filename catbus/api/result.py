@@ -64,6 +64,10 @@ class RunResult:
     #: process died first): ``{node, tick, kind, state}``. A run with any is not one unbroken
     #: episode, and :attr:`scores` says so (``spliced``).
     spliced: list = field(default_factory=list)
+    #: Which node ended the episode, at which tick: ``{node, tick}``; None when no node did (the
+    #: run's length ran out, it was interrupted, or a node failed). :attr:`end_reason` says why
+    #: in every case.
+    ended_by: dict | None = None
 
     def __post_init__(self) -> None:
         if self.spliced:
@@ -106,7 +110,8 @@ class RunResult:
                        interrupted=self.interrupted, nodes=self.nodes,
                        record=str(self.record) if self.record else None, scores=self.scores,
                        malformed=self.malformed, swaps=self.swaps,
-                       swap_failures=self.swap_failures, spliced=self.spliced)
+                       swap_failures=self.swap_failures, spliced=self.spliced,
+                       ended_by=self.ended_by)
 
     def table(self) -> str:
         """Per node: steps, period, step-time percentiles, waiting, messages, losses.

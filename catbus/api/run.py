@@ -25,7 +25,8 @@ def load(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: st
          max_steps: int | None = None, overrides: Sequence[str] | Mapping[str, Any] = (),
          record: str | os.PathLike | bool | None = None, remote: Sequence[str] = (),
          bus: str | None = None, pace: float | None = None,
-         keys: str | os.PathLike | None = None) -> LaunchSpec:
+         keys: str | os.PathLike | None = None,
+         args: Mapping[str, Any] | Sequence[str] | None = None) -> LaunchSpec:
     """Read and check a launch without running it.
 
     Every keyword is a command-line value and wins over the launch's own; ``None`` (the default)
@@ -52,6 +53,8 @@ def load(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: st
             fast as the wall clock, to watch and swap by hand); None: as fast as possible.
         keys: A keys folder (``catbus keys generate``) that secures a TCP bus with CURVE
             (``--keys``; a launch's ``security: {keys: DIR}``).
+        args: Values of the launch's declared ``args:`` (``--arg NAME=VALUE``): a mapping
+            ``{"n": 300}``, or ``"NAME=VALUE"`` strings read as YAML.
 
     Returns:
         The checked :class:`~catbus.spec.launchfile.LaunchSpec`.
@@ -64,8 +67,13 @@ def load(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: st
         overrides = [f"{key}={_yaml_scalar(value)}" for key, value in overrides.items()]
     options = dict(mode=mode, seed=seed, steps=steps, duration=duration, max_steps=max_steps,
                    overrides=list(overrides), record=record, remote=list(remote), bus=bus,
-                   pace=pace, keys=keys)
+                   pace=pace, keys=keys, args=args)
     if isinstance(launch, LaunchSpec):
+        if args:
+            raise ConfigError(str(launch.path or "<launch>"), "args",
+                              "a LaunchSpec has its arguments already substituted; give args= "
+                              "when loading the file (catbus.load(path, args={...}))")
+        options.pop("args")
         # "Given" means not None (and, for the lists, not empty): seed=0, steps=0 and
         # record=False are values, not "nothing".
         if any(value is not None and value != [] for value in options.values()):
@@ -93,13 +101,19 @@ def run(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: str
         record: str | os.PathLike | bool | None = None, remote: Sequence[str] = (),
         bus: str | None = None, remote_timeout: float = 120.0, progress: bool | None = False,
         deadline: float = 30.0, evaluate: bool = True, log_level: str = "WARNING",
-        pace: float | None = None, rejoin_timeout: float | None = None) -> RunResult:
+        pace: float | None = None, rejoin_timeout: float | None = None,
+        insecure: bool = False,
+        args: Mapping[str, Any] | Sequence[str] | None = None) -> RunResult:
     """Run a launch to its end (its steps or duration, the end of the episode, its
     ``max_steps`` bound, or Ctrl-C).
 
     The Python form of ``catbus launch``: the same launch, options and checks. Ctrl-C or SIGTERM
     during a ``parallel`` or ``stepped`` run stops every node gracefully (the recording is kept)
     and returns the interrupted result; see :func:`start` for a run in the background.
+
+    A node class with ``one_per_process = True`` (its simulator allows one simulation per
+    process): the first ``inline`` run of this process runs here, every later one inline in a
+    fresh child process, with the same result and errors (:mod:`catbus.api.execute`).
 
     Args:
         launch: A launch file path, a dict with the same layout as the YAML, or a
@@ -132,6 +146,10 @@ def run(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: str
         pace: ``stepped`` and ``inline``: this many times real time (None: as fast as possible).
         rejoin_timeout: Seconds a node whose link is down (a host unreachable, a process
             stopped) may take to come back before the run fails naming it; None: ``deadline``.
+        insecure: Accept a keyless TCP bus on an address other hosts reach (``--insecure``):
+            without keys anyone who reaches it can join, read and publish, so it is refused
+            unless this says the risk is taken. Loopback and ipc buses need neither.
+        args: Values of the launch file's ``args:`` (``--arg``), e.g. ``{"n": 300}``.
 
     Returns:
         A :class:`~catbus.api.result.RunResult`: per-node statistics (``nodes``), ``wall_time``,
@@ -146,10 +164,10 @@ def run(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: str
     """
     spec = _checked(launch, mode=mode, seed=seed, steps=steps, duration=duration,
                     max_steps=max_steps, overrides=overrides, record=record, remote=remote,
-                    bus=bus, pace=pace)
+                    bus=bus, pace=pace, args=args)
     return execute(spec, progress=progress, deadline=deadline, remote_timeout=remote_timeout,
                    evaluate=evaluate, log_level=check_level(log_level),
-                   rejoin_timeout=rejoin_timeout)
+                   rejoin_timeout=rejoin_timeout, insecure=insecure)
 
 
 def start(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: str | None = None,
@@ -159,7 +177,8 @@ def start(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: s
           bus: str | None = None, remote_timeout: float = 120.0, progress: bool | None = False,
           deadline: float = 30.0, evaluate: bool = True,
           log_level: str = "WARNING", pace: float | None = None,
-          rejoin_timeout: float | None = None) -> RunHandle:
+          rejoin_timeout: float | None = None, insecure: bool = False,
+          args: Mapping[str, Any] | Sequence[str] | None = None) -> RunHandle:
     """Start a run in the background and return its handle at once.
 
     Takes the same arguments as :func:`run`. The launch is checked here, before anything starts;
@@ -176,8 +195,8 @@ def start(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: s
     Args:
         launch: As for :func:`run`.
         mode, seed, steps, duration, max_steps, overrides, record, remote, bus,
-            remote_timeout, progress, deadline, evaluate, log_level, pace, rejoin_timeout: As
-            for :func:`run`.
+            remote_timeout, progress, deadline, evaluate, log_level, pace, rejoin_timeout,
+            insecure, args: As for :func:`run`.
 
     Returns:
         A :class:`~catbus.api.handle.RunHandle`: ``name``, ``mode``, ``bus``, ``done``,
@@ -191,8 +210,9 @@ def start(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: s
 
     spec = _checked(launch, mode=mode, seed=seed, steps=steps, duration=duration,
                     max_steps=max_steps, overrides=overrides, record=record, remote=remote,
-                    bus=bus, pace=pace)
+                    bus=bus, pace=pace, args=args)
     return RunHandle(spec, progress=progress, deadline=deadline, rejoin_timeout=rejoin_timeout,
+                     insecure=insecure,
                      remote_timeout=remote_timeout, evaluate=evaluate,
                      log_level=check_level(log_level))
 

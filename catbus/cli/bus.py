@@ -33,28 +33,37 @@ def add_parser(commands: Any) -> None:
                    help="only parallel: an open bus has no schedule")
     p.add_argument("--seed", type=int, default=0, help="run seed handed to nodes (default 0)")
     add_keys(p)
+    p.add_argument("--insecure", action="store_true",
+                   help="accept an open bus (no --keys) bound on an address other hosts reach: "
+                        "anyone who reaches it can join, read and publish; without this such a "
+                        "bus is refused (loopback and ipc need no keys)")
     p.set_defaults(func=cmd_bus)
 
 
 def cmd_bus(args: argparse.Namespace) -> int:
     """Host the bus until a signal stops it."""
-    return host_bus(args.bind, mode=args.mode, seed=args.seed, keys=args.keys)
+    return host_bus(args.bind, mode=args.mode, seed=args.seed, keys=args.keys,
+                    insecure=args.insecure)
 
 
 def host_bus(bind: str | None, *, mode: str = "parallel", seed: int = 0,
-             keys: Any = None) -> int:
+             keys: Any = None, insecure: bool = False) -> int:
     """A registry with no launch file; nodes start as soon as they connect. ``bind`` None: ipc
     in the bus's run folder; a ``tcp://`` address with port 0 or ``*``: a free port. An address
-    that cannot be bound is one line (exit 2), and no folder is left. Returns 128 + the signal
-    that stopped it (130 Ctrl-C, 143 SIGTERM), like every catbus command."""
+    that cannot be bound is one line (exit 2), and no folder is left; so is an open (keyless)
+    TCP bus on an address other hosts reach, unless ``insecure``. Returns 128 + the signal that
+    stopped it (130 Ctrl-C, 143 SIGTERM), like every catbus command."""
     import zmq
 
     from catbus import security
     from catbus.control import Notice, NoticeKind, RunConfig
     from catbus.errors import ConfigError
+    from catbus.runtime.hostaddr import machine_addresses
     from catbus.supervise.registry import Registry
+    from catbus.supervise.remote import open_bus_problem
     from catbus.supervise.rundir import RunDir
     from catbus.wire.protocol import bus_address_problem
+    from catbus.wire.sockets import bind_problem
 
     if bind is not None:
         if bind.startswith("tcp://") and bind.rsplit(":", 1)[-1] == "0":
@@ -71,9 +80,14 @@ def host_bus(bind: str | None, *, mode: str = "parallel", seed: int = 0,
                                             "security": security.run_info(keys)}), keys=keys)
     except zmq.ZMQError as exc:
         rundir.remove()
-        raise ConfigError("--bind", bind or "ipc", f"cannot bind: {exc.strerror} (HOST must be "
-                          f"an address of this machine, or 0.0.0.0, and PORT free; port 0 "
-                          f"picks a free one)") from None
+        raise ConfigError("--bind", bind or "ipc", f"cannot bind: "
+                          f"{bind_problem(bind or '', exc, machine_addresses())} (port 0 picks "
+                          f"a free one)") from None
+    refusal = None if insecure else open_bus_problem(registry.endpoint, keys)
+    if refusal is not None:
+        registry.close()
+        rundir.remove()
+        raise ConfigError("--bind", bind or "ipc", refusal)
     stopping: list[int] = []
     try:
         published = rundir.publish(registry.endpoint, "bus", mode=mode)

@@ -80,8 +80,8 @@ def add_log_level(parser: argparse.ArgumentParser, default: str | None) -> None:
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
-    """How a launch file runs: ``--mode``, ``--steps``/``--duration``, ``--seed``, ``--set``
-    (``catbus launch``, ``catbus verify``)."""
+    """How a launch file runs: ``--mode``, ``--steps``/``--duration``, ``--seed``, ``--set``,
+    ``--arg`` (``catbus launch``, ``catbus verify``)."""
     parser.add_argument("--mode", choices=MODES, help="how nodes run (default: the file's mode, "
                         "else parallel)")
     end = parser.add_mutually_exclusive_group()
@@ -91,6 +91,16 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="NODE.PARAM=VALUE", help="override a node parameter "
                         "(repeatable), e.g. --set robot.safe_controller=Unsafe")
+    add_arg_option(parser)
+
+
+def add_arg_option(parser: argparse.ArgumentParser) -> None:
+    """``--arg NAME=VALUE``: a value for the launch file's ``args:`` (``catbus launch``,
+    ``verify``, ``sweep``)."""
+    parser.add_argument("--arg", dest="launch_args", action="append", default=[],
+                        metavar="NAME=VALUE", help="set an argument the launch file declares "
+                        "under args: (repeatable; VALUE read as YAML), used as $(arg NAME) in "
+                        "the file")
 
 
 def add_run_choice(parser: argparse.ArgumentParser, bus_help: str) -> None:

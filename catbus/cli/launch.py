@@ -42,6 +42,11 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--remote-timeout", type=float, default=120.0, metavar="S",
                    help="seconds to wait for remote nodes to join (default 120)")
     add_keys(p)
+    p.add_argument("--insecure", action="store_true",
+                   help="accept an open bus (no --keys) on an address other hosts reach "
+                        "(tcp://0.0.0.0:PORT, a LAN address): anyone who reaches it can join, "
+                        "read and publish; without this such a bus is refused (loopback and "
+                        "ipc need no keys)")
     p.add_argument("--deadline", type=float, default=30.0, metavar="S",
                    # "5 s": catbus.supervise.launcher.END_GRACE (not imported: the CLI loads no zmq).
                    help="a node silent for this long (e.g. stuck in a step) fails the run, "
@@ -81,7 +86,12 @@ def cmd_launch(args: argparse.Namespace) -> int:
     spec = _checked(args.file, mode=args.mode, seed=args.seed, steps=args.steps,
                     duration=args.duration, max_steps=args.max_steps,
                     overrides=args.overrides, record=args.record, remote=args.remote,
-                    bus=args.bus, pace=args.pace, keys=args.keys)
+                    bus=args.bus, pace=args.pace, keys=args.keys, args=args.launch_args)
+    data_ports = _data_ports(args.data_ports)
+    if data_ports is not None and spec.mode != "inline":
+        from catbus.spec.runchecks import check_data_ports
+
+        check_data_ports(data_ports, [n.name for n in spec.nodes if not n.remote], spec.bus)
     for warning in spec.unpublished_input_warnings():
         print(f"catbus: warning: {warning}", file=sys.stderr)
     progress = None if not args.no_progress else False
@@ -96,7 +106,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
         launcher = Launcher(spec, progress=progress, deadline=args.deadline,
                             remote_timeout=args.remote_timeout, announce=True,
                             log_level=args.log_level, rejoin_timeout=args.rejoin_timeout,
-                            data_ports=_data_ports(args.data_ports))
+                            data_ports=data_ports, insecure=args.insecure)
     bridge = None
     if args.foxglove is not None:
         if launcher is None:
@@ -141,15 +151,21 @@ def _launch_share(args: argparse.Namespace) -> int:
     from catbus.api.run import load
     from catbus.supervise.share import run_share
 
-    for option in ("record", "steps", "duration", "seed", "mode", "pace"):
+    for option in ("record", "steps", "duration", "seed", "mode", "pace", "insecure"):
         if getattr(args, option, None) not in (None, False):
             raise ConfigError("command line", f"--{option}",
                               "not with --only: the run's owner decides it (its registry hands "
                               "every node the run's settings)")
-    spec = load(args.file, overrides=args.overrides, record=False, keys=args.keys)
+    spec = load(args.file, overrides=args.overrides, record=False, keys=args.keys,
+                args=args.launch_args)
     names = [name.strip() for name in args.only.split(",") if name.strip()]
     extra = ["--keys", str(spec.keys)] if spec.keys else []   # this host's client folder
     if args.data_ports is not None:
+        from catbus.spec.runchecks import check_data_ports
+        from catbus.supervise.share import check_only
+
         low, high = _data_ports(args.data_ports)
+        check_only(spec, names, args.bus)   # the names and the bus first: their errors say more
+        check_data_ports((low, high), names, args.bus)
         extra += ["--data-ports", f"{low}-{high}"]
     return run_share(spec, names, args.bus, extra=extra)

@@ -21,8 +21,8 @@ import signal
 import sys
 from typing import Sequence
 
-from catbus.cli import bus, foxglove, keys, launch, node, play, recording, runs, swap, sweep, \
-    topic
+from catbus.cli import bus, conformance, foxglove, info, keys, launch, node, param, play, \
+    recording, runs, swap, sweep, topic
 from catbus.cli.common import EXIT_CODES, RAW, interrupt_exit_code, json_error, \
     sigterm_as_interrupt
 from catbus.errors import CatbusError, NodeFailed
@@ -48,17 +48,20 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_parser(commands)
     node.add_parser(commands)
     swap.add_parser(commands)
+    param.add_parser(commands)
     play.add_parser(commands)
     bus.add_parser(commands)
     keys.add_parser(commands)
     runs.add_parser(commands)
     topic.add_parser(commands)
+    info.add_parser(commands)
     recording.add_eval_parser(commands)
     recording.add_export_parser(commands)
     foxglove.add_parser(commands)
     recording.add_plot_parser(commands)
     sweep.add_parser(commands)
     recording.add_verify_parser(commands)
+    conformance.add_parser(commands)
     return parser
 
 

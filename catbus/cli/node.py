@@ -31,7 +31,10 @@ def add_parser(commands: Any) -> None:
     p = commands.add_parser("node", help="run one node and join a run (`catbus node list`: "
                             "list the nodes of a running run)", epilog=EXIT_CODES,
                             formatter_class=RAW)
-    p.add_argument("target", metavar="CLASS|list", help="module:Class of the node, or 'list'")
+    p.add_argument("target", metavar="CLASS|list|info", help="module:Class of the node, or "
+                   "'list', or 'info NAME' (one node of a running run)")
+    p.add_argument("node_name", nargs="?", metavar="NAME", help="info: the node to describe")
+    p.add_argument("--json", action="store_true", help="list, info: machine-readable output")
     p.add_argument("--name", help="node name (its identity in the run)")
     add_run_choice(p, "registry address, e.g. tcp://10.0.0.1:7700 (default: the run on this "
                       "machine)")
@@ -69,10 +72,14 @@ def add_parser(commands: Any) -> None:
 def cmd_node(args: argparse.Namespace) -> int:
     """``catbus node list`` lists the nodes; ``catbus node CLASS`` runs one (``--name`` is
     required: it is the node's identity in the run)."""
-    if args.target == "list":
-        from catbus.cli.nodes import node_list
+    if args.target in ("list", "info"):
+        from catbus.cli.nodes import cmd_nodes
 
-        return node_list(args.bus, run=args.run, keys=args.keys)
+        return cmd_nodes(args)
+    if args.node_name is not None:
+        print(f"catbus: node: unexpected argument {args.node_name!r} (only `catbus node info "
+              f"NAME` takes a name; a node's name is --name)", file=sys.stderr)
+        return 2
     if not args.name:
         print("catbus: node: --name is required (the node's identity in the run)",
               file=sys.stderr)
@@ -110,22 +117,29 @@ def _check_bus(bus: str) -> str:
     raise ConfigError("--bus", bus, f"{problem}; give the registry's address")
 
 
-def _check_advertise(address: str | None) -> None:
+def _check_advertise(address: str | None) -> str | None:
     """``--advertise``: the node binds its data socket on that address, so it must be one of this
-    host's (a bad one was a ZMQError traceback at bind)."""
+    host's (a bad one was a ZMQError traceback at bind). Returns it as the host of an endpoint
+    (an IPv6 address in brackets: ``fd00::2`` and ``[fd00::2]`` both give ``[fd00::2]``)."""
     if not address:
-        return
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.bind((address, 0))
-    except OSError as exc:
-        from catbus.runtime.hostaddr import interface_addresses
+        return None
+    from catbus.runtime.hostaddr import endpoint_host, machine_addresses
+    from catbus.wire.sockets import is_ipv6
 
-        mine = ", ".join(interface_addresses().values()) or "127.0.0.1"
+    bare = address[1:-1] if address.startswith("[") and address.endswith("]") else address
+    family = socket.AF_INET6 if is_ipv6(bare) else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((bare, 0))
+    except (OSError, UnicodeError) as exc:
+        mine = ", ".join(a for a in machine_addresses() if a not in ("127.0.0.1", "::1")) \
+            or "127.0.0.1"
+        reason = getattr(exc, "strerror", None) or exc
         raise ConfigError("--advertise", address, f"not an address of this host "
-                                                   f"({exc.strerror or exc}); the node binds "
+                                                   f"({reason}); the node binds "
                                                    f"its data socket there, so give the IP "
                                                    f"other hosts reach it at: {mine}") from None
+    return endpoint_host(bare)
 
 
 #: How to fix a class path that ``catbus node`` cannot import.
@@ -184,7 +198,7 @@ def run_node(class_path: str, *, name: str, bus: str | None, run: str | None = N
         inputs = [InputBinding(i.topic, resolve_topic(i.topic, name, remap), i.policy)
                   for i in node_class.declared_inputs()]
         outputs = [(o, resolve_topic(o, name, remap)) for o in node_class.outputs]
-        _check_advertise(advertise)
+        advertise = _check_advertise(advertise)
         loaded = security.load_option(keys)   # --keys: CURVE on a TCP bus
         runtime = CliNodeRuntime(node_class, name, _find_bus(bus, run), class_path=class_path,
                                  params=given, inputs=inputs, outputs=outputs, period=period,

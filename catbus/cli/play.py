@@ -145,7 +145,18 @@ def build_play_spec(args: argparse.Namespace) -> tuple[Any, list[str]]:
     bound = _max_steps(spec, rate, _last_seconds(spec))
     if bound is not None and bound > spec.max_steps:
         spec = catbus.load(spec, max_steps=bound)
-    return spec, notes
+    # Parameters changed live while it was recorded: applied again at the same ticks.
+    from catbus.play import recorded_param_changes
+
+    param_changes, param_notes = recorded_param_changes(recording, spec, replaced)
+    if param_changes:
+        import dataclasses
+
+        spec = dataclasses.replace(spec, param_changes=param_changes)
+        notes += [f"{name}: parameters changed again at tick "
+                  f"{', '.join(str(tick) for tick, _ in entries)}, as recorded"
+                  for name, entries in param_changes.items()]
+    return spec, notes + param_notes
 
 
 def _stand_ins(topics: list[str], recorded: dict[str, str], base: Any,

@@ -45,10 +45,19 @@ def add_export_parser(commands: Any) -> None:
 
 def add_plot_parser(commands: Any) -> None:
     """Add ``plot`` to the ``catbus`` subcommands."""
-    p = commands.add_parser("plot", help="draw a recording")
+    p = commands.add_parser("plot", help="draw a recording: with its environment's plotter, "
+                            "or any numeric field of any topic over time (--topic, --field)")
     p.add_argument("file", help="MCAP recording")
     p.add_argument("-o", "--output", default=None, help="PNG to write (default: FILE.png)")
-    p.add_argument("--mp4", action="store_true", help="also write an animation (needs ffmpeg)")
+    p.add_argument("--mp4", action="store_true", help="also write an animation (needs ffmpeg; "
+                   "the environment's plotter only)")
+    p.add_argument("--topic", action="append", default=[], metavar="T",
+                   help="plot this topic's field over time, one panel each (repeatable); "
+                        "without it, the plotter the recording names draws it")
+    p.add_argument("--field", action="append", default=[], metavar="F",
+                   help="the field of each --topic, in order (or one for all), e.g. "
+                        "robot.pos or pos[0]; an array is one line per element (default: every "
+                        "number in the message)")
     p.set_defaults(func=cmd_plot)
 
 
@@ -93,6 +102,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from catbus.recording.reader import Recording
 
     mp4 = bool(getattr(args, "mp4", False))
+    if getattr(args, "topic", None) or getattr(args, "field", None):
+        return _plot_fields(args)
     try:
         recording = Recording(args.file)
         _warn_about(recording)
@@ -106,10 +117,35 @@ def cmd_plot(args: argparse.Namespace) -> int:
         print(f"catbus plot: {exc}", file=sys.stderr)
         return 2
     except CatbusError as exc:
-        print(f"catbus plot: {exc}", file=sys.stderr)
+        hint = ("; plot any field of any topic with --topic T --field F (e.g. --topic "
+                "env/state --field robot.pos)") if "names no plotter" in str(exc) else ""
+        print(f"catbus plot: {exc}{hint}", file=sys.stderr)
         return 2
     for path in written:
         print(f"wrote {path}")
+    return 0
+
+
+def _plot_fields(args: argparse.Namespace) -> int:
+    """``catbus plot FILE --topic T --field F ...``: fields over time, no plotter needed."""
+    from catbus.recording.fieldplot import pair_specs, plot_fields
+    from catbus.recording.reader import Recording
+
+    try:
+        if args.mp4:
+            raise CatbusError("--mp4 is the environment plotter's; a --topic plot is a PNG")
+        specs = pair_specs(args.topic, args.field)
+        recording = Recording(args.file)
+        _warn_about(recording)
+        out = Path(args.output) if args.output else \
+            Path(str(args.file).removesuffix(".mcap") + ".png")
+        written, notes = plot_fields(recording, specs, out)
+    except CatbusError as exc:
+        print(f"catbus plot: {exc}", file=sys.stderr)
+        return 2
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"wrote {written}")
     return 0
 
 
@@ -135,7 +171,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
               "deterministic)", file=sys.stderr)
         return 2
     return verify(args.file, seed=args.seed, steps=args.steps, duration=args.duration,
-                  overrides=args.overrides)
+                  overrides=args.overrides, args=args.launch_args)
 
 
 def _title(recording: Recording) -> str:

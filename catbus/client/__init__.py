@@ -10,6 +10,8 @@ this package, so neither depends on the other. Everything here returns data and 
   topic straight from its publishers), :data:`WATCH_EVERY`, :data:`REGISTRY_SILENCE`.
 - :mod:`catbus.client.ask`: one request to a registry (:func:`ask_registry`, :class:`RegistryLink`).
 - :mod:`catbus.client.swap`: :func:`request_swap` (``catbus swap``, ``RunHandle.swap``).
+- :mod:`catbus.client.publish`: ``catbus topic pub`` (a guest publisher joining a parallel run;
+  imported on its own: it runs a node).
 """
 
 from catbus.client.ask import RegistryLink, ask_registry

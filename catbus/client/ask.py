@@ -17,6 +17,7 @@ import zmq
 from catbus import security
 from catbus.errors import CatbusError
 from catbus.wire import messages as msg
+from catbus.wire.sockets import dual_stack
 
 
 class Silent(CatbusError):
@@ -36,6 +37,7 @@ class RegistryLink:
         self.address = address
         self.socket = zmq.Context.instance().socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
+        dual_stack(self.socket)   # a bus at an IPv6 address, as well as IPv4
         self.handshake = security.dial(self.socket, address, keys)
 
     def send(self, request: msg.Message) -> None:

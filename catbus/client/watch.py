@@ -20,6 +20,7 @@ from catbus.errors import CatbusError
 from catbus.supervise.rundir import RUN_FILE
 from catbus.wire import codec
 from catbus.wire import messages as msg
+from catbus.wire.sockets import dual_stack
 
 #: How often a watch asks the registry whether the run is still there, and how long it may leave
 #: the question unanswered before the run is taken for gone.
@@ -39,6 +40,7 @@ class RunWatch:
         self.run_file = Path(run["folder"]) / RUN_FILE if run.get("folder") else None
         self.socket = zmq.Context.instance().socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
+        dual_stack(self.socket)
         self.socket.setsockopt(zmq.SNDHWM, 4)
         self.handshake = security.dial(self.socket, self.address, keys)
         self.answered = self.asked = time.monotonic()
@@ -94,6 +96,7 @@ def subscribe(topic: str, run: dict[str, Any], graph: dict[str, Any], keys: Any 
         raise CatbusError(f"no node publishes {topic!r} in this run (topics: {known})")
     sock = zmq.Context.instance().socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
+    dual_stack(sock)
     sock.setsockopt(zmq.SUBSCRIBE, codec.topic_frame(topic))
     for endpoint, key in zip(topics[topic]["endpoints"], topics[topic]["keys"]):
         security.dial(sock, endpoint, keys, key.encode() or None).close()   # each publisher's key

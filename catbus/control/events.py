@@ -72,6 +72,8 @@ class ProcessExited:
     how: str
     now: float
     wall: float = 0.0
+    #: The signal that ended it (killed by it, or exited on it: 128 + N), or 0.
+    signal: int = 0
 
 
 @dataclass(frozen=True)

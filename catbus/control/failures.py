@@ -6,6 +6,7 @@ process's own ``error``, its exit, a deadline, a lost link."""
 from __future__ import annotations
 
 from catbus.control.events import ProcessExited
+from catbus.control.guests import guest_left, guest_member
 from catbus.control.instructions import Outbox
 from catbus.control.kinds import MemberState, NoticeKind, Phase, SwitchKind
 from catbus.control.liveness import Verdict
@@ -79,9 +80,20 @@ class Failures:
                 if current:
                     self.swaps.old_died(switch, f"process {event.how}", event.now, out)
                     return
-        if current and not member.state.finished:
+        if member.process is None and switch is None and not member.state.finished:
+            # Its first process never registered (an interpreter without catbus, a crash in
+            # an import): waiting for it would only end in the start-up timeout.
+            self.process_failed(member, f"its process {event.how} before registering",
+                                 event.now, event.wall, out, exited=True, kill=False)
+        elif current and not member.state.finished:
             self.process_failed(member, f"process {event.how} before the run ended",
                                  event.now, event.wall, out, exited=True, kill=False)
+        elif current and event.signal and member.state is MemberState.DONE:
+            # It said done, then a signal catbus did not send ended it (an abort in its last
+            # moments, a kill from outside): its run did not end cleanly.
+            member.state = MemberState.FAILED
+            out.notify(NoticeKind.FAILED, member.name,
+                       f"its process {event.how} after it said done")
 
     def check_switches(self, now: float, wall: float, out: Outbox) -> None:
         """Every phase of a replacement is bounded by the deadline: a new process that does
@@ -119,7 +131,7 @@ class Failures:
         member = self.state.members[verdict.node]
         if member.state.finished:
             return
-        if verdict.final:
+        if verdict.final and not guest_member(self.state, member):   # (a guest: it leaves)
             member.state = MemberState.FAILED
             out.notify(NoticeKind.FAILED, member.name, verdict.why)
             return
@@ -131,6 +143,9 @@ class Failures:
         """``member``'s current process failed (``exited``: it is gone; ``kill``: it may be
         alive -- stuck or lost -- and is killed if it is this host's; neither: it reported an
         error and is leaving). Its swap, its restart policy or the run's failure answers."""
+        if guest_member(self.state, member):   # a `catbus topic pub` gone: not the run's failure
+            guest_left(member, why, out)
+            return
         switch = self.state.switches.get(member.name)
         process = member.process
         ours = process is not None and self._ours(process)

@@ -4,6 +4,7 @@ node's last word (``done``), and a lost node coming back."""
 
 from __future__ import annotations
 
+from catbus.control.guests import guest_problem, is_guest, start_guests
 from catbus.control.instructions import Outbox
 from catbus.control.kinds import MemberState, NoticeKind
 from catbus.control.members import Member, Process
@@ -34,6 +35,8 @@ class Membership:
             out.send(identity, msg.Reject(reason=problem))
             return None
         member = state.members.get(message.name)
+        if is_guest(message) and state.config.expected is not None:
+            return self.admit_guest(identity, message, member, out)
         if member is None and state.config.expected is not None:
             out.send(identity, msg.Reject(
                 reason=f"no node named {message.name!r} in this run (nodes: "
@@ -42,6 +45,18 @@ class Membership:
         if member is None:   # an open bus: any name may join
             member = state.members[message.name] = Member(message.name)
             state.order.append(message.name)
+        return member
+
+    def admit_guest(self, identity: bytes, message: msg.Register, member: Member | None,
+                    out: Outbox) -> Member | None:
+        """``catbus topic pub`` joining a launch-file run (:mod:`catbus.control.guests`)."""
+        problem = guest_problem(self.state, message)
+        if problem is not None:
+            out.send(identity, msg.Reject(reason=problem))
+            return None
+        if member is None:
+            member = self.state.members[message.name] = Member(message.name)
+            self.state.order.append(message.name)
         return member
 
     def join(self, identity: bytes, message: msg.Register, member: Member, now: float,
@@ -71,7 +86,7 @@ class Membership:
             params = message.params
         out.send(identity, state.welcome(member, process.incarnation, params))
         if state.config.expected is None or not state.missing():
-            broadcast_graph(state, out)
+            broadcast_graph(state)
         out.notify(NoticeKind.REGISTERED, member.name)
 
     def maybe_start(self, now: float, out: Outbox) -> bool:
@@ -84,7 +99,10 @@ class Membership:
                     member.state = MemberState.RUNNING
                     out.send(member.identity, msg.Start(delay=0.0))
             return False
-        if state.started or state.not_ready():
+        if state.started:
+            start_guests(state, now, out)   # a guest that got ready in a run going on
+            return False
+        if state.not_ready():
             return False
         state.started, state.started_at = True, now
         for member in state.members.values():
@@ -106,9 +124,15 @@ class Membership:
         if member.state is not MemberState.FAILED:
             member.state = MemberState.DONE
         ended = False
-        if done.end and done.end_tick is not None and state.end_tick is None:
+        if done.end and done.end_tick is not None and state.end_tick is None and \
+                done.end_tick < member.tick:
+            # An end before ticks the node has already reported stepping: refused and counted
+            # (a node in another language, confused or forged), never the run's end.
+            state.refused += 1
+        elif done.end and done.end_tick is not None and state.end_tick is None:
             # The end of the episode travels with progress to a node's peers; tell everyone else.
             state.end_tick, state.end_reason, state.ended_at = done.end_tick, done.end, now
+            state.ended_by = member.name
             for other in state.live_members():
                 out.send(other.identity, msg.End(tick=state.end_tick, reason=state.end_reason))
             out.notify(NoticeKind.END, member.name, state.end_reason)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from catbus.control.checkpoints import Checkpoints
 from catbus.control.config import RunConfig
 from catbus.control.events import (Event, LinkClosed, ProcessExited, ProcessRefused,
                                    ProcessStarted, Received, StopRun, Tick)
@@ -21,10 +22,11 @@ from catbus.control.instructions import Instruction, Outbox
 from catbus.control.kinds import MemberState, NoticeKind, Phase, SwitchKind
 from catbus.control.failures import Failures
 from catbus.control.liveness import Liveness
+from catbus.control.liveparams import LiveParams
 from catbus.control.members import Member, Process
 from catbus.control.membership import Membership
 from catbus.control.restarts import Restarts
-from catbus.control.state import RunState
+from catbus.control.state import RunState, graph_sends
 from catbus.control.swaps import Swaps, describe
 from catbus.wire import messages as msg
 
@@ -37,9 +39,12 @@ class ControlPlane:
         self.state = RunState.for_run(config)
         self.membership = Membership(self.state)
         self.swaps = Swaps(self.state)
-        self.restarts = Restarts(self.state)
+        #: The nodes' latest checkpoints (``checkpoint: N``), for their restarted processes.
+        self.checkpoints = Checkpoints()
+        self.restarts = Restarts(self.state, self.checkpoints)
         self.liveness = Liveness(self.state)
         self.failures = Failures(self.state, self.swaps, self.restarts)
+        self.params = LiveParams(self.state)
         self._events: dict[type, Callable[[Any, Outbox], None]] = {
             Received: self._received, Tick: self._tick, LinkClosed: self._link_closed,
             ProcessStarted: self._process_started, ProcessRefused: self._process_refused,
@@ -47,11 +52,21 @@ class ControlPlane:
         #: Messages of a member's current process.
         self._messages: dict[type, Callable[[Member, Any, Received, Outbox], None]] = {
             msg.Heartbeat: self._heartbeat, msg.Ready: self._ready, msg.Done: self._done,
-            msg.Error: self._error, msg.Handover: self._handover, msg.Swapped: self._swapped}
+            msg.Error: self._error, msg.Handover: self._handover, msg.Swapped: self._swapped,
+            msg.Checkpoint: self._checkpoint, msg.ParamsApplied: self._params_applied}
 
     def handle(self, event: Event) -> list[Instruction]:
+        """The instructions ``event`` leads to. A changed graph is not among them: call
+        :meth:`flush` after a batch of events (every event, if there is no batch)."""
         out = Outbox()
         self._events[type(event)](event, out)
+        return out.items
+
+    def flush(self) -> list[Instruction]:
+        """The graph to every process that connects by it, if it changed since last sent."""
+        out = Outbox()
+        if self.state.graph_dirty:
+            graph_sends(self.state, out)
         return out.items
 
     # -- messages ------------------------------------------------------------------------------
@@ -63,6 +78,10 @@ class ControlPlane:
             out.send(identity, self.state.graph_message(everyone=True))
         elif isinstance(message, msg.SwapRequest):
             self.swaps.orders.request(identity, message, event.now, out)
+        elif isinstance(message, msg.ParamsQuery):
+            self.params.query(identity, message, out)
+        elif isinstance(message, msg.ParamsRequest):
+            self.params.request(identity, message, out)
         else:
             process = self.state.processes.get(identity)
             if process is None:
@@ -131,6 +150,14 @@ class ControlPlane:
     def _handover(self, member: Member, handover: msg.Handover, event: Received,
                   out: Outbox) -> None:
         self.swaps.on_handover(member, handover, event.now, out)
+
+    def _checkpoint(self, member: Member, point: msg.Checkpoint, event: Received,
+                    out: Outbox) -> None:
+        self.checkpoints.keep(member.name, point)
+
+    def _params_applied(self, member: Member, answer: msg.ParamsApplied, event: Received,
+                        out: Outbox) -> None:
+        self.params.applied(member, answer, out)
 
     def _swapped(self, member: Member, swapped: msg.Swapped, event: Received,
                  out: Outbox) -> None:
@@ -228,6 +255,7 @@ class ControlPlane:
             self.failures.verdict(verdict, now, event.wall, out)
         self.restarts.start_due(now, out)
         self.swaps.orders.order_timed(now, out)
+        self.params.check(out)
 
     def _stop(self, event: StopRun, out: Outbox) -> None:
         state = self.state

@@ -6,15 +6,18 @@ was stuck or lost), then the backoff is waited out (``DUE``), then its host star
 (``STARTING``: the launcher for a node of its own; a ``catbus launch --only`` host for its
 nodes, which registers the new one with ``restart``). The new process registers (``JOINING``),
 connects, is started at the tick after the last one every reader has from the old process
-(``STARTED``), and its first step completes the restart. Until restarts restore a checkpoint,
-a restarted node goes on without its state: the run is marked *spliced* so that no score of it
-passes for an unbroken episode.
+(``STARTED``), and its first step completes the restart. A node with ``checkpoint: N`` gets
+its latest checkpoints right after its ``welcome`` (:mod:`catbus.control.checkpoints`) and goes
+on from one (stepped: exactly; its first step then is the first tick its readers lack); any
+other restarted node goes on without its state, and the run is marked *spliced* so that no
+score of it passes for an unbroken episode.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from catbus.control.checkpoints import Checkpoints, state_text
 from catbus.control.instructions import Outbox
 from catbus.control.kinds import MemberState, NoticeKind, Phase, SwitchKind
 from catbus.control.members import Member, Process
@@ -26,8 +29,10 @@ from catbus.wire import messages as msg
 class Restarts:
     """The restart protocol over a :class:`~catbus.control.state.RunState`."""
 
-    def __init__(self, state: RunState) -> None:
+    def __init__(self, state: RunState, checkpoints: Checkpoints | None = None) -> None:
         self.state = state
+        #: The nodes' checkpoints, handed to their restarted processes.
+        self.checkpoints = checkpoints if checkpoints is not None else Checkpoints()
 
     def allowed(self, member: Member) -> bool:
         """Would a failure of ``member``'s process now be answered by a restart?"""
@@ -109,7 +114,9 @@ class Restarts:
         base = (config.params if same_class else config.given) if config is not None else {}
         out.send(identity, state.welcome(member, process.incarnation, base, joining="restart",
                                          filter_params=not same_class, after=member.tick))
-        broadcast_graph(state, out)
+        if same_class:   # another class could not restore this one's state
+            self.checkpoints.send(identity, member.name, out)
+        broadcast_graph(state)
 
     def on_ready(self, member: Member, switch: Switch, now: float, out: Outbox) -> None:
         """The new process is connected: it starts where its readers stopped hearing from the
@@ -134,8 +141,10 @@ class Restarts:
                   "new": member.process.describe(),
                   "state": "restored" if swapped.restored else "fresh", "gap": gap,
                   "at": wall}
+        if swapped.checkpoint >= 0:
+            record["state"] = state_text(swapped.checkpoint)
         self.state.swaps.append(record)
-        broadcast_graph(self.state, out)
+        broadcast_graph(self.state)
         return record
 
 

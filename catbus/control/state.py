@@ -31,6 +31,8 @@ class RunState:
     started_at: float = 0.0
     end_tick: int | None = None
     end_reason: str | None = None
+    #: The node whose end of the episode counts (the first, and not one in the past).
+    ended_by: str | None = None
     #: Monotonic time the end of the episode was learnt (parallel: the end grace starts then).
     ended_at: float | None = None
     #: Set once the run is being stopped: why.
@@ -51,6 +53,8 @@ class RunState:
     requesters: set[bytes] = field(default_factory=set)
     #: Registrations refused for what they said (not counted by the socket).
     refused: int = 0
+    #: The graph changed since it was last sent (see :func:`broadcast_graph`).
+    graph_dirty: bool = False
 
     @classmethod
     def for_run(cls, config: RunConfig) -> "RunState":
@@ -141,11 +145,17 @@ class RunState:
                 filter_params: bool = False, after: int = -1) -> msg.Welcome:
         """The ``welcome`` of a process of ``member``: the run's terms and its own."""
         config = self.config
+        run_info = config.run_info
+        if EVERY_TOPIC not in member.reads() and "launch" in run_info:
+            # The launch file's text (every node's class, parameters, the bus) goes only to a
+            # recorder, which stores it: a stranger registering on an open bus learns no more
+            # than the graph and its own parameters.
+            run_info = {key: value for key, value in run_info.items() if key != "launch"}
         return msg.Welcome(
             mode=config.mode, seed=config.seed, incarnation=incarnation, params=dict(params),
             period=member.period, inputs=member.inputs, outputs=member.outputs,
             schedule=config.schedule, duration=config.duration, order=self.order,
-            run_info=config.run_info, joining=joining, overrides=dict(overrides or {}),
+            run_info=run_info, joining=joining, overrides=dict(overrides or {}),
             filter_params=filter_params, retire_at=self.retire_at(member.name, after))
 
     # -- the graph ------------------------------------------------------------------------------
@@ -188,9 +198,18 @@ class RunState:
 
 
 
-def broadcast_graph(state: RunState, out: Outbox) -> None:
+def broadcast_graph(state: RunState) -> None:
+    """The graph changed: every process that connects by it gets the new one, once, when the
+    host flushes (:meth:`catbus.control.plane.ControlPlane.flush`) -- after a whole batch of
+    events, so that hundreds of nodes registering at once cost one graph each, not one per
+    registration to everyone (which grew as the square of the run)."""
+    state.graph_dirty = True
+
+
+def graph_sends(state: RunState, out: Outbox) -> None:
     """Send the graph to every process that connects by it: members still running, and the
     processes of swaps in progress."""
+    state.graph_dirty = False
     graph = state.graph_message()
     for member in state.live_members():
         out.send(member.identity, graph)
@@ -198,4 +217,4 @@ def broadcast_graph(state: RunState, out: Outbox) -> None:
         out.send(process.identity, graph)
 
 
-__all__ = ["RunState", "broadcast_graph"]
+__all__ = ["RunState", "broadcast_graph", "graph_sends"]

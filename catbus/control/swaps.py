@@ -76,7 +76,7 @@ class Swaps:
         out.send(identity, state.welcome(member, process.incarnation, base, joining="swap",
                                          overrides=switch.params, filter_params=not same_class,
                                          after=after))
-        broadcast_graph(state, out)
+        broadcast_graph(state)
 
     def on_ready(self, switch: Switch, now: float, out: Outbox) -> None:
         """The new process is connected: ask the old one to hand over (or take over at once
@@ -139,7 +139,7 @@ class Swaps:
                                     elapsed=state.elapsed(now))
         switch.phase, switch.since = Phase.TAKEN_OVER, now
         out.send(candidate.identity, takeover)
-        broadcast_graph(state, out)
+        broadcast_graph(state)
 
     def on_swapped(self, member: Member, switch: Switch, swapped: msg.Swapped, wall: float,
                    out: Outbox) -> dict[str, Any] | None:
@@ -162,7 +162,7 @@ class Swaps:
         if switch.old is not None:
             out.send(switch.old.identity, msg.Stop(
                 reason=f"replaced by incarnation {member.incarnation} (pid {member.pid})"))
-        broadcast_graph(state, out)
+        broadcast_graph(state)
         self._answer(switch, msg.SwapReply(ok=True, message=describe(record),
                                            tick=swapped.tick, state=record["state"], gap=gap),
                      out)
@@ -203,7 +203,7 @@ class Swaps:
         if switch.phase is Phase.READY:
             self._take_over(switch, now, out)
         else:   # peers connect to the new process alone from now on
-            broadcast_graph(self.state, out)
+            broadcast_graph(self.state)
 
     def fail(self, switch: Switch, reason: str, out: Outbox, *,
              candidate_stopped: bool = False) -> None:
@@ -237,7 +237,7 @@ class Swaps:
             member.process = None
         if member.process is not None:   # it goes on (a retire it was told is void)
             out.send(member.identity, msg.Resume(reason=reason))
-        broadcast_graph(state, out)
+        broadcast_graph(state)
         self._record_failure(switch, reason, out)
 
     def _record_failure(self, switch: Switch, reason: str, out: Outbox) -> None:

@@ -1,13 +1,14 @@
 """catbus graphs as Gymnasium environments (``pip install 'catbus[gym]'``).
 
     import catbus.gym
-    env = catbus.gym.make("launch/flat_evade.yaml", agent="robot",
-                          mapping="nodes.flat_evade.gym_mapping:robot_mapping")
+    env = catbus.gym.make("launch/flat_evade.yaml", agent="robot")   # the mapping the env names
     obs, info = env.reset(seed=0)
     obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
 
 Importing this package imports Gymnasium and registers ``catbus/FlatEvade-v0``
-(``gymnasium.make("catbus/FlatEvade-v0")``). ``import catbus`` never imports it.
+(``gymnasium.make("catbus/FlatEvade-v0")``; ``gymnasium.make("catbus.gym:catbus/FlatEvade-v0")``
+imports this package first, so it also works in a fresh process such as an
+``AsyncVectorEnv`` worker started with ``spawn``). ``import catbus`` never imports it.
 """
 
 from __future__ import annotations
@@ -30,10 +31,8 @@ def _default_flat_evade() -> Path:
 
 def make_flat_evade(launch: Any = None, **options: Any) -> CatbusEnv:
     """The entry point of ``catbus/FlatEvade-v0``: the robot of flat_evade, with the human
-    chasing it, as a Gymnasium environment (``nodes/flat_evade/gym_mapping.py``). Not recorded
-    unless ``record=`` is given."""
-    options.setdefault("mapping", "nodes.flat_evade.gym_mapping:robot_mapping")
-    options.setdefault("record", False)
+    chasing it, as a Gymnasium environment (the mapping its environment names,
+    ``nodes/flat_evade/gym_mapping.py``). Not recorded unless ``record=`` is given."""
     return make(launch if launch is not None else _default_flat_evade(), agent="robot", **options)
 
 

@@ -38,7 +38,7 @@ import gymnasium
 from catbus.errors import ConfigError
 from catbus.gym.mapping import GymMapping
 from catbus.api.run import execute, load
-from catbus.spec.launchfile import LaunchSpec, max_steps_reason
+from catbus.spec.launchfile import LaunchSpec
 from catbus.spec.nodelist import RECORDER_CLASS
 from catbus.spec.nodespec import TopicBinding
 from catbus.node import Node
@@ -132,8 +132,8 @@ class CatbusEnv(gymnasium.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, launch: Any, agent: str, mapping: GymMapping | str, *, mode: str = "inline",
-                 overrides: Sequence[str] | Mapping[str, Any] = (),
+    def __init__(self, launch: Any, agent: str, mapping: GymMapping | str | None = None, *,
+                 mode: str = "inline", overrides: Sequence[str] | Mapping[str, Any] = (),
                  record: str | os.PathLike | bool | None = None, max_steps: int | None = None,
                  steps: int | None = None, deadline: float = DEFAULT_DEADLINE) -> None:
         if mode not in ("inline", "stepped"):
@@ -144,16 +144,29 @@ class CatbusEnv(gymnasium.Env):
         self.mode = mode
         self.deadline = float(deadline)
         # Checked now: a wrong launch, agent or override fails at make(), not at reset().
+        if isinstance(record, os.PathLike):
+            record = os.fspath(record)
         template = record if isinstance(record, str) and "{" in record else None
         if template is not None:   # the recorder is attached now, its path set per episode
             record = template.format(seed=0, episode=0)
-        base = load(launch, mode=mode, overrides=overrides, record=record)
+        # A trainer runs thousands of episodes: the launch's own ``record:`` (meant for
+        # ``catbus launch``) is used only with record=True, never by default.
+        base = load(launch, mode=mode, overrides=overrides,
+                    record=None if record is True else (record or False))
+        if record is True and base.record is None:
+            raise ConfigError(str(base.path or "<launch>"), "record",
+                              "record=True records to the launch's record: path, and this launch "
+                              "names none; give record='runs/episode-{episode}.mcap'")
         self._base = base
         self._record = template
-        if isinstance(mapping, str):
+        self.agent = base.node(agent)
+        if mapping is None:
+            mapping = _default_mapping(base, agent)
+        elif isinstance(mapping, str):
             mapping = _import_mapping(mapping, base)
         self.mapping = mapping
-        self.agent = base.node(agent)
+        if mode == "inline":
+            _refuse_one_per_process(base, agent)
         if self.agent.period is None:
             raise ConfigError(str(base.path or "<launch>"), f"nodes.{agent}.period",
                               "the trained agent must be periodic (each step() is one of its "
@@ -336,8 +349,8 @@ class CatbusEnv(gymnasium.Env):
         if item[0] == "end":
             result = item[1]
             reason = getattr(result, "end_reason", None)
-            by_bound = reason is None or reason == max_steps_reason(self._base.max_steps) or \
-                (reason or "").startswith("reached max_steps")
+            # No node ended the episode: its length (steps, max_steps) ran out: truncation.
+            by_bound = getattr(result, "ended_by", None) is None
             return (self._last_obs, 0.0, not by_bound, by_bound,
                     {"end_reason": reason, "scores": getattr(result, "scores", None)})
         tick, messages = item[1], item[2]
@@ -363,6 +376,39 @@ class CatbusEnv(gymnasium.Env):
             pass
 
 
+#: The class attribute a node class names its default Gymnasium mappings with, as it names its
+#: evaluator: ``{"agent name": "module:attr"}``, or one ``"module:attr"`` for any agent.
+MAPPING_ATTRIBUTE = "gym_mapping"
+
+
+def _default_mapping(spec: LaunchSpec, agent: str) -> GymMapping:
+    """The mapping a node class of the launch names for ``agent`` (the first in launch order):
+    the environment knows its own observations and rewards, so ``make(launch, agent=...)``
+    needs no import path for the scenarios that ship one."""
+    for node in spec.nodes:
+        named = getattr(node.node_class, MAPPING_ATTRIBUTE, None)
+        ref = named.get(agent) if isinstance(named, Mapping) else named
+        if ref:
+            return _import_mapping(str(ref), spec)
+    raise ConfigError(str(spec.path or "<launch>"), "mapping",
+                      f"no mapping given, and no node class of this launch names one for "
+                      f"{agent} (class attribute {MAPPING_ATTRIBUTE} = {{{agent!r}: "
+                      f"'module:attr'}}); pass mapping=catbus.gym.GymMapping(...) or "
+                      f"mapping='module:attr'")
+
+
+def _refuse_one_per_process(spec: LaunchSpec, agent: str) -> None:
+    """Inline runs every episode's graph in this process; a class that allows one simulation
+    per process would fail at the second reset with its own error, so say why now."""
+    for node in spec.nodes:
+        if node.name != agent and getattr(node.node_class, "one_per_process", False):
+            raise ConfigError(str(spec.path or "<launch>"), f"nodes.{node.name}",
+                              f"{node.node_class.__name__} sets one_per_process (one simulation "
+                              f"per process), and mode='inline' runs every episode in this "
+                              f"process; use mode='stepped' (each episode's nodes in processes "
+                              f"of their own)")
+
+
 def _import_mapping(path: str, spec: LaunchSpec) -> GymMapping:
     """``module:attr`` with the launch's import path; ``attr`` a GymMapping or a function of no
     arguments returning one."""
@@ -382,8 +428,8 @@ def _import_mapping(path: str, spec: LaunchSpec) -> GymMapping:
     return value
 
 
-def make(launch: Any, agent: str, mapping: GymMapping | str, *, mode: str = "inline",
-         overrides: Sequence[str] | Mapping[str, Any] = (),
+def make(launch: Any, agent: str, mapping: GymMapping | str | None = None, *,
+         mode: str = "inline", overrides: Sequence[str] | Mapping[str, Any] = (),
          record: str | os.PathLike | bool | None = None, max_steps: int | None = None,
          steps: int | None = None, deadline: float = DEFAULT_DEADLINE) -> CatbusEnv:
     """One agent of a catbus launch as a ``gymnasium.Env``.
@@ -392,16 +438,19 @@ def make(launch: Any, agent: str, mapping: GymMapping | str, *, mode: str = "inl
         launch: A launch file path, a dict with its layout, or a checked ``LaunchSpec``.
         agent: The node the trainer replaces (it must be periodic).
         mapping: A :class:`~catbus.gym.mapping.GymMapping`, or ``"module:attr"`` naming one (or
-            a function returning one), imported with the launch's import path.
+            a function returning one), imported with the launch's import path. None: the one a
+            node class of the launch names for ``agent`` (class attribute ``gym_mapping``, e.g.
+            flat_evade's environment names the robot's).
         mode: ``"inline"``: the graph runs in this process, one agent period per
-            :meth:`~CatbusEnv.step`, only while ``step()`` runs. ``"stepped"``: the rest of the
-            graph runs in its own processes (as ``catbus launch --mode stepped``) and keeps
-            running (heartbeats and all) while the trainer thinks; the same seed and actions
-            give the same observations as inline.
+            :meth:`~CatbusEnv.step`, only while ``step()`` runs (refused for a launch with a
+            ``one_per_process`` class: every episode would run in this process).
+            ``"stepped"``: the rest of the graph runs in its own processes (as ``catbus launch
+            --mode stepped``) and keeps running (heartbeats and all) while the trainer thinks;
+            the same seed and actions give the same observations as inline.
         overrides: Parameter overrides, as for :func:`catbus.run`.
-        record: As for :func:`catbus.run` (None keeps the launch's; False: none). A path with
-            ``{episode}`` and/or ``{seed}`` gives each episode its own file; a fixed path is
-            rewritten by each episode.
+        record: None or False (default): no recording, whatever the launch says. True: the
+            launch's ``record:`` path. A path: that file; with ``{episode}`` and/or ``{seed}``
+            in it each episode gets its own file, else each episode rewrites it.
         max_steps: Truncate after this many steps (default: the mapping's ``max_steps``); the
             run is then not bounded by the launch's ``steps``.
         steps: Bound each episode's run to this many periods of the first periodic node instead.

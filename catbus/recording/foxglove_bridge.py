@@ -5,14 +5,31 @@ every :data:`~catbus.client.WATCH_EVERY` seconds, so nodes that join later are s
 connects one SUB socket, subscribed to every topic, straight to every publisher's endpoint. It
 never registers, so it does not slow the run down or take part in its schedule.
 
-It serves what it receives with the ``foxglove-sdk`` package (extra ``foxglove``):
-``foxglove.start_server`` on ``ws://HOST:PORT`` (Foxglove's WebSocket protocol,
-``foxglove.websocket.v1``), in its own ``foxglove.Context``. Each topic is a ``json`` channel,
-created at the topic's first message, whose JSON Schema is inferred from that message; values are
-converted exactly as ``catbus export`` does (:mod:`catbus.recording.export`: arrays as lists,
-NaN/inf as ``"NaN"``/``"Infinity"``/``"-Infinity"``). Scene converters the node classes name
-(``foxglove_scene``, e.g. flat_evade's) add ``foxglove.SceneUpdate`` channels. ``catbus/progress``
-is not served. Log times are the messages' wall times (header ``wall_time``).
+It serves what it receives with the ``foxglove-sdk`` package (extra ``foxglove``), in its own
+``foxglove.Context``: ``foxglove.start_server`` on a loopback port of its own, behind
+:class:`~catbus.recording.foxglove_front.SubprotocolFront` on ``ws://HOST:PORT``, so that
+clients of either name of Foxglove's WebSocket protocol connect (``foxglove.sdk.v1``, the SDK's;
+``foxglove.websocket.v1``, older Foxglove Studio and Lichtblick) and see the same channels.
+
+Channels, as in ``catbus export`` (:mod:`catbus.recording.export`):
+
+- each topic is a ``json`` channel, created at the topic's first message, whose JSON Schema is
+  inferred from that message; values are converted as the export converts them (arrays as
+  lists, NaN/inf as ``"NaN"``/``"Infinity"``/``"-Infinity"``);
+- ``catbus/log`` (the nodes' log records) is a ``json`` channel with the schema
+  ``foxglove.Log`` (:data:`~catbus.recording.export.FOXGLOVE_LOG_SCHEMA`), so Foxglove's Log
+  panel lists them;
+- scene converters the node classes name (``foxglove_scene``, e.g. flat_evade's) add
+  ``protobuf`` channels with Foxglove's own schemas (``foxglove.SceneUpdate``);
+- ``catbus/progress`` is not served.
+
+Time: in ``stepped`` and ``inline`` runs a message's log time is its *sim* time (as its
+``publish_time`` in a recording), so Foxglove's timeline is the simulation's, whatever the pace;
+in ``parallel`` runs, where time is the wall clock, it is the message's wall time (header
+``wall_time``). The run's mode comes with the graph.
+
+An inline run has no bus to join: :class:`LiveNode` (``catbus.recording.foxglove_bridge:LiveNode``
+in a launch file) serves a run from inside it, in any mode, with the same channels and times.
 
 It ends when the run ends (its run folder is removed, or its registry stops answering for
 :data:`~catbus.client.REGISTRY_SILENCE` s), on Ctrl-C, or when :meth:`Bridge.stop` is
@@ -26,7 +43,6 @@ the node classes (from the graph), so their defaults are used.
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import threading
@@ -36,30 +52,20 @@ from typing import Any, Callable, Mapping
 
 import zmq
 
-from catbus.errors import CatbusError
-from catbus.recording.export import SchemaBuilder, message_json, scene_converters
+from catbus.node import Input, Node
+from catbus.params import Param
 from catbus.wire import codec
 from catbus.wire import messages as msg
-from catbus.wire.protocol import PROGRESS_TOPIC
+from catbus.wire.protocol import EVERY_TOPIC, PROGRESS_TOPIC
+from catbus.wire.sockets import dual_stack
+from catbus.recording.foxglove_server import DEFAULT_PORT, SIM_TIME_MODES, LiveServer
 
-DEFAULT_PORT = 8765
 #: The most data messages one pass of :meth:`Bridge.run` handles before it looks at the registry
 #: and the end of the run again.
 RECEIVE_BATCH = 1000
 #: How often (seconds) :meth:`Bridge.run` looks for the end of the run and whether to ask for the
 #: graph again, whether or not messages are coming.
 CHECK_EVERY = 0.05
-#: The longest :meth:`Bridge.close` waits for the WebSocket server's port to be free again.
-PORT_RELEASE_TIMEOUT = 5.0
-
-
-def _import_foxglove() -> Any:
-    try:
-        import foxglove
-    except ImportError:
-        raise CatbusError("the Foxglove bridge needs the foxglove-sdk package: "
-                          "pip install 'catbus[foxglove]'") from None
-    return foxglove
 
 
 class Bridge:
@@ -77,31 +83,21 @@ class Bridge:
         from catbus.client import REGISTRY_SILENCE, WATCH_EVERY
         from catbus.supervise.rundir import RUN_FILE
 
-        foxglove = _import_foxglove()
-        self._foxglove = foxglove
         self.registry = registry
         self.keys = keys   # catbus.security.Keys of a secured TCP run, or None
         self.say = say or (lambda text: print(f"catbus foxglove: {text}", file=sys.stderr,
                                               flush=True))
         self.run_file = Path(run_folder) / RUN_FILE if run_folder else None
         self.watch_every, self.silence = WATCH_EVERY, REGISTRY_SILENCE
-        self.import_path = list(import_path)
-        self.context = foxglove.Context()
-        self.server = foxglove.start_server(name="catbus", host=host, port=port,
-                                            context=self.context)
-        self.port: int = self.server.port
+        self.nodes = dict(nodes) if nodes else None
+        self.live = LiveServer(port=port, host=host, nodes=self.nodes, import_path=import_path,
+                               say=self.say)
+        self.port: int = self.live.port
         self.host = host
         self._stop = threading.Event()
-        self.channels: dict[str, Any] = {}
-        self.scene_channels: dict[str, Any] = {}
         self.endpoints: set[str] = set()
-        self.converters: list[Any] = []
-        self._scene_classes: set[str] = set()
-        self.nodes = dict(nodes) if nodes else None
-        if self.nodes is not None:
-            self.converters = scene_converters(self.nodes, import_path=self.import_path,
-                                               warn=self.say)
-            self._scene_classes = {str(n.get("class")) for n in self.nodes.values()}
+        #: The run's mode, from its graph (None until the first graph came).
+        self.mode: str | None = None
         #: Why the bridge ended (the run ended, stopped), once it has.
         self.reason: str | None = None
         #: Data messages received (``catbus/progress`` not counted), graph replies received,
@@ -114,6 +110,16 @@ class Bridge:
     def url(self) -> str:
         return f"ws://{self.host}:{self.port}"
 
+    @property
+    def channels(self) -> dict[str, Any]:
+        """The channels served, by topic."""
+        return self.live.channels
+
+    @property
+    def scene_channels(self) -> dict[str, Any]:
+        """The scene channels served, by topic."""
+        return self.live.scene_channels
+
     def stop(self) -> None:
         """Ask :meth:`run` to end (from any thread)."""
         self._stop.set()
@@ -123,9 +129,11 @@ class Bridge:
         ctx = zmq.Context.instance()
         sub = ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
+        dual_stack(sub)   # publishers at IPv6 addresses, as well as IPv4
         sub.setsockopt(zmq.SUBSCRIBE, b"")
         dealer = ctx.socket(zmq.DEALER)
         dealer.setsockopt(zmq.LINGER, 0)
+        dual_stack(dealer)
         dealer.setsockopt(zmq.SNDHWM, 4)
         from catbus import security
 
@@ -195,21 +203,13 @@ class Bridge:
 
     def close(self) -> None:
         """Close the channels and stop the WebSocket server (idempotent). When it returns, the
-        port is free again (or :data:`PORT_RELEASE_TIMEOUT` s have passed): a new bridge may
-        listen on it at once."""
-        server, self.server = self.server, None
-        if server is None:
-            return
-        for channel in [*self.channels.values(), *self.scene_channels.values()]:
-            try:
-                channel.close()
-            except Exception:
-                pass
-        server.stop()
-        _wait_port_released(self.host, self.port, PORT_RELEASE_TIMEOUT)
+        port is free again: a new bridge may listen on it at once."""
+        self.live.close()
 
     # -- internals ------------------------------------------------------------------------------
     def _on_graph(self, graph: Any, sub: zmq.Socket) -> None:
+        self.mode = getattr(graph, "mode", None) or self.mode
+        self.live.sim_time = self.mode in SIM_TIME_MODES
         for node in graph.nodes:
             endpoint = node.get("endpoint")
             if node.get("outputs") and endpoint and endpoint not in self.endpoints:
@@ -220,15 +220,7 @@ class Bridge:
                 key = str(node.get("key") or "").encode() or None   # its XPUB's CURVE key
                 security.dial(sub, endpoint, self.keys, key).close()
         if self.nodes is None:   # no launch file: scene converters from the graph's classes
-            new = {n["name"]: {"class": n.get("cls")} for n in graph.nodes
-                   if n.get("cls") and str(n.get("cls")) not in self._scene_classes}
-            if new:
-                self._scene_classes |= {str(n["class"]) for n in new.values()}
-                everyone = {n["name"]: {"class": n.get("cls")} for n in graph.nodes}
-                for name in new:
-                    self.converters += scene_converters({name: everyone[name]},
-                                                        import_path=self.import_path,
-                                                        warn=self.say)
+            self.live.add_scenes({n["name"]: {"class": n.get("cls")} for n in graph.nodes})
 
     def _on_frames(self, frames: list[Any]) -> None:
         try:
@@ -238,71 +230,7 @@ class Bridge:
         if topic == PROGRESS_TOPIC:
             return
         self.received += 1
-        log_time = int(header.wall_time * 1e9) if header.wall_time else time.time_ns()
-        data = message_json(value)
-        channel = self.channels.get(topic)
-        if channel is None:
-            builder = SchemaBuilder()
-            builder.add(data)
-            channel = self._foxglove.Channel(topic, schema=builder.schema(topic),
-                                             context=self.context)
-            self.channels[topic] = channel
-        channel.log(json.dumps(data, allow_nan=False).encode(), log_time=log_time)
-        time_ns = int(round(header.sim_time * 1e9))
-        for convert in self.converters:
-            try:
-                outputs = convert(topic, value, time_ns) or ()
-            except Exception as exc:   # a broken scene must not end the bridge
-                self.say(f"scene converter failed on {topic}: {type(exc).__name__}: {exc}")
-                self.converters.remove(convert)
-                break
-            for scene_topic, fox in outputs:
-                scene = self.scene_channels.get(scene_topic)
-                if scene is None:
-                    scene = _typed_channel(self._foxglove, fox, scene_topic, self.context)
-                    self.scene_channels[scene_topic] = scene
-                scene.log(fox, log_time=log_time)
-
-
-def _wait_port_released(host: str, port: int, timeout: float) -> bool:
-    """Wait until ``host:port`` can be bound again; False if it still cannot after ``timeout``.
-
-    foxglove-sdk's ``WebSocketServer.stop()`` (0.30) returns once the connections' tasks have
-    ended, but the task holding the listening socket only drops it a moment later, on the
-    SDK's runtime (up to a few milliseconds, more on a loaded machine): until then connections
-    to the port are still accepted, and a new server on it fails to bind. The SDK says nothing
-    when the socket is gone, so the port is tried: a bind (``SO_REUSEADDR``, so that connections
-    in TIME_WAIT do not count) fails while a socket listens on it."""
-    import errno
-    import socket
-
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
-    except (OSError, IndexError):
-        return False
-    deadline = time.monotonic() + timeout
-    while True:
-        with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(address)
-                return True
-            except OSError as exc:
-                if exc.errno != errno.EADDRINUSE:
-                    return False
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.002)
-
-
-def _typed_channel(foxglove: Any, message: Any, topic: str, context: Any) -> Any:
-    """The SDK's typed channel for a ``foxglove.messages`` object (``SceneUpdate`` ->
-    ``SceneUpdateChannel``)."""
-    import foxglove.channels as channels
-
-    cls = getattr(channels, f"{type(message).__name__}Channel")
-    return cls(topic, context=context)
+        self.live.publish(topic, value, header.sim_time, header.wall_time)
 
 
 class BridgeThread:
@@ -375,6 +303,54 @@ class BridgeThread:
         self._thread.join(timeout)
 
 
+class LiveNode(Node):
+    """Serve the run this node is part of to Foxglove, from inside it: the live view of a run
+    with no bus to join (``inline``), and of any other run as well.
+
+    Add it to a launch file (``catbus.recording.foxglove_bridge:LiveNode``, params ``port`` and
+    ``host``) and open ``ws://HOST:PORT`` in Foxglove; run inline at ``--pace 1`` to watch in
+    real time. Like the recorder it reads every topic's raw frames, in schedule order in
+    ``stepped`` and ``inline``; it publishes nothing. Channels, scenes and times are those of
+    ``catbus foxglove`` (see the module documentation): sim times in ``stepped`` and ``inline``.
+    """
+
+    inputs = [Input(EVERY_TOPIC, "all")]
+    outputs = ()
+    wants_raw = True
+    period = None
+    params = {
+        "port": Param(int, DEFAULT_PORT, "WebSocket port (0: a free one)"),
+        "host": Param(str, "127.0.0.1", "address to listen on"),
+    }
+
+    live: LiveServer | None = None
+
+    def setup(self, params: dict[str, Any]) -> None:
+        from catbus.recording.mcap_layout import launch_nodes
+        from catbus.spec.imports import recorded_import_path
+
+        info = self.run_info
+        self.live = LiveServer(port=params["port"], host=params["host"],
+                               nodes=launch_nodes(info), import_path=recorded_import_path(info),
+                               say=lambda text: self.log.warning(text))
+        self.live.sim_time = info.get("mode") in SIM_TIME_MODES
+        self.log.info(f"serving run {info.get('name')} on {self.live.url} (open it in "
+                      f"Foxglove: Open connection, Foxglove WebSocket)")
+
+    def on_raw(self, topic: str, header: Any, payload: Any, buffers: Any) -> None:
+        if topic == PROGRESS_TOPIC or self.live is None:
+            return
+        try:
+            value = codec.decode_payload(payload, buffers)
+        except codec.DecodeError:
+            return
+        self.live.publish(topic, value, header.sim_time, header.wall_time)
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.close()
+
+
 def _has_node_fields(spec: Any) -> bool:
     nodes = getattr(spec, "nodes", None)
     return bool(nodes) and all(hasattr(n, "name") and hasattr(n, "class_path")
@@ -412,4 +388,5 @@ def serve(*, bus: str | None = None, run: str | None = None, port: int = DEFAULT
     return 0
 
 
-__all__ = ["Bridge", "BridgeThread", "serve", "DEFAULT_PORT"]
+__all__ = ["Bridge", "BridgeThread", "LiveNode", "LiveServer", "serve", "DEFAULT_PORT",
+           "SIM_TIME_MODES"]

@@ -45,7 +45,7 @@ from catbus.node import Input, Node
 from catbus.params import Param
 from catbus.recording.endnotes import EndNotes, launch_order
 from catbus.recording.fastmcap import DirectFile, use_fast_chunks
-from catbus.recording.losses import LossCount
+from catbus.recording.losses import CONTRADICTS, JUMP, LossCount
 from catbus.recording.mcap_layout import (CHANNEL_INCARNATION, CHANNEL_PUBLISHER,
                                           END_METADATA_NAME, JSON_KEYS, MESSAGE_ENCODING,
                                           METADATA_NAME, PROFILE)
@@ -143,6 +143,10 @@ class Recorder(Node):
         self._channels: dict[Any, int] = {}
         #: Losses per (publisher, topic), from the sequence numbers.
         self.losses = LossCount()
+        #: (publisher, topic) -> the message that jumped ahead of its stream, held until the
+        #: stream's next message says whether it was real (after a loss: written then) or one
+        #: bad number (never written). See :mod:`catbus.recording.losses`.
+        self._held: dict[tuple[str, str], tuple] = {}
         self.messages_written = 0
         self.malformed = 0
         self._last_publish_time = 0
@@ -173,12 +177,15 @@ class Recorder(Node):
         """Write one received message, in call order (the runtime already ordered the calls)."""
         if topic == PROGRESS_TOPIC:
             return
-        writer = self._writer
-        if writer is None:
+        if self._writer is None:
             raise RuntimeError("Recorder.on_raw called before setup() or after close()")
         # Its sequence number counts even if the payload is refused below: it arrived, so it
         # is not a loss.
-        self.losses.count(header.publisher, topic, header.seq)
+        verdict = self.losses.count(header.publisher, topic, header.seq)
+        if self._held:
+            held = self._held.pop((header.publisher, topic), None)
+            if held is not None and verdict != CONTRADICTS:
+                self._write(*held)   # the jump before this one was real: messages were lost
         try:
             # The same check every reader of the file will make: a message whose payload does
             # not decode is counted and dropped here, never written into its channel (where
@@ -187,6 +194,15 @@ class Recorder(Node):
         except codec.DecodeError:
             self.malformed += 1
             return
+        if verdict == JUMP:
+            self._held[(header.publisher, topic)] = (topic, header, payload, buffers)
+            return
+        self._write(topic, header, payload, buffers)
+
+    def _write(self, topic: str, header: codec.Header, payload: bytes | memoryview,
+               buffers: Sequence[Any]) -> None:
+        """Write one accepted message into its channel (or keep it for the end: catbus/stats)."""
+        writer = self._writer
         # Header.unpack bounds sim_time (finite, within +-2**34 s), so this fits MCAP's u64.
         publish_time = min(max(0, round(header.sim_time * 1e9)), _UINT64)
         self._check_tick(topic, header, publish_time)
@@ -209,6 +225,12 @@ class Recorder(Node):
         if self._closed:
             return
         self._closed = True
+        if self._writer is not None and self._held:
+            # A message that jumped ahead of a stream that then ended: nothing says it was one
+            # bad number, so it is taken for what it claims (the messages before it lost).
+            for held in list(self._held.values()):
+                self._write(*held)
+            self._held.clear()
         writer, self._writer = self._writer, None
         file, self._file = self._file, None
         try:

@@ -60,8 +60,9 @@ def first_difference(a: str | Path, b: str | Path) -> Difference | None:
 
 def verify(launch: str, *, seed: int | None = None, steps: int | None = None,
            duration: float | None = None, overrides: Sequence[str] = (),
-           out: Any = print) -> int:
-    """Run both modes and report; returns 0 when they agree, 1 otherwise."""
+           out: Any = print, args: Any = None) -> int:
+    """Run both modes and report; returns 0 when they agree, 1 otherwise. ``args``: the launch
+    file's arguments (``--arg``)."""
     from catbus.api.run import run
 
     with tempfile.TemporaryDirectory(prefix="catbus-verify-") as folder:
@@ -69,7 +70,7 @@ def verify(launch: str, *, seed: int | None = None, steps: int | None = None,
         for mode in ("inline", "stepped"):
             paths[mode] = Path(folder) / f"{mode}.mcap"
             run(launch, mode=mode, seed=seed, steps=steps, duration=duration,
-                overrides=overrides, record=paths[mode], evaluate=False)
+                overrides=overrides, record=paths[mode], evaluate=False, args=args)
         difference = first_difference(paths["inline"], paths["stepped"])
         counts = {t: len(v) for t, v in channel_sequences(paths["inline"]).items()}
     if difference is None:

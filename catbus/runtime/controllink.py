@@ -5,13 +5,22 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Callable, TypeVar
 
 import zmq
 
 from catbus import security
+from catbus.errors import CatbusError
 from catbus.wire import messages as msg
 from catbus.wire.protocol import HEARTBEAT_INTERVAL
 from catbus.wire.sockets import keep_links_alive
+
+
+M = TypeVar("M", bound=msg.Message)
+
+
+class RegistryLost(CatbusError):
+    """The registry stopped answering: the launcher is gone, so this node exits."""
 
 
 class ControlLink:
@@ -80,6 +89,29 @@ class ControlLink:
             silent = time.monotonic() - self.last_heard
         self.last_looked = now
         return silent
+
+    def wait_for(self, kind: type[M], *, timeout: float, handle: Callable[[msg.Message], None],
+                 poll: Callable[[float], object]) -> M:
+        """Wait up to ``timeout`` seconds for one control message of ``kind``, giving the
+        others to ``handle`` and calling ``poll`` (milliseconds) between reads, so that the
+        node's other sockets are served meanwhile; the registry must answer."""
+        deadline = time.monotonic() + timeout
+        while True:
+            received = self.receive_nowait()
+            for index, message in enumerate(received):
+                if isinstance(message, kind):
+                    # Whatever came in the same batch (the graph, often) is handled next.
+                    self.backlog.extend(received[index + 1:])
+                    return message
+                handle(message)
+            refused = self.handshake.problem()   # CURVE refused: say why, now
+            if refused:
+                raise RegistryLost(refused)
+            if time.monotonic() > deadline:
+                raise RegistryLost(f"no answer from the registry at {self.bus} within "
+                                   f"{timeout:g} s; is a run started there "
+                                   "(catbus launch ... or catbus bus)?")
+            poll(100)
 
     def close(self) -> None:
         self.handshake.close()

@@ -1,10 +1,13 @@
-"""The peer-to-peer data plane of one node: one XPUB socket it publishes on, one SUB socket that
-connects straight to its peers. No broker sits between two nodes.
+"""The peer-to-peer data plane of one node: one XPUB socket it publishes on, and one SUB socket
+per neighbour, connected straight to it. No broker sits between two nodes.
 
-Who connects to whom: a node's SUB connects to every *neighbour*, i.e. every node that publishes a
-topic it reads (to get the data) and every node that reads a topic it publishes (to get their
-``catbus/progress`` for flow control). Its subscriptions are its input topics (each with the NUL
-terminator, so prefixes match exactly), ``catbus/progress`` and, last, ``catbus/hello/<own name>``.
+Who connects to whom: a node connects a SUB to every *neighbour*, i.e. every node that publishes
+a topic it reads (to get the data) and every node that reads a topic it publishes (to get their
+``catbus/progress`` for flow control). A socket per neighbour, so that who sent a message is the
+transport's word, not the header's (:mod:`catbus.runtime.subscribers`). Each subscribes to what
+its neighbour publishes and this node reads (each topic with the NUL terminator, so prefixes
+match exactly; everything for a reader of ``*``), ``catbus/progress`` and, last,
+``catbus/hello/<own name>``.
 
 The hello is how a publisher knows that a subscriber is really connected (ZeroMQ gives no
 connect callback): XPUB_VERBOSE hands every subscription to the publisher, subscriptions on one
@@ -17,6 +20,10 @@ process of that name, or the same process whose connection came back. ZeroMQ dro
 for a connection that broke, so the publisher then sends again what it retains (its last messages
 per topic, see :meth:`DataPlane.retain`) and announces its progress; receivers drop what they
 already have (:class:`catbus.runtime.inbox.Inbox`, by publisher process and sequence number).
+
+What a peer may cost a node is bounded: a frame's size (``ZMQ_MAXMSGSIZE``,
+:data:`catbus.wire.codec.MAX_FRAME_BYTES`), a payload's decoding (:data:`catbus.wire.codec.
+MAX_ELEMENTS`), and what one connection may subscribe (:mod:`catbus.runtime.floodguard`).
 """
 
 from __future__ import annotations
@@ -24,34 +31,33 @@ from __future__ import annotations
 import os
 import time
 from collections import defaultdict, deque
-from typing import Any, Iterable
+from typing import Any, Callable, Collection, Iterable, Mapping
 
 import msgpack
 import zmq
 
 from catbus import security
 from catbus.errors import CatbusError
-from catbus.runtime.hostaddr import reachable_host
+from catbus.runtime.floodguard import MAX_SUBSCRIPTION_BYTES, SUBSCRIPTION_HWM
+from catbus.runtime.hostaddr import reachable_host, tcp_endpoint
 # Host and interface discovery is catbus.runtime.hostaddr's; importable from here as well.
 from catbus.runtime.hostaddr import host_address as host_address, \
     interface_addresses as interface_addresses, reachable_bus as reachable_bus
-from catbus.wire import codec
+from catbus.runtime.inbox import Frames
+from catbus.runtime.subscribers import Subscribers
+from catbus.runtime.subscriptiongate import SubscriptionGate
+from catbus.security.client import set_client_keys
+from catbus.wire import codec, sockets
 from catbus.wire.sockets import keep_links_alive
-from catbus.wire.protocol import HELLO_PREFIX, LOG_TOPIC, PROGRESS_TOPIC, SCORES_TOPIC, \
-    STATS_TOPIC, SWAP_TOPIC, hello_topic
+from catbus.wire.protocol import PROGRESS_TOPIC
 
 PROGRESS_FRAME = codec.topic_frame(PROGRESS_TOPIC)
 _pack_header, _encode_payload, _envelope = codec.pack_header, codec.encode_payload, codec.envelope
 _time = time.time
 #: Queue bounds. Stepped mode bounds queues by its window; this only caps a runaway parallel node.
 HWM = 100_000
-#: The most subscription messages one :meth:`DataPlane.drain_subscriptions` handles: a flood of
-#: them never keeps a node from its steps and its control link.
-SUBSCRIPTION_BATCH = 10_000
-_HELLO_FRAME = HELLO_PREFIX.encode()
 # Plain ints: pyzmq's enum flags cost microseconds per ``|`` on the per-message hot path.
 _SNDMORE, _NOBLOCK = int(zmq.SNDMORE), int(zmq.NOBLOCK)
-_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 #: Frames below this size are copied (cheaper than a zero-copy frame object); larger ones are not.
 ZERO_COPY_MIN = 64 * 1024
 # pyzmq's compiled send and recv, called without the Python method of ``zmq.Socket`` around
@@ -78,9 +84,11 @@ def send_frames(sock: zmq.Socket, frames: list) -> None:
             _raw_send(sock, frame, flags)
 
 
-def receive_frames(sock: zmq.Socket, wait: bool = False) -> list | None:
+def receive_frames(sock: "zmq.Socket | Subscribers", wait: bool = False) -> list | None:
     """One multipart message if one is waiting, else None. With ``wait``, block for up to the
-    socket's ``RCVTIMEO`` for it first.
+    socket's ``RCVTIMEO`` for it first. ``sock`` may be a node's :class:`Subscribers` (its
+    ``DataPlane.sub``): the message is then :class:`~catbus.runtime.inbox.Frames` that name the
+    neighbour they came from.
 
     The envelope (topic, header and payload) arrives as bytes; array buffer frames as zero-copy
     ``zmq.Frame`` objects whose memory numpy then views without copying.
@@ -97,6 +105,8 @@ def receive_frames(sock: zmq.Socket, wait: bool = False) -> list | None:
     their system calls per message. Signals still interrupt it (pyzmq runs the Python handler
     on EINTR).
     """
+    if type(sock) is Subscribers:
+        return sock.receive(wait)
     try:
         frame = _raw_recv(sock, 0 if wait else _NOBLOCK, False)
     except zmq.Again:
@@ -121,7 +131,7 @@ def data_endpoint_for(bus: str, name: str, advertise: str | None = None) -> str:
     if bus.startswith("ipc://"):
         folder = bus[len("ipc://"):].rsplit("/", 1)[0]
         return f"ipc://{folder}/{name}-{os.getpid()}.sock"
-    return f"tcp://{advertise or reachable_host(bus)}:*"
+    return tcp_endpoint(advertise or reachable_host(bus), "*")
 
 
 def parse_ports(text: str) -> tuple[int, int]:
@@ -138,13 +148,13 @@ def bind_data(sock: zmq.Socket, bind: str, ports: tuple[int, int] | None) -> Non
     ``ports`` (``--data-ports``, for a lab whose firewall opens only a range) on a free port of
     that range of ``tcp://HOST``."""
     if ports is None or not bind.startswith("tcp://"):
-        sock.bind(bind)
+        sockets.bind(sock, bind)
         return
     host = bind.rsplit(":", 1)[0]
     low, high = ports
     for port in range(low, high + 1):
         try:
-            sock.bind(f"{host}:{port}")
+            sockets.bind(sock, f"{host}:{port}")
             return
         except zmq.ZMQError as exc:
             if exc.errno != zmq.EADDRINUSE:
@@ -160,113 +170,120 @@ class DataPlane:
                  keys: "security.Keys | None" = None,
                  ports: tuple[int, int] | None = None) -> None:
         self.name = name
+        self.ctx = ctx
         self.pub = ctx.socket(zmq.XPUB)
-        self.sub = ctx.socket(zmq.SUB)
-        #: CURVE on both sockets when the run is keyed (catbus.security), else None.
-        self.curve = security.publisher(ctx, self.pub, self.sub, keys, bind, name)
+        # The session secures the XPUB (a CURVE server with this node's key pair) and, through
+        # the socket given here, says which client keys a SUB takes; each neighbour's SUB gets
+        # them in _make_subscriber.
+        keyed = ctx.socket(zmq.SUB)
+        try:
+            #: CURVE on every socket when the run is keyed (catbus.security), else open.
+            self.curve = security.publisher(ctx, self.pub, keyed, keys, bind, name)
+        finally:
+            keyed.close(0)
         self.pub.setsockopt(zmq.XPUB_VERBOSE, 1)
-        self.pub.setsockopt(zmq.XPUB_MANUAL, 1)   # see allow_subscriptions
+        self.pub.setsockopt(zmq.XPUB_MANUAL, 1)   # see SubscriptionGate.allow
+        self.pub.setsockopt(zmq.MAXMSGSIZE, MAX_SUBSCRIPTION_BYTES)   # its input: subscriptions
         keep_links_alive(self.pub)
+        # No pings of its own: libzmq 4.3 aborts (stream_engine_base.cpp, "!_io_error") when the
+        # ping timer fires on a connection that failed while its input was held back by a full
+        # pipe -- what a subscription flood, then a cut or a reset connection, leaves behind.
+        # Every subscriber pings with a time-to-live (HEARTBEAT_TTL), and libzmq closes a
+        # connection silent for that long on this side too: a dead subscriber is still let go.
+        self.pub.setsockopt(zmq.HEARTBEAT_IVL, 0)
+        # What libzmq takes in from one connection at a time (into its subscription table, in
+        # this process's thread): a flood is read -- and its connection cut -- before much of
+        # it is stored. An honest subscriber sends a handful.
+        self.pub.setsockopt(zmq.RCVHWM, SUBSCRIPTION_HWM)
         self.pub.setsockopt(zmq.SNDHWM, HWM)
         self.pub.setsockopt(zmq.LINGER, 2000)
         bind_data(self.pub, bind, ports)
         self.endpoint = self.pub.getsockopt(zmq.LAST_ENDPOINT).decode()
-        self.sub.setsockopt(zmq.RCVHWM, HWM)
-        self.sub.setsockopt(zmq.LINGER, 0)
-        keep_links_alive(self.sub)
-        self.connected: set[str] = set()
-        self.subscriptions: list[bytes] = []
-        self.hellos: set[str] = set()
+        #: One SUB per neighbour (see catbus.runtime.subscribers): ``sub`` receives from them
+        #: all (receive_frames accepts it as it accepted the single SUB of before).
+        self.sub = Subscribers(name, self._make_subscriber,
+                               lambda sock, endpoint: security.connect(sock, endpoint,
+                                                                       self.curve))
+        #: This node's inputs (set by :meth:`subscribe`): what its sockets subscribe to.
+        self.inputs: set[str] = set()
+        self.everything = False
+        self._following: tuple[Mapping, Mapping] | None = None   # the last follow()'s
         self.seq: dict[str, int] = defaultdict(int)
         self._topic_frames: dict[str, bytes] = {}
         #: This process's identity beside its name, from the registry's welcome.
         self.incarnation = 1
         self.sent = 0
         self.malformed = 0
-        #: Names whose hello this socket has seen since :meth:`take_hellos` (repeats included:
-        #: a hello seen again is a neighbour that subscribed again).
-        self.hellos_seen: list[str] = []
         #: topic -> the messages kept to send again: ``(tick, envelope, buffers)``, the newest
         #: message always, and every one of the last :attr:`retain_ticks` ticks.
         self.retained: dict[str, deque] = {}
         self.retain_ticks = 0
         #: The last progress this node announced: explicitly, or carried by its data (stepped).
         self.last_progress: tuple[int, int, int | None, bool] = (-1, -1, None, False)
+        #: The newest tick this node has published data for: an end of the episode below it is
+        #: in its past, and never relayed (see :meth:`publish_progress`).
+        self.newest_tick = -1
         self.last_publish = 0.0   # wall time of the last data message sent
-        #: Topic frames peers may subscribe to (None: any, until allow_subscriptions) and how
-        #: many subscriptions were refused.
-        self.allowed: set[bytes] | None = None
-        self.known: set[bytes] = set()
-        self.refused = 0
+        #: Who may subscribe to what this node publishes, and the hellos seen
+        #: (:class:`~catbus.runtime.subscriptiongate.SubscriptionGate`).
+        self.gate = SubscriptionGate(name, ctx, self.pub, self.endpoint, self.curve)
+
+    def _make_subscriber(self) -> zmq.Socket:
+        """A SUB for one neighbour, with the options every data SUB shares."""
+        sock = self.ctx.socket(zmq.SUB)
+        sock.setsockopt(zmq.RCVHWM, HWM)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, codec.MAX_FRAME_BYTES)
+        keep_links_alive(sock)
+        keys = getattr(self.curve, "keys", None)
+        if keys is not None:   # a keyed run: this host's client key pair
+            set_client_keys(sock, keys)
+        return sock
 
     # -- subscribing ----------------------------------------------------------------------------
     def subscribe(self, topics: Iterable[str], *, everything: bool = False) -> None:
-        """Set the subscriptions (before connecting): inputs, progress, then our hello."""
-        prefixes = [b""] if everything else [codec.topic_frame(t) for t in topics]
-        prefixes += [PROGRESS_FRAME, codec.topic_frame(hello_topic(self.name))]
-        for prefix in prefixes:
-            if prefix not in self.subscriptions:
-                self.sub.setsockopt(zmq.SUBSCRIBE, prefix)
-                self.subscriptions.append(prefix)
+        """This node's inputs (every topic, with ``everything``): what each neighbour's socket
+        subscribes to of what that neighbour publishes (see :meth:`follow`)."""
+        self.inputs |= set(topics)
+        self.everything = self.everything or everything
+        if self._following is not None:   # a graph came first: its sockets subscribe now
+            self.follow(*self._following)
 
-    def connect(self, endpoints: Iterable[str]) -> None:
-        for endpoint in endpoints:
-            if endpoint not in self.connected and endpoint != self.endpoint:
-                security.connect(self.sub, endpoint, self.curve)
-                self.connected.add(endpoint)
+    @property
+    def subscriptions(self) -> list[bytes]:
+        """Every prefix some neighbour's socket subscribed to, once each."""
+        return list(dict.fromkeys(prefix for prefixes in self.sub.prefixes.values()
+                                  for prefix in prefixes))
 
-    def disconnect(self, endpoint: str) -> None:
-        if endpoint in self.connected:
-            self.connected.discard(endpoint)
-            try:
-                self.sub.disconnect(endpoint)
-            except zmq.ZMQError:
-                pass
+    @property
+    def connected(self) -> set[str]:
+        """Every endpoint a socket of this node is connected to."""
+        return self.sub.connected
 
-    def allow_subscriptions(self, topics: Iterable[str]) -> None:
-        """Accept subscriptions only to what this node publishes: these topics, the framework's
-        own (progress, scores, logs, swaps), every topic at once (a recorder) and hellos. Any
-        other subscription is refused and counted in ``refused`` (``XPUB_MANUAL``): it never
-        enters the socket's matching, so it costs no time per message sent, and reading them is
-        bounded per call (:data:`SUBSCRIPTION_BATCH`), so a flood never stops the node's steps.
-        libzmq itself still keeps every subscription a connection sent (about 300 bytes each)
-        until that connection closes; on a TCP bus CURVE keeps strangers from connecting."""
-        self.allowed = {codec.topic_frame(topic) for topic in
-                        (*topics, PROGRESS_TOPIC, SCORES_TOPIC, LOG_TOPIC, SWAP_TOPIC,
-                         STATS_TOPIC)}
+    def follow(self, endpoints: Mapping[str, Collection[str]],
+               sources: Mapping[str, Collection[str]],
+               add: Callable[[Frames], Any] | None = None) -> None:
+        """Have a socket for each neighbour in ``endpoints`` (name -> its endpoints: two while
+        it is swapped), subscribed to what it publishes of our inputs (``sources``: name -> the
+        topics we read from it; all it sends for a reader of everything) and connected; close
+        the sockets of nodes no longer neighbours (what they hold goes to ``add``)."""
+        self._following = (endpoints, sources)
+        wanted = {}
+        for name, where in endpoints.items():
+            where = [e for e in where if e and e != self.endpoint]
+            if self.everything and name in sources:
+                prefixes = [b""]
+            else:
+                prefixes = [self._frame(topic) for topic in sorted(sources.get(name, ()))
+                            if topic in self.inputs]
+            wanted[name] = (where, prefixes)
+        self.sub.follow(wanted, add)
 
-    def know_topics(self, topics: Iterable[str]) -> None:
-        """The run's topics (from the graph): a neighbour subscribes to every input it has on
-        every connection, so subscriptions to topics of the run that this node does not
-        publish are normal -- not applied, and not counted as refused."""
-        self.known = {codec.topic_frame(topic) for topic in topics}
-
-    def drain_subscriptions(self) -> None:
-        """Read pending subscription messages on the XPUB (at most :data:`SUBSCRIPTION_BATCH`
-        per call), apply those it accepts (``XPUB_MANUAL``) and note every hello seen."""
-        pub = self.pub
-        allowed = self.allowed
-        for _ in range(SUBSCRIPTION_BATCH):
-            if not pub.getsockopt(_EVENTS) & _POLLIN:
-                return
-            event = pub.recv(_NOBLOCK)
-            kind, prefix = event[:1], event[1:]
-            hello = prefix.startswith(_HELLO_FRAME) and prefix.endswith(codec.TOPIC_TERMINATOR)
-            if kind not in (b"\x00", b"\x01") or not (
-                    hello or not prefix or allowed is None or prefix in allowed):
-                if self.known and prefix not in self.known:   # (before the graph: unknown)
-                    self.refused += 1
-                continue
-            pub.setsockopt(zmq.SUBSCRIBE if kind == b"\x01" else zmq.UNSUBSCRIBE, prefix)
-            if hello and kind == b"\x01":
-                name = prefix[len(_HELLO_FRAME):-1].decode(errors="replace")
-                self.hellos.add(name)
-                self.hellos_seen.append(name)
-
-    def take_hellos(self) -> list[str]:
-        """The hellos seen since the last call (see :attr:`hellos_seen`)."""
-        seen, self.hellos_seen = self.hellos_seen, []
-        return seen
+    def _frame(self, topic: str) -> bytes:
+        head = self._topic_frames.get(topic)
+        if head is None:
+            head = self._topic_frames[topic] = codec.topic_frame(topic)
+        return head
 
     # -- publishing -----------------------------------------------------------------------------
     def publish(self, topic: str, value: Any, tick: int, sim_time: float,
@@ -294,6 +311,8 @@ class DataPlane:
             _raw_send(self.pub, first, 0)
         self.sent += 1
         self.last_publish = now
+        if tick > self.newest_tick:
+            self.newest_tick = tick
         if through is not None and through > self.last_progress[1]:
             self.last_progress = (tick, through, None, False)
         self.retain(topic, tick, first, buffers)
@@ -330,7 +349,15 @@ class DataPlane:
 
         Its payload is ``[name, tick, through, end_tick_or_None, final, {topic: messages_sent}]``;
         ZeroMQ keeps each connection in order, so whoever has this has all our data before it.
+
+        An end of the episode below what this node has already announced or published data for
+        is one it learnt from another node, in its own past: it is left out (None). Readers
+        refuse an end in its sender's past (docs/protocol.md, "Progress values") -- that is
+        how a forged one is told -- and learn this one from the node that ended the episode, or
+        from the registry.
         """
+        if end is not None and end < max(self.last_progress[1], self.newest_tick):
+            end = None
         self.last_progress = (tick, max(through, self.last_progress[1]), end, final)
         self._send_progress(tick, through, end, final, None)
 
@@ -349,6 +376,7 @@ class DataPlane:
         _raw_send(self.pub, codec.envelope(PROGRESS_FRAME, header, msgpack.packb(fields)), 0)
 
     def close(self) -> None:
-        self.sub.close(0)
+        self.sub.close()
         self.pub.close()
+        self.gate.close()
         security.close(self.curve)

@@ -102,6 +102,9 @@ class NodeDriver:
         self.running = False
         self._log_publisher: Any = None
         self.params: dict[str, Any] = {}   # the validated parameters the node was set up with
+        #: Live parameter changes due before a step (:class:`catbus.runtime.liveparams.
+        #: LiveParams`), set only while one is due: None costs :meth:`step` one test.
+        self.live: Any = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     def setup(self, given_params: Mapping[str, Any] | None, seed: int,
@@ -195,6 +198,8 @@ class NodeDriver:
         unless the episode ends: this is every node's hot path."""
         stats = self.stats
         node = self.node
+        if self.live is not None:   # live parameter changes, applied before the step
+            self.live.before_step(tick, t)
         stats.state = f"stepping tick {tick}"
         node.tick = tick
         self.sim_time = t

@@ -27,23 +27,28 @@ def apply_graph(link: Link, graph: msg.Graph) -> None:
     inputs = link.inbox.inputs if link.inbox is not None else []
     link.peers = compute_peers(link.name, inputs, graph.nodes)
     neighbours = link.peers.neighbours
-    # A node being replaced has two processes for a while (``standby``): both are connected,
-    # so that the switch loses nothing; an endpoint gone from the graph (a process replaced, or
-    # restarted elsewhere) is let go.
-    wanted = {link.peers.endpoints[n] for n in neighbours}
-    wanted |= {entry["standby"] for entry in graph.nodes
-               if entry.get("standby") and entry.get("name") in neighbours}
-    for endpoint in link.data.connected - wanted:
-        link.data.disconnect(endpoint)
-    link.data.connect(wanted)
+    # One socket per neighbour, connected to its endpoint -- and, while it is being replaced,
+    # to its other process's too (``standby``): both are that node, so that the switch loses
+    # nothing. An endpoint gone from the graph (a process replaced, or restarted elsewhere) is
+    # let go, and so is the socket of a node no longer a neighbour.
+    endpoints = {name: [link.peers.endpoints[name]] for name in neighbours}
+    for entry in graph.nodes:
+        if entry.get("standby") and entry.get("name") in neighbours:
+            endpoints[entry["name"]].append(entry["standby"])
+    add = link.inbox.add_frames if link.inbox is not None else None
+    link.data.follow(endpoints, link.peers.sources, add)
     # Who publishes each topic of the run (data from anyone else is refused), and every topic
     # of the run (a subscription to none of them is counted as refused).
     owners = {row[1]: entry["name"] for entry in graph.nodes
               for row in entry.get("outputs", ())}
-    link.data.know_topics([*owners, *(row[1] for entry in graph.nodes
+    link.data.gate.know_topics([*owners, *(row[1] for entry in graph.nodes
                                       for row in entry.get("inputs", ()))])
     if link.inbox is not None:
         link.inbox.owners = owners
+        # In a stepped run, a node without a period cannot end the episode: an end in its
+        # progress is refused (catbus.runtime.inbox.progress.end_problem).
+        link.inbox.reactive = [entry["name"] for entry in graph.nodes
+                               if entry.get("period") is None]
     link.graph_complete = graph.complete
 
 
@@ -59,7 +64,7 @@ def join(link: Link) -> None:
         link.stats.state = waiting_for(link, ready_sent)
         link.service(100)
         if (link.graph_complete and not ready_sent
-                and link.peers.neighbours <= link.data.hellos and heard_enough(link)):
+                and link.peers.neighbours <= link.data.gate.hellos and heard_enough(link)):
             link.send(msg.Ready())
             ready_sent = True
 
@@ -85,7 +90,7 @@ def waiting_for(link: Link, ready_sent: bool) -> str:
     if not link.graph_complete:
         return prefix + "waiting for the graph"
     if not ready_sent:
-        missing = link.peers.neighbours - link.data.hellos
+        missing = link.peers.neighbours - link.data.gate.hellos
         if missing:
             return f"{prefix}waiting for the hellos of {', '.join(sorted(missing))}"
         left = unanswered(link) if link.joining else None

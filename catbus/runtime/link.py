@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable
 
 import zmq
 
-from catbus.errors import CatbusError
-from catbus.runtime.controllink import ControlLink
-from catbus.runtime.dataplane import DataPlane, data_endpoint_for, receive_frames
+from catbus.runtime.controllink import ControlLink, RegistryLost
+from catbus.runtime.dataplane import DataPlane, data_endpoint_for
 from catbus.runtime.inbox import Inbox
 from catbus.runtime.joining import join
 from catbus.runtime.orders import Stopped, obey
@@ -25,7 +24,6 @@ from catbus.runtime.stats import NodeStats
 from catbus.wire import messages as msg
 from catbus.wire.protocol import CLOSING_STATE
 
-M = TypeVar("M", bound=msg.Message)
 
 #: Stepped mode: the longest a node blocks on its data socket before it looks at its control
 #: link (stop, end, heartbeats) and at new subscriptions.
@@ -33,14 +31,8 @@ STEPPED_WAIT_MS = 50
 #: The longest a node goes without handling its control link (stop, end, heartbeats) while it
 #: is busy: messages keep coming, it is always ready to step, or it overruns its period.
 CONTROL_EVERY = 0.05
-#: :meth:`ProcessLink.drain_data` asks the socket whether a message waits for this many
-#: messages, then receives until ``zmq.Again``.
-_ASK_EVENTS = 4
-_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
-
-
-class RegistryLost(CatbusError):
-    """The registry stopped answering: the launcher is gone, so this node exits."""
+_POLLIN = int(zmq.POLLIN)
+_zmq_poll = zmq.zmq_poll
 
 
 class ProcessLink:
@@ -57,9 +49,10 @@ class ProcessLink:
         self.control = ControlLink(ctx, bus, keys)
         self.data = DataPlane(ctx, name, data_endpoint_for(bus, name, advertise), keys,
                               data_ports)
-        self.poller = zmq.Poller()
-        for sock in (self.data.sub, self.data.pub, self.control.socket):
-            self.poller.register(sock, zmq.POLLIN)
+        #: What :meth:`service` polls: every neighbour's data socket, the publishing socket
+        #: (subscriptions) and the control link; rebuilt when the neighbours' sockets change.
+        self._poll_items: list[tuple[zmq.Socket, int]] = []
+        self._polled_version = -1
         self.inbox: Inbox | None = None
         self.stats = NodeStats()   # replaced by the driver's own in attach()
         self.peers = Peers()
@@ -81,10 +74,19 @@ class ProcessLink:
         self.joining = ""
         #: The first tick a restarted process steps, from the registry's ``start``.
         self.start_tick = 0
+        #: Seconds of the run already gone when this process was started (``start.elapsed``: a
+        #: process joining a run going on; parallel: its cycles go on from there).
+        self.start_elapsed = 0.0
         #: Called with the tick after this process's first step (a replacement reports it).
         self.after_first_step = None
         #: Stepped: hand over before stepping this tick (a swap scheduled in the launch file).
         self.retire_at: int | None = None
+        #: ``checkpoint: N``: the node's :class:`catbus.runtime.checkpoints.NodeCheckpoints`
+        #: (None: it takes none), and the tick a restarted process restored one of (stepped:
+        #: its first tick).
+        self.checkpoints: Any = None
+        self.live_params: Any = None   # catbus.runtime.liveparams.LiveParams, once set up
+        self.resume_tick: int | None = None
         #: What the registry has refused so far, from its heartbeats.
         self.registry_refused = 0
         #: Called with the seconds this process's link was down, once the registry says it is
@@ -108,27 +110,6 @@ class ProcessLink:
         """Every control message waiting (malformed ones are counted by the control link)."""
         return self.control.receive_nowait()
 
-    def wait_for(self, kind: type[M]) -> M:
-        """Wait for one control message of ``kind``, handling the others; the registry must
-        answer."""
-        deadline = time.monotonic() + self.registry_timeout
-        while True:
-            received = self.control.receive_nowait()
-            for index, message in enumerate(received):
-                if isinstance(message, kind):
-                    # Whatever came in the same batch (the graph, often) is handled next.
-                    self.control.backlog.extend(received[index + 1:])
-                    return message
-                self.on_control(message)
-            refused = self.control.handshake.problem()   # CURVE refused: say why, now
-            if refused:
-                raise RegistryLost(refused)
-            if time.monotonic() > deadline:
-                raise RegistryLost(f"no answer from the registry at {self.bus} within "
-                                   f"{self.registry_timeout:g} s; is a run started there "
-                                   "(catbus launch ... or catbus bus)?")
-            self.poller.poll(100)
-
     def on_control(self, message: msg.Message) -> None:
         """Act on one control message of the registry (:mod:`catbus.runtime.orders`)."""
         obey(self, message)
@@ -144,16 +125,29 @@ class ProcessLink:
             self.service(max(0.0, (self.started - time.monotonic()) * 1000))
 
     # -- I/O ------------------------------------------------------------------------------------
+    def poll(self, timeout_ms: float) -> list[zmq.Socket]:
+        """The sockets of :attr:`_poll_items` with something to read, waiting up to
+        ``timeout_ms`` for one."""
+        subscribers = self.data.sub
+        if subscribers.version != self._polled_version:
+            self._polled_version = subscribers.version
+            monitor = self.data.gate.guard.monitor   # connections accepted: see SubscriptionGate.drain
+            self._poll_items = [(sock, _POLLIN) for sock in
+                                (*subscribers.sockets.values(), self.data.pub,
+                                 self.control.socket, *([monitor] if monitor else []))]
+        return [sock for sock, _ in _zmq_poll(self._poll_items, int(timeout_ms))]
+
     def service(self, timeout_ms: float) -> None:
         """Wait up to ``timeout_ms`` for I/O, then handle everything pending."""
-        events = dict(self.poller.poll(timeout_ms))
-        if self.data.sub in events:
-            self.drain_data()
-        if self.data.pub in events:
-            self.data.drain_subscriptions()
-            if self.data.hellos_seen:
+        ready = self.poll(timeout_ms)
+        data = self.data
+        if self.inbox is not None and (data.sub.names.keys() & ready or data.sub.pending):
+            data.sub.drain(self.inbox.add_frames, ready)
+        if data.pub in ready or data.gate.guard.monitor in ready:
+            data.gate.drain()
+            if data.gate.hellos_seen:
                 self._answer_hellos()
-        if self.control.socket in events or self.control.backlog:
+        if self.control.socket in ready or self.control.backlog:
             for message in self.receive_control():
                 self.on_control(message)
         self.keep_alive()
@@ -163,7 +157,7 @@ class ProcessLink:
         restarted process, or a connection that came back. What ZeroMQ dropped for it is sent
         again (receivers drop what they have), with our progress and how far we have heard
         from each such neighbour."""
-        names = self.data.take_hellos()
+        names = self.data.gate.take_hellos()
         if self.started is None or self.inbox is None or self.retired:
             return
         self.data.send_retained()
@@ -218,14 +212,16 @@ class ProcessLink:
             self.service(0)
 
     def receive_one(self) -> None:
-        """Stepped: wait for the next data message and hand it to the inbox -- one blocking
-        receive, no poll -- and look at the control link and the publishing socket when the
-        wait timed out or at least every :data:`CONTROL_EVERY` seconds. One message at a time:
-        the caller checks after each whether it may step, and anything else stays queued in
-        order for the next call. Needs the socket's RCVTIMEO set (:meth:`block_on_data`)."""
-        frames = receive_frames(self.data.sub, wait=True)
+        """Stepped: wait for the next data message and hand it to the inbox -- from a single
+        neighbour one blocking receive, from several one poll of their sockets
+        (:meth:`catbus.runtime.subscribers.Subscribers.receive`) -- and look at the control
+        link and the publishing socket when the wait timed out or at least every
+        :data:`CONTROL_EVERY` seconds. One message at a time: the caller checks after each
+        whether it may step, and anything else stays queued in order for the next call. Waits
+        at most what :meth:`block_on_data` set."""
+        frames = self.data.sub.receive(True)
         if frames is not None:
-            self.inbox.add_frames(frames)
+            self.inbox.add_frames(frames, frames.source)
             now = time.monotonic()
             if now < self.control_due:
                 return
@@ -235,29 +231,14 @@ class ProcessLink:
         self.service(0)
 
     def block_on_data(self, timeout_ms: int) -> None:
-        """Blocking receives on the data socket (:meth:`receive_one`) wait at most this long."""
-        self.data.sub.setsockopt(zmq.RCVTIMEO, max(1, int(timeout_ms)))
+        """Waiting receives on the data sockets (:meth:`receive_one`, ``receive_frames(sub,
+        wait=True)``) wait at most this long."""
+        self.data.sub.set_timeout(max(1, int(timeout_ms)))
 
     def drain_data(self) -> None:
-        """Hand every waiting data message to the inbox.
-
-        "Nothing (more) waiting" is asked of the socket (``EVENTS``, ~1 us) for the first few
-        messages rather than learnt from the ``zmq.Again`` of an empty receive: raising and
-        catching that costs ~5 us in pyzmq, more than receiving a small message, and a node
-        usually finds zero to two messages waiting. A longer burst ends with one ``Again``.
-        """
-        sub = self.data.sub
-        add = self.inbox.add_frames
-        getsockopt = sub.getsockopt
-        for _ in range(_ASK_EVENTS):
-            if not getsockopt(_EVENTS) & _POLLIN:
-                return
-            frames = receive_frames(sub)
-            if frames is None:
-                return
-            add(frames)
-        while (frames := receive_frames(sub)) is not None:
-            add(frames)
+        """Hand every waiting data message to the inbox, each neighbour's in order
+        (:meth:`catbus.runtime.subscribers.Subscribers.drain`)."""
+        self.data.sub.drain(self.inbox.add_frames)
 
     def keep_alive(self) -> None:
         control = self.control

@@ -22,7 +22,7 @@ class Stopped(Exception):
 
 def _start(link: Link, message: msg.Start) -> None:
     link.started = time.monotonic() + message.delay - message.elapsed
-    link.start_tick = message.tick
+    link.start_tick, link.start_elapsed = message.tick, message.elapsed
 
 
 def _retire(link: Link, message: msg.Retire) -> None:
@@ -52,6 +52,22 @@ def _rejoined(link: Link, message: msg.Rejoined) -> None:
         link.on_rejoin(message.away)
 
 
+def _checkpoint(link: Link, message: msg.Checkpoint) -> None:
+    # A restarted process of a node with checkpoints: one the registry kept, to go on from.
+    if link.checkpoints is not None:
+        link.checkpoints.received.append(message)
+
+
+def _params(link: Link, message: msg.ParamsChange) -> None:
+    # A live parameter change (catbus param set): checked now, applied before the next step.
+    if link.live_params is None:
+        link.send(msg.ParamsApplied(id=message.id, ok=False, message="the node is not set up "
+                                                                      "yet; try again once it "
+                                                                      "runs"))
+    else:
+        link.live_params.order(message)
+
+
 def _end(link: Link, message: msg.End) -> None:
     tick = message.tick
     link.end_tick = tick if link.end_tick is None else min(link.end_tick, tick)
@@ -69,7 +85,7 @@ def _reject(link: Link, message: msg.Reject) -> None:
 HANDLERS: dict[type, Callable[[Link, Any], None]] = {
     msg.Graph: apply_graph, msg.Start: _start, msg.Retire: _retire, msg.Takeover: _takeover,
     msg.Resume: _resume, msg.Heartbeat: _heartbeat, msg.Rejoined: _rejoined, msg.End: _end,
-    msg.Stop: _stop, msg.Reject: _reject}
+    msg.Stop: _stop, msg.Reject: _reject, msg.Checkpoint: _checkpoint, msg.ParamsChange: _params}
 
 
 def obey(link: Link, message: msg.Message) -> None:

@@ -22,6 +22,7 @@ import zmq
 from catbus import security
 from catbus.errors import CatbusError
 from catbus.node import Node
+from catbus.runtime import checkpoints, liveparams
 from catbus.runtime.driver import NodeDriver
 from catbus.runtime.inbox import InputBinding
 from catbus.runtime.link import ProcessLink, RegistryLost, Stopped
@@ -94,6 +95,8 @@ class NodeRuntime:
             # stand-in) must not leave its handler behind, one per episode.
             terminal = install_terminal(level)
             self.driver.setup(terms.params, terms.seed, terms.run_info, log_level=level)
+            checkpoints.prepare(link, self.driver, terms)
+            liveparams.prepare(link, self.driver)
             where = "connect"
             driver = self.driver
             link.on_rejoin = lambda away: record_event(link, driver, "rejoin",
@@ -156,12 +159,14 @@ class NodeRuntime:
             inputs=[[b.declared, b.topic, b.policy] for b in self.inputs],
             outputs=[list(o) for o in self.outputs], params=self.given_params,
             protocol=PROTOCOL_VERSION, replace=self.replace, restart=self.restart))
-        terms = RunTerms.from_welcome(link.wait_for(msg.Welcome), params=self.given_params,
+        welcome = link.control.wait_for(msg.Welcome, timeout=link.registry_timeout,
+                                        handle=link.on_control, poll=link.poll)
+        terms = RunTerms.from_welcome(welcome, params=self.given_params,
                                       inputs=self.inputs, outputs=self.outputs,
                                       declared_params=self.node_class.params)
         link.data.incarnation = terms.incarnation
         security.trust(link.data.curve, terms.run_info)   # the run's clients may subscribe
-        link.data.allow_subscriptions(topic for _, topic in terms.outputs)
+        link.data.gate.allow(topic for _, topic in terms.outputs)
         link.joining, link.retire_at = terms.joining, terms.retire_at
         rejoin = terms.run_info.get("rejoin_timeout")
         if isinstance(rejoin, (int, float)) and rejoin > link.registry_timeout:

@@ -79,7 +79,7 @@ def add_link_counts(stats: dict[str, Any], control: Any = None, data: Any = None
     curve = getattr(data, "curve", None)   # a keyed run: what the publisher's ZAP refused
     for key, source, attribute in (("control", control, "malformed"),
                                    ("dataplane", data, "malformed"),
-                                   ("subscriptions", data, "refused"),
+                                   ("subscriptions", getattr(data, "gate", None), "refused"),
                                    ("security", getattr(curve, "auth", None), "refused")):
         count = int(getattr(source, attribute, 0) or 0)
         by[key] = by.get(key, 0) + count

@@ -10,6 +10,7 @@ import socket
 import time
 from typing import Any
 
+from catbus.runtime import checkpoints
 from catbus.runtime.driver import NodeDriver
 from catbus.runtime.link import ProcessLink
 from catbus.runtime.terms import RunTerms
@@ -25,10 +26,15 @@ def take_over(link: ProcessLink, driver: NodeDriver, terms: RunTerms, class_path
     A takeover of kind ``restart`` (the old process died before it handed over) has no state or
     sequence numbers to go on with: the process starts as a restarted one does (fresh numbers,
     which readers take for a new publisher; in parallel the cycle due now, in stepped where its
-    readers stopped hearing the old one: ``stepped.first_tick``)."""
+    readers stopped hearing the old one: ``stepped.first_tick``) -- unless the node takes
+    checkpoints: it then goes on from the latest (:mod:`catbus.runtime.checkpoints`), and is
+    said to have taken over once it steps the first tick its readers lack (at an earlier tick,
+    readers would drop the ``catbus/swap`` event as one they have)."""
     takeover = link.takeover
     old_died = takeover is not None and takeover.kind == "restart"
     restored = False
+    point = checkpoints.restore_restarted(link, driver, terms)
+    checkpoint, resume = point if point is not None else (-1, -1)
     if takeover is not None and not old_died:
         link.data.seq.update(takeover.seq)
         restored = driver.restore(takeover.snapshot)
@@ -45,6 +51,8 @@ def take_over(link: ProcessLink, driver: NodeDriver, terms: RunTerms, class_path
         kind = "swap" if old_died else takeover.kind
 
     def first_step_done(tick: int) -> None:
+        if tick < resume:   # stepping again what its readers have
+            return
         link.after_first_step = None
         data = link.data
         first = data.last_publish or time.time()
@@ -59,8 +67,13 @@ def take_over(link: ProcessLink, driver: NodeDriver, terms: RunTerms, class_path
                  "gap": gap}
         if old_died:
             event["old_died"] = True
+        if checkpoint >= 0:
+            event["state"] = checkpoints.state_text(checkpoint)
+            if terms.mode == "parallel":   # the cycles its state went back: not exact
+                event["rewound"] = max(0, tick - checkpoint)
         data.publish(SWAP_TOPIC, event, tick, sim_time(tick), None)
-        link.send(msg.Swapped(tick=tick, first_publish=first, restored=restored))
+        link.send(msg.Swapped(tick=tick, first_publish=first, restored=restored or checkpoint >= 0,
+                              checkpoint=checkpoint))
 
     link.after_first_step = first_step_done
 

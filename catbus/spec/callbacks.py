@@ -15,6 +15,7 @@ CALLBACKS: dict[str, tuple[str, ...]] = {
     "setup": ("params",),
     "step": ("t", "inputs"),
     "on_message": ("topic", "message"),
+    "on_params": ("changed",),   # optional: live parameter changes (catbus param set)
     "close": (),
 }
 

@@ -48,6 +48,10 @@ def _node_document(spec: NodeSpec) -> dict[str, Any]:
     if spec.restart.enabled:
         entry.update(restart=spec.restart.policy, max_restarts=spec.restart.max_restarts,
                      restart_backoff=spec.restart.backoff)
+    if spec.latency is not None:
+        entry["latency"] = spec.latency
+    if spec.checkpoint is not None:
+        entry["checkpoint"] = spec.checkpoint
     return entry
 
 

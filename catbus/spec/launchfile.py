@@ -23,6 +23,10 @@ Format (YAML)::
     pace: 1.0                     # stepped/inline: run at this many times real time (--pace)
     security: {keys: keys/}       # TCP: CURVE keys from `catbus keys generate` (--keys DIR);
                                   # relative to this file; not used on an ipc bus
+    args:                         # optional: arguments, set with --arg NAME=VALUE and used as
+      rate: {default: 0.01, help: the environment's period}   # $(arg rate) in any value
+    include:                      # optional: another file's nodes under a prefix (includes.py)
+      - {file: parts/arm.yaml, prefix: left, args: {rate: $(arg rate)}}
     swap:                         # optional: swaps as part of the experiment (swapplan.py)
       - {at: 2.5, node: robot, params: {safe_controller: Unsafe}}
     nodes:                        # in schedule order: within a tick, nodes step in this order
@@ -37,7 +41,9 @@ Format (YAML)::
         max_restarts: 3           #   at most this often, after restart_backoff seconds
         restart_backoff: 0.5      #   (doubled each time)
 
-How it is checked: the structure (keys, types, ranges, defaults) is the msgspec types of
+How it is checked: ``args:`` and ``include:`` are expanded on the YAML first
+(:mod:`catbus.spec.launchargs`, :mod:`catbus.spec.includes`), so that nothing after knows they
+exist and a substituted value is checked like a written one. Then the structure (keys, types, ranges, defaults) is the msgspec types of
 :mod:`catbus.spec.schema`, decoded by :mod:`catbus.spec.decode`, whose errors name the dotted field
 and say what a right value looks like, with "did you mean" for an unknown key. What a type cannot
 say is checked after decoding: run-wide values in :mod:`catbus.spec.runchecks`, each node against
@@ -107,7 +113,10 @@ from catbus.spec.decode import decode
 from catbus.spec.document import launch_document
 from catbus.spec.fieldcheck import absolute, unknown_node_message
 from catbus.spec.imports import import_path_for
-from catbus.spec.nodelist import attach_recorder, check_remote_names, decode_nodes, parse_sets
+from catbus.spec.includes import expand_launch
+from catbus.spec.launchargs import parse_arg_options
+from catbus.spec.nodelist import apply_node_keys, attach_recorder, check_remote_names, \
+    decode_nodes, parse_sets
 from catbus.spec.nodespec import NodeSpec, TopicBinding, node_spec
 from catbus.spec.runchecks import check_mode, check_publishers, command_line, keys_folder, \
     pythonpath, record_path, run_values
@@ -116,6 +125,16 @@ from catbus.spec.swapplan import ScheduledSwap, parse_swaps
 from catbus.spec.yamlfile import load_yaml_file
 from catbus.topics import ALL_TOPICS, RESERVED_PREFIX
 from catbus.wire.protocol import MODES
+
+
+def length_reason(spec: "LaunchSpec") -> str:
+    """``RunResult.end_reason`` of a run that no node ended: the length it was given ran out
+    (``steps``, ``duration``, else the ``max_steps`` bound)."""
+    if spec.steps is not None:
+        return f"ran its {spec.steps} steps"
+    if spec.duration is not None:
+        return f"ran its {spec.duration:g} s duration"
+    return max_steps_reason(spec.max_steps)
 
 
 def max_steps_reason(max_steps: int) -> str:
@@ -154,6 +173,9 @@ class LaunchSpec:
     swaps: tuple[ScheduledSwap, ...] = ()
     #: ``security: {keys: DIR}`` (or ``--keys``): the keys folder, absolute; None: no keys.
     keys: Path | None = None
+    #: ``{node: [(tick, changes), ...]}``: parameter changes applied before those ticks, as
+    #: they were live when recorded (set by ``catbus play``; :mod:`catbus.runtime.liveparams`).
+    param_changes: dict = field(default_factory=dict, compare=False)
 
     @property
     def bounded_by_max_steps(self) -> bool:
@@ -226,13 +248,15 @@ def load_launch(path: str | os.PathLike, *, mode: str | None = None, steps: int 
                 record: str | os.PathLike | bool | None = None, overrides: Sequence[str] = (),
                 remote: Sequence[str] = (), bus: str | None = None,
                 max_steps: int | None = None, pace: float | None = None,
-                keys: str | os.PathLike | None = None) -> LaunchSpec:
+                keys: str | os.PathLike | None = None,
+                args: Mapping[str, Any] | Sequence[str] | None = None) -> LaunchSpec:
     """Read, validate and override the launch file at ``path``.
 
     Keyword arguments are command-line values and win over the file; ``None`` keeps the file's
     value. ``record`` is relative to the current directory; ``record=False`` turns off a recording
     the file asks for. ``overrides`` are ``NODE.param.path=value`` strings (``--set``); ``remote``
-    names nodes to treat as remote.
+    names nodes to treat as remote; ``args`` sets the file's ``args:`` (``--arg NAME=VALUE``
+    strings or a mapping).
     """
     file = Path(path)
     where = str(file)
@@ -240,7 +264,7 @@ def load_launch(path: str | os.PathLike, *, mode: str | None = None, steps: int 
     return _build(document, where=where, base_dir=absolute(file).parent, path=file,
                   default_name=file.stem, mode=mode, steps=steps, duration=duration, seed=seed,
                   record=record, overrides=overrides, remote=remote, bus=bus,
-                  max_steps=max_steps, pace=pace, keys=keys)
+                  max_steps=max_steps, pace=pace, keys=keys, args=args)
 
 
 def build_launch(document: Mapping[str, Any], *, where: str = "<launch>",
@@ -249,7 +273,8 @@ def build_launch(document: Mapping[str, Any], *, where: str = "<launch>",
                  record: str | os.PathLike | bool | None = None, overrides: Sequence[str] = (),
                  remote: Sequence[str] = (), bus: str | None = None,
                  max_steps: int | None = None, pace: float | None = None,
-                 keys: str | os.PathLike | None = None) -> LaunchSpec:
+                 keys: str | os.PathLike | None = None,
+                 args: Mapping[str, Any] | Sequence[str] | None = None) -> LaunchSpec:
     """Validate launch data given as a dict (the Python API), with the same overrides as
     :func:`load_launch`. Relative paths in ``document`` are relative to ``base_dir`` (default: the
     current directory at call time); ``where`` names the source in error messages."""
@@ -257,34 +282,41 @@ def build_launch(document: Mapping[str, Any], *, where: str = "<launch>",
     return _build(document, where=where, base_dir=base, path=None, default_name="launch",
                   mode=mode, steps=steps, duration=duration, seed=seed, record=record,
                   overrides=overrides, remote=remote, bus=bus, max_steps=max_steps,
-                  pace=pace, keys=keys)
+                  pace=pace, keys=keys, args=args)
 
 
 def _build(document: Any, *, where: str, base_dir: Path, path: Path | None, default_name: str,
            mode: str | None, steps: int | None, duration: float | None, seed: int | None,
            record: str | os.PathLike | bool | None, overrides: Sequence[str],
            remote: Sequence[str], bus: str | None, max_steps: int | None = None,
-           pace: float | None = None, keys: str | os.PathLike | None = None) -> LaunchSpec:
-    """The one pipeline behind both entry points: decode the structure, then the checks that
-    need more than types (the run-wide values, each node against its class, across nodes)."""
+           pace: float | None = None, keys: str | os.PathLike | None = None,
+           args: Mapping[str, Any] | Sequence[str] | None = None) -> LaunchSpec:
+    """The one pipeline behind both entry points: arguments and includes at the YAML level,
+    decode the structure, then the checks that need more than types (the run-wide values, each
+    node against its class, across nodes)."""
     if document is None:
         raise ConfigError(where, "", "the launch file is empty; it needs at least a 'nodes:' "
                                      "mapping")
     cli = command_line(dict(mode=mode, steps=steps, duration=duration, seed=seed, bus=bus,
                             max_steps=max_steps, pace=pace))
-    top = decode(document, LaunchDocument, where=where)
+    expanded = expand_launch(document, where=where, base_dir=base_dir, path=path,
+                             args=parse_arg_options(args))
+    top = decode(expanded.document, LaunchDocument, where=where)
     run = run_values(top, cli, where=where, default_name=default_name)
     run_record = record_path(top.record, record, base_dir, where)
     run_keys = keys_folder(top.security.keys if top.security else None, keys, base_dir, where)
-    import_path = import_path_for([*pythonpath(top.pythonpath, base_dir, where), base_dir])
+    import_path = import_path_for([*pythonpath(top.pythonpath, base_dir, where), base_dir,
+                                   *expanded.folders])
+    origins = expanded.origins
 
-    entries = decode_nodes(top.nodes, where)
+    entries = decode_nodes(top.nodes, where, origins)
     if run_record is not None:
         attach_recorder(entries, run_record, where)
-    sets = parse_sets(overrides, entries)
+    sets = parse_sets(apply_node_keys(overrides, entries), entries)
     remote_names = check_remote_names(remote, entries)
     nodes = tuple(node_spec(name, entry, where=where, base_dir=base_dir, sets=sets.get(name, []),
-                            force_remote=name in remote_names, import_path=import_path)
+                            force_remote=name in remote_names, import_path=import_path,
+                            origin=origins.get(name))
                   for name, entry in entries.items())
     check_publishers(nodes, where)
     check_mode(nodes, run, where)

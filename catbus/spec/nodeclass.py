@@ -19,6 +19,28 @@ LAUNCH_IMPORT_FIX = ("put the package in one of those folders, or list the folde
                      "the spelling")
 
 
+def checkpoint_problem(node_class: type, every: int | None, period: float | None, where: str,
+                       prefix: str) -> None:
+    """``checkpoint: N`` needs a class that can give and take its state (``snapshot`` and
+    ``restore``: a restart goes on from what ``snapshot`` gave) and a period (checkpoints are
+    taken between steps); a ConfigError says which is missing."""
+    if every is None:
+        return
+    from catbus.runtime.nodestate import can_snapshot
+
+    name = getattr(node_class, "__name__", str(node_class))
+    if not can_snapshot(node_class):
+        missing = [m for m in ("snapshot", "restore") if not callable(getattr(node_class, m, None))]
+        raise ConfigError(where, f"{prefix}.checkpoint",
+                          f"{name} has no {' or '.join(missing)}(), so a restart could not go "
+                          f"on from a checkpoint: give the class snapshot() -> state and "
+                          f"restore(state), or remove checkpoint")
+    if period is None:
+        raise ConfigError(where, f"{prefix}.checkpoint",
+                          f"{name} has no period (it only reacts to messages), and checkpoints "
+                          f"are taken between steps: remove checkpoint")
+
+
 def import_node_class(value: Any, where: str, prefix: str, *,
                       import_path: Sequence[str | os.PathLike] | None = None,
                       fix: str = LAUNCH_IMPORT_FIX) -> tuple[str, type]:
@@ -98,4 +120,4 @@ def _get_attr(module: Any, module_name: str, attr: str, where: str, field_path: 
     return target
 
 
-__all__ = ["import_node_class", "LAUNCH_IMPORT_FIX"]
+__all__ = ["import_node_class", "checkpoint_problem", "LAUNCH_IMPORT_FIX"]

@@ -21,9 +21,11 @@ RECORDER_CLASS = "catbus.recording.recorder:Recorder"
 RECORDER_NAME = "recorder"
 
 
-def decode_nodes(value: Mapping[Any, Any], where: str) -> dict[str, NodeEntry]:
+def decode_nodes(value: Mapping[Any, Any], where: str,
+                 origins: Mapping[str, Any] | None = None) -> dict[str, NodeEntry]:
     """Each node's settings decoded on its own, so that an error names the node (msgspec
-    reports a mapping's value without its key)."""
+    reports a mapping's value without its key). ``origins``: where included nodes were
+    written (:class:`catbus.spec.includes.NodeOrigin`), which their errors name instead."""
     nodes: dict[str, NodeEntry] = {}
     for name, settings in value.items():
         problem = validate_node_name(name)
@@ -31,7 +33,9 @@ def decode_nodes(value: Mapping[Any, Any], where: str) -> dict[str, NodeEntry]:
             problem += " (YAML reads yes/no/on/off/true/false as booleans: quote the name)"
         if problem:
             raise ConfigError(where, f"nodes.{name}", problem)
-        nodes[name] = decode(settings, NodeEntry, where=where, prefix=f"nodes.{name}")
+        origin = (origins or {}).get(name)
+        nodes[name] = decode(settings, NodeEntry, where=origin.where if origin else where,
+                             prefix=origin.field if origin else f"nodes.{name}")
     return nodes
 
 
@@ -47,6 +51,38 @@ def attach_recorder(nodes: dict[str, NodeEntry], record: Path, where: str) -> No
                           f"recording adds a node named {RECORDER_NAME!r} of class "
                           f"{RECORDER_CLASS}; rename this node or make it that class")
     nodes[RECORDER_NAME] = NodeEntry(class_=RECORDER_CLASS, params={"path": str(record)})
+
+
+#: Node keys (not parameters) that ``--set NODE.KEY=VALUE`` sets: ``--set robot.latency=0.05``
+#: is the node's ``latency:`` (a parameter of that name is not reachable by ``--set``).
+NODE_KEYS = ("latency",)
+
+
+def apply_node_keys(overrides: Sequence[str], nodes: dict[str, NodeEntry]) -> list[str]:
+    """Apply the ``--set NODE.KEY=VALUE`` overrides of :data:`NODE_KEYS` to the decoded nodes
+    (checked here, so that a bad value names ``--set``); returns the other overrides, the
+    parameters', for :func:`parse_sets`."""
+    from catbus.runtime.latency import latency_problem
+
+    if isinstance(overrides, str):
+        overrides = [overrides]
+    rest = []
+    for text in overrides:
+        key = text.split("=", 1)[0].strip().split(".")
+        if len(key) != 2 or key[1] not in NODE_KEYS or key[0] not in nodes or "=" not in text:
+            rest.append(text)
+            continue
+        _parts, value = params_mod.parse_assignment(text, where=SET)
+        if isinstance(value, str) and value:  # read "1e-3" as a file would (see yamlfile)
+            try:
+                value = load_yaml_text(text.split("=", 1)[1], SET)
+            except ConfigError:
+                pass
+        problem = latency_problem(value)
+        if problem is not None:
+            raise ConfigError(SET, text.split("=", 1)[0].strip(), problem)
+        nodes[key[0]] = msgspec.structs.replace(nodes[key[0]], **{key[1]: value})
+    return rest
 
 
 def parse_sets(overrides: Sequence[str], nodes: Mapping[str, Any]
@@ -83,5 +119,6 @@ def check_remote_names(remote: Sequence[str], nodes: Mapping[str, Any]) -> set[s
     return set(remote)
 
 
-__all__ = ["RECORDER_CLASS", "RECORDER_NAME", "decode_nodes", "attach_recorder", "parse_sets",
+__all__ = ["RECORDER_CLASS", "RECORDER_NAME", "NODE_KEYS", "apply_node_keys", "decode_nodes",
+           "attach_recorder", "parse_sets",
            "check_remote_names"]

@@ -17,10 +17,10 @@ from catbus.errors import ConfigError
 from catbus.node import Input
 from catbus.spec.callbacks import callback_problems
 from catbus.spec.fieldcheck import SET, absolute, did_you_mean, is_number
-from catbus.spec.nodeclass import LAUNCH_IMPORT_FIX, import_node_class
+from catbus.spec.nodeclass import LAUNCH_IMPORT_FIX, checkpoint_problem, import_node_class
 from catbus.spec.schema import NodeEntry
 from catbus.spec.yamlfile import load_yaml_file
-from catbus.topics import ALL_TOPICS, resolve_topic, validate_topic
+from catbus.topics import ALL_TOPICS, RESERVED_PREFIX, resolve_topic, validate_topic
 from catbus.wire.protocol import POLICIES
 
 # ------------------------------------------------------------------------------------------------
@@ -54,6 +54,12 @@ class NodeSpec:
     #: ``restart: on-failure``: a failed process is started again, at most ``max_restarts``
     #: times, after ``restart_backoff`` seconds (doubled each time).
     restart: RestartPolicy = field(default_factory=lambda: RestartPolicy())
+    #: ``checkpoint: N``: its state goes to the run every N of its steps, and a restart goes
+    #: on from the latest (:mod:`catbus.runtime.checkpoints`); None: no checkpoints.
+    checkpoint: int | None = None
+    #: ``latency:`` (stepped, inline): when its outputs become visible
+    #: (:mod:`catbus.runtime.latency`), normalized; None: at once (also for ``latency: 0``).
+    latency: Any = None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -61,10 +67,15 @@ class NodeSpec:
 # ------------------------------------------------------------------------------------------------
 def node_spec(name: str, entry: NodeEntry, *, where: str, base_dir: Path,
               sets: list[tuple[str, dict[str, Any]]], force_remote: bool,
-              import_path: Sequence[Path]) -> NodeSpec:
+              import_path: Sequence[Path], origin: Any = None) -> NodeSpec:
     """The checks of one decoded node that need its class: the class imports and its callbacks
-    can be called, the parameters fit its declared ones, the remaps name what it declares."""
+    can be called, the parameters fit its declared ones, the remaps name what it declares.
+    ``origin`` (a :class:`catbus.spec.includes.NodeOrigin`): the node was included; its errors
+    name the file it was written in, and its topics go under the include's namespace."""
     prefix = f"nodes.{name}"
+    if origin is not None:
+        where, prefix = origin.where, origin.field
+        base_dir = origin.folder or base_dir
     class_path, node_class = import_node_class(entry.class_, where, prefix,
                                                import_path=import_path)
     for callback, problem in callback_problems(node_class):
@@ -80,11 +91,50 @@ def node_spec(name: str, entry: NodeEntry, *, where: str, base_dir: Path,
         period = entry.period
     remap = _remap(entry.remap or {}, node_class, declared_outputs, where, prefix)
     builtin = class_path.startswith("catbus.")
+    if origin is not None and origin.namespace:
+        remap = namespaced(remap, origin.local_name, origin.namespace,
+                           _declared_names(node_class, declared_outputs))
     inputs, outputs = _bindings(name, node_class, declared_outputs, remap, builtin, where, prefix)
     restart = RestartPolicy(entry.restart, entry.max_restarts, entry.restart_backoff)
+    checkpoint_problem(node_class, entry.checkpoint, period, where, prefix)
     return NodeSpec(name=name, class_path=class_path, node_class=node_class, params=node_params,
                     period=period, remote=entry.remote or force_remote, remap=remap,
-                    inputs=inputs, outputs=outputs, given_params=given_params, restart=restart)
+                    inputs=inputs, outputs=outputs, given_params=given_params, restart=restart,
+                    checkpoint=entry.checkpoint,
+                    latency=_latency(entry.latency, period, where, prefix))
+
+
+def _latency(value: Any, period: float | None, where: str, prefix: str) -> Any:
+    """The node's ``latency:``, checked and normalized (None: none). A node without a period
+    has no steps whose outputs it could delay."""
+    from catbus.runtime.latency import latency_problem, normalized
+
+    problem = latency_problem(value)
+    if problem is not None:
+        raise ConfigError(where, f"{prefix}.latency", problem)
+    latency = normalized(value)
+    if latency is not None and period is None:
+        raise ConfigError(where, f"{prefix}.latency", "a node without a period has no steps to "
+                                                      "delay; remove latency or give a period")
+    return latency
+
+
+def namespaced(remap: Mapping[str, str], local_name: str, namespace: str,
+               declared: Sequence[str]) -> dict[str, str]:
+    """An included node's remap with every topic under ``namespace``: each declared name,
+    resolved as in its own file (``~/`` is its name there), becomes ``NAMESPACE/TOPIC``;
+    absolute (``/x``), ``catbus/`` and ``*`` topics stay as they are
+    (:mod:`catbus.spec.includes`)."""
+    result = dict(remap)
+    for declared_name in declared:
+        target = remap.get(declared_name, declared_name)
+        if target == ALL_TOPICS or target.startswith("/"):
+            continue
+        topic = resolve_topic(declared_name, local_name, remap)
+        if topic == "catbus" or topic.startswith(RESERVED_PREFIX):
+            continue
+        result[declared_name] = f"{namespace}/{topic}"
+    return result
 
 
 def _from_params(hook: Any, params: dict[str, Any], where: str, prefix: str) -> Any:

@@ -70,8 +70,11 @@ def _bus(file_value: str | None, cli_value: str | None, where: str) -> str:
         (file_value, where, "bus")
     if value is None or value == "ipc":
         return "ipc"
-    if not value.startswith("tcp://") or bus_address_problem(value) is not None:
+    if not isinstance(value, str) or not value.startswith("tcp://"):
         raise ConfigError(src, key, f"must be {BUS_DESCRIPTION}, got {value!r}")
+    problem = bus_address_problem(value)
+    if problem is not None:   # what is wrong with it: an IPv6 address without brackets ...
+        raise ConfigError(src, key, f"{value}: {problem}")
     return value
 
 
@@ -149,6 +152,13 @@ def check_mode(nodes: Sequence[NodeSpec], run: RunValues, where: str) -> None:
                           "--steps" if run.steps_from_cli else "steps",
                           "counts periods of the first periodic node, but no node has a period; "
                           "give a period or use duration")
+    delayed = next((spec for spec in nodes if spec.latency is not None), None)
+    if run.mode == "parallel" and delayed is not None:
+        raise ConfigError(where, f"nodes.{delayed.name}.latency",
+                          "a latency model is for stepped and inline runs; in parallel the "
+                          "latency is real (each step takes the time it takes): remove latency "
+                          "or use --mode stepped or inline")
+    check_checkpoints(nodes, run, where)
     if run.mode == "inline":
         for spec in nodes:
             if spec.remote:
@@ -157,5 +167,88 @@ def check_mode(nodes: Sequence[NodeSpec], run: RunValues, where: str) -> None:
                                   "have remote nodes: use --mode stepped or parallel")
 
 
-__all__ = ["RunValues", "command_line", "run_values", "record_path", "pythonpath",
+def check_checkpoints(nodes: Sequence[NodeSpec], run: RunValues, where: str) -> None:
+    """Stepped and inline: a node restarted from its checkpoint is fed again from its
+    publishers' retained messages, so they must retain the checkpoint interval (twice over,
+    see :func:`catbus.runtime.checkpoints.needed_ticks`); an interval they cannot is refused,
+    naming the longest that fits. (Parallel restarts are not exact and need no retention.)"""
+    given = [spec for spec in nodes if spec.checkpoint is not None]
+    if not given or run.mode == "parallel":
+        return
+    from catbus.runtime.checkpoints import retention_problem
+    from catbus.runtime.schedule import build_schedule
+
+    schedule = build_schedule([(spec.name, spec.period) for spec in nodes], steps=1,
+                              duration=None, where=where)
+    for spec in given:
+        problem = retention_problem(spec.name, spec.checkpoint, schedule)
+        if problem is not None:
+            raise ConfigError(where, f"nodes.{spec.name}.checkpoint", problem)
+
+
+def data_ports_problem(ports: tuple[int, int], names: Sequence[str],
+                       free: int | None = None, host: str = "") -> str | None:
+    """Why the data-port range ``ports`` cannot serve the node processes ``names`` (each binds
+    one port of it), or None. ``free``: how many of its ports could be bound on ``host`` now
+    (None: not probed)."""
+    low, high = ports
+    size = high - low + 1
+    need = len(names)
+    if need == 0:
+        return None
+    nodes = ", ".join(names)
+    fix = f"widen it to at least {need} ports, e.g. --data-ports {low}-{low + need - 1}" \
+        if low + need - 1 < 65536 else f"give a range of at least {need} ports"
+    if size < need:
+        return (f"{low}-{high} has {size} port{'s' if size != 1 else ''} for {need} node "
+                f"processes that bind here, one each ({nodes}); {fix}")
+    if free is not None and free < need:
+        wider = f"--data-ports {low}-{min(high + need - free, 65535)}"
+        return (f"only {free} of the {size} ports of {low}-{high} are free on {host} for {need} "
+                f"node processes that bind here ({nodes}); stop what uses them, or widen it, "
+                f"e.g. {wider}" if free else
+                f"no port of {low}-{high} is free on {host} for the node processes that bind "
+                f"here ({nodes}); stop what uses them, or give another range")
+    return None
+
+
+def free_ports(host: str, ports: tuple[int, int], enough: int | None = None) -> int:
+    """How many ports of ``ports`` a listening socket could bind on ``host`` now (as ZeroMQ
+    binds: SO_REUSEADDR, so a port in TIME_WAIT counts as free); counting stops at
+    ``enough``."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    count = 0
+    for port in range(ports[0], ports[1] + 1):
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+                count += 1
+            except OSError:
+                continue
+        if enough is not None and count >= enough:
+            break
+    return count
+
+
+def check_data_ports(ports: tuple[int, int], names: Sequence[str], bus: str | None,
+                     field: str = "--data-ports") -> None:
+    """Refuse (ConfigError, exit 2) before anything starts a ``--data-ports`` range that cannot
+    give each node process ``names`` started here a port on the address they bind (the one this
+    host reaches the TCP ``bus`` from); an ipc bus binds no port."""
+    if not bus or not bus.startswith("tcp://"):
+        return
+    problem = data_ports_problem(ports, names)
+    if problem is None and names:
+        from catbus.runtime.hostaddr import reachable_host
+
+        host = reachable_host(bus)
+        problem = data_ports_problem(ports, names, free_ports(host, ports, len(names)), host)
+    if problem is not None:
+        raise ConfigError(CLI, field, problem)
+
+
+__all__ = ["check_checkpoints", "data_ports_problem", "free_ports", "check_data_ports", "RunValues", "command_line", "run_values", "record_path", "pythonpath",
            "keys_folder", "check_publishers", "check_mode"]

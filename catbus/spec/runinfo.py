@@ -57,9 +57,26 @@ def build_run_info(spec: LaunchSpec, schedule: Schedule | None,
     def declared(attr: str) -> list[str]:
         return sorted({value for n in spec.nodes if (value := getattr(n.node_class, attr, None))})
 
-    return {"name": spec.name, "launch": spec.to_yaml(), "seed": spec.seed, "mode": spec.mode,
+    info = {"name": spec.name, "launch": spec.to_yaml(), "seed": spec.seed, "mode": spec.mode,
             "base_tick_ns": schedule.base_tick_ns if schedule else None,
             "last_tick": schedule.last_tick if schedule else None,
             "versions": package_versions(), "evaluators": declared("evaluator"),
             "plotters": declared("plotter"), "argv": sys.argv,
             "log_level": check_level(log_level or API_DEFAULT_LEVEL), "pace": spec.pace}
+    # ``checkpoint: N`` of every node that has it (catbus.runtime.checkpoints); only then.
+    checkpoints = {n.name: n.checkpoint for n in spec.nodes if n.checkpoint}
+    if checkpoints:
+        info["checkpoints"] = checkpoints
+    # Latency models (catbus.runtime.latency): every reader computes its publishers' visible
+    # ticks from them. Only when a node has one, so a run without is described as before.
+    latency = {n.name: n.latency for n in spec.nodes if n.latency is not None}
+    if latency:
+        info["latency"] = latency
+    # Live parameter changes applied again at their ticks (``catbus play`` of a recording with
+    # ``catbus/params``; catbus.runtime.liveparams). Only when there are some.
+    if spec.param_changes:
+        from catbus.runtime.liveparams import SCHEDULE_KEY
+
+        info[SCHEDULE_KEY] = {name: [[tick, changes] for tick, changes in entries]
+                              for name, entries in spec.param_changes.items()}
+    return info

@@ -79,6 +79,21 @@ class SwapEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True,
     params: Params = None
 
 
+class IncludeEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """One entry of ``include:`` (expanded by :mod:`catbus.spec.includes` before the rest of the
+    file is decoded)."""
+
+    about: ClassVar[str] = ("a mapping {file: other.yaml, prefix: NAME, args: {...}} (or a list "
+                            "of them)")
+    file: _described(Annotated[str, Meta(min_length=1)],
+                     "a launch file path, relative to this file")
+    prefix: _described(Optional[Annotated[str, Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*\Z")]],
+                       "a name of letters, digits and '_' (its nodes become PREFIX_NAME, their "
+                       "topics PREFIX/TOPIC)") = None
+    args: _described(Optional[dict], "a mapping of the included file's argument names to "
+                                     "values") = None
+
+
 class NodeEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True,
                 rename={"class_": "class"}):
     """One node's settings under ``nodes:``. ``class_`` is ``"module:Class"``, or a Node
@@ -100,6 +115,13 @@ class NodeEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True,
     max_restarts: _described(Annotated[int, Meta(ge=0)], "a whole number >= 0") = 3
     restart_backoff: _described(Annotated[float, Meta(ge=0, le=_LARGEST)],
                                 "a number of seconds >= 0 (doubled after each restart)") = 0.5
+    checkpoint: _described(Optional[Annotated[int, Meta(ge=1)]],
+                           "a whole number of the node's steps >= 1 (a restart goes on from "
+                           "its latest checkpoint; omit it for none)") = None
+    #: Stepped/inline: when the node's outputs become visible (checked by
+    #: :func:`catbus.runtime.latency.latency_problem`, which says what a right value is).
+    latency: _described(Any, "a number of seconds >= 0, or {dist: normal | lognormal, mean, "
+                             "std}") = None
 
 
 class LaunchDocument(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -111,6 +133,12 @@ class LaunchDocument(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     name: _described(Optional[Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]+\Z")]],
                      "a name of letters, digits, '_', '.' or '-'") = None
     description: Any = None
+    #: Consumed before decoding (:mod:`catbus.spec.launchargs`, :mod:`catbus.spec.includes`);
+    #: here so that an unknown key's message lists them.
+    args: _described(Any, "a mapping of argument name to its default, or to {default: VALUE, "
+                          "help: TEXT}") = None
+    include: _described(Any, "{file: other.yaml, prefix: NAME, args: {...}}, or a list of "
+                             "them") = None
     mode: Mode = None
     steps: Steps = None
     duration: Duration = None
@@ -149,4 +177,5 @@ class CommandLine(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 __all__ = ["DEFAULT_MAX_STEPS", "BUS_DESCRIPTION", "LaunchDocument", "NodeEntry", "SwapEntry",
+           "IncludeEntry",
            "Security", "CommandLine"]

@@ -18,6 +18,16 @@ STOP_GRACE = 5.0
 SIGNAL_GRACE = 2.0
 
 
+def exit_signal(code: int) -> int:
+    """The signal a process's exit code says ended it (killed by it, or exited on SIGINT or
+    SIGTERM as a node does), else 0."""
+    if code < 0:
+        return -code
+    if code in (128 + signal.SIGINT, 128 + signal.SIGTERM):
+        return code - 128
+    return 0
+
+
 def describe_exit(code: int) -> str:
     """``was killed by signal 9``, ``exited on SIGINT (code 130)``, ``exited with code 1``."""
     if code < 0:
@@ -36,6 +46,9 @@ class Children:
         self.processes: dict[int, subprocess.Popen] = {}
         #: Pids whose exit has been reported (see :meth:`exited`).
         self.reported: set[int] = set()
+        #: Pids this launcher sent a signal (a kill, the shutdown ladder): a signal ending one
+        #: of them is ours, not a crash.
+        self.signalled: set[int] = set()
 
     def start(self, command: list[str]) -> subprocess.Popen:
         """Start a node process of this run: its own session (Ctrl-C reaches the launcher
@@ -48,20 +61,23 @@ class Children:
         self.processes[process.pid] = process
         return process
 
-    def exited(self) -> list[tuple[int, str]]:
-        """The processes that exited since the last call: ``(pid, how)``."""
+    def exited(self) -> list[tuple[int, str, int]]:
+        """The processes that exited since the last call: ``(pid, how, signal)``; the signal
+        that ended it if catbus did not send it (an abort, a kill from outside), else 0."""
         found = []
         for pid, process in self.processes.items():
             code = process.poll()
             if code is not None and pid not in self.reported:
                 self.reported.add(pid)
-                found.append((pid, describe_exit(code)))
+                ours = pid in self.signalled
+                found.append((pid, describe_exit(code), 0 if ours else exit_signal(code)))
         return found
 
     def kill(self, pid: int) -> None:
         """SIGKILL one of ours (stuck or lost: its restart is waiting for it to go)."""
         process = self.processes.get(pid)
         if process is not None and process.poll() is None:
+            self.signalled.add(pid)
             process.send_signal(signal.SIGKILL)
 
     def returncode(self, pid: int) -> int | None:
@@ -81,6 +97,7 @@ class Children:
                 break
             for child in alive:
                 if sig is not None:
+                    self.signalled.add(child.pid)
                     try:
                         child.send_signal(sig)
                     except ProcessLookupError:
@@ -92,4 +109,4 @@ class Children:
             child.wait()
 
 
-__all__ = ["Children", "describe_exit", "STOP_GRACE", "SIGNAL_GRACE"]
+__all__ = ["Children", "describe_exit", "exit_signal", "STOP_GRACE", "SIGNAL_GRACE"]

@@ -26,19 +26,22 @@ from typing import Any, Callable
 from catbus.errors import NodeFailed
 from catbus.spec.launchfile import LaunchSpec
 from catbus.supervise.progressbar import RunProgress
-from catbus.spec.launchfile import max_steps_reason
+from catbus.spec.launchfile import length_reason
 from catbus.api.result import RunResult, merge_reported
 from catbus.spec.runinfo import build_run_info, schedule_for
 from catbus.spec.swapplan import swap_tick
 from catbus.runtime.nodestate import replace_node
+from catbus.runtime.checkpoints import inline_checkpoints, pack
 from catbus.runtime.driver import NodeDriver, Publish
 from catbus.runtime.logs import install_terminal, uninstall_terminal
 from catbus.runtime.inbox import ALL, InputBinding, LocalMessage, Shared
+from catbus.runtime.latency import latency_of, plans_for, reader_keys
 from catbus.runtime.simclock import sim_time_function
 from catbus.runtime.stepdeadline import StepDeadline, StepOverrun
 from catbus.wire import codec
 from catbus.wire import localcopy
 from catbus.wire.localcopy import NotLocal
+from catbus.runtime.liveparams import LiveParams, scheduled_changes
 from catbus.wire.protocol import SWAP_TOPIC
 
 
@@ -53,6 +56,8 @@ class InlineRun:
         self.interrupted = False
         self.schedule = schedule_for(spec)
         self.run_info = build_run_info(spec, self.schedule, log_level)
+        #: node -> the bytes of its latest checkpoint (``checkpoint: N``)
+        self.checkpoints: dict[str, bytes] = {}
         self.log_level = self.run_info["log_level"]
         order = {n.name: i for i, n in enumerate(spec.nodes)}
         self.sent = {n.name: 0 for n in spec.nodes}
@@ -70,6 +75,8 @@ class InlineRun:
         #: Each node's current class, and the swaps done (``RunResult.swaps``).
         self.class_paths = {n.name: n.class_path for n in spec.nodes}
         self.swaps: list[dict[str, Any]] = []
+        #: Which node ended the episode, at which tick (None: none did).
+        self.ended_by: dict[str, Any] | None = None
         readers: dict[str, list[NodeDriver]] = {}
         for driver in self.drivers.values():
             for binding in driver.inbox.inputs:
@@ -80,6 +87,9 @@ class InlineRun:
         self.readers = {topic: found + self.wildcard for topic, found in readers.items()}
         self.progress = RunProgress(self.schedule, None, enabled=progress)
         self.watch = StepDeadline(deadline)
+        #: Latency: node -> {topic: offset} for the readers of a publisher with latency, which
+        #: take their inputs by tick as in stepped (see :func:`latency_limits`).
+        self.limits = latency_limits(spec, self.schedule, self.run_info, self.drivers)
 
     def run(self) -> RunResult:
         began = time.monotonic()
@@ -92,6 +102,10 @@ class InlineRun:
                 _guard(driver, "setup", driver.setup, node.params, self.spec.seed, self.run_info,
                        self.log_level)
                 set_up.append(driver)
+                # Parameter changes scheduled at ticks (a replay of live ones): applied before
+                # those steps, as a node process does (catbus.runtime.liveparams).
+                LiveParams(driver, self.publishers[node.name], None,
+                           scheduled_changes(self.run_info, node.name))
             try:
                 with self.watch:
                     end_reason = self._loop()
@@ -106,11 +120,13 @@ class InlineRun:
                 uninstall_terminal(terminal)
         nodes = {name: dict(driver.summary(self.sent[name]), state="done")
                  for name, driver in self.drivers.items()}
-        if end_reason is None and not self.interrupted and self.spec.bounded_by_max_steps:
-            end_reason = max_steps_reason(self.spec.max_steps)
+        if end_reason is None:   # every run says why it ended
+            end_reason = "stopped (stop requested)" if self.interrupted else \
+                length_reason(self.spec)
         scores = merge_reported({name: d.scores for name, d in self.drivers.items()})
         return RunResult(self.spec, nodes, time.monotonic() - began, end_reason,
-                         interrupted=self.interrupted, scores=scores, swaps=self.swaps)
+                         interrupted=self.interrupted, scores=scores, swaps=self.swaps,
+                         ended_by=self.ended_by)
 
     def _loop(self) -> str | None:
         # Schedule.iter_steps written out (same order: every tick, the periodic nodes due then
@@ -124,11 +140,14 @@ class InlineRun:
         registry_view = _ProgressView()
         sim_time = sim_time_function(schedule)
         stopping = self.stop.is_set if self.stop is not None else None
-        periodic = [(self.drivers[name], name, k) for name in schedule.order
-                    if (k := schedule.ticks_per_period[name])]
+        periodic = [(self.drivers[name], name, k, self.limits.get(name))
+                    for name in schedule.order if (k := schedule.ticks_per_period[name])]
         swaps = {(entry.node, swap_tick(schedule, entry.node, entry.at)): entry
                  for entry in self.spec.swaps}
         next_swap = min((tick for _, tick in swaps), default=None)
+        # checkpoint: N -- taken at the ticks a stepped run takes them (catbus.runtime.
+        # checkpoints), kept in memory: nothing dies here, but the node is called the same way.
+        keep = inline_checkpoints(schedule, self.run_info)
         pace = self.spec.pace
         began = time.monotonic()
         for tick in range(schedule.last_tick + 1):
@@ -137,13 +156,16 @@ class InlineRun:
             t = sim_time(tick)
             if pace is not None and (delay := began + t / pace - time.monotonic()) > 0:
                 time.sleep(delay)
-            for driver, name, k in periodic:
+            for driver, name, k, limits in periodic:
                 if k != 1 and tick % k:
                     continue
                 if stopping is not None and stopping():
                     self.interrupted = True   # as Ctrl-C: between two steps, every node closed
                     return end_reason
                 announce = None
+                if keep and tick and name in keep and not tick % keep[name]:
+                    self.checkpoints[name] = _guard(driver, "snapshot", pack, driver.node,
+                                                    driver.scores, {})
                 if next_swap is not None and tick >= next_swap and (name, tick) in swaps:
                     announce = self._swap(driver, swaps.pop((name, tick)), tick, t)
                     next_swap = min((tick for _, tick in swaps), default=None)
@@ -151,7 +173,10 @@ class InlineRun:
                     previous = watch.current
                     watch.current = (name, tick, "step")
                 try:
-                    outcome = driver.step(tick, t, driver.inbox.take_latest())
+                    outcome = driver.step(tick, t, driver.inbox.take_latest() if limits is None
+                                          else driver.inbox.take_by_tick(
+                                              {topic: tick + offset
+                                               for topic, offset in limits.items()}))
                 except (KeyboardInterrupt, NodeFailed):
                     raise
                 except Exception as exc:
@@ -164,6 +189,7 @@ class InlineRun:
                     # The rest of this tick still runs (every node stops after the end tick,
                     # as in stepped); the first node to end names the reason.
                     end_tick, end_reason = tick, outcome.ended
+                    self.ended_by = {"node": name, "tick": tick}
             if tick % 256 == 0:
                 registry_view.tick = tick
                 self.progress.update(registry_view)
@@ -261,6 +287,34 @@ class InlineRun:
         last = f"last completed: tick {done}" if done >= 0 else "none completed before"
         return (f"node {overrun.node} failed: stuck in {overrun.what} at tick {overrun.tick} for "
                 f"more than the {overrun.deadline:g} s deadline ({last})")
+
+
+def latency_limits(spec: LaunchSpec, schedule: Any, run_info: dict[str, Any],
+                   drivers: dict[str, NodeDriver]) -> dict[str, dict[str, int]]:
+    """Readers of a publisher with latency (:mod:`catbus.runtime.latency`) file its messages
+    by when they become visible, and take their inputs by tick, with the limits a stepped node
+    uses (:func:`catbus.runtime.lockstep.input_limits`): what was published so far is no longer
+    all they may see. Every other reader takes the newest so far, as before. Returns ``{reader:
+    {topic: offset}}`` for the former."""
+    plans = plans_for(latency_of(run_info), spec.seed, schedule)
+    if not plans:
+        return {}
+    publisher_of = spec.publishers()
+    everything = schedule.last_tick + 1   # a topic no node of the run publishes
+    limits = {}
+    for name, driver in drivers.items():
+        inbox = driver.inbox
+        if inbox.in_order:
+            continue
+        topics = {topic: publisher_of.get(topic) for topic in inbox.by_topic}
+        keys = reader_keys(name, {t: p for t, p in topics.items() if p is not None}, plans,
+                           schedule)
+        if keys:
+            inbox.set_latency(keys)
+            limits[name] = {topic: everything if p is None else
+                            0 if schedule.precedes(p, name) else -1
+                            for topic, p in topics.items()}
+    return limits
 
 
 def _guard(driver: NodeDriver, where: str, function: Callable[..., Any], *args: Any) -> Any:

@@ -27,17 +27,19 @@ from catbus import security
 from catbus.control import (KillProcess, Notice, NoticeKind, ProcessExited, ProcessRefused,
                             ProcessStarted, StartProcess)
 from catbus.control.instructions import Instruction
-from catbus.errors import ConfigError, NodeFailed, RunTimeout
+from catbus.errors import ConfigError, RunTimeout
 from catbus.spec.imports import node_process_command
 from catbus.spec.launchfile import LaunchSpec
 from catbus.spec.nodespec import NodeSpec
 from catbus.supervise.children import Children
+from catbus.supervise.outcome import run_result, signal_label
 from catbus.supervise.progressbar import RunProgress
 from catbus.supervise.registry import Registry
+from catbus.wire.sockets import bind_problem
 from catbus.supervise.respawn import replacement_command, replacement_problem, run_config
-from catbus.spec.launchfile import max_steps_reason
-from catbus.api.result import RunResult, merge_reported
-from catbus.supervise.remote import announce_remote, startup_message
+from catbus.api.result import RunResult
+from catbus.runtime.hostaddr import machine_addresses
+from catbus.supervise.remote import announce_remote, open_bus_problem, startup_message
 from catbus.supervise.rundir import RunDir, claim_record, stderr_line
 from catbus.spec.runinfo import build_run_info, parallel_duration, schedule_for
 
@@ -70,8 +72,13 @@ class Launcher:
                  remote_timeout: float = 120.0, startup_timeout: float = 60.0,
                  announce: bool = False, log_level: str | None = None,
                  announce_remote: bool = True, rejoin_timeout: float | None = None,
-                 data_ports: tuple[int, int] | None = None) -> None:
+                 data_ports: tuple[int, int] | None = None, insecure: bool = False) -> None:
         self.spec = spec
+        #: Accept an open (keyless) TCP bus on an address other hosts reach (``--insecure``);
+        #: without it such a bus is refused (:func:`open_bus_problem`).
+        self.insecure = insecure
+        #: ``--data-ports``: the printed commands of remote nodes carry it too.
+        self.data_ports = data_ports
         #: Print on stderr the ``catbus node`` command of each remote node before waiting for
         #: them (off for a remote node the caller starts itself: ``catbus.gym``).
         self.announce_remote = announce_remote
@@ -121,12 +128,22 @@ class Launcher:
                 end_grace=END_GRACE), keys=self.keys)
         except zmq.ZMQError as exc:
             # A bus address that is not on this machine, or a port in use: the user's mistake,
-            # told in one line (it was a ZeroMQ traceback that left the run folder behind).
+            # told in one line naming what failed (it was a ZeroMQ traceback that left the run
+            # folder behind).
             ctx.destroy(linger=0)
             rundir.remove()
             raise ConfigError(str(spec.path or "command line"), "bus",
-                              f"the registry cannot bind {bind}: {exc.strerror} (HOST must be "
-                              f"an address of this machine, or 0.0.0.0, and PORT free)") from None
+                              f"the registry cannot bind {bind}: "
+                              f"{bind_problem(bind, exc, machine_addresses())}") from None
+        refusal = None if self.insecure else open_bus_problem(
+            registry.endpoint, self.keys,
+            accept="--insecure" if self.announce else "insecure=True")   # the CLI's or the API's
+        if refusal is not None:
+            # Checked on the address bound (a name resolved, * made 0.0.0.0); nothing started.
+            registry.close()
+            ctx.term()
+            rundir.remove()
+            raise ConfigError(str(spec.path or "command line"), "bus", refusal)
         published = rundir.publish(registry.endpoint, spec.name, mode=spec.mode,
                                    record=spec.record)
         try:
@@ -146,7 +163,8 @@ class Launcher:
         self.registry, self.bus = registry, registry.endpoint
         self.bus_ready.set()
         if self.announce_remote:
-            announce_remote(spec, registry.endpoint, self.keys, self.remote_timeout)
+            announce_remote(spec, registry.endpoint, self.keys, self.remote_timeout,
+                            self.data_ports)
         # SIGTERM (kill, timeout, systemd, a CI runner) stops the run like Ctrl-C does. Left at its
         # default it killed the launcher outright: no stop for the children (they only had their
         # parent-death signal), no summary, and the run folder left behind. signal.signal works
@@ -204,11 +222,11 @@ class Launcher:
                     return
                 if self.interrupted:
                     self._notices_only(registry.stop(
-                        f"interrupted ({_signal_label(self.signal)})"))
+                        f"interrupted ({signal_label(self.signal)})"))
                     return
                 if not registry.started and time.monotonic() > started_by:
                     raise RunTimeout(startup_message(spec, registry.state, registry.endpoint,
-                                                     self.keys, limit))
+                                                     self.keys, limit, self.data_ports))
                 if registry.state.is_over():
                     return
                 progress.update(registry)
@@ -257,16 +275,19 @@ class Launcher:
             if isinstance(instruction, Notice):
                 self._notice(instruction)
 
-    def _check_children(self, registry: Registry) -> None:
+    def _check_children(self, registry: Registry, *, stopping: bool = False) -> None:
         """Tell the control plane of every process of ours that exited (what it meant -- a
-        node's failure, a swap's replacement gone, an old process leaving -- is its call)."""
-        for pid, how in self.children.exited():
+        node's failure, a swap's replacement gone, an old process leaving, a crash after it
+        said done -- is its call). ``stopping``: the run is over, nothing is started again."""
+        carry_out = self._notices_only if stopping else \
+            (lambda instructions: self._carry_out(registry, instructions))
+        for pid, how, signum in self.children.exited():
             owner = next((m for m in registry.members.values() if m.pid == pid), None)
             if owner is not None and not owner.state.finished:
                 # Give a dying node's last control messages (its traceback) a moment to arrive.
-                self._carry_out(registry, registry.poll(200))
-            self._carry_out(registry, registry.handle(
-                ProcessExited(pid, how, time.monotonic(), time.time())))
+                carry_out(registry.poll(200))
+            carry_out(registry.handle(
+                ProcessExited(pid, how, time.monotonic(), time.time(), signum)))
 
     def _stop_children(self, registry: Registry) -> None:
         """Stop every child: a ``stop`` message, then the signal ladder (what the nodes say
@@ -274,39 +295,17 @@ class Launcher:
         if not self.children.processes:
             return
         self._notices_only(registry.stop("the run is over"))
-        self.children.stop_all(lambda: self._notices_only(registry.poll(20)))
 
-    # -- result ---------------------------------------------------------------------------------
+        def waiting() -> None:   # the nodes' last words, and how their processes end
+            self._notices_only(registry.poll(20))
+            self._check_children(registry, stopping=True)
+
+        self.children.stop_all(waiting)
+        self._check_children(registry, stopping=True)
+
     def _result(self, registry: Registry, wall: float) -> RunResult:
-        state = registry.state
-        nodes = {}
-        for member in state.members.values():
-            nodes[member.name] = dict(member.stats, state=member.state.value, pid=member.pid,
-                                      host=member.host)
-            if member.pid in self.children.processes:
-                # How its last process ended (negative: killed by that signal, e.g. -9 when the
-                # shutdown ladder had to use SIGKILL).
-                nodes[member.name]["returncode"] = self.children.returncode(member.pid)
-        scores = merge_reported({m.name: m.scores for m in state.members.values()})
-        records = dict(swaps=[*state.swaps, *state.rejoins], swap_failures=state.swap_failures,
-                       spliced=state.spliced, registry_malformed=registry.refused, scores=scores)
-        if self.failures:
-            name, message, detail = self.failures[0]
-            raise NodeFailed(f"node {name} failed: {message}" + (f"\n{detail}" if detail else ""),
-                             result=RunResult(self.spec, nodes, wall, state.end_reason,
-                                              failures=self.failures, **records))
-        end_reason = state.end_reason
-        if end_reason is None and not self.interrupted and self.spec.bounded_by_max_steps \
-                and parallel_duration(self.spec) is not None:
-            end_reason = max_steps_reason(self.spec.max_steps)
-        return RunResult(self.spec, nodes, wall, end_reason, interrupted=self.interrupted,
-                         signal=self.signal, **records)
-
-
-def _signal_label(signum: int | None) -> str:
-    if signum is None:   # Launcher.request_stop: no signal came
-        return "stop requested"
-    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        return run_result(self.spec, registry, self.children, wall, failures=self.failures,
+                          interrupted=self.interrupted, signum=self.signal)
 
 
 def launch(spec: LaunchSpec, **options: Any) -> RunResult:

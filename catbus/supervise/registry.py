@@ -25,6 +25,7 @@ from catbus.control.members import Member
 from catbus.supervise.linkwatch import LinkWatch
 from catbus.wire import messages as msg
 from catbus.wire.protocol import HEARTBEAT_INTERVAL
+from catbus.wire import sockets
 from catbus.wire.sockets import keep_links_alive
 
 #: The most control messages :meth:`Registry.poll` handles per call (a few nodes send a few per
@@ -45,7 +46,7 @@ class Registry:
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted node may reuse its identity
         keep_links_alive(self.socket)
-        self.socket.bind(bind)
+        sockets.bind(self.socket, bind)   # IPv6 on exactly when the address needs it
         self.endpoint = self.socket.getsockopt(zmq.LAST_ENDPOINT).decode()
         guard = self.guard
         config.graph_filter = guard.graph   # a keyed run: each node's public key for its readers
@@ -87,21 +88,31 @@ class Registry:
                 refused = self._refused_by_keys(message)
                 if refused:
                     reply = msg.SwapReply(ok=False, message=refused) if \
-                        isinstance(message, msg.SwapRequest) else msg.Reject(reason=refused)
+                        isinstance(message, msg.SwapRequest) else \
+                        msg.ParamsReply(ok=False, message=refused) if \
+                        isinstance(message, msg.ParamsRequest) else msg.Reject(reason=refused)
                     self._send(identity, reply)
                     continue
-                todo += self.handle(Received(identity, message, time.monotonic(), time.time()))
+                todo += self._feed(Received(identity, message, time.monotonic(), time.time()))
         now = time.monotonic()
         if now - self.last_beat >= HEARTBEAT_INTERVAL:
             self.last_beat = now
             self._closed_links(todo)
-            todo += self.handle(Tick(now, time.time(), self.refused))
-        return todo
+            todo += self._feed(Tick(now, time.time(), self.refused))
+        return todo + self._carry_out(self.plane.flush())   # one graph for the whole batch
 
     def handle(self, event: Event) -> list[Instruction]:
-        """Feed the plane one event; send what it says to send, return the rest."""
+        """Feed the plane one event (from the host: a process started or exited, a stop);
+        send what it says to send, return the rest."""
+        return self._feed(event) + self._carry_out(self.plane.flush())
+
+    def _feed(self, event: Event) -> list[Instruction]:
+        return self._carry_out(self.plane.handle(event))
+
+    def _carry_out(self, instructions: list[Instruction]) -> list[Instruction]:
+        """Send the messages; return what is the host's to do."""
         rest = []
-        for instruction in self.plane.handle(event):
+        for instruction in instructions:
             if isinstance(instruction, Send):
                 self._send(instruction.identity, instruction.message)
             else:
@@ -153,7 +164,7 @@ class Registry:
         """Connection events first, so that a descriptor closed and reused by a new connection
         is never taken for the new one's (see catbus.supervise.linkwatch)."""
         for identity in self.links.closed():
-            todo += self.handle(LinkClosed(identity, time.monotonic()))
+            todo += self._feed(LinkClosed(identity, time.monotonic()))
 
     def _refused_by_keys(self, message: msg.Message) -> str | None:
         """On a keyed bus, what the sender's key may not do: register another node's name, or
@@ -161,7 +172,7 @@ class Registry:
         guard = self.guard
         if isinstance(message, msg.Register):
             return guard.register_problem(message)
-        if isinstance(message, msg.SwapRequest):
+        if isinstance(message, (msg.SwapRequest, msg.ParamsRequest)):   # both drive the node
             return guard.swap_problem(message.node)
         return None
 

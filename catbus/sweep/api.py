@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 import sys
 
@@ -11,7 +12,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from catbus.errors import ConfigError
 from catbus.sweep.episode import Episode
 from catbus.sweep.grid import settings_of, unique_slugs
-from catbus.sweep.results import ResultsWriter, read_rows, row_key
+from catbus.sweep.results import TAIL, ErrorLogs, ResultsWriter, read_rows, row_key
 
 
 def sweep(launch: str | os.PathLike | Mapping[str, Any], seeds: Iterable[int] | None = None,
@@ -37,7 +38,9 @@ def sweep(launch: str | os.PathLike | Mapping[str, Any], seeds: Iterable[int] | 
         grid: ``{"node.param": [value, ...]}``; every combination is a setting.
         mode: ``"inline"`` (default) or ``"stepped"`` (or ``"parallel"``).
         jobs: Worker processes (default ``os.cpu_count()``).
-        out: CSV path; rows are written to it and to ``<out>.jsonl`` as they come.
+        out: CSV path; rows are written to it and, as JSON lines, to the same path with the
+            suffix ``.jsonl`` (``runs/r.csv`` -> ``runs/r.jsonl``) as they come. A failed row's
+            full error goes to ``runs/r.logs/<setting>/seed-<n>.log`` (see ``error_log``).
         record: Folder for the recordings (none by default).
         steps: Environment steps per episode (default: the launch's).
         fresh: A new worker per episode (also forced by a node class with
@@ -59,8 +62,10 @@ def sweep(launch: str | os.PathLike | Mapping[str, Any], seeds: Iterable[int] | 
     Returns:
         The rows (dicts), in grid order: ``setting`` (slug), one column per grid key, ``seed``,
         the scores, ``steps``, ``wall_time_s``, ``dropped``, ``malformed``, ``status``
-        (``"ok"``/``"failed"``), ``exit_code``, ``error``, ``end_reason``, ``worker_pid``,
-        ``record``.
+        (``"ok"``/``"failed"``), ``exit_code``, ``error`` (one line: the reason),
+        ``error_log`` (the file with the whole error, traceback and all, when it had more
+        than one line: beside ``out``, else in ``record``, else in a temporary folder),
+        ``end_reason``, ``worker_pid``, ``record``.
 
     Raises:
         ConfigError: The launch, the grid or an option is wrong (before any episode runs);
@@ -71,8 +76,17 @@ def sweep(launch: str | os.PathLike | Mapping[str, Any], seeds: Iterable[int] | 
 
     if isinstance(launch, (str, os.PathLike)):
         launch = str(Path(launch).resolve())
+    from catbus.api.execute import check_timing
     from catbus.runtime.logs import check_level
 
+    # Options first: they are cheap to check, and a launch can be slow to import.
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, numbers.Integral)
+                             or jobs < 1):
+        raise ConfigError("<sweep>", "jobs", f"must be a whole number of worker processes, at "
+                                             f"least 1; got {jobs!r}")
+    if episode_timeout is not None and not episode_timeout > 0:
+        raise ConfigError("<sweep>", "episode_timeout", f"must be positive, got {episode_timeout}")
+    check_timing(deadline=deadline, where="<sweep>")
     level = check_level(log_level)
     settings = settings_of(grid)
     slugs = unique_slugs(settings)
@@ -85,10 +99,6 @@ def sweep(launch: str | os.PathLike | Mapping[str, Any], seeds: Iterable[int] | 
         seed_list = [spec.seed]
     if any(not isinstance(s, int) or s < 0 for s in seed_list):
         raise ConfigError("<sweep>", "seeds", f"must be non-negative integers, got {seed_list}")
-    if jobs is not None and int(jobs) < 1:
-        raise ConfigError("<sweep>", "jobs", f"must be at least 1, got {jobs}")
-    if episode_timeout is not None and episode_timeout <= 0:
-        raise ConfigError("<sweep>", "episode_timeout", f"must be positive, got {episode_timeout}")
     classes = [n.node_class for n in spec.nodes]
     wants_own = [c.__name__ for c in classes if getattr(c, "one_per_process", False)]
     has_evaluator = any(getattr(c, "evaluator", None) for c in classes)
@@ -116,10 +126,12 @@ def sweep(launch: str | os.PathLike | Mapping[str, Any], seeds: Iterable[int] | 
     todo = [t for t in tasks if row_key(t.base_row(), keys) not in done]
 
     writer = ResultsWriter(out, keys, existing)
+    error_logs = ErrorLogs(out, record_dir)
     bar = _progress_bar(progress, total=len(tasks), initial=len(tasks) - len(todo))
     failures = [0]
 
     def collected(row: dict[str, Any]) -> None:
+        row = error_logs.shorten(row)
         writer.add(row)
         if row.get("status") != "ok":
             failures[0] += 1
@@ -167,10 +179,11 @@ def score_keys(rows: Sequence[Mapping[str, Any]], setting_keys: Sequence[str]) -
     """The score columns of ``rows``: every key that is not a setting or a fixed column."""
     from catbus.sweep.episode import RESERVED
 
+    fixed = RESERVED | set(TAIL)
     keys: list[str] = []
     for row in rows:
         for key in row:
-            if key not in RESERVED and key not in setting_keys and key not in keys:
+            if key not in fixed and key not in setting_keys and key not in keys:
                 keys.append(key)
     return keys
 

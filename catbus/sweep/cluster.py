@@ -21,7 +21,9 @@ Where an episode runs, on its Dask worker:
   (whose node processes a daemonic Dask worker process may not start itself), ``--fresh`` or a
   ``one_per_process`` node class, or ``--episode-timeout`` (the child's whole process group is
   SIGKILLed past it). A child that dies is a failed row naming the signal or exit code, exactly
-  as in a local sweep, and the Dask worker lives on.
+  as in a local sweep, and the Dask worker lives on. A worker that dies (killed, or its nanny
+  gone) takes its child with it: the child stops its run as on SIGTERM and removes its folder
+  itself, since the worker can no longer (the task may already run again elsewhere).
 
 Launch files, node code (the launch's ``pythonpath``) and ``--record`` folders are used at the
 same paths on the workers: a shared file system, or the same checkout everywhere; the workers
@@ -32,10 +34,12 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -190,14 +194,64 @@ def run(cluster: Any, tasks: list[Episode], on_row: Callable[[dict[str, Any]], N
             client.close()
 
 
+#: Seconds an episode whose Dask worker died gets to end its run gracefully (its node processes
+#: stopped, its run folder removed) before it removes its folder and ends itself.
+ORPHAN_GRACE = 10.0
+#: Exit code of an episode child that stopped because its worker is gone (nobody reads it).
+EXIT_ORPHANED = 1
+
+
+class WorkerGone(BaseException):
+    """The Dask worker that started this episode child died (the parent-death signal, SIGTERM).
+    A BaseException, so that no ``except Exception`` of the episode turns it into a row."""
+
+
+def _worker_gone(signum: int, frame: object) -> None:
+    raise WorkerGone()
+
+
+def _watch_worker(worker: int, folder: Path, grace: float = ORPHAN_GRACE) -> None:
+    """The last resort behind the parent-death signal: once the worker is gone, ``grace``
+    seconds for the episode to stop, then its folder is removed and this process ends (its
+    node processes then get their own parent-death signal)."""
+    def watch() -> None:
+        while os.getppid() == worker:
+            time.sleep(0.2)
+        time.sleep(grace)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="catbus-worker-watchdog", daemon=True).start()
+
+
 def _child_main(source: str, target: str) -> int:
-    """``python -m catbus.sweep.cluster TASK ROW``: run the pickled episode, pickle its row."""
+    """``python -m catbus.sweep.cluster TASK ROW``: run the pickled episode, pickle its row.
+
+    The worker that started this process removes its folder (``TASK``'s) when it returns; a
+    worker killed (SIGKILL, or its nanny gone) cannot, and its retried task runs elsewhere. So
+    the worker's death is this process's SIGTERM (PR_SET_PDEATHSIG): a run stops as on
+    SIGTERM (every node stopped, the run folder removed), anything else is unwound, and the
+    folder is removed here; :func:`_watch_worker` bounds how long that may take."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    die_with_parent(signal.SIGKILL)
-    task = pickle.loads(Path(source).read_bytes())
-    row = run_episode(task)
-    Path(target).write_bytes(pickle.dumps(row))
-    return 0
+    folder = Path(source).parent
+    worker = os.getppid()
+    signal.signal(signal.SIGTERM, _worker_gone)   # a run installs its own while it goes
+    die_with_parent(signal.SIGTERM)
+    _watch_worker(worker, folder)
+    try:
+        if os.getppid() != worker:   # died before the signal was asked for
+            raise WorkerGone()
+        task = pickle.loads(Path(source).read_bytes())
+        row = run_episode(task)
+        if os.getppid() == worker:
+            Path(target).write_bytes(pickle.dumps(row))
+            return 0
+    except WorkerGone:
+        if os.getppid() == worker:   # a SIGTERM from someone else: the worker reports the exit
+            return 128 + signal.SIGTERM
+    shutil.rmtree(folder, ignore_errors=True)
+    sys.stderr.flush()
+    os._exit(EXIT_ORPHANED)   # no interpreter shutdown: nothing of the episode may hold it up
 
 
 if __name__ == "__main__":

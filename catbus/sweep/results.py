@@ -19,16 +19,59 @@ from catbus.sweep.grid import canonical
 
 #: Columns of every row after the settings, the seed and the scores.
 TAIL = ("steps", "wall_time_s", "dropped", "malformed", "status", "exit_code", "error",
-        "end_reason", "worker_pid", "record")
+        "error_log", "end_reason", "worker_pid", "record")
 HEAD = ("setting",)
 
 
 def paths_for(out: str | os.PathLike) -> tuple[Path, Path]:
-    """``results.csv`` -> (results.csv, results.jsonl); ``x.jsonl`` -> (x.csv, x.jsonl)."""
+    """The table and its JSON lines: the suffix of ``out`` is replaced, never appended to
+    (``runs/r.csv`` -> runs/r.csv and runs/r.jsonl; ``runs/r.jsonl`` -> the same two)."""
     out = Path(out)
     if out.suffix == ".jsonl":
         return out.with_suffix(".csv"), out
     return out, out.with_suffix(".jsonl")
+
+
+def logs_folder(out: str | os.PathLike) -> Path:
+    """Where the failed rows' full errors go beside ``out``: ``runs/r.csv`` -> runs/r.logs."""
+    return paths_for(out)[0].with_suffix(".logs")
+
+
+class ErrorLogs:
+    """Keeps a failed row's ``error`` cell to one line, its full text (the traceback) in a file.
+
+    A CSV cell holding a 30-line traceback breaks every table viewer and hides the reason; the
+    first line of an episode's error is its reason (``node env failed in step: RuntimeError:
+    boom``). The whole text goes to ``<folder>/<setting>/seed-<n>.log``, named in the row's
+    ``error_log`` column; the folder is ``<out>.logs`` beside ``--out`` (``runs/r.logs``), else
+    the ``--record`` folder (beside the episode's recording), else a temporary folder made at
+    the first such failure (``catbus-sweep-logs-*``), kept for the user to read."""
+
+    def __init__(self, out: str | os.PathLike | None, record: str | os.PathLike | None) -> None:
+        self.root = logs_folder(out) if out is not None else \
+            Path(record) if record is not None else None
+
+    def path_for(self, row: Mapping[str, Any]) -> Path:
+        if self.root is None:
+            import tempfile
+
+            self.root = Path(tempfile.mkdtemp(prefix="catbus-sweep-logs-"))
+        return self.root / str(row.get("setting", "default")) / f"seed-{row.get('seed')}.log"
+
+    def shorten(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """``row`` with a one-line ``error`` and its ``error_log``: the file written with the
+        whole error if it had more to say, else None."""
+        row = dict(row)
+        row.setdefault("error_log", None)
+        text = str(row.get("error") or "").strip()
+        if "\n" not in text:
+            return row
+        path = self.path_for(row)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
+        row["error"] = text.splitlines()[0].strip()
+        row["error_log"] = str(path)
+        return row
 
 
 def row_key(row: Mapping[str, Any], setting_keys: Sequence[str]) -> tuple:

@@ -49,12 +49,12 @@ from typing import Any, Sequence
 import msgpack
 import numpy as np
 
+# What one received message may cost its receiver is catbus.wire.limits'; importable from here.
+from catbus.wire.limits import MAX_ELEMENTS as MAX_ELEMENTS, \
+    MAX_FRAME_BYTES as MAX_FRAME_BYTES, DecodeError as DecodeError, \
+    unpack_bounded as unpack_bounded
 from catbus.wire.protocol import (EXT_NDARRAY, EXT_NDARRAY_INLINE, EXT_NPSCALAR, HEADER_FIELDS,
                                   HEADER_VERSION, INLINE_MAX_BYTES, TOPIC_TERMINATOR)
-
-
-class DecodeError(ValueError):
-    """A frame set that is not a valid catbus message (counted and dropped by receivers)."""
 
 
 #: The largest header an envelope can carry (its length is two bytes).
@@ -394,13 +394,19 @@ def _inline_array(data: bytes) -> np.ndarray:
 _unpackb = msgpack.unpackb
 
 
-def decode_payload(payload: bytes | memoryview, buffers: Sequence[Any] = ()) -> Any:
-    """Inverse of :func:`encode_payload`; arrays come back as read-only views of ``buffers``."""
+def decode_payload(payload: bytes | memoryview, buffers: Sequence[Any] = (), *,
+                   max_elements: int | None = None) -> Any:
+    """Inverse of :func:`encode_payload`; arrays come back as read-only views of ``buffers``.
+
+    Refuses (DecodeError) a payload of more than ``max_elements`` msgpack elements
+    (:data:`MAX_ELEMENTS` by default): what a receiver decodes comes from another process."""
     # A message without buffer frames (small arrays travel inline) needs no closure over them:
     # building one per message cost more than the rest of decoding a small message's header.
     ext_hook = _ext_hook_of(buffers) if buffers else _ext_hook_no_buffers
     try:
-        return _unpackb(payload, ext_hook=ext_hook, strict_map_key=False)
+        if len(payload) <= (MAX_ELEMENTS if max_elements is None else max_elements):
+            return _unpackb(payload, ext_hook=ext_hook, strict_map_key=False)
+        return unpack_bounded(payload, max_elements, ext_hook=ext_hook, strict_map_key=False)
     except DecodeError:
         raise
     except Exception as exc:

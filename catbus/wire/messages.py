@@ -24,6 +24,8 @@ from typing import Any, Callable, ClassVar, Union
 import msgpack
 
 from catbus.wire.protocol import PROTOCOL_VERSION, Op
+from catbus.wire.paramsmessages import ParamsApplied, ParamsChange, ParamsQuery, ParamsReply, \
+    ParamsRequest
 
 
 class MalformedMessage(ValueError):
@@ -123,6 +125,9 @@ class Swapped:
     tick: int
     first_publish: float = 0.0
     restored: bool = False
+    #: The tick of the checkpoint a restarted process went on from (-1: none; see
+    #: :class:`Checkpoint`): ``tick`` is then the first tick it stepped that its readers lacked.
+    checkpoint: int = -1
 
 
 @dataclass(frozen=True)
@@ -265,6 +270,20 @@ class Rejoined:
 
 
 @dataclass(frozen=True)
+class Checkpoint:
+    """Both ways. From a node with ``checkpoint: N``, every N of its steps: its state before
+    stepping ``tick`` -- ``state``, the bytes of :func:`catbus.runtime.checkpoints.pack` (its
+    ``snapshot()`` through the codec, its ``self.rng``, its scores, its sequence numbers); the
+    registry keeps the latest per node. From the registry, right after the ``welcome`` of a
+    restarted process of that node: the latest it kept, to go on from (``state`` None: none was
+    taken yet, go on from ``tick`` 0 as the node was set up)."""
+
+    OP: ClassVar[str] = Op.CHECKPOINT
+    tick: int
+    state: bytes | None = None
+
+
+@dataclass(frozen=True)
 class GraphQuery:
     """A tool (``catbus node list``, ``topic echo``...) asks for the :class:`Graph`."""
 
@@ -299,7 +318,8 @@ class SwapReply:
 
 Message = Union[Register, Ready, Heartbeat, Done, Error, Welcome, Reject, Graph, Start, End,
                 Stop, GraphQuery, Handover, Swapped, Retire, Takeover, Resume, SwapRequest,
-                SwapReply, Rejoined]
+                SwapReply, Rejoined, Checkpoint, ParamsQuery, ParamsRequest, ParamsReply,
+                ParamsChange, ParamsApplied]
 MESSAGE_TYPES: tuple[type, ...] = typing.get_args(Message)
 
 
@@ -370,8 +390,14 @@ _LIMITS: dict[tuple[str, str], tuple[float, float]] = {
     (Op.TAKEOVER, "tick"): (-1, _INT_MAX),
     (Op.TAKEOVER, "elapsed"): (0.0, 1e9),
     (Op.SWAPPED, "tick"): (-1, _INT_MAX),
+    (Op.SWAPPED, "checkpoint"): (-1, _INT_MAX),
     (Op.END, "tick"): (-1, _INT_MAX),
     (Op.REJOINED, "away"): (0.0, 1e9),
+    (Op.CHECKPOINT, "tick"): (0, _INT_MAX),
+    (Op.PARAMS, "id"): (0, _INT_MAX),
+    (Op.PARAMS_APPLIED, "id"): (0, _INT_MAX),
+    (Op.PARAMS_APPLIED, "tick"): (-1, _INT_MAX),
+    (Op.PARAMS_REPLY, "tick"): (-1, _INT_MAX),
 }
 
 
@@ -434,6 +460,8 @@ def register_problem(message: Register) -> str | None:
 
 __all__ = ["MalformedMessage", "Register", "Ready", "Heartbeat", "Done", "Error", "Welcome",
            "Reject", "Graph", "Start", "End", "Stop", "GraphQuery", "Handover", "Swapped",
-           "Retire", "Takeover", "Resume", "SwapRequest", "SwapReply", "Rejoined", "Message",
+           "Retire", "Takeover", "Resume", "SwapRequest", "SwapReply", "Rejoined", "Checkpoint",
+           "ParamsQuery", "ParamsRequest", "ParamsReply", "ParamsChange", "ParamsApplied",
+           "Message",
            "encode",
            "decode", "from_map", "register_problem"]

@@ -14,6 +14,7 @@ Two versions travel on the wire:
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Final
 
@@ -54,6 +55,10 @@ LOG_TOPIC: Final = "catbus/log"
 #: class}, new: {...}, params, state ("restored" | "fresh"), gap}`` (``gap``: parallel mode,
 #: seconds between the old process's last message and the new one's first; None in stepped).
 SWAP_TOPIC: Final = "catbus/swap"
+#: A node's parameters changed live (``catbus param set``), published by the node before the
+#: outputs of the step they first apply to: ``{node, tick, changed, params}``; only the
+#: recorder reads it (``catbus play`` applies it again at the same tick).
+PARAMS_TOPIC: Final = "catbus/params"
 #: A node's counters of refused and lost input, published once as it leaves (before its final
 #: progress), so the recording has every node's: ``{node, incarnation, stats: {malformed,
 #: malformed_by, dropped, duplicates, received}}``; only the recorder reads it.
@@ -110,11 +115,21 @@ class Op:
     RESUME: Final = "resume"        # registry -> old process: the replacement failed, go on
     SWAPPED: Final = "swapped"      # new process -> registry: its first step is done
     REJOINED: Final = "rejoined"    # registry -> node: your link was down this long, and is back
+    # node -> registry: the node's state at a tick (``checkpoint: N``); registry -> a restarted
+    # process of it: the latest one, to go on from (docs/protocol.md, "Checkpoints")
+    CHECKPOINT: Final = "checkpoint"
     # tool -> registry (answered with GRAPH)
     GRAPH_QUERY: Final = "graph?"
     # tool -> registry: replace a node (answered with SWAP_REPLY once it is done or refused)
     SWAP: Final = "swap"
     SWAP_REPLY: Final = "swap-reply"
+    # live parameters (docs/protocol.md, "Live parameters"): tool -> registry, answered with
+    # PARAMS_REPLY; registry -> node PARAMS, node -> registry PARAMS_APPLIED
+    PARAMS_GET: Final = "params?"
+    PARAMS_SET: Final = "params-set"
+    PARAMS_REPLY: Final = "params-reply"
+    PARAMS: Final = "params"
+    PARAMS_APPLIED: Final = "params-applied"
 
 
 # -- message extension types inside payloads -----------------------------------------------------
@@ -131,14 +146,25 @@ TCP_ADDRESS: Final = re.compile(r"tcp://(?P<host>[^\s/:\[\]]+|\[[0-9A-Fa-f:.%\w]
 
 def bus_address_problem(address: str) -> str | None:
     """Why ``address`` is not a bus (registry) address, or None. A bus is ``ipc://PATH`` or
-    ``tcp://HOST:PORT`` with a port in 1..65535."""
+    ``tcp://HOST:PORT`` with a port in 1..65535; an IPv6 HOST is an address in brackets."""
     if not isinstance(address, str):
         return f"a bus address must be text, got {address!r}"
     if address.startswith("ipc://"):
         return None if len(address) > len("ipc://") else "ipc:// needs a path"
     match = TCP_ADDRESS.match(address)
     if match is None:
+        if address.startswith("tcp://") and address[len("tcp://"):].count(":") > 1 \
+                and "[" not in address:
+            host, _, port = address[len("tcp://"):].rpartition(":")
+            return (f"an IPv6 address goes in brackets: tcp://[{host}]:{port} (tcp://HOST:PORT "
+                    f"with HOST a name, an IPv4 address or [IPv6 address])")
         return "expected tcp://HOST:PORT (e.g. tcp://10.0.0.1:7700, tcp://[::1]:7700) or ipc://PATH"
+    host = match["host"]
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return f"{host} is not an IPv6 address (brackets hold one, e.g. [fd00::1])"
     if not 0 < int(match["port"]) < 65536:
         return f"port {match['port']} is out of range 1-65535"
     return None
@@ -151,7 +177,7 @@ def hello_topic(name: str) -> str:
 
 __all__ = [
     "PROTOCOL_VERSION", "HEADER_VERSION", "HEADER_FIELDS", "EVERY_TOPIC", "RESERVED_PREFIX",
-    "PROGRESS_TOPIC", "HELLO_PREFIX", "DROPS_TOPIC", "SWAP_TOPIC", "STATS_TOPIC", "RESTART_POLICIES", "TOPIC_TERMINATOR", "MODES", "POLICIES",
+    "PROGRESS_TOPIC", "HELLO_PREFIX", "DROPS_TOPIC", "SWAP_TOPIC", "STATS_TOPIC", "PARAMS_TOPIC", "RESTART_POLICIES", "TOPIC_TERMINATOR", "MODES", "POLICIES",
     "HEARTBEAT_INTERVAL", "DEFAULT_REGISTRY_TIMEOUT", "DEFAULT_DEADLINE", "CLOSING_STATE", "AWAITING_CONTROLLER_STATE",
     "WINDOW", "Op", "EXT_NDARRAY", "EXT_NPSCALAR", "EXT_NDARRAY_INLINE", "INLINE_MAX_BYTES",
     "TCP_ADDRESS", "bus_address_problem", "hello_topic",

@@ -1,6 +1,6 @@
-"""Adapters that bring other ecosystems' environments into catbus as ordinary nodes.
+"""The Gymnasium adapter and its linear policy under their first path.
 
-``nodes.adapters.gymnasium:GymnasiumEnv`` runs any registered Gymnasium environment as a catbus
-environment node; ``nodes.adapters.policies:LinearPolicy`` is a small fixed policy to drive it
-(``launch/cartpole.yaml``).
+They live in :mod:`catbus.adapters` (installed with catbus); ``nodes.adapters.gymnasium`` and
+``nodes.adapters.policies`` re-export the same classes, so launch files and recordings that name
+the old path keep working and name the very same class.
 """

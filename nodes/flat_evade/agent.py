@@ -17,7 +17,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from catbus.node import Node
-from catbus.params import Param
+from catbus.params import Param, deep_merge
 from nodes.flat_evade.controllers import (SAFE_CONTROLLERS, SafeParams, feedback_control,
                                           safe_control)
 from nodes.flat_evade.planner import NaivePlanner, cartesian_state, task_goal
@@ -56,8 +56,24 @@ class ModelBasedAgent(Node):
     }
 
     def setup(self, params: dict[str, Any]) -> None:
-        self.law: str = params["safe_controller"]
+        self.params = params
         self.planner = NaivePlanner(**params["planner"])
+        self._controllers(params)
+        self.t_last: Optional[float] = None
+
+    def on_params(self, changed: dict[str, Any]) -> None:
+        """Live changes (``catbus param set robot safe.d_min 20``): the safety layer and the
+        gains take the new values at this step; a planner change keeps the current plan."""
+        self.params = deep_merge(self.params, changed)
+        if "planner" in changed:
+            timer, trajectory = self.planner.timer, self.planner.trajectory
+            self.planner = NaivePlanner(**self.params["planner"])
+            self.planner.timer = min(timer, self.planner.replanning_cycle)
+            self.planner.trajectory = trajectory
+        self._controllers(self.params)
+
+    def _controllers(self, params: dict[str, Any]) -> None:
+        self.law: str = params["safe_controller"]
         feedback = params["feedback"]
         self.kp, self.kv = feedback["kp"], feedback["kv"]
         self.feedback_u_max = column(feedback["u_max"], 2, "feedback.u_max")
@@ -65,7 +81,20 @@ class ModelBasedAgent(Node):
         self.safe = SafeParams(d_min=safe["d_min"], k_v=safe["k_v"], eta=safe["eta"], c=safe["c"],
                                lambd=safe["lambd"], u_max=column(safe["u_max"], 2, "safe.u_max"),
                                saturate=safe["saturate"])
-        self.t_last: Optional[float] = None
+
+    def snapshot(self) -> dict[str, Any]:
+        """The planner's plan and timer, and when this agent last acted: for a restart from a
+        checkpoint (``checkpoint: N``) or a hot swap (a swap to other parameters keeps them)."""
+        return {"t_last": self.t_last, "timer": self.planner.timer,
+                "trajectory": self.planner.trajectory}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Go on from what :meth:`snapshot` gave."""
+        self.t_last = state["t_last"]
+        # (never past the cycle: a swap to a shorter replanning_cycle must still replan)
+        self.planner.timer = min(int(state["timer"]), self.planner.replanning_cycle)
+        trajectory = state["trajectory"]
+        self.planner.trajectory = None if trajectory is None else np.array(trajectory)
 
     def step(self, t: float, inputs: dict[str, Any]) -> Optional[dict[str, Any]]:
         sensors = inputs["~/sensors"]

@@ -44,6 +44,8 @@ class FlatEvadeEnv(Node):
     evaluator = "nodes.flat_evade.evaluator:evaluate"
     plotter = "nodes.flat_evade.plot:plot"
     foxglove_scene = "nodes.flat_evade.foxglove_scene:FlatEvadeScene"
+    #: The robot as a Gymnasium environment: ``catbus.gym.make(launch, agent="robot")``.
+    gym_mapping = {"robot": "nodes.flat_evade.gym_mapping:robot_mapping"}
 
     params = {
         "rng": Param(str, "generator",
@@ -90,6 +92,26 @@ class FlatEvadeEnv(Node):
             self._hold_actions(inputs)
             self.world.simulate(self.controls, self.broadcasts, self.period)
         return self._publish()
+
+    def snapshot(self) -> dict[str, Any]:
+        """The world and the held actions, for a restart from a checkpoint (``checkpoint: N``)
+        or a hot swap. ``self.rng`` is catbus's to carry; the legacy ``RandomState`` is ours."""
+        state: dict[str, Any] = {
+            "world": None if self.world is None else self.world.state(),
+            "controls": self.controls, "broadcasts": self.broadcasts}
+        if self.legacy:
+            state["legacy_rng"] = list(self.source.get_state())
+        return state
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Go on from what :meth:`snapshot` gave (after ``setup`` with the same parameters)."""
+        if self.legacy and state.get("legacy_rng") is not None:
+            self.source.set_state(tuple(state["legacy_rng"]))
+        self.world = None if state["world"] is None else World.from_state(
+            state["world"], self.goal_targets, self.reaching_eps, self.source)
+        self.controls = {name: np.array(u, dtype=np.float64)
+                         for name, u in state["controls"].items()}
+        self.broadcasts = {name: dict(value or {}) for name, value in state["broadcasts"].items()}
 
     def reset(self) -> None:
         """Build the world and forget held actions. In legacy mode, also spend the draws of the

@@ -2,8 +2,7 @@
 
     import catbus.gym, gymnasium
     env = gymnasium.make("catbus/FlatEvade-v0")            # or:
-    env = catbus.gym.make("launch/flat_evade.yaml", agent="robot",
-                          mapping="nodes.flat_evade.gym_mapping:robot_mapping")
+    env = catbus.gym.make("launch/flat_evade.yaml", agent="robot")   # FlatEvadeEnv names it
 
 - **Observation** (``Box(-inf, inf, (12,), float32)``), from ``robot/sensors`` (the robot's noisy
   measurements, what its own agent sees): its state ``[px, py, vx, vy]``, the goal's relative

@@ -124,6 +124,31 @@ class World:
             self.goals[name] = Goal(name, target, np.zeros((2, 1)))
             self._place(self.goals[name])
 
+    # -- state (a checkpoint, a hot swap) ------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """Everything that changes as the world runs: each body's ``x`` and last broadcast,
+        each goal's place and count (what :meth:`from_state` rebuilds the world from)."""
+        return {"bodies": {name: {"x": body.x, "broadcast": body.broadcast}
+                           for name, body in self.bodies.items()},
+                "goals": {name: {"pos": goal.pos, "count": goal.count}
+                          for name, goal in self.goals.items()}}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], goal_targets: Mapping[str, Optional[str]],
+                   reaching_eps: float, source: RandomSource) -> "World":
+        """The world :meth:`state` described, built without a draw (building one anew places
+        every goal with one)."""
+        world = cls.__new__(cls)
+        world.reaching_eps = reaching_eps
+        world.source = source
+        world.bodies = {name: Body(name, np.array(body["x"], dtype=np.float64),
+                                   dict(body["broadcast"] or {}))
+                        for name, body in state["bodies"].items()}
+        world.goals = {name: Goal(name, goal_targets.get(name),
+                                  np.array(goal["pos"], dtype=np.float64), int(goal["count"]))
+                       for name, goal in state["goals"].items()}
+        return world
+
     # -- dynamics -------------------------------------------------------------------------------
     def simulate(self, controls: Mapping[str, np.ndarray], broadcasts: Mapping[str, dict],
                  dt: float) -> None:

@@ -9,23 +9,43 @@ exactly the same inputs. :class:`Inbox` composes three parts, each usable and te
   ``through`` its data carries), its end of the episode, its final word, what it has heard;
 * :mod:`.buffers` -- the admitted messages per input, and which of them a step gets (by tick
   in ``stepped`` / ``inline``, the newest or all in ``parallel``, in order for reactive nodes).
+
+Before any of them, the facade checks who sent a message: a node receives each neighbour's
+messages on a socket of their own (:mod:`catbus.runtime.dataplane`), so a message whose header
+names another publisher than the socket's neighbour is forged, refused and counted against the
+neighbour that sent it (docs/design.md, "Data plane": provenance from the transport).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Collection, Mapping, Sequence
+from collections import defaultdict
+from typing import Any, Callable, Collection, Iterable, Mapping, Sequence
 
 import msgpack
 
 from catbus.runtime.inbox.admission import Admission
 from catbus.runtime.inbox.buffers import (ALL, Buffers, InputBinding, LocalMessage, Message,
                                           Received, Shared)
-from catbus.runtime.inbox.progress import PeerProgress, PeersProgress, progress_problem
+from catbus.runtime.inbox.progress import (PeerProgress, PeersProgress, end_problem,
+                                           progress_problem)
 from catbus.wire import codec
 from catbus.wire.protocol import HELLO_PREFIX, PROGRESS_TOPIC
 
-__all__ = ["ALL", "Admission", "Buffers", "Inbox", "InputBinding", "LocalMessage", "Message",
-           "PeerProgress", "PeersProgress", "Received", "Shared", "progress_problem"]
+__all__ = ["ALL", "Admission", "Buffers", "Frames", "Inbox", "InputBinding", "LocalMessage",
+           "Message", "PeerProgress", "PeersProgress", "Received", "Shared", "end_problem",
+           "progress_problem"]
+
+
+class Frames(list):
+    """The frames of one received message and ``source``: the neighbour whose socket it came
+    in on (the transport's word for who sent it, where the header's is the sender's own).
+    A list, so that whatever takes a message's frames takes these."""
+
+    __slots__ = ("source",)
+
+    def __init__(self, frames: Iterable[Any] = (), source: str | None = None) -> None:
+        super().__init__(frames)
+        self.source = source
 
 
 def _buffer(frame: Any) -> Any:
@@ -69,9 +89,19 @@ class Inbox:
         self.buffers = buffers = Buffers(inputs, order, reactive=reactive)
         self.peers = peers = PeersProgress()
         self.admission = admission = Admission(peers.through)
+        peers.newest_tick = admission.newest_tick
         #: Frames that are not catbus messages (envelope, header), and what callers count as
         #: malformed through :attr:`malformed` (payloads they failed to decode).
         self.unreadable = 0
+        #: Messages whose header names another publisher than the neighbour whose socket they
+        #: came in on (see :meth:`add_frames`).
+        self.forged = 0
+        #: neighbour -> frames refused at the facade (unreadable, forged) that came on its
+        #: socket; :attr:`malformed_from` adds the parts' own counts.
+        self._refused_from: defaultdict[str, int] = defaultdict(int)
+        #: Nodes without a period (from the graph): in a stepped run they cannot end the
+        #: episode (see :attr:`PeersProgress.cannot_end`).
+        self._reactive: frozenset[str] = frozenset()
         # The parts' containers, shared (never replaced) so callers can bind them once.
         self.inputs = buffers.inputs
         self.wildcard = buffers.wildcard
@@ -98,21 +128,35 @@ class Inbox:
         self.set_sources = peers.set_sources
 
     # -- receiving ------------------------------------------------------------------------------
-    def add_frames(self, frames: Sequence[Any]) -> Received | None:
+    def add_frames(self, frames: Sequence[Any], source: str | None = None) -> Received | None:
         """Take one multipart message (zmq.Frame objects or bytes). Returns the data message, or
-        None for progress, malformed frames, refused messages and topics we did not ask for."""
+        None for progress, malformed frames, refused messages and topics we did not ask for.
+
+        ``source`` (or, for :class:`Frames`, their own ``source``) is the neighbour whose socket
+        the message came in on: a message whose header names another publisher is forged --
+        refused, counted in ``malformed`` and against ``source`` -- and never reaches the
+        parts, so it cannot displace anything of the publisher it names (its sequence numbers,
+        process, progress). None: the caller vouches for the header (inline, tests)."""
         # Runs once per message on every receiver: _buffer is called only for frames that are
         # not bytes already (receive_frames hands over the envelope as bytes).
+        if source is None and type(frames) is Frames:
+            source = frames.source
         try:
             first = frames[0]
             topic, header, payload = _open_envelope(
                 first if type(first) is bytes else bytes(_buffer(first)))
             header = _unpack_header(header)
+            if source is not None and header.publisher != source:
+                self.forged += 1
+                self._refused_from[source] += 1
+                return None
             if topic == PROGRESS_TOPIC:
                 self._add_progress(payload, header.publisher)
                 return None
         except _NOT_A_MESSAGE:
             self.unreadable += 1
+            if source is not None:
+                self._refused_from[source] += 1
             return None
         if topic.startswith(HELLO_PREFIX):
             return None
@@ -140,6 +184,13 @@ class Inbox:
         if self._admit(topic, publisher, seq, tick):
             self._queue(message, topic, publisher, seq, tick)
 
+    def set_latency(self, keys: Mapping[str, Callable[[int], int]]) -> None:
+        """Readers of a publisher with latency: file its messages by when they become visible
+        (:meth:`Buffers.set_keys`, :mod:`catbus.runtime.latency`); those queued already are
+        filed again."""
+        self.buffers.set_keys(keys)
+        self._queue = self.buffers.file
+
     # -- the parts' settings and counters, under the names the runtime uses ---------------------
     @property
     def owners(self) -> dict[str, str]:
@@ -158,6 +209,24 @@ class Inbox:
     @last_tick.setter
     def last_tick(self, tick: int | None) -> None:
         self.admission.last_tick = tick
+        self._rules_for_ends()
+
+    @property
+    def reactive(self) -> frozenset[str]:
+        """The run's nodes without a period (from the graph; see :attr:`PeersProgress.
+        cannot_end`)."""
+        return self._reactive
+
+    @reactive.setter
+    def reactive(self, names: Iterable[str]) -> None:
+        self._reactive = frozenset(names)
+        self._rules_for_ends()
+
+    def _rules_for_ends(self) -> None:
+        """Who may end the episode: in a stepped run (a last tick is known) not a node without
+        a period; in a parallel run anyone (docs/design.md, "Lockstep by progress")."""
+        self.peers.cannot_end = self._reactive if self.admission.last_tick is not None \
+            else frozenset()
 
     @property
     def received(self) -> int:
@@ -185,10 +254,25 @@ class Inbox:
     def malformed(self) -> int:
         """Everything refused as not a message this node may be sent, whichever part refused
         it: one count in the node's statistics (docs/protocol.md, "Validation")."""
-        return (self.unreadable + self.admission.malformed + self.peers.malformed
+        return (self.unreadable + self.forged + self.admission.malformed + self.peers.malformed
                 + self.buffers.malformed)
 
     @malformed.setter
     def malformed(self, count: int) -> None:
         # ``inbox.malformed += 1`` from a caller: the difference is the caller's own count.
         self.unreadable += count - self.malformed
+
+    @property
+    def malformed_from(self) -> dict[str, int]:
+        """``malformed`` by sender: the neighbour whose socket a refused message came in on
+        (forged and unreadable frames), else the publisher its header names (the parts'
+        refusals, made after the header was checked against the socket). A new dict, sorted by
+        name; messages a caller counted through :attr:`malformed` have no sender and are not
+        in it."""
+        counts: defaultdict[str, int] = defaultdict(int)
+        for part in (self._refused_from, self.admission.malformed_from,
+                     self.peers.malformed_from, self.buffers.malformed_from):
+            for sender, count in part.items():
+                if count:
+                    counts[sender] += count
+        return dict(sorted(counts.items()))

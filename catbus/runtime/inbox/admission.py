@@ -3,13 +3,18 @@
 A message is admitted once, from the node the run assigned its topic to, from that node's
 newest process, in sequence (docs/design.md, "Hot swap and restarts": receivers drop duplicates
 by process and sequence number; docs/protocol.md, "Validation"). Everything refused is counted,
-never fatal: ``malformed`` (not a message this node may be sent), ``duplicates`` (one it has
-already, or one a newer process replaced) and ``dropped`` (gaps in a sequence: lost before they
-reached us).
+never fatal: ``malformed`` (not a message this node may be sent; by publisher in
+``malformed_from``), ``duplicates`` (one it has already, or one a newer process replaced) and
+``dropped`` (gaps in a sequence: lost before they reached us).
+
+That the header's publisher is the node that sent the message is not this part's business: the
+inbox checks it against the socket the message came in on (:meth:`catbus.runtime.inbox.Inbox.
+add_frames`) before anything here runs.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Callable
 
 
@@ -40,12 +45,18 @@ class Admission:
         #: refused as malformed (it could never be shown, and at the head of an input's queue
         #: it would hold back every message after it).
         self.last_tick: int | None = None
+        #: publisher -> the newest tick of the data admitted from its current process: an end
+        #: of the episode it announces below this is in its past (see
+        #: :meth:`catbus.runtime.inbox.progress.PeersProgress.add_progress`).
+        self.newest: dict[str, int] = {}
         self.received = 0
         self.dropped = 0        # sequence gaps: messages lost before they reached us
         #: Messages we had already (sent again to a neighbour that subscribed again), or from a
         #: process its successor replaced: dropped, never delivered twice.
         self.duplicates = 0
         self.malformed = 0      # from the wrong publisher, past the last tick, a bad seq
+        #: publisher (as its header names it) -> how many of its messages were malformed
+        self.malformed_from: defaultdict[str, int] = defaultdict(int)
 
     def admit(self, topic: str, publisher: str, seq: int, tick: int,
               incarnation: int = 0) -> bool:
@@ -54,7 +65,7 @@ class Admission:
         (see :attr:`duplicates`)."""
         owners = self.owners
         if owners and owners.get(topic, publisher) != publisher:
-            self.malformed += 1   # not from the node the run assigned this topic to
+            self._refuse(publisher)   # not from the node the run assigned this topic to
             return False
         if self.process_of.get(publisher) != incarnation and \
                 not self._switch_process(publisher, incarnation):
@@ -62,7 +73,7 @@ class Admission:
             return False
         last_tick = self.last_tick
         if last_tick is not None and tick > last_tick:
-            self.malformed += 1   # past the run's end: never shown, and it would block its queue
+            self._refuse(publisher)   # past the run's end: never shown, it would block its queue
             return False
         key = (publisher, topic)
         last_seq = self.last_seq
@@ -75,8 +86,21 @@ class Admission:
             self.duplicates += 1
             return False
         last_seq[key] = seq
+        newest = self.newest
+        if tick > newest.get(publisher, -1):
+            newest[publisher] = tick
         self.received += 1
         return True
+
+    def newest_tick(self, publisher: str) -> int:
+        """The newest tick of the data admitted from ``publisher``'s current process (-1:
+        none yet)."""
+        return self.newest.get(publisher, -1)
+
+    def _refuse(self, publisher: str) -> None:
+        """Count one malformed message of ``publisher``."""
+        self.malformed += 1
+        self.malformed_from[publisher] += 1
 
     def _in_sequence(self, key: tuple[str, str], seq: int, previous: int) -> bool:
         """``seq`` after ``previous`` is not simply the next number: count a gap as dropped
@@ -87,7 +111,7 @@ class Admission:
             # The stream goes on right after the number before the jump: the jump was one
             # message with a bad seq, not a loss (docs/protocol.md, "Sequence jumps").
             self.dropped -= jump[1]
-            self.malformed += 1
+            self._refuse(key[0])
             previous = jump[0]
         elif seq <= previous:
             self.duplicates += 1
@@ -106,6 +130,9 @@ class Admission:
         if known is not None and incarnation < known:
             return False
         self.process_of[publisher] = incarnation
+        # A new process starts its own record: a restarted one may step ticks the old one had
+        # stepped (what of them is dropped is the floors' business, below).
+        self.newest.pop(publisher, None)
         if known is not None:
             for key in [k for k in self.last_seq if k[0] == publisher]:
                 del self.last_seq[key]

@@ -15,7 +15,7 @@ than its inputs arrive does not pay for decoding messages it never reads.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -144,6 +144,8 @@ class Buffers:
                       all(later.topic != b.topic for later in bound[i + 1:]))
                      for i, b in enumerate(bound)]
         self.malformed = 0   # payloads that did not decode when a step took them
+        #: publisher -> how many of its payloads did not decode
+        self.malformed_from: defaultdict[str, int] = defaultdict(int)
         #: Queue an admitted message where a step or the in-order delivery will take it;
         #: False if no input reads its topic. Runs once per message: a closure over the
         #: containers it fills.
@@ -177,6 +179,39 @@ class Buffers:
             if queue is None:
                 return False
             queue.append((tick, message))
+            return True
+        return file
+
+    def set_keys(self, keys: Mapping[str, Callable[[int], int]]) -> None:
+        """Latency (:mod:`catbus.runtime.latency`): file the messages of these topics under the
+        key each function gives their tick, not the tick itself, so that :meth:`take_by_tick`
+        shows them when they become visible. Only readers of a delayed publisher get this
+        filer: every other one keeps the plain one, and pays nothing. Messages queued before
+        (a process taking over mid-run is sent its publishers' last ones as it joins) are
+        filed again, under their keys."""
+        if not keys or self.in_order:
+            return
+        for topic, key in keys.items():
+            queue = self.queues.get(topic)
+            if queue:
+                entries = list(queue)   # filed under their ticks so far
+                queue.clear()
+                queue.extend((key(tick), message) for tick, message in entries)
+        self.file = self._keyed_filer(dict(keys))
+
+    def _keyed_filer(self, keys: dict[str, Callable[[int], int]]
+                     ) -> Callable[[Message, str, str, int, int], bool]:
+        """:meth:`_by_topic_filer` with a key per delayed topic (non-decreasing along a
+        topic's messages, so that the queue is still taken from its head)."""
+        queue_of = self.queues.get
+        key_of = keys.get
+
+        def file(message: Message, topic: str, publisher: str, seq: int, tick: int) -> bool:
+            queue = queue_of(topic)
+            if queue is None:
+                return False
+            key = key_of(topic)
+            queue.append((tick if key is None else key(tick), message))
             return True
         return file
 
@@ -241,8 +276,13 @@ class Buffers:
             try:
                 values.append(message.value)
             except codec.DecodeError:
-                self.malformed += 1
+                self._undecodable(message)
         return values
+
+    def _undecodable(self, message: Message) -> None:
+        """Count one message whose payload did not decode, against its publisher."""
+        self.malformed += 1
+        self.malformed_from[message.header.publisher] += 1
 
     def _latest_value(self, topic: str) -> Any:
         message = self.current[topic]
@@ -251,14 +291,14 @@ class Buffers:
         try:
             value = message.value
         except codec.DecodeError:
-            self.malformed += 1
+            self._undecodable(message)
             # Show the newest message that does decode instead: one that arrived since the last
             # step, else the last good one. The bad one is replaced, so it is counted once.
             for older in reversed(self.pending_all[topic][:-1]):
                 try:
                     value = older.value
                 except codec.DecodeError:
-                    self.malformed += 1
+                    self._undecodable(older)
                     continue
                 self.current[topic] = self.last_good[topic] = older
                 return value

@@ -5,14 +5,17 @@
 messages, and from the ``through`` its data messages carry for their own topic; P's end of the
 episode and its last word (``final``) come only as progress messages. The lockstep rules
 (:mod:`catbus.runtime.lockstep`) read what is kept here and nothing else.
+
+An end of the episode stops every node that hears it, so one is refused (and counted) unless it
+can be true (:func:`end_problem`): never in the past of the node announcing it, never from a
+node that cannot end the episode.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Collection, Mapping, Sequence
-
-import msgpack
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 from catbus.wire import codec
 
@@ -63,15 +66,49 @@ def progress_problem(fields: Any) -> str | None:
     return None
 
 
+def end_problem(end: int, through: int, final: bool, completed: int, newest: int,
+                may_end: bool) -> str | None:
+    """Why an end of the episode at tick ``end``, announced by a peer's progress, cannot be
+    true, or None (docs/protocol.md, "Progress values"). ``through`` is the same message's;
+    ``completed`` the through this node had from the peer before it; ``newest`` the newest
+    tick of the peer's data it has; ``may_end`` whether the peer may end the episode at all.
+
+    A node ends the episode at a tick it has reached and never completes a tick past its end,
+    so an end below what it already said it completed, or below the ticks of its data, is in
+    its past: a confused or forged message, which would stop its readers at once. A node that
+    relays an end it learnt from another (its final progress) leaves it out when it is in its
+    own past (:meth:`catbus.runtime.dataplane.DataPlane.publish_progress`); its readers learn
+    it from the node that ended the episode, or from the registry.
+    """
+    if end < through:
+        return f"end_tick {end} is before its own through {through}"
+    if end < completed:
+        return f"end_tick {end} is before tick {completed}, which it had already completed"
+    if end < newest:
+        return f"end_tick {end} is before tick {newest}, which its data already had"
+    if not (may_end or final):
+        return "it cannot end the episode (a node without a period, in a stepped run)"
+    return None
+
+
 class PeersProgress:
     """Each publisher's completed-through, end tick and final word, and how far it has heard.
 
     ``progress`` and ``heard`` keep their identity for the inbox's life: the stepped loop binds
     them once and reads them every tick. ``advances`` is how a waiting reader avoids looking at
     every peer again when nothing changed.
+
+    ``newest_tick(peer)`` is the newest tick of the peer's data this node has (the inbox's
+    admission knows it), for :func:`end_problem`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, newest_tick: Callable[[str], int] | None = None) -> None:
+        self.newest_tick = newest_tick or (lambda peer: -1)
+        #: Peers whose progress may not end the episode (it is only relayed in their final
+        #: progress): stepped, the nodes without a period -- their publishers may already be up
+        #: to WINDOW ticks further, so no tick could be the same for all (docs/design.md,
+        #: "Lockstep by progress"). Set by the inbox.
+        self.cannot_end: frozenset[str] = frozenset()
         #: peer -> what it has told us of its progress
         self.progress: dict[str, PeerProgress] = {}
         #: Stepped: publisher -> the topics we receive from it, set by :meth:`set_sources` once
@@ -87,26 +124,37 @@ class PeersProgress:
         #: has received from those nodes (see docs/protocol.md, "catbus/progress").
         self.heard: dict[str, dict[str, int]] = {}
         self.malformed = 0   # progress messages refused (see :meth:`add_progress`)
+        #: sender -> how many of its progress messages were refused
+        self.malformed_from: defaultdict[str, int] = defaultdict(int)
         #: Why the latest refused ``catbus/progress`` was refused (for logs and tests).
         self.refused_progress: str | None = None
 
     # -- learning -------------------------------------------------------------------------------
     def add_progress(self, payload: Any, publisher: str | None = None) -> None:
         """One ``catbus/progress`` payload. Every element is checked before any of it is used
-        (docs/protocol.md, "Progress values"); a bad one is counted in ``malformed`` and
-        changes nothing. ``publisher`` is the header's, when the caller passes it: a progress
-        message speaks only for the node that sent it."""
+        (docs/protocol.md, "Progress values"), and so is its end of the episode
+        (:func:`end_problem`); a bad one is counted in ``malformed`` and changes nothing.
+        ``publisher`` is the header's, when the caller passes it (the inbox has checked it
+        against the socket the message came on): a progress message speaks only for the node
+        that sent it."""
         try:
-            fields = msgpack.unpackb(payload)
+            fields = codec.unpack_bounded(payload)
         except Exception:
-            self.malformed += 1
+            self._refuse(publisher, "not msgpack, or too large")
             return
         problem = progress_problem(fields)
         if problem is None and publisher is not None and fields[0] != publisher:
             problem = "its name is not the header's publisher"
+        if problem is None and fields[3] is not None:
+            name = fields[0]
+            peer = self.progress.get(name)
+            problem = end_problem(fields[3], fields[2], fields[4],
+                                  peer.through if peer is not None else -1,
+                                  self.newest_tick(name), name not in self.cannot_end)
         if problem is not None:
-            self.malformed += 1
-            self.refused_progress = problem
+            self._refuse(publisher if publisher is not None else
+                         fields[0] if type(fields) is list and fields and
+                         type(fields[0]) is str else "", problem)
             return
         name, _tick, through, end, final = fields[:5]
         if len(fields) > 6 and fields[6] is not None:
@@ -119,6 +167,12 @@ class PeersProgress:
         peer.final = peer.final or bool(final)
         if end is not None and (self.end is None or end < self.end):
             self.end = end
+
+    def _refuse(self, sender: str | None, problem: str) -> None:
+        """Count one refused progress message of ``sender`` ("" or None: not known)."""
+        self.malformed += 1
+        self.malformed_from[sender or ""] += 1
+        self.refused_progress = problem
 
     def carry(self, publisher: str, topic: str, through: int) -> None:
         """A data message's ``through``: its publisher has sent everything *on this topic* for

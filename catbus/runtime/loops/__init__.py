@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Callable
 
 from catbus.runtime.driver import NodeDriver
+from catbus.runtime.latency import latency_of
 from catbus.runtime.link import ProcessLink
 from catbus.runtime.loops import parallel, stepped
 from catbus.runtime.terms import RunTerms
@@ -31,7 +32,8 @@ def choose_loop(mode: str, periodic: bool) -> Loop:
 def _stepped_periodic(link: ProcessLink, driver: NodeDriver, run: RunTerms) -> None:
     pace = run.run_info.get("pace")
     stepped.run_periodic(link, driver, run.require_schedule(),
-                         pace=pace if isinstance(pace, (int, float)) and pace > 0 else None)
+                         pace=pace if isinstance(pace, (int, float)) and pace > 0 else None,
+                         latency=latency_of(run.run_info), seed=run.seed)
 
 
 def _stepped_reactive(link: ProcessLink, driver: NodeDriver, run: RunTerms) -> None:

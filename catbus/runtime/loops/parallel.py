@@ -19,9 +19,11 @@ def run_periodic(link: ProcessLink, driver: NodeDriver, duration: float | None) 
     period = driver.period
     inbox = driver.inbox
     stats = driver.stats
-    # A process joining mid-run (hot swap, restart) goes on with the run's cycles: the next
-    # one due from now, so that ticks keep counting periods since the run's start.
-    cycle = max(0, int((time.monotonic() - start) / period)) if link.joining else 0
+    # A process joining mid-run (hot swap, restart, a `catbus topic pub` started with the
+    # run's elapsed time) goes on with the run's cycles: the next one due from now, so that
+    # ticks keep counting periods since the run's start (not skipped cycles of its own).
+    cycle = max(0, int((time.monotonic() - start) / period)) \
+        if link.joining or link.start_elapsed else 0
     # A node without data inputs still gets progress (the end of the episode) on its data
     # socket, but looking at it every CONTROL_EVERY (in service) is soon enough.
     reads = bool(inbox.by_topic) or inbox.wildcard
@@ -52,6 +54,8 @@ def run_periodic(link: ProcessLink, driver: NodeDriver, duration: float | None) 
             link.hand_over(cycle, driver.snapshot())
             serviced = time.monotonic()
             continue   # resumed: the replacement failed; the cycles missed count as overruns
+        if link.checkpoints is not None and cycle >= link.checkpoints.next_tick:
+            link.checkpoints.take(cycle)
         if reads:
             link.drain_data()
         outcome = driver.step(cycle, now - start, inbox.take_latest())

@@ -11,8 +11,10 @@ only waits for the messages they need.
 from __future__ import annotations
 
 import time
+from typing import Any, Mapping
 
 from catbus.runtime.driver import CARRIED, NodeDriver
+from catbus.runtime.latency import LatencyPlan, plans_for, reader_keys
 from catbus.runtime.link import STEPPED_WAIT_MS, ProcessLink
 from catbus.runtime.lockstep import (frontier, input_limits, known_end, ready,
                                      reporting_interval, requirements, retain_horizon)
@@ -28,7 +30,8 @@ def prepare(link: ProcessLink, driver: NodeDriver, schedule: Schedule, first_tic
     driver.inbox.set_sources(link.peers.sources)
     driver.inbox.last_tick = schedule.last_tick
     driver.plan_carrying(link.peers.reads_from_me.values())
-    link.data.retain_ticks = retain_horizon(schedule)
+    # (more, if a reader checkpoints: catbus.runtime.checkpoints.prepare set it)
+    link.data.retain_ticks = max(link.data.retain_ticks, retain_horizon(schedule))
     # receive_one blocks on the data socket for at most this long; control and subscriptions
     # are looked at when it times out, and every CONTROL_EVERY otherwise.
     link.block_on_data(STEPPED_WAIT_MS)
@@ -50,6 +53,8 @@ def first_tick(link: ProcessLink, schedule: Schedule, name: str) -> int:
     every reader has received from its predecessor (the ``heard`` of its neighbours' answers;
     the registry's guess if none reads it), on its period's grid."""
     takeover = link.takeover
+    if link.resume_tick is not None:   # restored from a checkpoint: step again from it
+        return link.resume_tick
     if not link.restarting:
         return 0 if takeover is None else takeover.tick
     readers = [peer for peer in link.peers.subscribers if peer in link.inbox.heard]
@@ -80,11 +85,15 @@ def pace_function(link: ProcessLink, schedule: Schedule, pace: float | None):
 
 
 def run_periodic(link: ProcessLink, driver: NodeDriver, schedule: Schedule,
-                 pace: float | None = None) -> None:
-    """Step the node's due ticks, each once its peers have completed what it needs."""
+                 pace: float | None = None, latency: Mapping[str, Any] | None = None,
+                 seed: int = 0) -> None:
+    """Step the node's due ticks, each once its peers have completed what it needs.
+    ``latency``: the run's latency models (``run_info["latency"]``), None if it has none."""
     name = driver.name
     tick = first_tick(link, schedule, name)
+    own = delay_inputs(link, driver, schedule, latency, seed)
     prepare(link, driver, schedule, tick)
+    horizon = link.data.retain_ticks
     k = schedule.period_ticks(name)
     last = schedule.last_tick
     inbox = driver.inbox
@@ -96,9 +105,12 @@ def run_periodic(link: ProcessLink, driver: NodeDriver, schedule: Schedule,
     publish_progress = link.data.publish_progress
     paced = pace_function(link, schedule, pace)
     retire_at = link.retire_at
+    checkpoints = link.checkpoints
     while True:
         if tick > known_end(last, link.end_tick, inbox.end):
             return
+        if checkpoints is not None and tick >= checkpoints.next_tick:
+            checkpoints.take(tick)   # between two steps, like a hand-over
         if link.retire_requested or tick == retire_at:
             # Between two ticks: everything of tick - 1 is sent, nothing of tick is.
             link.hand_over(tick, driver.snapshot())
@@ -116,6 +128,9 @@ def run_periodic(link: ProcessLink, driver: NodeDriver, schedule: Schedule,
         inputs = inbox.take_by_tick({topic: tick + off for topic, off in offsets.items()})
         through = schedule.completes_through(name, tick)
         outcome = driver.step(tick, sim_time(tick), inputs, through)
+        if own is not None:   # a reader may show this step's data up to its delay later
+            link.data.retain_ticks = max(link.data.retain_ticks,
+                                         horizon + own.visible(tick) - tick)
         if outcome is not CARRIED:   # the common case (flat_evade) tests one identity only
             if outcome.ended is not None:
                 link.episode_ended(tick, outcome.ended)
@@ -125,6 +140,21 @@ def run_periodic(link: ProcessLink, driver: NodeDriver, schedule: Schedule,
             link.after_first_step(tick)
         tick += k
         link.tend()
+
+
+def delay_inputs(link: ProcessLink, driver: NodeDriver, schedule: Schedule,
+                 latency: Mapping[str, Any] | None, seed: int) -> LatencyPlan | None:
+    """Latency (:mod:`catbus.runtime.latency`): file the messages of publishers with latency by
+    when they become visible (those that came while joining are filed again); returns this
+    node's own plan (it keeps its messages for re-subscribing readers that much longer), None
+    without one."""
+    plans = plans_for(latency, seed, schedule) if latency else {}
+    if not plans:
+        return None
+    keys = reader_keys(driver.name, link.peers.publisher_of, plans, schedule)
+    if keys:
+        driver.inbox.set_latency(keys)
+    return plans.get(driver.name)
 
 
 def run_reactive(link: ProcessLink, driver: NodeDriver, schedule: Schedule) -> None:
