@@ -16,10 +16,14 @@ steps/s = N / (end of the environment's tick-N ``step`` - start of its tick-0 ``
 catbus's own ``result.nodes["env"]["active_s"]`` in inline and stepped, and the same two instants
 taken by hand in the plain loop and the baselines; process start-up, registration and set-up are
 never inside it (in stepped the recorder may still be up to the flow-control window behind when the
-env ends, < 1% of the run). Targets: stepped >= 0.5x inline and >= 10x the Manager design; trivial
-stepped tick <= 1.5x the raw lockstep; inline >= 0.75x the plain loop.
+env ends, < 1% of the run). Targets (issue 23): stepped rec on >= 0.9x rec off and >= 0.95x the
+raw lockstep of the same nodes; trivial stepped tick <= 1.5x the raw lockstep; inline >= 0.9x the
+plain loop; inline overhead <= 5 us per node step on trivial nodes; catbus.gym >= 0.8x ``catbus
+launch`` in the same mode (the rows of :mod:`bench.step_rows`). Stepped against inline and against
+the Manager design are printed for information: no 4-process design reaches the old 0.5x / 10x
+targets on 2 cores.
 
-    python bench/step.py               # 5 repetitions (about 60 s)
+    python bench/step.py               # 5 repetitions (about 150 s)
     python bench/step.py --reps 7 --steps 2000
     python bench/step.py --quick       # smoke test: 1 short repetition
 """
@@ -50,7 +54,7 @@ setup_paths()
 import catbus  # noqa: E402
 from catbus.api.run import load  # noqa: E402
 from catbus.spec.runinfo import schedule_for  # noqa: E402
-from bench import manager_lockstep, raw_lockstep, trivial_nodes  # noqa: E402
+from bench import manager_lockstep, raw_lockstep, step_rows, trivial_nodes  # noqa: E402
 
 LAUNCH = Path(__file__).resolve().parents[1] / "launch" / "flat_evade.yaml"
 #: Seconds any one run (catbus or baseline) may take before it is stopped and reported, named;
@@ -74,6 +78,11 @@ class Results:
     # CPU us per tick per process, {name: (user, system)}, one dict per repetition
     cpu_trivial: list[dict[str, tuple[float, float]]] = field(default_factory=list)
     cpu_raw: list[dict[str, tuple[float, float]]] = field(default_factory=list)
+    tiny_inline: list[float] = field(default_factory=list)     # us per node step
+    tiny_plain: list[float] = field(default_factory=list)
+    tiny_overhead: list[float] = field(default_factory=list)   # inline - plain, same repetition
+    gym_inline: list[float] = field(default_factory=list)      # catbus.gym env.step() per s
+    gym_stepped: list[float] = field(default_factory=list)
     checks: dict[str, list[bool]] = field(default_factory=dict)
 
     def check(self, name: str, ok: bool) -> None:
@@ -253,6 +262,21 @@ def flat_raw(steps: int, tmp: Path, res: Results) -> None:
               outcomes[3]["received"] == outcomes[3]["expected"])
 
 
+# -- inline overhead, catbus.gym (bench/step_rows.py) ---------------------------------------------
+def tiny_inline(steps: int, res: Results) -> None:
+    res.tiny_inline.append(step_rows.tiny_inline_us(steps))
+
+
+def tiny_plain(steps: int, res: Results) -> None:
+    res.tiny_plain.append(step_rows.tiny_plain_us(steps))
+    res.tiny_overhead.append(res.tiny_inline[-1] - res.tiny_plain[-1])
+
+
+def gym(mode: str, steps: int, res: Results) -> None:
+    (res.gym_inline if mode == "inline" else res.gym_stepped).append(
+        step_rows.gym_rate(mode, steps))
+
+
 # -- main ----------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -262,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="flat_evade env steps per run (default 1000; 100 with --quick)")
     parser.add_argument("--trivial-steps", type=int, default=None,
                         help="ticks of the trivial lockstep (default 2000; 200 with --quick)")
+    parser.add_argument("--tiny-steps", type=int, default=None,
+                        help="ticks of the inline-overhead graph (default 20000; 500 with --quick)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: short runs, one repetition unless --reps is given")
     args = parser.parse_args(argv)
@@ -273,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     reps = args.reps if args.reps is not None else (1 if args.quick else 5)
     steps = args.steps or (100 if args.quick else 1000)
     tsteps = args.trivial_steps or (200 if args.quick else 2000)
+    tiny_steps = args.tiny_steps or (500 if args.quick else 20000)
     res = Results()
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="catbus-bench-") as folder:
@@ -284,6 +311,12 @@ def main(argv: list[str] | None = None) -> int:
         alternate(reps, [
             ("flat_evade inline | plain loop", lambda: flat_inline(steps, res),
              lambda: flat_plain(steps, res)),
+            ("trivial inline | plain loop", lambda: tiny_inline(tiny_steps, res),
+             lambda: tiny_plain(tiny_steps, res)),
+            # Baselines: the launch rows of this repetition (flat_evade inline above, stepped
+            # without recorder below), run just before and after.
+            ("catbus.gym inline | stepped", lambda: gym("inline", steps, res),
+             lambda: gym("stepped", steps, res)),
             ("flat_evade stepped | Manager design",
              then(lambda: flat_stepped(steps, tmp, res, record=True),
                   lambda: flat_stepped(steps, tmp, res, record=False)),
@@ -295,13 +328,15 @@ def main(argv: list[str] | None = None) -> int:
         ], log=log)
     flat = f"flat_evade, {steps} env steps"
     rows = [
+        # The two old targets (0.5x inline, 10x the Manager design) are out of reach of any
+        # 4-process design on 2 cores (issue 23): information now.
         Row("flat_evade stepped (rec on) / inline (rec off)", "steps/s", res.stepped, res.inline,
-            0.5, True, "stepped, 4 processes, MCAP recorder on", "inline, recording off", flat),
+            None, True, "stepped, 4 processes, MCAP recorder on", "inline, recording off", flat),
         Row("flat_evade stepped (rec on) / Manager design", "steps/s", res.stepped, res.manager,
-            10.0, True, "stepped, recorder on",
+            None, True, "stepped, recorder on",
             "original design: 3 processes, Manager dict + Manager lock, 1 ms polling, lockstep",
             flat),
-        Row("flat_evade inline / plain loop", "steps/s", res.inline, res.plain, 0.75, True,
+        Row("flat_evade inline / plain loop", "steps/s", res.inline, res.plain, 0.9, True,
             "inline, recording off", "same node objects, plain loop, no codec", flat),
         Row("trivial stepped tick / raw pyzmq lockstep", "us/tick", res.trivial, res.raw, 1.5,
             False, "stepped: env + a1 + a2 + null recorder (raw frames, no work)",
@@ -310,11 +345,25 @@ def main(argv: list[str] | None = None) -> int:
         Row("flat_evade stepped (rec off) / inline", "steps/s", res.stepped_norec, res.inline,
             None, True, "stepped without recorder (3 processes)", "inline, recording off", flat),
         Row("flat_evade stepped (rec on) / raw lockstep", "steps/s", res.stepped, res.flat_raw,
-            None, True, "stepped, recorder on",
+            0.95, True, "stepped, recorder on",
             "flat_evade's nodes in the raw pyzmq lockstep, 4th process subscribed to all", flat),
         Row("trivial stepped + MCAP recorder / raw", "us/tick", res.trivial_mcap, res.raw, None,
             False, "stepped: env + a1 + a2 + catbus MCAP recorder",
             "raw pyzmq lockstep, 4 processes", f"{tsteps} ticks; lower is better"),
+        Row("flat_evade stepped rec on / rec off", "steps/s", res.stepped, res.stepped_norec, 0.9,
+            True, "stepped, MCAP recorder on", "stepped, no recorder (same repetition)", flat),
+        Row("inline overhead per node step", "us", res.tiny_overhead, res.tiny_plain, 5.0, False,
+            "inline minus plain loop, per node step: env + 2 agents, each step one small dict",
+            "the plain loop's own us per node step (for scale)",
+            f"{tiny_steps} ticks, 3 node steps each; target bounds the overhead itself",
+            absolute=True),
+        Row("catbus.gym stepped / launch stepped", "steps/s", res.gym_stepped,
+            res.stepped_norec, 0.8, True,
+            "catbus.gym, stepped, robot = trainer with random actions, recording off",
+            "catbus launch --mode stepped of the same graph, recording off", flat),
+        Row("catbus.gym inline / launch inline", "steps/s", res.gym_inline, res.inline, 0.8, True,
+            "catbus.gym, inline, robot = trainer with random actions, recording off",
+            "catbus launch --mode inline of the same graph, recording off", flat),
     ]
     checks = [(name, all(values)) for name, values in res.checks.items()]
 
@@ -339,6 +388,10 @@ def main(argv: list[str] | None = None) -> int:
         "  the raw pyzmq lockstep of flat_evade's nodes (the floor of a 4-process design on this "
         f"machine) reaches {median(res.flat_raw) / median(res.manager):.1f}x the Manager design "
         f"and {median(res.flat_raw) / median(res.inline):.2f}x inline",
+        f"  inline per node step (trivial graph, median): inline {median(res.tiny_inline):.2f} us, "
+        f"plain loop {median(res.tiny_plain):.2f} us",
+        f"  load average at the end (1, 5, 15 min): "
+        f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}",
         "  trivial lockstep, CPU time per tick by process (all threads; median over repetitions; "
         f"{os.cpu_count()} cores, so total/{os.cpu_count()} bounds the tick from below):",
         cpu_line("catbus stepped", res.cpu_trivial),

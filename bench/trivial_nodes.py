@@ -109,6 +109,34 @@ class NullRecorder(Node):
         self.cpu.write(self.cpu_out)
 
 
+class TinyEnv(Node):
+    """The env of bench/step.py's inline-overhead row: publishes one small dict per agent and
+    does nothing else (no clock read, no array), so what is timed is the framework."""
+
+    inputs = ["a1/action", "a2/action"]
+    outputs = ["a1/obs", "a2/obs"]
+    period = 0.01
+
+    def setup(self, params: dict[str, Any]) -> None:
+        self.tick = 0
+
+    def step(self, t: float, inputs: dict[str, Any]) -> dict[str, Any]:
+        self.tick += 1
+        return {"a1/obs": {"seq": self.tick, "x": 0.5}, "a2/obs": {"seq": self.tick, "x": 0.5}}
+
+
+class TinyAgent(Node):
+    """An agent of the inline-overhead row: answers each observation with a small dict."""
+
+    inputs = ["~/obs"]
+    outputs = ["~/action"]
+    period = 0.01
+
+    def step(self, t: float, inputs: dict[str, Any]) -> dict[str, Any]:
+        obs = inputs["~/obs"]
+        return {"~/action": {"seq": obs["seq"] if obs is not None else -1, "u": 1.0}}
+
+
 def launch(steps: int, record: str | None = None, null_recorder: bool = True,
            cpu_dir: str | None = None) -> dict[str, Any]:
     """The trivial run as a launch dict: env, a1, a2 and either the null recorder or, with

@@ -20,15 +20,18 @@ import numpy as np
 import pytest
 
 import catbus
+from catbus.client import query_graph
 from catbus.control.checkpoints import Checkpoints, state_text
 from catbus.control.instructions import Send
 from catbus.errors import ConfigError
 from catbus.recording.reader import Recording
 from catbus.recording.verify import first_difference
 from catbus.runtime import checkpoints
+from catbus.runtime.inbox import Admission
 from catbus.runtime.schedule import build_schedule
 from catbus.testing import NodeHarness
 from catbus.wire import messages as msg
+from catbus.wire.protocol import SWAP_TOPIC
 from nodes.flat_evade.agent import ModelBasedAgent
 from nodes.flat_evade.env import FlatEvadeEnv
 from tests.conftest import wait_until
@@ -61,15 +64,23 @@ def inline_reference(tmp_path_factory) -> Path:
 
 
 def kill_at(run, name: str, tick: int) -> float:
-    """kill -9 of ``name``'s process once it has reached ``tick``; waits for its new process.
-    Returns the wall time of the kill."""
+    """kill -9 of ``name``'s process once it has reached ``tick``; waits for its new process
+    to have taken the node's place (its restart done: the graph names none pending), so that
+    a later kill hits that process stepping, not one still joining -- whose ``tick`` in the
+    graph is its predecessor's, possibly past the next kill's already. Returns the wall time
+    of the kill."""
     wait_until(lambda: node_tick(run.bus, name) >= tick, 60, what=f"{name} at tick {tick}")
     pid = node_pid(run.bus, name)
     os.kill(pid, signal.SIGKILL)
     killed = time.time()
-    wait_until(lambda: node_pid(run.bus, name) not in (pid, 0), 60,
-               what=f"a new process of {name}")
+    wait_until(lambda: (entry := node_entry(run.bus, name))["pid"] not in (pid, 0)
+               and not entry["pending"], 60, what=f"a new process of {name} to take its place")
     return killed
+
+
+def node_entry(bus: str, name: str) -> dict:
+    """``name``'s entry in the run's graph."""
+    return next(n for n in query_graph(bus)["nodes"] if n["name"] == name)
 
 
 def run_with_kills(path: Path, kills: list[tuple[str, int]]) -> tuple[catbus.RunResult, list]:
@@ -266,6 +277,39 @@ def test_a_restarted_process_goes_on_from_the_latest_checkpoint_no_later_than_it
 
 
 @pytest.mark.unit
+def test_a_tick_the_old_process_sent_only_in_part_is_not_admitted_twice():
+    """kill -9 half-way through publishing tick 452: a reader has it on ``a`` but not on ``b``
+    (so it has completed 451). The restored process steps 450.. again with the same sequence
+    numbers: the reader takes from it ``b`` of 452 and everything from 453, never ``a`` of 452
+    a second time (the recording had tick 452 twice)."""
+    completed = {"env": -1}
+    gate = Admission(lambda publisher: completed.get(publisher, -1))
+    gate.last_tick = 700   # stepped
+    for tick in range(453):
+        assert gate.admit("a", "env", tick, tick, 1)
+        if tick < 452:
+            assert gate.admit("b", "env", tick, tick, 1)
+    completed["env"] = 451
+    again = {topic: [tick for tick in range(450, 455) if gate.admit(topic, "env", tick, tick, 2)]
+             for topic in ("a", "b")}
+    assert again == {"a": [453, 454], "b": [452, 453, 454]}
+
+
+def test_a_restarted_processs_swap_event_is_admitted_by_a_reader_that_had_its_tick():
+    """A fresh restart goes on from the first tick its readers lack -- the lowest of theirs:
+    a reader further on (the recorder) drops the new process's data of the ticks it has, but
+    not its one ``catbus/swap`` event at that tick, or the recording would miss the splice."""
+    completed = {"source": -1}
+    gate = Admission(lambda publisher: completed.get(publisher, -1))
+    gate.last_tick = 700   # stepped
+    assert all(gate.admit("source/count", "source", tick, tick, 1) for tick in range(96))
+    completed["source"] = 95
+    assert gate.admit(SWAP_TOPIC, "source", 0, 93, 2)
+    assert [tick for tick in range(93, 98) if gate.admit("source/count", "source", tick - 93,
+                                                         tick, 2)] == [96, 97]
+    assert not gate.admit(SWAP_TOPIC, "source", 0, 93, 2), "a copy of it is still a duplicate"
+
+
 def test_the_registry_keeps_the_two_latest_checkpoints_per_node():
     kept = Checkpoints()
     for tick in (50, 100, 150):

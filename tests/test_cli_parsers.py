@@ -22,14 +22,15 @@ from catbus.cli.main import build_parser, main, parse_args
 from catbus.errors import CatbusError
 
 #: ``catbus --help`` lists the commands in this order; users read it, so it is kept.
-COMMANDS = ["launch", "node", "swap", "param", "play", "bus", "keys", "run", "topic", "info", "eval",
+COMMANDS = ["launch", "node", "swap", "param", "play", "reproduce", "bus", "keys", "run", "topic",
+            "info", "eval",
             "export", "foxglove", "plot", "sweep", "verify", "conformance"]
 
 #: Command module -> the subcommands it adds, through which functions.
 MODULES = {
     "launch": {"launch": "add_parser"}, "node": {"node": "add_parser"},
     "swap": {"swap": "add_parser"}, "param": {"param": "add_parser"},
-    "play": {"play": "add_parser"},
+    "play": {"play": "add_parser"}, "reproduce": {"reproduce": "add_parser"},
     "bus": {"bus": "add_parser"}, "keys": {"keys": "add_parser"}, "runs": {"run": "add_parser"},
     "topic": {"topic": "add_parser"}, "info": {"info": "add_parser"},
     "foxglove": {"foxglove": "add_parser"},

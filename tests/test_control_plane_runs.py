@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 import catbus
+from catbus.client import query_graph
 from catbus.client.swap import SwapFailed
 from catbus.recording.reader import Recording
 from tests.conftest import ROOT, alive, wait_until
@@ -121,6 +122,23 @@ def test_the_old_process_killed_during_its_swap_is_replaced_by_the_swap(tmp_path
     assert ticks == sorted(set(ticks)), "a tick recorded twice"
 
 
+def after_restart(bus: str, name: str, killed: int) -> int:
+    """Once ``name``'s process ``killed`` has a successor that took its place (its restart done:
+    the graph names none pending), a tick that successor has reached. Not the graph's tick at
+    that moment: until the successor's next heartbeat that is the dead process's last one,
+    which may lag far behind where the successor started (up to a heartbeat, 100 ticks at
+    pace 2), so that "10 ticks more" was reached at once and the run stopped before the
+    recorder got to the restart. A heartbeat the registry takes after the successor's
+    ``swapped`` reports the restart's tick at least."""
+    def entry() -> dict:
+        return next(n for n in query_graph(bus)["nodes"] if n["name"] == name)
+    wait_until(lambda: (e := entry())["pid"] not in (killed, 0) and not e["pending"], 30,
+               what=f"the restarted {name} to take its place")
+    stale = entry()["tick"]
+    wait_until(lambda: entry()["tick"] != stale, 30, what=f"a heartbeat of the restarted {name}")
+    return entry()["tick"]
+
+
 @pytest.mark.timeout(120)
 def test_a_fresh_restart_marks_the_result_and_the_recording_spliced(tmp_path):
     launch = counter_launch()
@@ -132,13 +150,14 @@ def test_a_fresh_restart_marks_the_result_and_the_recording_spliced(tmp_path):
         wait_until(lambda: node_tick(run.bus, "source") >= 20, 30, what="source at tick 20")
         killed = node_pid(run.bus, "source")
         os.kill(killed, signal.SIGKILL)
-        wait_until(lambda: node_pid(run.bus, "source") not in (killed, 0), 30,
-                   what="the restarted source")
-        tick = node_tick(run.bus, "source")
+        tick = after_restart(run.bus, "source", killed)
+        # Flow control: source steps tick + 10 only once the recorder has completed tick + 2,
+        # so the recorder has written the new process's catbus/swap event (at tick or before).
         wait_until(lambda: node_tick(run.bus, "source") >= tick + 10, 30, what="10 more ticks")
         run.stop()
         result = run.wait(60)
     [restart] = result.swaps
+    assert restart["tick"] <= tick
     [spliced] = result.spliced
     assert spliced == {"node": "source", "tick": restart["tick"], "kind": "restart",
                        "state": "fresh"}

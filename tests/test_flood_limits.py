@@ -110,9 +110,11 @@ def test_a_subscription_flood_costs_the_flooder_not_the_node(
         result = run.wait(60)
     assert result.interrupted and not result.failures, result.failures
     grown = peak[0] - before
-    print(f"{transport}: source RSS {before:.0f} MB before, peak {peak[0]:.0f} MB "
-          f"(+{grown:.0f} MB) under {sent} subscriptions from {SOCKETS} connections (and "
-          f"what they sent again as they reconnected)")
+    with capfd.disabled():   # the measurement, for the reader of the log (-s)
+        print(f"\n{transport}: source RSS {before:.0f} MB before, peak {peak[0]:.0f} MB "
+              f"(+{grown:.0f} MB) under {sent} subscriptions from {SOCKETS} connections (and "
+              f"what they sent again as they reconnected); {result.nodes['source']['steps']} "
+              f"steps, refused {result.nodes['source']['malformed_by']['subscriptions']}")
     assert sent >= 100_000, f"the flood was not one: {sent} subscriptions sent"
     assert grown <= GROWTH_MB, f"the flooded node grew by {grown:.0f} MB"
     stats = result.nodes["source"]

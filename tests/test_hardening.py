@@ -19,7 +19,6 @@ Real processes and sockets (bus_sandbox checks that none outlive a test), every 
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import signal
@@ -41,7 +40,7 @@ from catbus.supervise.rundir import RunDir
 from catbus.recording.reader import Recording
 from catbus.recording.verify import channel_sequences
 from catbus.runtime.controllink import ControlLink
-from catbus.runtime.inbox import Admission, Inbox
+from catbus.runtime.inbox import Inbox
 from catbus.wire import codec
 from catbus.wire import messages as msg
 from tests.conftest import ROOT, pack_control, wait_until
@@ -84,10 +83,6 @@ def run_attacked(attack: str, tmp_path: Path) -> tuple[RunResult, Path]:
     result = catbus.run(attacked_launch(attack), mode="stepped", record=record, evaluate=False,
                         deadline=20.0)
     return result, record
-
-
-def _patched(function: Any, needle: str) -> bool:
-    return needle in inspect.getsource(function)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -133,8 +128,6 @@ def test_progress_whose_name_is_not_its_publisher_is_refused(
         inline_reference: dict, tmp_path: Path) -> None:
     """An integer end_tick for robot, in a progress message the Rogue sent: before, it ended env
     (and so the run) at tick 40 without a word."""
-    if not _patched(Inbox.add_frames, "_add_progress(payload, header.publisher)"):
-        pytest.skip("needs Inbox.add_frames to pass the header's publisher to _add_progress")
     result, record = run_attacked("progress_int_end", tmp_path)
     assert result.nodes["env"]["malformed"] >= 1
     assert others(record) == inline_reference
@@ -146,8 +139,6 @@ def test_a_tick_past_the_last_one_does_not_hold_an_input(
         inline_reference: dict, tmp_path: Path) -> None:
     """Tick 10**9 (within the header's range) on the rogue's topic: at the head of the
     recorder's queue (delivered in tick order) it held back every later message."""
-    if not _patched(Admission.admit, "self.last_tick"):
-        pytest.skip("needs the Inbox._file patch that refuses ticks past the schedule's last")
     result, record = run_attacked("future_tick", tmp_path)
     assert result.nodes["recorder"]["malformed"] >= 1
     assert others(record) == inline_reference
@@ -176,8 +167,6 @@ def test_a_valid_header_with_an_undecodable_payload_never_reaches_the_file(
 @pytest.mark.usefixtures("bus_sandbox")
 def test_a_sequence_jump_of_a_million_does_not_count_a_million_drops(
         inline_reference: dict, tmp_path: Path) -> None:
-    if not _patched(Admission.admit, "seq_jumps"):
-        pytest.skip("needs the Inbox._file patch that takes back a contradicted seq jump")
     result, record = run_attacked("seq_jump", tmp_path)
     recorder = result.nodes["recorder"]
     assert recorder["dropped"] < 10 and recorder["malformed"] >= 1, recorder
@@ -347,19 +336,13 @@ def test_launch_json_reports_malformed_input(tmp_path: Path) -> None:
     assert summary["malformed"]["total"] >= 1
     assert summary["malformed"]["nodes"]["recorder"] >= 1
     assert summary["nodes"]["recorder"]["malformed_by"]["data"] >= 1
-    from catbus.runtime.driver import NodeDriver
-
-    if _patched(NodeDriver.close, "inbox_malformed"):   # the recording says it too
-        assert Recording(tmp_path / "a.mcap").end_metadata["malformed_frames"] >= 1
+    # the recording says it too
+    assert Recording(tmp_path / "a.mcap").end_metadata["malformed_frames"] >= 1
 
 
 @pytest.mark.timeout(90)
 @pytest.mark.usefixtures("bus_sandbox")
 def test_registry_malformed_count_reaches_the_result(tmp_path: Path) -> None:
-    from catbus.supervise.launcher import Launcher
-
-    if not _patched(Launcher._result, "registry_malformed"):
-        pytest.skip("needs Launcher._result to pass registry.malformed to RunResult")
     result, _ = run_attacked("control_bad_hb", tmp_path)
     assert result.registry_malformed == 1
     assert result.summary["malformed"]["registry"] == 1

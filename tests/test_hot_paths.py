@@ -19,7 +19,8 @@ from mcap.writer import CompressionType, Writer
 from catbus.wire import codec
 from catbus.wire.protocol import HEADER_VERSION
 from catbus.runtime.dataplane import receive_frames, send_frames
-from catbus.recording.fastmcap import FastChunkBuilder, use_fast_chunks
+from catbus.recording.fastmcap import (FastChunkBuilder, MessageAdder, message_adder,
+                                      use_fast_chunks)
 from catbus.runtime.schedule import Schedule
 from catbus.runtime.simclock import sim_time_function
 
@@ -283,6 +284,32 @@ def test_fast_mcap_chunks_write_the_same_file_as_mcap(compression: CompressionTy
             writer.add_message(channel_id=rng.choice(channels), log_time=rng.randrange(10**12),
                                data=bytes(rng.randrange(300)), publish_time=index * 10**7,
                                sequence=index)
+        writer.finish()
+        return out.getvalue()
+
+    assert write(True) == write(False)
+
+
+@pytest.mark.parametrize("compression", [CompressionType.NONE, CompressionType.ZSTD])
+def test_message_adder_writes_the_same_file_as_mcap(compression: CompressionType) -> None:
+    """fastmcap.message_adder (the recorder's add_message without a Message object) keeps the
+    writer's statistics, chunk times, indexes and chunk boundaries as mcap's own does."""
+    def write(fast: bool) -> bytes:
+        out = io.BytesIO()
+        writer = Writer(out, chunk_size=4096, compression=compression)
+        use_fast_chunks(writer)
+        add = message_adder(writer) if fast else writer.add_message
+        if fast:
+            assert type(add) is MessageAdder
+        writer.start(profile="p", library="l")
+        channels = [writer.register_channel(topic=f"t{i}", message_encoding="e", schema_id=0)
+                    for i in range(3)]
+        rng = random.Random(2)
+        for index in range(1500):
+            add(rng.choice(channels), rng.randrange(10**12), bytes(rng.randrange(300)),
+                index * 10**7, index)
+            if index % 500 == 499:
+                writer.flush()
         writer.finish()
         return out.getvalue()
 

@@ -165,7 +165,8 @@ def test_latency_values_checked_and_normalized() -> None:
         {"dist": "gamma", "mean": 1, "std": 1})
     assert "lognormal latency needs mean > 0" in latency_problem(
         {"dist": "lognormal", "mean": 0, "std": 1})
-    assert "does not hold each step's duration" in latency_problem({"recorded": "a.mcap"})
+    assert latency_problem({"recorded": "a.mcap"}) is None   # read at load (test_reproduce.py)
+    assert "has the keys recorded and node" in latency_problem({"recorded": "a.mcap", "x": 1})
     assert normalized(0) is None and normalized(0.0) is None and normalized(None) is None
     assert normalized(1) == 1.0
 

@@ -69,11 +69,9 @@ def run_forged(forge: str, tmp_path: Path) -> tuple[RunResult, Path]:
 
 
 def from_robot(stats: dict) -> int:
-    """What a node counted against the robot, by sender when its statistics say it, else in
-    all (the statistics' ``malformed_from`` is the control plane's to add)."""
-    if "malformed_from" in stats:
-        return stats["malformed_from"].get("robot", 0)
-    return stats["malformed"]
+    """What a node counted against the robot (its statistics' ``malformed_from``: by the
+    neighbour whose socket the refused message came in on)."""
+    return stats.get("malformed_from", {}).get("robot", 0)
 
 
 def assert_untouched(result: RunResult, record: Path, inline_reference: dict) -> None:

@@ -31,6 +31,11 @@ from tests.conftest import wait_until
 ROOT = Path(__file__).resolve().parent.parent
 
 
+#: The episode timeout of sweeps with a hanging episode: the hang waits it out, and every other
+#: episode of the sweep must finish within it on a loaded CI machine (a stepped episode starts
+#: processes: ~1.5 s quiet, several seconds under load), so it is generous.
+HANG_TIMEOUT = 15
+
 def launch(cls: str = "Scored", steps: int = 5, **params) -> dict:
     return {"name": "sw", "steps": steps, "pythonpath": [str(ROOT)],
             "nodes": {"env": {"class": f"tests.sweep_nodes:{cls}", "params": params}}}
@@ -157,7 +162,7 @@ def test_a_failing_episode_is_a_failed_row_and_the_sweep_goes_on(fail, code, err
     if mode == "stepped" and fail in ("segv", "cstring", "exit"):
         code, error = 1, "node env failed"   # the node process died; the launcher reports it
     rows = catbus.sweep(launch(fail=fail, fail_seed=1), seeds=range(3), jobs=1, mode=mode,
-                        episode_timeout=5 if fail == "hang" else None)
+                        episode_timeout=HANG_TIMEOUT if fail == "hang" else None)
     assert [(r["seed"], r["status"]) for r in rows] == [(0, "ok"), (1, "failed"), (2, "ok")]
     assert rows[1]["exit_code"] == code and error in rows[1]["error"]
     assert "score" not in rows[1] and [rows[0]["score"], rows[2]["score"]] == [1.0, 21.0]
@@ -167,7 +172,7 @@ def test_a_failing_episode_is_a_failed_row_and_the_sweep_goes_on(fail, code, err
 @pytest.mark.usefixtures("bus_sandbox")
 def test_a_stuck_stepped_episode_is_killed_with_its_node_processes(tmp_path):
     rows = catbus.sweep(launch(fail="hang", fail_seed=0), seeds=[0, 1], jobs=1, mode="stepped",
-                        episode_timeout=3)
+                        episode_timeout=HANG_TIMEOUT)
     assert [(r["seed"], r["status"], r["exit_code"]) for r in rows] == [(0, "failed", 124),
                                                                         (1, "ok", 0)]
     assert rows[0]["worker_pid"] != rows[1]["worker_pid"]   # a new worker after the kill

@@ -22,7 +22,7 @@ import sys
 from typing import Sequence
 
 from catbus.cli import bus, conformance, foxglove, info, keys, launch, node, param, play, \
-    recording, runs, swap, sweep, topic
+    recording, reproduce, runs, swap, sweep, topic
 from catbus.cli.common import EXIT_CODES, RAW, interrupt_exit_code, json_error, \
     sigterm_as_interrupt
 from catbus.errors import CatbusError, NodeFailed
@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     swap.add_parser(commands)
     param.add_parser(commands)
     play.add_parser(commands)
+    reproduce.add_parser(commands)
     bus.add_parser(commands)
     keys.add_parser(commands)
     runs.add_parser(commands)

@@ -63,8 +63,9 @@ def add_plot_parser(commands: Any) -> None:
 
 def add_verify_parser(commands: Any) -> None:
     """Add ``verify`` to the ``catbus`` subcommands."""
-    p = commands.add_parser("verify", help="run inline and stepped and compare the recordings")
-    p.add_argument("file", help="launch file")
+    p = commands.add_parser("verify", help="run inline and stepped and compare the recordings; "
+                            "for RUN.mcap, whether a parallel recording reproduces")
+    p.add_argument("file", help="launch file, or an .mcap recording of a parallel run")
     add_run_options(p)
     p.set_defaults(func=cmd_verify)
 
@@ -162,9 +163,21 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """``catbus verify FILE``: run it inline and stepped and compare the recordings. ``--mode``
-    is refused (exit 2) rather than ignored: verify always runs both modes."""
-    from catbus.recording.verify import verify
+    is refused (exit 2) rather than ignored: verify always runs both modes. ``catbus verify
+    RUN.mcap`` (by the suffix): whether a parallel recording reproduces (docs/reproduce.md)."""
+    from catbus.recording.verify import verify, verify_recording
 
+    if Path(args.file).suffix == ".mcap":
+        given = [option for option, value in (("--mode", args.mode), ("--seed", args.seed),
+                                              ("--steps", args.steps),
+                                              ("--duration", args.duration),
+                                              ("--set", args.overrides)) if value]
+        if given:
+            print(f"catbus: verify {args.file}: {given[0]} does not apply to a recording: it is "
+                  "stepped again as recorded (for a what-if: catbus reproduce FILE --set ...)",
+                  file=sys.stderr)
+            return 2
+        return verify_recording(args.file)
     if args.mode is not None:
         print(f"catbus: verify: --mode {args.mode} does not apply: verify always runs the file "
               "inline and stepped and compares the two recordings (parallel runs are not "

@@ -65,7 +65,12 @@ class FastChunkBuilder(ChunkBuilder):
     """
 
     def add_message(self, message: Message) -> None:
-        log_time, channel_id, data = message.log_time, message.channel_id, message.data
+        self.add_fields(message.channel_id, message.log_time, message.data, message.publish_time,
+                        message.sequence)
+
+    def add_fields(self, channel_id: int, log_time: int, data: bytes, publish_time: int,
+                   sequence: int) -> None:
+        """:meth:`add_message` from the record's fields (no ``Message`` object needed)."""
         if self.num_messages == 0 or log_time < self.message_start_time:
             self.message_start_time = log_time
         if log_time > self.message_end_time:
@@ -78,7 +83,7 @@ class FastChunkBuilder(ChunkBuilder):
         index.records.append((log_time, records.count))
         self.num_messages += 1
         records.write(_MESSAGE_HEAD.pack(Opcode.MESSAGE, _MESSAGE_FIELDS + len(data), channel_id,
-                                         message.sequence, log_time, message.publish_time))
+                                         sequence, log_time, publish_time))
         records.write(data)
 
 
@@ -94,6 +99,53 @@ class FastMessageIndex(MessageIndex):
         stream.finish_record()
 
 
+class MessageAdder:
+    """``Writer.add_message`` for a writer with a :class:`FastChunkBuilder`, without building a
+    ``Message`` record object per message: the writer's statistics, the builder's chunk times
+    and index, and the chunk's closing once it exceeds ``chunk_size`` are kept exactly as the
+    stock method keeps them (same bytes; tests compare the files). It saved ~1.5 us of the
+    ~8 us the recorder spent writing each flat_evade message (in-process, thread CPU time)."""
+
+    __slots__ = ("stats", "counts", "builder", "records", "chunk_size", "finalize")
+
+    def __init__(self, writer: Writer, builder: "FastChunkBuilder", stats: Any, chunk_size: int,
+                 finalize: Any) -> None:
+        self.stats = stats
+        self.counts = stats.channel_message_counts
+        self.builder = builder
+        self.records = builder.record_writer
+        self.chunk_size = chunk_size
+        self.finalize = finalize
+
+    def __call__(self, channel_id: int, log_time: int, data: bytes, publish_time: int,
+                 sequence: int) -> None:
+        stats = self.stats
+        if stats.message_count == 0 or log_time < stats.message_start_time:
+            stats.message_start_time = log_time
+        if log_time > stats.message_end_time:
+            stats.message_end_time = log_time
+        self.counts[channel_id] += 1
+        stats.message_count += 1
+        self.builder.add_fields(channel_id, log_time, data, publish_time, sequence)
+        if self.records.count > self.chunk_size:
+            self.finalize()
+
+
+def message_adder(writer: Writer) -> Any:
+    """A fast ``add_message(channel_id, log_time, data, publish_time, sequence)`` for
+    ``writer`` (a :class:`MessageAdder`), or the writer's own ``add_message`` if its layout is
+    not the one this knows (mcap's private attributes, read by name; see the module)."""
+    builder = getattr(writer, "_Writer__chunk_builder", None)
+    stats = getattr(writer, "_Writer__statistics", None)
+    chunk_size = getattr(writer, "_Writer__chunk_size", None)
+    finalize = getattr(writer, "_Writer__finalize_chunk", None)
+    if type(builder) is not FastChunkBuilder or stats is None or finalize is None or \
+            not isinstance(chunk_size, int) or \
+            not hasattr(getattr(stats, "channel_message_counts", None), "default_factory"):
+        return writer.add_message
+    return MessageAdder(writer, builder, stats, chunk_size, finalize)
+
+
 def use_fast_chunks(writer: Writer) -> None:
     """Give a fresh ``writer`` the :class:`FastChunkBuilder`. The builder is a private
     attribute of mcap's Writer; if a future mcap version lays it out differently, the stock
@@ -104,4 +156,5 @@ def use_fast_chunks(writer: Writer) -> None:
         setattr(writer, attribute, FastChunkBuilder())
 
 
-__all__ = ["DirectFile", "FastChunkBuilder", "FastMessageIndex", "use_fast_chunks"]
+__all__ = ["DirectFile", "FastChunkBuilder", "FastMessageIndex", "MessageAdder", "message_adder",
+           "use_fast_chunks"]

@@ -1,4 +1,5 @@
-"""``catbus verify``: check the determinism contract for a launch file.
+"""``catbus verify``: check the determinism contract for a launch file; for a recording
+(``catbus verify RUN.mcap``), whether a parallel run reproduces (:func:`verify_recording`).
 
 Runs it ``inline`` and ``stepped`` with recording, then compares, on every channel outside
 ``catbus/``, the sequence of (tick, data bytes). The first difference is reported with its
@@ -56,6 +57,23 @@ def first_difference(a: str | Path, b: str | Path) -> Difference | None:
             return Difference(topic, min(len(left[topic]), len(right[topic])),
                               f"{len(left[topic])} vs {len(right[topic])} messages")
     return None
+
+
+def verify_recording(path: str | Path, *, out: Any = print) -> int:
+    """``catbus verify RUN.mcap``: step the parallel run recorded in ``path`` again
+    (:func:`catbus.reproduce.reproduce`) and say whether every message is the recorded one;
+    returns 0 if so, 1 naming the first node and message that differ."""
+    from catbus.reproduce.api import describe, reproduce
+
+    outcome = reproduce(path)
+    lines = describe(outcome)
+    if outcome.exact:
+        out(lines[0].replace("reproduced:", "identical:", 1))
+    else:
+        out(lines[0])
+    for line in lines[1:]:
+        out(f"  {line}")
+    return 0 if outcome.exact else 1
 
 
 def verify(launch: str, *, seed: int | None = None, steps: int | None = None,

@@ -159,6 +159,10 @@ class NodeDriver:
         self._send(LOG_TOPIC, log_message(record, self.name, self.sim_time), self.node.tick,
                    self.sim_time, None)
 
+    def publish_reserved(self, topic: str, value: Any, tick: int, t: float) -> None:
+        """A framework message about this node (its step log), sent as outputs are sent."""
+        self._send(topic, value, tick, t, None)
+
     @property
     def end_requested(self) -> str | None:
         """The reason the node gave to :meth:`~catbus.node.Node.end_episode`, or None."""

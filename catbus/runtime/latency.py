@@ -45,10 +45,16 @@ CHUNK = 256
 #: What a right value looks like (the fix a ConfigError gives).
 LATENCY_FORMS = ("a number of seconds >= 0 (for example 0.05), or {dist: normal | lognormal, "
                  "mean: SECONDS, std: SECONDS}")
-#: Why ``{recorded: RUN.mcap}`` is refused (docs/launch-files.md, "Node keys").
-RECORDED_REFUSAL = ("a parallel recording does not hold each step's duration (only its messages' "
-                    "times and the per-node statistics at the end), so a recorded latency "
-                    "cannot be replayed; give a constant or {dist: ..., mean, std}")
+#: Why ``{recorded: RUN.mcap}`` is refused for a recording without a step log (a parallel
+#: recording made before ``catbus/steps``, :mod:`catbus.runtime.steplog`).
+RECORDED_REFUSAL = ("this recording does not hold each step's duration (it has no catbus/steps "
+                    "step log: record the parallel run again with this catbus), so a recorded "
+                    "latency cannot be replayed; give a constant or {dist: ..., mean, std}")
+#: The keys of a recorded latency: the recording, the node whose step durations to take
+#: (default: the same name), and the durations themselves (read from the recording when the
+#: launch file is loaded, and kept in the launch document so that every process, also on
+#: another host, gets them from the registry).
+RECORDED_KEYS = ("recorded", "node", "durations")
 
 
 def _number(value: Any) -> bool:
@@ -63,8 +69,8 @@ def latency_problem(value: Any) -> str | None:
         return f"must be {LATENCY_FORMS}, got {value!r}"
     if _number(value):
         return None if value >= 0 else f"must be >= 0 seconds, got {value!r}"
-    if "recorded" in value:
-        return RECORDED_REFUSAL
+    if "recorded" in value or "durations" in value:
+        return _recorded_problem(value)
     keys = set(value)
     if keys != {"dist", "mean", "std"}:
         return f"a distribution has the keys dist, mean and std, got {sorted(map(str, keys))}"
@@ -80,6 +86,22 @@ def latency_problem(value: Any) -> str | None:
     return None
 
 
+def _recorded_problem(value: Mapping[str, Any]) -> str | None:
+    """What is wrong with a ``{recorded: RUN.mcap, node: NAME}`` latency, or None."""
+    extra = sorted(map(str, set(value) - set(RECORDED_KEYS)))
+    if extra:
+        return f"a recorded latency has the keys recorded and node (optional), got {extra}"
+    if not isinstance(value.get("recorded"), str) or not value["recorded"]:
+        return "recorded must be the path of a parallel recording (RUN.mcap)"
+    if value.get("node") is not None and not isinstance(value["node"], str):
+        return f"node must be the name of a node of the recording, got {value['node']!r}"
+    durations = value.get("durations")
+    if durations is not None and (not isinstance(durations, list) or not durations or not all(
+            _number(d) and not isinstance(d, bool) and d >= 0 for d in durations)):
+        return "durations must be a non-empty list of seconds >= 0"
+    return None
+
+
 def normalized(value: Any) -> float | dict | None:
     """A checked ``latency:`` value as the launch document keeps it: None for no latency (absent
     or 0, so that ``latency: 0`` is the run without the key, bit for bit)."""
@@ -87,6 +109,8 @@ def normalized(value: Any) -> float | dict | None:
         return None
     if _number(value):
         return float(value)
+    if "recorded" in value:
+        return {key: value[key] for key in RECORDED_KEYS if value.get(key) is not None}
     return {"dist": value["dist"], "mean": float(value["mean"]), "std": float(value["std"])}
 
 
@@ -126,6 +150,16 @@ class LatencyPlan:
         if not isinstance(value, Mapping):
             self.constant = self.largest = delay_ticks(exact(value), base_tick)
             return
+        if "durations" in value:   # recorded: the durations in order, then again from the first
+            durations = [float(d) for d in value["durations"]]
+            self._next = 0
+
+            def replay() -> list[float]:
+                start = self._next
+                self._next = (start + CHUNK) % len(durations)
+                return [durations[(start + i) % len(durations)] for i in range(CHUNK)]
+            self._draw = replay
+            return
         import numpy as np
 
         self._generator = np.random.default_rng(np.random.SeedSequence(
@@ -155,7 +189,8 @@ class LatencyPlan:
         base = self.base_tick
         previous = ticks[-1] if ticks else 0
         step = len(ticks)
-        for draw in self._draw().tolist():
+        drawn = self._draw()
+        for draw in drawn if isinstance(drawn, list) else drawn.tolist():
             tick = step * self.k
             delay = delay_ticks(exact(draw), base) if draw > 0 else 0
             previous = max(tick + delay, previous)
@@ -205,4 +240,4 @@ def latency_of(run_info: Mapping[str, Any]) -> Mapping[str, Any] | None:
 
 __all__ = ["LatencyPlan", "latency_problem", "normalized", "delay_ticks", "queue_key",
            "plans_for", "reader_keys", "latency_of", "DISTRIBUTIONS", "LATENCY_FORMS",
-           "LATENCY_STREAM", "RECORDED_REFUSAL"]
+           "LATENCY_STREAM", "RECORDED_KEYS", "RECORDED_REFUSAL"]

@@ -204,7 +204,8 @@ class NodeRuntime:
                 self._report_error("close", exc)
                 code = 1
         stats = add_link_counts(driver.summary(link.data.sent) if driver is not None else
-                                NodeStats().to_dict(link.data.sent), link.control, link.data)
+                                NodeStats().to_dict(link.data.sent), link.control, link.data,
+                                link.inbox)
         scores = driver.scores if driver is not None else {}
         try:
             self._publish_stats(stats)
@@ -227,7 +228,8 @@ class NodeRuntime:
             self._report_error("close", exc)
         try:
             link.send(msg.Done(code=code, stats=add_link_counts(
-                driver.summary(link.data.sent), link.control, link.data), scores=driver.scores,
+                driver.summary(link.data.sent), link.control, link.data, link.inbox),
+                scores=driver.scores,
                 retired=True))
         except zmq.ZMQError:
             pass

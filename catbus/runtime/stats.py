@@ -66,7 +66,8 @@ class NodeStats:
         return result
 
 
-def add_link_counts(stats: dict[str, Any], control: Any = None, data: Any = None) -> dict[str, Any]:
+def add_link_counts(stats: dict[str, Any], control: Any = None, data: Any = None,
+                    inbox: Any = None) -> dict[str, Any]:
     """Add to a node's summary row (:meth:`NodeStats.to_dict`) the malformed input counted
     outside its inbox: control messages its control link dropped (``control.malformed``) and
     anything its data plane refused (``data.malformed``). ``malformed`` is then every refused
@@ -74,7 +75,10 @@ def add_link_counts(stats: dict[str, Any], control: Any = None, data: Any = None
     data plane: envelope, header, progress, payload), ``node`` (refused by the node itself, the
     recorder), ``control``, ``dataplane``, ``subscriptions`` (subscriptions to topics the node
     does not publish, refused by its publishing socket) and ``security`` (connections its
-    publishing socket refused on a keyed bus). Returns ``stats``."""
+    publishing socket refused on a keyed bus). Who sent what was refused, when known:
+    ``malformed_from`` (neighbour -> count: the socket a forged or unreadable message came in
+    on, :attr:`catbus.runtime.inbox.Inbox.malformed_from`) and ``refused_from`` (address ->
+    subscriptions refused: who floods or asks for topics outside the run). Returns ``stats``."""
     by = stats.setdefault("malformed_by", {"data": stats.get("malformed", 0), "node": 0})
     curve = getattr(data, "curve", None)   # a keyed run: what the publisher's ZAP refused
     for key, source, attribute in (("control", control, "malformed"),
@@ -84,4 +88,11 @@ def add_link_counts(stats: dict[str, Any], control: Any = None, data: Any = None
         count = int(getattr(source, attribute, 0) or 0)
         by[key] = by.get(key, 0) + count
         stats["malformed"] = stats.get("malformed", 0) + count
+    senders = getattr(inbox, "malformed_from", None)
+    if senders:
+        stats["malformed_from"] = senders
+    guard = getattr(getattr(data, "gate", None), "guard", None)
+    addresses = getattr(guard, "refused_from", None)
+    if addresses:
+        stats["refused_from"] = dict(sorted(addresses.items()))
     return stats

@@ -37,6 +37,9 @@ except AttributeError:   # a pyzmq backend without the compiled class
     _raw_recv = zmq.Socket.recv
     _raw_get = zmq.Socket.get
 _zmq_poll = zmq.zmq_poll
+#: :meth:`Subscribers.drain` asks a socket "anything more?" for this many messages, then receives
+#: until zmq.Again: 2-3 asks cost what the one Again costs (see there).
+_BURST = 4
 
 
 def receive_from(sock: zmq.Socket, source: str | None, wait: bool = False) -> Frames | None:
@@ -221,13 +224,22 @@ class Subscribers:
             name = names.get(sock)
             if name is None:   # not one of ours (a poll's answer about other sockets too)
                 continue
-            # "Anything more?" asked of the socket (~1 us) rather than learnt from the
-            # zmq.Again of an empty receive (~5 us): a socket usually holds a message or two.
-            while _raw_get(sock, _EVENTS) & _POLLIN:
+            # "Anything more?" asked of the socket (~1.4 us) rather than learnt from the
+            # zmq.Again of an empty receive (~3.7 us): a socket usually holds a message or two.
+            # In a burst (a receiver behind its sender) asking per message costs more than the
+            # one zmq.Again that ends receiving until empty, so after _BURST it stops asking
+            # (a throughput sink: 11.4 -> 10.4 us CPU per small message, alternated runs).
+            count = 0
+            while count < _BURST and _raw_get(sock, _EVENTS) & _POLLIN:
                 frames = receive_from(sock, name)
                 if frames is None:
                     break
                 add(frames)
+                count += 1
+            else:
+                if count >= _BURST:
+                    while (frames := receive_from(sock, name)) is not None:
+                        add(frames)
 
     def close(self) -> None:
         for sock in self.sockets.values():

@@ -28,8 +28,8 @@ def take_over(link: ProcessLink, driver: NodeDriver, terms: RunTerms, class_path
     which readers take for a new publisher; in parallel the cycle due now, in stepped where its
     readers stopped hearing the old one: ``stepped.first_tick``) -- unless the node takes
     checkpoints: it then goes on from the latest (:mod:`catbus.runtime.checkpoints`), and is
-    said to have taken over once it steps the first tick its readers lack (at an earlier tick,
-    readers would drop the ``catbus/swap`` event as one they have)."""
+    said to have taken over once it steps the first tick its readers lack: where the episode
+    goes on (earlier ticks it steps again, and readers drop them as what they have)."""
     takeover = link.takeover
     old_died = takeover is not None and takeover.kind == "restart"
     restored = False

@@ -13,7 +13,7 @@ from msgspec import UNSET
 
 from catbus import params as params_mod
 from catbus.control.config import RestartPolicy
-from catbus.errors import ConfigError
+from catbus.errors import CatbusError, ConfigError
 from catbus.node import Input
 from catbus.spec.callbacks import callback_problems
 from catbus.spec.fieldcheck import SET, absolute, did_you_mean, is_number
@@ -101,18 +101,29 @@ def node_spec(name: str, entry: NodeEntry, *, where: str, base_dir: Path,
                     period=period, remote=entry.remote or force_remote, remap=remap,
                     inputs=inputs, outputs=outputs, given_params=given_params, restart=restart,
                     checkpoint=entry.checkpoint,
-                    latency=_latency(entry.latency, period, where, prefix))
+                    latency=_latency(entry.latency, period, where, prefix, base_dir, name))
 
 
-def _latency(value: Any, period: float | None, where: str, prefix: str) -> Any:
+def _latency(value: Any, period: float | None, where: str, prefix: str, base_dir: Path,
+             name: str) -> Any:
     """The node's ``latency:``, checked and normalized (None: none). A node without a period
-    has no steps whose outputs it could delay."""
+    has no steps whose outputs it could delay. A recorded latency's durations are read here,
+    from the recording's step log (relative to the launch file's folder), once."""
     from catbus.runtime.latency import latency_problem, normalized
 
     problem = latency_problem(value)
     if problem is not None:
         raise ConfigError(where, f"{prefix}.latency", problem)
     latency = normalized(value)
+    if isinstance(latency, dict) and "recorded" in latency and "durations" not in latency:
+        from catbus.reproduce.source import recorded_durations
+
+        path = absolute(base_dir / latency["recorded"])
+        try:
+            durations = recorded_durations(path, latency.get("node") or name)
+        except CatbusError as exc:
+            raise ConfigError(where, f"{prefix}.latency.recorded", str(exc)) from None
+        latency = {**latency, "recorded": str(path), "durations": durations}
     if latency is not None and period is None:
         raise ConfigError(where, f"{prefix}.latency", "a node without a period has no steps to "
                                                       "delay; remove latency or give a period")

@@ -72,6 +72,12 @@ def build_run_info(spec: LaunchSpec, schedule: Schedule | None,
     latency = {n.name: n.latency for n in spec.nodes if n.latency is not None}
     if latency:
         info["latency"] = latency
+    # A recorded parallel run: every periodic node logs its steps (catbus.runtime.steplog),
+    # so that ``catbus reproduce`` can rerun it exactly. Only then: nothing to pay otherwise.
+    if spec.record and spec.mode == "parallel":
+        from catbus.runtime.steplog import DEFAULT_BATCH, STEP_LOG_KEY
+
+        info[STEP_LOG_KEY] = DEFAULT_BATCH
     # Live parameter changes applied again at their ticks (``catbus play`` of a recording with
     # ``catbus/params``; catbus.runtime.liveparams). Only when there are some.
     if spec.param_changes:

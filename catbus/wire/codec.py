@@ -482,3 +482,8 @@ def split_record_bytes(data: bytes) -> tuple[bytes, list[bytes]]:
     """Inverse of :func:`record_bytes`."""
     parts = msgpack.unpackb(data)
     return parts[0], parts[1:]
+
+
+#: Public for :mod:`catbus.wire.payloadcheck`, which must refuse exactly what
+#: :func:`decode_payload` refuses and so calls the very hooks it calls.
+inline_array, ext_hook_no_buffers, ext_hook_of = _inline_array, _ext_hook_no_buffers, _ext_hook_of

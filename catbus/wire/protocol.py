@@ -63,6 +63,10 @@ PARAMS_TOPIC: Final = "catbus/params"
 #: progress), so the recording has every node's: ``{node, incarnation, stats: {malformed,
 #: malformed_by, dropped, duplicates, received}}``; only the recorder reads it.
 STATS_TOPIC: Final = "catbus/stats"
+#: A recorded parallel run's step log (``catbus reproduce``, docs/reproduce.md): each periodic
+#: node's steps, in batches, ``{node, topics: [input topic, ...], steps: [[cycle, t, duration,
+#: [[publisher, incarnation, seq, taken] | nil per topic]], ...]}``; only the recorder reads it.
+STEPS_TOPIC: Final = "catbus/steps"
 #: The byte after every topic name in a topic frame, so prefix matching is exact.
 TOPIC_TERMINATOR: Final = b"\0"
 
@@ -177,7 +181,7 @@ def hello_topic(name: str) -> str:
 
 __all__ = [
     "PROTOCOL_VERSION", "HEADER_VERSION", "HEADER_FIELDS", "EVERY_TOPIC", "RESERVED_PREFIX",
-    "PROGRESS_TOPIC", "HELLO_PREFIX", "DROPS_TOPIC", "SWAP_TOPIC", "STATS_TOPIC", "PARAMS_TOPIC", "RESTART_POLICIES", "TOPIC_TERMINATOR", "MODES", "POLICIES",
+    "PROGRESS_TOPIC", "HELLO_PREFIX", "DROPS_TOPIC", "SWAP_TOPIC", "STATS_TOPIC", "STEPS_TOPIC", "PARAMS_TOPIC", "RESTART_POLICIES", "TOPIC_TERMINATOR", "MODES", "POLICIES",
     "HEARTBEAT_INTERVAL", "DEFAULT_REGISTRY_TIMEOUT", "DEFAULT_DEADLINE", "CLOSING_STATE", "AWAITING_CONTROLLER_STATE",
     "WINDOW", "Op", "EXT_NDARRAY", "EXT_NPSCALAR", "EXT_NDARRAY_INLINE", "INLINE_MAX_BYTES",
     "TCP_ADDRESS", "bus_address_problem", "hello_topic",

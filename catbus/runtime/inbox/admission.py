@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Callable
 
+from catbus.wire.protocol import SWAP_TOPIC
+
 
 class Admission:
     """Owners, process incarnations, sequence numbers and floors, with the loss counters.
@@ -41,6 +43,15 @@ class Admission:
         #: Stepped: publisher -> ticks up to which a new process of it is not listened to (what
         #: the old one had completed: a restarted process may step those ticks again).
         self.floors: dict[str, int] = {}
+        #: (publisher, topic) -> the newest tick admitted on it (see :attr:`topic_floors`).
+        self.last_ticks: dict[tuple[str, str], int] = {}
+        #: Stepped: (publisher, topic) -> the newest tick an older process of the publisher had
+        #: on that topic: a new process is not listened to for it either. A process may die
+        #: half-way through publishing a tick (some topics sent, the rest not): its completed
+        #: tick (:attr:`floors`) is then the one before, though this node has the tick's
+        #: messages on the topics that went out -- which a restart stepping it again would
+        #: otherwise deliver twice.
+        self.topic_floors: dict[tuple[str, str], int] = {}
         #: Stepped: the schedule's last tick, once known; a data message of a later tick is
         #: refused as malformed (it could never be shown, and at the head of an input's queue
         #: it would hold back every message after it).
@@ -81,11 +92,11 @@ class Admission:
         if previous is not None and (seq != previous + 1 or self.seq_jumps) and \
                 not self._in_sequence(key, seq, previous):
             return False
-        floors = self.floors
-        if floors and tick <= floors.get(publisher, -1):
+        if self.floors and self._had(key, tick):
             self.duplicates += 1
             return False
         last_seq[key] = seq
+        self.last_ticks[key] = tick
         newest = self.newest
         if tick > newest.get(publisher, -1):
             newest[publisher] = tick
@@ -96,6 +107,17 @@ class Admission:
         """The newest tick of the data admitted from ``publisher``'s current process (-1:
         none yet)."""
         return self.newest.get(publisher, -1)
+
+    def _had(self, key: tuple[str, str], tick: int) -> bool:
+        """From a new process of a publisher: is ``tick`` on the topic one this node has from
+        an older process? On ``catbus/swap`` only the ticks it had on that topic: a new
+        process's one event of its takeover (``catbus.runtime.takeover``) is new whatever its
+        tick, and comes at the first tick its readers lacked -- the lowest of what they had,
+        which this reader (the recorder) may have completed already."""
+        floor = self.topic_floors.get(key, -1)
+        if key[1] != SWAP_TOPIC:
+            floor = max(floor, self.floors.get(key[0], -1))
+        return tick <= floor
 
     def _refuse(self, publisher: str) -> None:
         """Count one malformed message of ``publisher``."""
@@ -134,10 +156,15 @@ class Admission:
         # stepped (what of them is dropped is the floors' business, below).
         self.newest.pop(publisher, None)
         if known is not None:
+            # Stepped only (a last tick is known): a parallel process's ticks are its cycles.
+            topic_floors = self.topic_floors if self.last_tick is not None else {}
             for key in [k for k in self.last_seq if k[0] == publisher]:
                 del self.last_seq[key]
                 self.seq_jumps.pop(key, None)
+                tick = self.last_ticks.pop(key, -1)
+                if tick > topic_floors.get(key, -1):
+                    topic_floors[key] = tick
             through = self.completed_through(publisher)
-            if through >= 0:
-                self.floors[publisher] = through
+            if through >= 0 or any(key[0] == publisher for key in topic_floors):
+                self.floors[publisher] = max(through, self.floors.get(publisher, -1))
         return True

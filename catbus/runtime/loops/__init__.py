@@ -16,6 +16,7 @@ from typing import Callable
 from catbus.runtime.driver import NodeDriver
 from catbus.runtime.latency import latency_of
 from catbus.runtime.link import ProcessLink
+from catbus.runtime.steplog import step_log_for
 from catbus.runtime.loops import parallel, stepped
 from catbus.runtime.terms import RunTerms
 
@@ -41,7 +42,7 @@ def _stepped_reactive(link: ProcessLink, driver: NodeDriver, run: RunTerms) -> N
 
 
 def _parallel_periodic(link: ProcessLink, driver: NodeDriver, run: RunTerms) -> None:
-    parallel.run_periodic(link, driver, run.duration)
+    parallel.run_periodic(link, driver, run.duration, step_log_for(run.run_info, driver))
 
 
 def _parallel_reactive(link: ProcessLink, driver: NodeDriver, run: RunTerms) -> None:

@@ -10,10 +10,27 @@ from catbus.runtime.dataplane import receive_frames
 from catbus.runtime.driver import NodeDriver
 from catbus.runtime.link import CONTROL_EVERY, ProcessLink
 from catbus.runtime.lockstep import waits_for_me
+from catbus.runtime.steplog import StepLog
 
 
-def run_periodic(link: ProcessLink, driver: NodeDriver, duration: float | None) -> None:
-    """Step every ``period`` seconds of wall time until the duration or the episode's end."""
+def run_periodic(link: ProcessLink, driver: NodeDriver, duration: float | None,
+                 steplog: StepLog | None = None) -> None:
+    """Step every ``period`` seconds of wall time until the duration or the episode's end.
+    With ``steplog`` (a recorded run), each step is noted on ``catbus/steps``
+    (:mod:`catbus.runtime.steplog`); the log is sent before a hand-over and when the loop
+    ends, whichever way."""
+    try:
+        _run_periodic(link, driver, duration, steplog)
+    finally:
+        if steplog is not None:
+            try:
+                steplog.flush()
+            except Exception:   # on the way out of a failure, which is what must be reported
+                pass
+
+
+def _run_periodic(link: ProcessLink, driver: NodeDriver, duration: float | None,
+                  steplog: StepLog | None) -> None:
     link.wait_until_started()
     start = link.started
     period = driver.period
@@ -51,6 +68,8 @@ def run_periodic(link: ProcessLink, driver: NodeDriver, duration: float | None) 
         if link.end_tick is not None or inbox.end_tick() is not None:
             return
         if link.retire_requested:
+            if steplog is not None:
+                steplog.flush()   # the old process's steps, before the replacement's
             link.hand_over(cycle, driver.snapshot())
             serviced = time.monotonic()
             continue   # resumed: the replacement failed; the cycles missed count as overruns
@@ -58,7 +77,10 @@ def run_periodic(link: ProcessLink, driver: NodeDriver, duration: float | None) 
             link.checkpoints.take(cycle)
         if reads:
             link.drain_data()
-        outcome = driver.step(cycle, now - start, inbox.take_latest())
+        if steplog is None:
+            outcome = driver.step(cycle, now - start, inbox.take_latest())
+        else:
+            outcome = steplog.step(cycle, now - start)
         if link.after_first_step is not None:
             link.after_first_step(cycle)
         if outcome.ended is not None:
