@@ -83,6 +83,8 @@ class Results:
     tiny_overhead: list[float] = field(default_factory=list)   # inline - plain, same repetition
     gym_inline: list[float] = field(default_factory=list)      # catbus.gym env.step() per s
     gym_stepped: list[float] = field(default_factory=list)
+    checkpointed: list[float] = field(default_factory=list)    # stepped, checkpoint: 50, no rec
+    uncheckpointed: list[float] = field(default_factory=list)  # its baseline, same repetition
     checks: dict[str, list[bool]] = field(default_factory=dict)
 
     def check(self, name: str, ok: bool) -> None:
@@ -186,6 +188,21 @@ def flat_stepped(steps: int, tmp: Path, res: Results, record: bool) -> None:
         Path(path).unlink()
     else:
         res.stepped_norec.append(rate)
+
+
+def flat_checkpoints(steps: int, res: Results, every: int | None) -> None:
+    """flat_evade stepped, recording off, with every node taking a checkpoint every ``every``
+    steps (``checkpoint:``, issue 21) -- or none, the baseline of the same repetition."""
+    import yaml
+
+    launch = yaml.safe_load(LAUNCH.read_text())
+    launch["pythonpath"] = [str(LAUNCH.parents[1])]
+    if every:
+        for name in ("env", "robot", "human"):
+            launch["nodes"][name]["checkpoint"] = every
+    result = run_catbus(f"flat_evade stepped (checkpoint {every or 'none'})", launch,
+                        mode="stepped", steps=steps, record=False)
+    (res.checkpointed if every else res.uncheckpointed).append(_env_rate(result, steps))
 
 
 def flat_manager(steps: int, res: Results) -> None:
@@ -321,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
              then(lambda: flat_stepped(steps, tmp, res, record=True),
                   lambda: flat_stepped(steps, tmp, res, record=False)),
              then(lambda: flat_manager(steps, res), lambda: flat_raw(steps, tmp, res))),
+            ("flat_evade stepped, checkpoint every 50 | none",
+             lambda: flat_checkpoints(steps, res, 50), lambda: flat_checkpoints(steps, res, None)),
             ("trivial stepped | raw pyzmq lockstep",
              then(lambda: trivial_stepped(tsteps, tmp, res, mcap=False),
                   lambda: trivial_stepped(tsteps, tmp, res, mcap=True)),
@@ -364,6 +383,10 @@ def main(argv: list[str] | None = None) -> int:
         Row("catbus.gym inline / launch inline", "steps/s", res.gym_inline, res.inline, 0.8, True,
             "catbus.gym, inline, robot = trainer with random actions, recording off",
             "catbus launch --mode inline of the same graph, recording off", flat),
+        Row("flat_evade stepped checkpoint 50 / none", "steps/s", res.checkpointed,
+            res.uncheckpointed, None, True,
+            "stepped, env, robot and human checkpoint every 50 steps, recording off",
+            "the same without checkpoints (same repetition)", flat),
     ]
     checks = [(name, all(values)) for name, values in res.checks.items()]
 

@@ -173,7 +173,8 @@ def bare_link(**fields: Any) -> ProcessLink:
     """A ProcessLink without sockets: only the fields a test sets (and the defaults below)."""
     link = ProcessLink.__new__(ProcessLink)
     progress: list = []
-    defaults = dict(end_tick=None, stop_reason=None, takeover=None, joining="", start_tick=0,
+    defaults = dict(name="me", end_tick=None, stop_reason=None, takeover=None, joining="",
+                    start_tick=0,
                     checkpoints=None, resume_tick=None,
                     stats=NodeStats(), peers=Peers(), graph_complete=False,
                     data=SimpleNamespace(publish_progress=lambda *a: progress.append(a),
@@ -208,9 +209,11 @@ def test_a_joining_process_says_what_it_waits_for_naming_the_neighbours() -> Non
     assert waiting_for(link, False) == \
         "joining: waiting for the hellos of env, human, recorder"
     link.data.gate.hellos = {"env", "human", "recorder"}
-    link.inbox.progress = {"recorder": object()}
-    assert waiting_for(link, False) == "joining: waiting for hello answers from env, human"
+    # An answer is a progress saying how far its sender heard from us; other progress is not.
     link.inbox.progress = {"env": 1, "human": 2, "recorder": 3}
+    link.inbox.heard = {"recorder": {"me": 7}, "human": {"someone else": 7}}
+    assert waiting_for(link, False) == "joining: waiting for hello answers from env, human"
+    link.inbox.heard = {"env": {"me": 1}, "human": {"me": -1}, "recorder": {"me": 7}}
     assert waiting_for(link, False) == "joining: waiting for the takeover"
     link.joining = "restart"
     assert waiting_for(link, True) == "joining: waiting for the start"

@@ -48,7 +48,8 @@ from catbus.runtime.subscribers import Subscribers
 from catbus.runtime.subscriptiongate import SubscriptionGate
 from catbus.security.client import set_client_keys
 from catbus.wire import codec, sockets
-from catbus.wire.sockets import keep_links_alive
+from catbus.wire.sockets import keep_links_alive, raw_recv as _raw_recv, \
+    raw_send as _raw_send
 from catbus.wire.protocol import PROGRESS_TOPIC
 
 PROGRESS_FRAME = codec.topic_frame(PROGRESS_TOPIC)
@@ -60,19 +61,6 @@ HWM = 100_000
 _SNDMORE, _NOBLOCK = int(zmq.SNDMORE), int(zmq.NOBLOCK)
 #: Frames below this size are copied (cheaper than a zero-copy frame object); larger ones are not.
 ZERO_COPY_MIN = 64 * 1024
-# pyzmq's compiled send and recv, called without the Python method of ``zmq.Socket`` around
-# them: that wrapper (routing_id/group handling, then ``super().send``) doubled the cost of
-# sending a small frame, ~0.2 us per frame on each side. Used for copied (small) frames only:
-# a zero-copy send still goes through ``zmq.Socket.send``, which applies the socket's
-# ``copy_threshold`` (and is what bench/transport.py watches to check that nothing is copied).
-try:
-    _raw_send = zmq.backend.Socket.send
-    _raw_recv = zmq.backend.Socket.recv
-except AttributeError:   # a pyzmq backend without the compiled class
-    _raw_send = zmq.Socket.send
-    _raw_recv = zmq.Socket.recv
-
-
 def send_frames(sock: zmq.Socket, frames: list) -> None:
     """``send_multipart`` without its per-frame overhead; large buffers go out without a copy."""
     last = len(frames) - 1

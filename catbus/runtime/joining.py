@@ -70,8 +70,14 @@ def join(link: Link) -> None:
 
 
 def unanswered(link: Link) -> set[str]:
-    """The neighbours that have not yet answered our hello (see :func:`heard_enough`)."""
-    return link.peers.neighbours - set(link.inbox.progress)
+    """The neighbours that have not yet answered our hello (see :func:`heard_enough`): whose
+    answer -- a progress saying how far it has heard from us -- has not come. Not any progress
+    of theirs: one sent before they saw our hello (a recorder catching up sends one every few
+    ticks) says nothing of what they have from our predecessor, and a restarted process that
+    went on without it would start past ticks that neighbour lacks (``stepped.first_tick``)."""
+    heard = link.inbox.heard
+    name = link.name
+    return {peer for peer in link.peers.neighbours if name not in heard.get(peer, ())}
 
 
 def heard_enough(link: Link) -> bool:

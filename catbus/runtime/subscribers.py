@@ -24,18 +24,12 @@ import zmq
 from catbus.runtime.inbox import Frames
 from catbus.wire import codec
 from catbus.wire.protocol import PROGRESS_TOPIC, hello_topic
+# pyzmq's compiled calls, without the Python wrappers (see catbus.wire.sockets).
+from catbus.wire.sockets import raw_get as _raw_get, raw_recv as _raw_recv
 
 _NOBLOCK = int(zmq.NOBLOCK)
 _EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 _PROGRESS_FRAME = codec.topic_frame(PROGRESS_TOPIC)
-# pyzmq's compiled calls, without the Python wrappers around them (see catbus.runtime.dataplane:
-# the wrappers cost as much as the call on the per-message path).
-try:
-    _raw_recv = zmq.backend.Socket.recv
-    _raw_get = zmq.backend.Socket.get
-except AttributeError:   # a pyzmq backend without the compiled class
-    _raw_recv = zmq.Socket.recv
-    _raw_get = zmq.Socket.get
 _zmq_poll = zmq.zmq_poll
 #: :meth:`Subscribers.drain` asks a socket "anything more?" for this many messages, then receives
 #: until zmq.Again: 2-3 asks cost what the one Again costs (see there).

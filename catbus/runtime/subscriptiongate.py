@@ -14,6 +14,7 @@ import zmq
 
 from catbus.runtime.floodguard import FloodGuard, peer_address
 from catbus.wire import codec
+from catbus.wire.sockets import raw_recv as _raw_recv
 from catbus.wire.protocol import HELLO_PREFIX, LOG_TOPIC, PARAMS_TOPIC, PROGRESS_TOPIC, \
     SCORES_TOPIC, STATS_TOPIC, SWAP_TOPIC
 
@@ -25,7 +26,6 @@ SUBSCRIPTION_BATCH = 2_000
 _EVENTS_EVERY = 63
 _HELLO_FRAME = HELLO_PREFIX.encode()
 _NOBLOCK = int(zmq.NOBLOCK)
-_raw_recv = zmq.Socket.recv
 
 
 class SubscriptionGate:
