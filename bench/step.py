@@ -16,7 +16,7 @@ steps/s = N / (end of the environment's tick-N ``step`` - start of its tick-0 ``
 catbus's own ``result.nodes["env"]["active_s"]`` in inline and stepped, and the same two instants
 taken by hand in the plain loop and the baselines; process start-up, registration and set-up are
 never inside it (in stepped the recorder may still be up to the flow-control window behind when the
-env ends, < 1% of the run). Targets (issue 23): stepped rec on >= 0.9x rec off and >= 0.95x the
+env ends, < 1% of the run). Targets: stepped rec on >= 0.9x rec off and >= 0.95x the
 raw lockstep of the same nodes; trivial stepped tick <= 1.5x the raw lockstep; inline >= 0.9x the
 plain loop; inline overhead <= 5 us per node step on trivial nodes; catbus.gym >= 0.8x ``catbus
 launch`` in the same mode (the rows of :mod:`bench.step_rows`). Stepped against inline and against
@@ -192,7 +192,7 @@ def flat_stepped(steps: int, tmp: Path, res: Results, record: bool) -> None:
 
 def flat_checkpoints(steps: int, res: Results, every: int | None) -> None:
     """flat_evade stepped, recording off, with every node taking a checkpoint every ``every``
-    steps (``checkpoint:``, issue 21) -- or none, the baseline of the same repetition."""
+    steps (``checkpoint:``) -- or none, the baseline of the same repetition."""
     import yaml
 
     launch = yaml.safe_load(LAUNCH.read_text())
@@ -348,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     flat = f"flat_evade, {steps} env steps"
     rows = [
         # The two old targets (0.5x inline, 10x the Manager design) are out of reach of any
-        # 4-process design on 2 cores (issue 23): information now.
+        # 4-process design on 2 cores: information now.
         Row("flat_evade stepped (rec on) / inline (rec off)", "steps/s", res.stepped, res.inline,
             None, True, "stepped, 4 processes, MCAP recorder on", "inline, recording off", flat),
         Row("flat_evade stepped (rec on) / Manager design", "steps/s", res.stepped, res.manager,

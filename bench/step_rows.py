@@ -2,7 +2,7 @@
 on a graph of trivial nodes, and flat_evade's robot trained through :mod:`catbus.gym`.
 
 Why here: ``bench/step.py`` keeps its measurements and the table; these are the newer rows
-(issue 23), kept apart so each module stays short.
+kept apart so each module stays short.
 
 * **Inline overhead per node step.** ``bench.trivial_nodes`` ``TinyEnv`` + two ``TinyAgent``
   (each step returns one small dict; no clock reads, no arrays) run inline (recording off) and as

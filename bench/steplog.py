@@ -13,8 +13,8 @@ recorder (``RUSAGE_CHILDREN`` of this process, which launches and waits for them
 start-up CPU of a run of 0 steps measured in the same repetition, per environment cycle. Each
 repetition's figures are printed. A second row times the bookkeeping alone, in this process:
 flat_evade's robot stepped by its driver with and without a :class:`StepLog` around it (its
-batches encoded as a node process would), per step. No target: the ratios are what the issue asks
-for (issue 22), informational.
+batches encoded as a node process would), per step. No target: the ratios are
+information.
 
     python bench/steplog.py               # 5 repetitions (about 2 minutes)
     python bench/steplog.py --reps 3 --steps 300

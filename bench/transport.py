@@ -24,7 +24,7 @@ that is the fast way), and the benchmark also checks that nothing is copied: on 
 runtime's send carries a frame that *is* the array's memory, with ``copy=False`` and above pyzmq's
 copy threshold (watched for that one send only); on the receiver, the decoded array is a view over
 the received ``zmq.Frame`` (``.base`` chain and ``np.shares_memory``) and is read-only, as
-docs/design.md promises. Process start-up is never timed. Targets (issue 23): small round trip <=
+docs/design.md promises. Process start-up is never timed. Targets: small round trip <=
 1.2x plain; small throughput >= 0.8x plain; 1 MiB throughput >= 0.9x raw zero-copy, no copy.
 
     python bench/transport.py              # 5 repetitions (about 1-2 minutes)

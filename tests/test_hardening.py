@@ -1,4 +1,4 @@
-"""Issue 12, sections 3, 6, 7, 8: one bad frame, one frozen process or one bad argument is
+"""One bad frame, one frozen process or one bad argument is
 counted and refused, never a crash, a hang or a silent wrong result.
 
 * Section 6, bad frames: a member of a stepped flat_evade run (``tests/hardening_nodes.py:Rogue``)

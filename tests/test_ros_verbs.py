@@ -1,4 +1,4 @@
-"""The verbs a ROS 2 user reaches for (issue 24): ``catbus topic pub``, ``topic echo --field``,
+"""The verbs a ROS 2 user reaches for: ``catbus topic pub``, ``topic echo --field``,
 ``node info``, ``catbus info RUN.mcap`` and ``catbus plot --topic --field``.
 
 The pure parts (field paths, the publisher's checks, the control plane admitting a guest) are
