@@ -52,8 +52,6 @@ from bench.common import (Row, alternate, code_state, median, print_table,  # no
 setup_paths()
 
 import catbus  # noqa: E402
-from catbus.api.run import load  # noqa: E402
-from catbus.spec.runinfo import schedule_for  # noqa: E402
 from bench import manager_lockstep, raw_lockstep, step_rows, trivial_nodes  # noqa: E402
 
 LAUNCH = Path(__file__).resolve().parents[1] / "launch" / "flat_evade.yaml"
@@ -142,37 +140,10 @@ def flat_inline(steps: int, res: Results) -> None:
 def flat_plain(steps: int, res: Results) -> None:
     """The launch file's node objects, set up as catbus does, called in schedule order; each
     input is the newest value published on its topic (what the schedule shows when every node
-    has the same period and the env is listed first). No codec, no inbox, no recording."""
-    spec = load(LAUNCH, mode="inline", steps=steps, record=False)
-    schedule = schedule_for(spec)
-    order = schedule.steps()
-    members = {}
-    for node_spec in spec.nodes:
-        node = node_spec.node_class()
-        node.bind(node_spec.name, spec.seed, node_spec.period, {})
-        node.setup(node_spec.params)
-        members[node_spec.name] = (node, [(b.declared, b.topic) for b in node_spec.inputs],
-                                   {b.declared: b.topic for b in node_spec.outputs})
-    clock = spec.clock_node
-    latest: dict[str, Any] = {}
-    t0 = t1 = 0.0
-    env_steps = 0
-    for tick, name in order:
-        node, inputs, outputs = members[name]
-        began = time.perf_counter()
-        out = node.step(schedule.sim_time(tick), {d: latest.get(t) for d, t in inputs})
-        if name == clock:
-            t1 = time.perf_counter()
-            if env_steps == 0:
-                t0 = began
-            env_steps += 1
-        if out:
-            for declared, value in out.items():
-                latest[outputs[declared]] = value
-    for node, _, _ in members.values():
-        node.close()
-    assert env_steps == steps + 1
-    res.plain.append(steps / (t1 - t0))
+    has the same period and the env is listed first). No codec, no inbox, no recording
+    (:func:`bench.step_rows.plain_loop`)."""
+    seconds, _ = step_rows.plain_loop(LAUNCH, steps)
+    res.plain.append(steps / seconds)
 
 
 def flat_stepped(steps: int, tmp: Path, res: Results, record: bool) -> None:
