@@ -153,12 +153,13 @@ class NodeRuntime:
     # -- joining the run ------------------------------------------------------------------------
     def _join(self, link: ProcessLink) -> RunTerms:
         """Register, and build the driver from the registry's welcome."""
-        link.send(msg.Register(
+        link.control.send_first(msg.Register(
             name=self.name, endpoint=link.data.endpoint, pid=os.getpid(),
             host=socket.gethostname(), cls=self.class_path, period=self.period,
             inputs=[[b.declared, b.topic, b.policy] for b in self.inputs],
             outputs=[list(o) for o in self.outputs], params=self.given_params,
-            protocol=PROTOCOL_VERSION, replace=self.replace, restart=self.restart))
+            protocol=PROTOCOL_VERSION, replace=self.replace, restart=self.restart),
+            link.registry_timeout)
         welcome = link.control.wait_for(msg.Welcome, timeout=link.registry_timeout,
                                         handle=link.on_control, poll=link.poll)
         terms = RunTerms.from_welcome(welcome, params=self.given_params,
