@@ -40,8 +40,23 @@ class RegistryLink:
         dual_stack(self.socket)   # a bus at an IPv6 address, as well as IPv4
         self.handshake = security.dial(self.socket, address, keys)
 
-    def send(self, request: msg.Message) -> None:
-        self.socket.send(msg.encode(request))
+    def send(self, request: msg.Message, timeout: float = 10.0) -> None:
+        """Send ``request``, waiting up to ``timeout`` seconds for a connection: a DEALER whose
+        CURVE handshake the registry refused has none and would block in ``send`` for ever.
+        Raises the refusal (:class:`catbus.security.Refused`) or :class:`Silent`."""
+        data = msg.encode(request)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.socket.send(data, zmq.NOBLOCK)
+                return
+            except zmq.Again:
+                pass
+            self.handshake.check()   # refused: raises, saying why
+            if time.monotonic() > deadline:
+                raise Silent(f"no connection to the registry at {self.address} within "
+                             f"{timeout:g} s")
+            self.socket.poll(100, zmq.POLLOUT)
 
     def receive(self, timeout: float) -> msg.Message | None:
         """The next message within ``timeout`` seconds, decoded (None: not a control message).
