@@ -59,13 +59,7 @@ class ControlLink:
                 return
             except zmq.Again:
                 pass
-            refused = self.handshake.problem()   # CURVE refused: say why, now
-            if refused:
-                raise RegistryLost(refused)
-            if time.monotonic() > deadline:
-                raise RegistryLost(f"no connection to the registry at {self.bus} within "
-                                   f"{timeout:g} s; is a run started there "
-                                   "(catbus launch ... or catbus bus)?")
+            self._give_up_if(deadline, timeout, "no connection to")
             self.socket.poll(100, zmq.POLLOUT)
 
     def receive_nowait(self) -> list[msg.Message]:
@@ -127,14 +121,18 @@ class ControlLink:
                     self.backlog.extend(received[index + 1:])
                     return message
                 handle(message)
-            refused = self.handshake.problem()   # CURVE refused: say why, now
-            if refused:
-                raise RegistryLost(refused)
-            if time.monotonic() > deadline:
-                raise RegistryLost(f"no answer from the registry at {self.bus} within "
-                                   f"{timeout:g} s; is a run started there "
-                                   "(catbus launch ... or catbus bus)?")
+            self._give_up_if(deadline, timeout, "no answer from")
             poll(100)
+
+    def _give_up_if(self, deadline: float, timeout: float, what: str) -> None:
+        """Raise RegistryLost if the registry refused our CURVE key (saying why, at once) or
+        ``deadline`` has passed (``what`` the registry at the bus within ``timeout``)."""
+        refused = self.handshake.problem()
+        if refused:
+            raise RegistryLost(refused)
+        if time.monotonic() > deadline:
+            raise RegistryLost(f"{what} the registry at {self.bus} within {timeout:g} s; is a "
+                               "run started there (catbus launch ... or catbus bus)?")
 
     def close(self) -> None:
         self.handshake.close()

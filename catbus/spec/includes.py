@@ -11,7 +11,7 @@ each included node was written (so that its errors name the included file and th
 * **Topics** go under ``left/``: every input and output of an included node, resolved as in its
   own file (``~/state`` of ``env`` is ``env/state``), becomes ``left/env/state``, so the
   included nodes still talk to each other and to nothing else. A topic written absolute in the
-  included file (``remap: {"~/cmd": /shared/cmd}``) and ``catbus/`` topics are not prefixed:
+  included file (``remap: {"~/cmd": /common/cmd}``) and ``catbus/`` topics are not prefixed:
   that is how two includes share a topic. The class is needed to know the topics, so the
   remapping itself is done when the node is checked (:func:`catbus.spec.nodespec.node_spec`,
   from :class:`NodeOrigin`).
