@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from catbus.client.ask import RegistryLink, Silent
-from catbus.client.swap import SWAP_SILENCE, RunGone, run_graph
+from catbus.client.ask import RegistryLink
+from catbus.client.swap import long_answer, run_graph
 from catbus.errors import CatbusError
 from catbus.wire import messages as msg
 
@@ -56,17 +56,14 @@ def set_params(bus: str, node: str, changes: Mapping[str, Any], *, keys: Any = N
     with RegistryLink(bus, keys) as link:
         run_graph(link)
         link.send(msg.ParamsRequest(node=node, changes=dict(changes)))
-        try:
-            reply = link.wait_answer(
-                timeout=timeout, quiet=SWAP_SILENCE,
-                silence=f"no answer from the run at {bus} within {timeout:g} s about the "
-                        f"parameters of {node} (a catbus run from before live parameters?)",
-                gone=f"the run at {bus} stopped answering while {node} was changing its "
-                     f"parameters (its launcher is gone?)",
-                late=f"{node} did not reach its next step within {timeout:g} s to apply the "
-                     f"change (the run at {bus} is still at it)")
-        except Silent as exc:
-            raise (RunGone(str(exc)) if exc.gone else CatbusError(str(exc))) from None
+        reply = long_answer(
+            link, timeout,
+            silence=f"no answer from the run at {bus} within {timeout:g} s about the "
+                    f"parameters of {node} (a catbus run from before live parameters?)",
+            gone=f"the run at {bus} stopped answering while {node} was changing its "
+                 f"parameters (its launcher is gone?)",
+            late=f"{node} did not reach its next step within {timeout:g} s to apply the "
+                 f"change (the run at {bus} is still at it)")
     return _checked(reply, bus)
 
 

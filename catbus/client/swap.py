@@ -60,6 +60,18 @@ class RunGone(CatbusError):
     exit_code = 2
 
 
+
+def long_answer(link: RegistryLink, timeout: float, *, silence: str, gone: str,
+                late: str) -> msg.Message | None:
+    """The answer to a request the registry works on for a while (a swap, a live parameter
+    change), heartbeats meanwhile (:meth:`RegistryLink.wait_answer`); a run that went silent
+    raises :class:`RunGone`, one that did not finish in time CatbusError, in these words."""
+    try:
+        return link.wait_answer(timeout=timeout, quiet=SWAP_SILENCE, silence=silence,
+                                gone=gone, late=late)
+    except Silent as exc:
+        raise (RunGone(str(exc)) if exc.gone else CatbusError(str(exc))) from None
+
 def run_graph(link: RegistryLink, timeout: float = GRAPH_TIMEOUT,
               gone: str | None = None) -> msg.Graph:
     """The run's :class:`~catbus.wire.messages.Graph` (``run``, ``mode``, ``started``,
@@ -125,17 +137,14 @@ def request_swap(bus: str, node: str, cls: str = "", params: Mapping[str, Any] |
             if wait and not started:
                 _wait_started(link, node, start_deadline, timeout)
             link.send(request)
-            try:
-                reply = link.wait_answer(
-                    timeout=timeout, quiet=SWAP_SILENCE,
-                    silence=f"no answer from the run at {bus} within {timeout:g} s about the "
-                            f"swap of {node} (is the run still going?)",
-                    gone=f"the run at {bus} stopped answering during the swap of {node} (its "
-                         f"launcher is gone?)",
-                    late=f"the swap of {node} was not done within {timeout:g} s (the run at "
-                         f"{bus} is still at it)")
-            except Silent as exc:
-                raise (RunGone(str(exc)) if exc.gone else CatbusError(str(exc))) from None
+            reply = long_answer(
+                link, timeout,
+                silence=f"no answer from the run at {bus} within {timeout:g} s about the "
+                        f"swap of {node} (is the run still going?)",
+                gone=f"the run at {bus} stopped answering during the swap of {node} (its "
+                     f"launcher is gone?)",
+                late=f"the swap of {node} was not done within {timeout:g} s (the run at "
+                     f"{bus} is still at it)")
             if not isinstance(reply, msg.SwapReply):
                 raise CatbusError(f"{bus} did not answer a swap request as a catbus registry "
                                   f"does (another catbus version?)")
@@ -148,5 +157,5 @@ def request_swap(bus: str, node: str, cls: str = "", params: Mapping[str, Any] |
             time.sleep(START_POLL)
 
 
-__all__ = ["request_swap", "ask_graph", "run_graph", "SwapFailed", "RunGone", "SWAP_TIMEOUT",
+__all__ = ["request_swap", "ask_graph", "run_graph", "SwapFailed", "RunGone", "long_answer", "SWAP_TIMEOUT",
            "SWAP_SILENCE", "GRAPH_TIMEOUT"]
