@@ -157,5 +157,5 @@ def request_swap(bus: str, node: str, cls: str = "", params: Mapping[str, Any] |
             time.sleep(START_POLL)
 
 
-__all__ = ["request_swap", "ask_graph", "run_graph", "SwapFailed", "RunGone", "long_answer", "SWAP_TIMEOUT",
-           "SWAP_SILENCE", "GRAPH_TIMEOUT"]
+__all__ = ["request_swap", "ask_graph", "run_graph", "SwapFailed", "RunGone", "long_answer",
+           "SWAP_TIMEOUT", "SWAP_SILENCE", "GRAPH_TIMEOUT"]
