@@ -262,6 +262,29 @@ def test_signal_interrupts_a_step_that_catches_every_exception(
     assert closed.read_text() == "closed"
 
 
+@pytest.mark.timeout(60)
+def test_one_sigterm_swallowed_by_a_bare_except_still_ends_the_node(
+        tmp_path: Path, launches: list) -> None:
+    """A signal's exception may land in code that swallows everything (Cython's memoryview
+    module has a bare ``except:`` that numpy.random runs on its lazy import in ``setup``): the
+    one SIGTERM a node is sent must still end it, gracefully, once that code returns."""
+    closed, entered = tmp_path / "closed", tmp_path / "entered"
+    text = textwrap.dedent(TALK_AND_LISTEN) + (
+        f"  busy:\n    class: tests.toy_nodes:Swallower\n"
+        f"    params: {{hold: 1.0, everything: true, closed_file: {closed}, "
+        f"entered_file: {entered}}}\n")
+    run = LaunchProcess(tmp_path, str(write_launch(tmp_path, text)))
+    launches.append(run)
+    graph = run.wait_running(nodes=3)
+    wait_until(entered.exists, 10, what="the busy node to enter its step")
+    busy = next(n["pid"] for n in graph["nodes"] if n["name"] == "busy")
+    os.kill(busy, signal.SIGTERM)   # once: swallowed in the step, acted on when it returns
+    wait_gone([busy], timeout=20)
+    assert closed.read_text() == "closed", "close() did not run in the busy node"
+    run.process.send_signal(signal.SIGTERM)   # the launcher stops the rest, removes its folder
+    run.process.wait(30)
+
+
 # ------------------------------------------------------------------------------------------------
 # the launcher going away
 # ------------------------------------------------------------------------------------------------

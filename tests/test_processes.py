@@ -51,3 +51,15 @@ def test_die_with_parent_asks_nothing_where_there_is_no_prctl(monkeypatch: pytes
     signal), and the caller learns so."""
     monkeypatch.setattr(sys, "platform", "darwin")
     assert signals.die_with_parent(signal.SIGTERM) is False
+
+
+def test_a_noted_signal_is_raised_again_until_the_node_is_finishing():
+    pending = signals.PendingSignal()
+    pending.raise_if_pending()   # nothing noted: nothing raised
+    pending.note(signal.SIGTERM)
+    for _ in range(2):   # every poll raises it again, however often it was swallowed
+        with pytest.raises(signals.Interrupted) as raised:
+            pending.raise_if_pending()
+        assert raised.value.exit_code == 128 + signal.SIGTERM
+    pending.clear()
+    pending.raise_if_pending()

@@ -176,6 +176,7 @@ class Swallower(Node):
     it starts, ``close`` writes ``closed_file``."""
 
     params = {"hold": Param(float, 30.0, "seconds spent in the first step"),
+              "everything": Param(bool, False, "swallow BaseException too (a bare except:)"),
               "entered_file": Param(str, "", "file written when step starts (empty: none)"),
               "closed_file": Param(str, "", "file written by close() (empty: none)")}
     period = 0.05
@@ -183,6 +184,7 @@ class Swallower(Node):
     def setup(self, params: dict[str, Any]) -> None:
         self.hold, self.closed_file = params["hold"], params["closed_file"]
         self.entered_file = params["entered_file"]
+        self.swallowed = BaseException if params["everything"] else Exception
 
     def step(self, t: float, inputs: dict[str, Any]) -> None:
         import time
@@ -191,10 +193,11 @@ class Swallower(Node):
             with open(self.entered_file, "w") as out:
                 out.write("stepping")
         until = time.monotonic() + self.hold
+        self.hold = 0.0   # the first step only
         while time.monotonic() < until:
             try:
                 time.sleep(0.01)
-            except Exception:  # noqa: BLE001 -- the point of this node
+            except self.swallowed:  # noqa: BLE001 -- the point of this node
                 pass
 
     def close(self) -> None:

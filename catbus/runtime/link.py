@@ -19,7 +19,7 @@ from catbus.runtime.inbox import Inbox
 from catbus.runtime.joining import join
 from catbus.runtime.orders import Stopped, obey
 from catbus.runtime.lockstep import Peers
-from catbus.runtime.signals import Interrupted
+from catbus.runtime.signals import Interrupted, PendingSignal
 from catbus.runtime.stats import NodeStats
 from catbus.wire import messages as msg
 from catbus.wire.protocol import CLOSING_STATE
@@ -40,8 +40,11 @@ class ProcessLink:
 
     def __init__(self, ctx: zmq.Context, name: str, bus: str, *, advertise: str | None,
                  registry_timeout: float, parent_pid: int | None, keys: Any = None,
-                 data_ports: tuple[int, int] | None = None) -> None:
+                 data_ports: tuple[int, int] | None = None,
+                 pending_signal: PendingSignal | None = None) -> None:
         self.name = name
+        #: The node's stop signal, raised again here if code swallowed the handler's exception.
+        self.pending_signal = pending_signal or PendingSignal()
         self.bus = bus
         self.registry_timeout = registry_timeout
         #: The launcher's pid for a node it started: if it changes, the launcher is gone.
@@ -128,6 +131,7 @@ class ProcessLink:
     def poll(self, timeout_ms: float) -> list[zmq.Socket]:
         """The sockets of :attr:`_poll_items` with something to read, waiting up to
         ``timeout_ms`` for one."""
+        self.pending_signal.raise_if_pending()
         subscribers = self.data.sub
         if subscribers.version != self._polled_version:
             self._polled_version = subscribers.version

@@ -30,7 +30,7 @@ from catbus.runtime.lockstep import final_through
 from catbus.runtime.logs import CLI_DEFAULT_LEVEL, check_level, install_terminal, \
     uninstall_terminal
 from catbus.runtime.loops import choose_loop
-from catbus.runtime.signals import Interrupted
+from catbus.runtime.signals import Interrupted, PendingSignal
 from catbus.runtime.stats import NodeStats, add_link_counts
 from catbus.runtime.takeover import record_event, take_over
 from catbus.runtime.terms import RunTerms
@@ -73,6 +73,8 @@ class NodeRuntime:
         self.link: ProcessLink | None = None
         self.driver: NodeDriver | None = None
         self._finishing = False
+        #: A signal the handler raised, raised again by the link's I/O if code swallowed it.
+        self.pending_signal = PendingSignal()
 
     # -- entry point ----------------------------------------------------------------------------
     def run(self) -> int:
@@ -83,7 +85,8 @@ class NodeRuntime:
         link = self.link = ProcessLink(ctx, self.name, self.bus, advertise=self.advertise,
                                        registry_timeout=self.registry_timeout,
                                        parent_pid=self.parent_pid, keys=self.keys,
-                                       data_ports=self.data_ports)
+                                       data_ports=self.data_ports,
+                                       pending_signal=self.pending_signal)
         code = 0
         where = "startup"
         terminal = None
@@ -148,6 +151,7 @@ class NodeRuntime:
         SIGINT/SIGTERM ladder must still work). While finishing, close() runs undisturbed;
         SIGKILL remains the last resort."""
         if not self._finishing:
+            self.pending_signal.note(signum)
             raise Interrupted(signum)
 
     # -- joining the run ------------------------------------------------------------------------
@@ -192,6 +196,7 @@ class NodeRuntime:
 
     def _finish(self, code: int) -> int:
         self._finishing = True   # from here on signals wait: close() must be allowed to finish
+        self.pending_signal.clear()
         link, driver = self.link, self.driver
         if link.retired:
             return self._finish_retired(code)

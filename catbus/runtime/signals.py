@@ -38,6 +38,32 @@ class Interrupted(BaseException):
         return 128 + self.signum
 
 
+class PendingSignal:
+    """The signal that told this node to stop, until the node has acted on it.
+
+    The handler raises :class:`Interrupted` wherever the process happens to be, and the code
+    there may swallow it without knowing: a bare ``except:`` (Cython's memoryview module runs
+    one while ``numpy.random`` is imported, lazily, in the first ``setup``), an ``except
+    BaseException`` in node code, a ``__del__``. That node then ran on and ignored the one
+    SIGTERM it was sent. So the handler also notes the signal here, and the node's I/O loop
+    (every wait and every poll between steps) raises it again until the node is finishing."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def note(self, signum: int) -> None:
+        self.signum = int(signum)
+
+    def clear(self) -> None:
+        """The node is finishing: the signal has been acted on."""
+        self.signum = None
+
+    def raise_if_pending(self) -> None:
+        """Raise :class:`Interrupted` for a noted signal that nobody has acted on yet."""
+        if self.signum is not None:
+            raise Interrupted(self.signum)
+
+
 #: prctl option: the signal this process gets when its parent exits (linux/prctl.h).
 PR_SET_PDEATHSIG = 1
 
