@@ -23,8 +23,8 @@ ALLOWED = {
     ("runtime/driver.py", "_end_requested"), ("runtime/driver.py", "_scores"),
     ("runtime/driver.py", "_scores_changed"),
     # multiprocessing's fork server and resource tracker, patched knowingly (see the module).
-    ("sweep/workers.py", "_config"), ("sweep/workers.py", "_forkserver"),
-    ("sweep/workers.py", "_resource_tracker"), ("sweep/workers.py", "_stop"),
+    ("sweep/mpservices.py", "_config"), ("sweep/mpservices.py", "_forkserver"),
+    ("sweep/mpservices.py", "_resource_tracker"), ("sweep/mpservices.py", "_stop"),
     # os._exit is the standard library's public way to leave a forked child.
     ("sweep/workers.py", "_exit"), ("sweep/cluster.py", "_exit"),
 }

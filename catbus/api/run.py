@@ -162,7 +162,7 @@ def run(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: str
         NodeFailed: A node raised, died or got stuck; ``error.result`` has the statistics so far.
         RunTimeout: Remote nodes did not join in time, or the run did not start.
     """
-    spec = _checked(launch, mode=mode, seed=seed, steps=steps, duration=duration,
+    spec = checked_spec(launch, mode=mode, seed=seed, steps=steps, duration=duration,
                     max_steps=max_steps, overrides=overrides, record=record, remote=remote,
                     bus=bus, pace=pace, args=args)
     return execute(spec, progress=progress, deadline=deadline, remote_timeout=remote_timeout,
@@ -208,7 +208,7 @@ def start(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: s
     """
     from catbus.api.handle import RunHandle
 
-    spec = _checked(launch, mode=mode, seed=seed, steps=steps, duration=duration,
+    spec = checked_spec(launch, mode=mode, seed=seed, steps=steps, duration=duration,
                     max_steps=max_steps, overrides=overrides, record=record, remote=remote,
                     bus=bus, pace=pace, args=args)
     return RunHandle(spec, progress=progress, deadline=deadline, rejoin_timeout=rejoin_timeout,
@@ -217,7 +217,7 @@ def start(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: s
                      log_level=check_level(log_level))
 
 
-def _checked(launch: Any, **options: Any) -> LaunchSpec:
+def checked_spec(launch: Any, **options: Any) -> LaunchSpec:
     """:func:`load`, plus the checks that depend on the mode, and that the recording can be
     written (before any process starts)."""
     spec = load(launch, **options)

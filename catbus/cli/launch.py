@@ -72,10 +72,10 @@ def add_parser(commands: Any) -> None:
 def cmd_launch(args: argparse.Namespace) -> int:
     """Run the file to its end; 0, or 130/143 when a signal stopped it (the summary is printed
     either way)."""
-    from catbus.api.run import _checked, check_timing, execute
+    from catbus.api.run import checked_spec, check_timing, execute
     from catbus.supervise.rundir import claim_record, stderr_line
 
-    # Every option is checked before anything starts (one line, exit 2): see _checked too.
+    # Every option is checked before anything starts (one line, exit 2): see checked_spec too.
     check_timing(deadline=args.deadline, remote_timeout=args.remote_timeout,
                  rejoin_timeout=args.rejoin_timeout)
     if args.foxglove is not None and not 0 < args.foxglove < 65536:
@@ -83,7 +83,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
                           f"must be a TCP port from 1 to 65535, got {args.foxglove}")
     if args.only is not None:
         return _launch_share(args)
-    spec = _checked(args.file, mode=args.mode, seed=args.seed, steps=args.steps,
+    spec = checked_spec(args.file, mode=args.mode, seed=args.seed, steps=args.steps,
                     duration=args.duration, max_steps=args.max_steps,
                     overrides=args.overrides, record=args.record, remote=args.remote,
                     bus=args.bus, pace=args.pace, keys=args.keys, args=args.launch_args)

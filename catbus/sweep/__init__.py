@@ -2,7 +2,8 @@
 
 Modules, one job each: :mod:`~catbus.sweep.grid` (``--seeds``/``--set`` parsing, the grid),
 :mod:`~catbus.sweep.episode` (one episode in a worker -> a row), :mod:`~catbus.sweep.workers`
-(owned worker processes), :mod:`~catbus.sweep.results` (CSV + JSON lines as rows come),
+(owned worker processes), :mod:`~catbus.sweep.mpservices` (multiprocessing's fork server,
+borrowed for one sweep), :mod:`~catbus.sweep.results` (CSV + JSON lines as rows come),
 :mod:`~catbus.sweep.stats` (summary: mean, std, 95% CI), :mod:`~catbus.sweep.api` (:func:`sweep`).
 
 ``catbus.sweep(...)`` is the function; since this package is also reachable as ``catbus.sweep``

@@ -40,6 +40,7 @@ import psutil
 
 from catbus.runtime.signals import die_with_parent
 from catbus.sweep.episode import EXIT_TIMEOUT, Episode
+from catbus.sweep.mpservices import BorrowedServices
 
 #: Seconds a dead worker's child processes get to follow it (parent-death SIGTERM) before SIGKILL.
 CHILD_GRACE = 5.0
@@ -118,28 +119,13 @@ class WorkerPool:
         self.fresh = fresh
         self.timeout = timeout
         self.root = Path(tempfile.mkdtemp(prefix="sweep-"))
-        # multiprocessing keeps one temporary folder (where the fork server's socket goes) for
-        # the life of the process, and removes it at exit; a sweep lends it a folder of its own,
-        # inside its root, for its lifetime: nothing of multiprocessing's outlives the sweep, and
-        # a later sweep with another TMPDIR (a notebook, a test) does not find a folder gone.
-        config = multiprocessing.current_process()._config
-        self._lent_tempdir = ("tempdir" in config, config.get("tempdir"))
-        config["tempdir"] = str(self.root)
+        # multiprocessing's fork server, resource tracker and temporary folder, for the sweep's
+        # lifetime only (see catbus.sweep.mpservices): nothing of them outlives the sweep.
+        self._services = BorrowedServices(str(self.root))
         self.ctx = multiprocessing.get_context("forkserver")
         self.ctx.set_forkserver_preload(["catbus.sweep.episode"])
         self.fork_ctx = multiprocessing.get_context("fork")
-        from multiprocessing import forkserver
-
-        #: The fork server, and whether this pool started it (then close() stops it).
-        self._forkserver = forkserver._forkserver
-        self._owns_forkserver = getattr(self._forkserver, "_forkserver_pid", 0) is None
         self.workers: list[Worker] = []
-        from multiprocessing import resource_tracker
-
-        #: the fork server starts multiprocessing's resource tracker process; if this pool started it,
-        #: close() stops it again (nothing of the sweep outlives it).
-        self._tracker = resource_tracker._resource_tracker
-        self._owns_tracker = getattr(self._tracker, "_pid", 0) is None
 
     # -- workers ----------------------------------------------------------------------------------
     def _start_worker(self) -> Worker:
@@ -188,23 +174,8 @@ class WorkerPool:
         """Stop every worker (busy ones by SIGKILL) and remove the sweep's folder."""
         for worker in list(self.workers):
             self._end_worker(worker, kill=kill or worker.task is not None)
-        if self._owns_forkserver and getattr(self._forkserver, "_forkserver_pid", None):
-            try:
-                self._forkserver._stop()
-            except Exception:   # a private API: at worst the server lives until we exit
-                pass
-        config = multiprocessing.current_process()._config
-        had, previous = self._lent_tempdir
-        if had:
-            config["tempdir"] = previous
-        else:
-            config.pop("tempdir", None)
+        self._services.give_back()
         shutil.rmtree(self.root, ignore_errors=True)
-        if self._owns_tracker and getattr(self._tracker, "_pid", None) is not None:
-            try:
-                self._tracker._stop()
-            except Exception:   # a private API: at worst the tracker lives until we exit
-                pass
 
     # -- running ----------------------------------------------------------------------------------
     def run(self, tasks: list[Episode], on_row: Callable[[dict[str, Any]], None]) -> None:

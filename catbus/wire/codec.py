@@ -236,7 +236,7 @@ _DESCR_OF: dict[np.dtype, Any] = {}
 _DTYPE_OF: dict[str, np.dtype] = {}
 
 
-def _dtype_descr(dtype: np.dtype) -> Any:
+def dtype_descr(dtype: np.dtype) -> Any:
     """numpy's portable descriptor, cached: computing it costs more than packing the array."""
     descr = _DESCR_OF.get(dtype)
     if descr is None:
@@ -244,7 +244,8 @@ def _dtype_descr(dtype: np.dtype) -> Any:
     return descr
 
 
-def _descr_dtype(descr: Any) -> np.dtype:
+def descr_dtype(descr: Any) -> np.dtype:
+    """The dtype of a descriptor :func:`dtype_descr` made, cached the same way."""
     if isinstance(descr, str):
         dtype = _DTYPE_OF.get(descr)
         if dtype is None:
@@ -296,7 +297,7 @@ class _Packers(threading.local):
             if obj.dtype.hasobject:
                 raise TypeError("numpy object scalars cannot be sent")
             data = np.asarray(obj).tobytes()
-            return _ext(EXT_NPSCALAR, self.meta.pack([_dtype_descr(obj.dtype), data]))
+            return _ext(EXT_NPSCALAR, self.meta.pack([dtype_descr(obj.dtype), data]))
         if isinstance(obj, tuple):
             return list(obj)
         raise TypeError(f"cannot send a value of type {type(obj).__name__}")
@@ -313,7 +314,7 @@ class _Packers(threading.local):
         contiguous = obj if obj.flags.c_contiguous else np.ascontiguousarray(obj)
         buffers = self.buffers
         buffers.append(memoryview(contiguous.reshape(-1).view(np.uint8)))
-        meta = self.meta.pack([_dtype_descr(obj.dtype), obj.shape, len(buffers) - 1])
+        meta = self.meta.pack([dtype_descr(obj.dtype), obj.shape, len(buffers) - 1])
         return _ext(EXT_NDARRAY, meta)
 
     def _inline_head(self, obj: np.ndarray) -> bytes:
@@ -329,7 +330,7 @@ class _Packers(threading.local):
         if dtype.hasobject:
             raise TypeError("numpy arrays of dtype object cannot be sent; convert them first")
         nbytes = obj.nbytes
-        packed = self.meta.pack([_dtype_descr(dtype), shape, bytes(nbytes)])
+        packed = self.meta.pack([dtype_descr(dtype), shape, bytes(nbytes)])
         head = packed[:len(packed) - nbytes]
         if len(_INLINE_HEADS) < _INLINE_HEADS_MAX:
             _INLINE_HEADS[(dtype, shape)] = head
@@ -382,7 +383,7 @@ def _inline_array(data: bytes) -> np.ndarray:
     descr, shape, raw = _unpackb(data)
     dtype = _DTYPE_OF.get(descr) if type(descr) is str else None
     if dtype is None:
-        dtype = _descr_dtype(descr)
+        dtype = descr_dtype(descr)
     # np.ndarray over the buffer is half the cost of np.frombuffer(...).reshape(...); unlike
     # those it accepts a buffer longer than the array, so the length is checked here.
     array = np.ndarray(shape, dtype, raw)
@@ -421,7 +422,7 @@ def _ext_hook_of(buffers: Sequence[Any]) -> Any:
             descr, shape, index = _unpackb(data)
             if not 0 <= index < len(buffers):
                 raise DecodeError(f"array refers to buffer frame {index}, which is missing")
-            dtype = _descr_dtype(descr)
+            dtype = descr_dtype(descr)
             array = np.frombuffer(buffers[index], dtype=dtype)
             # A zmq.Frame's buffer (and the sender's own memoryview, when decoding locally) is
             # writable, and np.frombuffer inherits that: without this a node could modify a
@@ -444,7 +445,7 @@ def _ext_hook_no_buffers(code: int, data: bytes) -> Any:
 def _other_ext(code: int, data: bytes) -> Any:
     if code == EXT_NPSCALAR:
         descr, raw = _unpackb(data)
-        dtype = _descr_dtype(descr)
+        dtype = descr_dtype(descr)
         if dtype.itemsize == 0:
             # np.str_("") / np.bytes_(b"") (e.g. an empty label taken from a string array)
             # have dtype <U0 / |S0, which np.frombuffer refuses: the message was undecodable.

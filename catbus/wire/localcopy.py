@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from catbus.wire.codec import _descr_dtype, _dtype_descr, encode_payload
+from catbus.wire.codec import descr_dtype, dtype_descr, encode_payload
 
 class NotLocal(Exception):
     """:func:`local_copy` / :func:`check_local` do not handle this value; take the codec's own
@@ -38,7 +38,7 @@ def _local_dtype(dtype: np.dtype) -> np.dtype:
     if dtype.kind not in "biufc" or dtype.fields is not None or dtype.subdtype is not None \
             or dtype.itemsize == 0:
         raise NotLocal
-    out = _descr_dtype(_dtype_descr(dtype))
+    out = descr_dtype(dtype_descr(dtype))
     if len(_LOCAL_DTYPE) < 256:
         _LOCAL_DTYPE[dtype] = out
     return out
