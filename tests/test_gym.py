@@ -70,7 +70,8 @@ def test_cartpole_parallel_completes() -> None:
 def make_env(**options):
     import catbus.gym
 
-    return catbus.gym.make(FLAT_EVADE, agent="robot", mapping=MAPPING, record=False, **options)
+    return catbus.gym.make(FLAT_EVADE, agent="robot", mapping=MAPPING, **{"record": False,
+                                                                         **options})
 
 
 def test_import_catbus_does_not_import_gymnasium() -> None:
@@ -145,6 +146,28 @@ def test_run_end_is_reported() -> None:
         env.close()
     assert [r[3] for r in results] == [False, False, False, True]
     assert results[-1][4]["end_reason"] == "ran its 3 steps"
+
+
+def test_inline_runs_in_the_trainers_thread_and_a_reset_stops_it_gracefully(
+        tmp_path: Path) -> None:
+    """No thread per episode: the graph's steps run in the caller's thread between env.step
+    calls. A reset mid-episode stops that run as Ctrl-C would: its result says interrupted and
+    its recording is complete up to where it stopped."""
+    before = threading.active_count()
+    env = make_env(record=str(tmp_path / "ep-{episode}.mcap"))
+    try:
+        env.reset(seed=0)
+        for _ in range(5):
+            env.step(np.zeros(2, np.float32))
+        assert threading.active_count() == before
+        env.reset(seed=1)
+        stopped = env.result
+        assert stopped.interrupted and stopped.nodes["env"]["steps"] == 6, stopped.nodes["env"]
+    finally:
+        env.close()
+    first = min(tmp_path.glob("ep-*.mcap"), key=lambda f: f.stat().st_mtime)
+    ticks = [m.tick for m in catbus.Recording(first).messages("robot/action")]
+    assert ticks == [0, 1, 2, 3, 4]   # the agent's five actions; the sixth was never given
 
 
 def test_unknown_mode_is_refused_clearly() -> None:

@@ -1,14 +1,14 @@
 """A catbus graph as a Gymnasium environment: :class:`CatbusEnv` and :func:`make`.
 
 Design (inline mode): the agent node the trainer controls is replaced by a *stand-in* node class
-with the agent's declared inputs, outputs, parameters and period (after remapping), plus the
-mapping's extra ``topics``. The rest of the graph (the environment, other agents, the recorder if
-the run records) runs unchanged in an inline run (:func:`catbus.api.run.execute`) in a
-background thread. At each of its steps the stand-in hands its inputs to the trainer through a
-queue and blocks until the trainer's action comes back through another; so the graph advances
-exactly one agent period per :meth:`CatbusEnv.step`, on the inline schedule, and nothing in the
-graph can tell the agent is a trainer. :meth:`CatbusEnv.reset` stops the previous run (between two
-steps, as Ctrl-C would) and starts a new one with the episode's seed; it is cheap (no process).
+(:mod:`catbus.gym.standin`) with the agent's declared inputs, outputs, parameters and period
+(after remapping), plus the mapping's extra ``topics``. The rest of the graph (the environment,
+other agents, the recorder if the run records) runs unchanged in an inline run, in the trainer's
+own thread: the run stops before each of the stand-in's steps and :meth:`CatbusEnv.step` goes on
+with it, the action set (:mod:`catbus.gym.inline_episode`). So the graph advances exactly one
+agent period per :meth:`CatbusEnv.step`, on the inline schedule, and nothing in the graph can tell
+the agent is a trainer. :meth:`CatbusEnv.reset` stops the previous run (between two steps, as
+Ctrl-C would) and starts a new one with the episode's seed; it is cheap (no process).
 
 Stepped mode: the rest of the graph runs in its own processes (:func:`catbus.start`, stepped,
 with the agent as a remote node) and keeps running while the trainer thinks; the stand-in is a
@@ -37,98 +37,18 @@ import gymnasium
 
 from catbus.errors import ConfigError
 from catbus.gym.mapping import GymMapping
-from catbus.api.run import execute, load
+from catbus.api.run import load
 from catbus.spec.launchfile import LaunchSpec
 from catbus.spec.nodelist import RECORDER_CLASS
 from catbus.spec.nodespec import TopicBinding
-from catbus.node import Node
-from catbus.wire.protocol import AWAITING_CONTROLLER_STATE, DEFAULT_DEADLINE
+from catbus.gym.inline_episode import InlineEpisode
+from catbus.gym.standin import STOP, Channel, stand_in_class
+from catbus.wire.protocol import DEFAULT_DEADLINE
 
 #: Seconds the trainer waits for the graph to reach the agent's next step before failing (a node
 #: stuck in a step). Generous: the graph usually answers in microseconds.
 STEP_TIMEOUT = 120.0
-#: Stepped mode: the stand-in waits for the trainer's action in slices this long (seconds), and
-#: tends its control link between them (heartbeats, the registry's stop).
-ACTION_SLICE = 0.1
-
-_STOP = object()        # put on the action queue: the run is being stopped
 _episodes = itertools.count()
-
-
-class _Channel:
-    """The two queues between the trainer and the stand-in of one episode.
-
-    ``queue.SimpleQueue`` (in C) rather than ``queue.Queue`` (a Python Condition, a new waiter
-    lock per wait): a trainer's step is two hand-overs, and a round trip through two of these
-    costs ~13 us of CPU against ~22-30 us (two threads, measured on the reference VM)."""
-
-    def __init__(self) -> None:
-        self.inputs: "queue.SimpleQueue[tuple]" = queue.SimpleQueue()   # graph -> trainer
-        self.actions: "queue.SimpleQueue[Any]" = queue.SimpleQueue()    # trainer -> graph
-
-
-class _StandIn(Node):
-    """The trained agent's place in the graph (subclassed per episode with its declarations)."""
-
-    _channel: _Channel
-    _topics: dict[str, str]          # declared input -> topic
-    _declared_out: dict[str, str]    # output topic -> declared
-    _runtime: Any = None             # stepped: the NodeRuntime running this node
-
-    @classmethod
-    def attach_runtime(cls, runtime: Any) -> None:
-        """Stepped: the :class:`~catbus.runtime.process.NodeRuntime` that runs this (per
-        episode) class, set before it runs. The stand-in tends that runtime's control link
-        while the trainer thinks, so that heartbeats never depend on the trainer's pace."""
-        cls._runtime = runtime
-
-    def setup(self, params: dict[str, Any]) -> None:
-        pass
-
-    def step(self, t: float, inputs: dict[str, Any]) -> Optional[dict[str, Any]]:
-        messages = {self._topics[name]: value for name, value in inputs.items()}
-        self._channel.inputs.put(("step", self.tick, messages))
-        runtime = self._runtime
-        if runtime is None:    # inline: nothing else to do while the trainer thinks
-            action = self._channel.actions.get()
-        else:
-            action = self._await_action(runtime.link)
-        if action is _STOP:
-            return None
-        return {self._declared_out.get(topic, topic): value for topic, value in action.items()}
-
-    def _await_action(self, link: Any) -> Any:
-        """Stepped: wait for the trainer in short slices, tending the control link between them
-        (heartbeats go on at their pace; the registry's stop, or its silence, raises here and
-        ends the node as it would between steps)."""
-        stats = link.stats
-        before, stats.state = stats.state, AWAITING_CONTROLLER_STATE
-        try:
-            while True:
-                try:
-                    return self._channel.actions.get(timeout=ACTION_SLICE)
-                except queue.Empty:
-                    link.tend()
-        finally:
-            stats.state = before
-
-
-def _stand_in_class(agent: Any, extra: Sequence[str], channel: _Channel) -> type[Node]:
-    declared_in = {b.declared: b.topic for b in agent.inputs}
-    for topic in extra:
-        if topic not in declared_in.values():
-            declared_in[topic] = topic
-    attrs = {
-        "inputs": list(declared_in),
-        "outputs": [b.declared for b in agent.outputs],
-        "params": agent.node_class.params,
-        "period": agent.period,
-        "_channel": channel,
-        "_topics": declared_in,
-        "_declared_out": {b.topic: b.declared for b in agent.outputs},
-        "__module__": __name__,
-    }
-    return type(f"GymAgent_{agent.name}", (_StandIn,), attrs)
 
 
 class CatbusEnv(gymnasium.Env):
@@ -181,10 +101,10 @@ class CatbusEnv(gymnasium.Env):
         self.max_steps = max_steps if max_steps is not None else mapping.max_steps
         self._steps_override = steps
         self._outputs = outputs
-        self._thread: threading.Thread | None = None
-        self._stop: threading.Event | None = None
+        self._thread: threading.Thread | None = None   # stepped: runs the stand-in's node
+        self._inline: InlineEpisode | None = None       # inline: the episode's run
         self._handle: Any = None   # stepped: the RunHandle of the episode's run
-        self._channel: _Channel | None = None
+        self._channel: Channel | None = None
         self._previous: Optional[dict] = None
         self._last_obs: Any = None
         self._count = 0
@@ -206,8 +126,8 @@ class CatbusEnv(gymnasium.Env):
             clock = next(n.period for n in base.nodes if n.period is not None)
             bound = math.ceil(self.max_steps * self.agent.period / clock) + 2
             changes.update(steps=None, duration=None, max_steps=max(base.max_steps, bound))
-        channel = _Channel()
-        stand_in = _stand_in_class(self.agent, self.mapping.topics, channel)
+        channel = Channel()
+        stand_in = stand_in_class(self.agent, self.mapping.topics, channel)
         nodes = []
         for node in base.nodes:
             if "record" in changes and node.class_path == RECORDER_CLASS:
@@ -229,21 +149,8 @@ class CatbusEnv(gymnasium.Env):
         spec = self._episode_spec(seed)
         if self.mode == "stepped":
             self._start_stepped(spec)
-            return
-        channel = self._channel
-        stop = threading.Event()
-
-        def main() -> None:
-            try:
-                result = execute(spec, progress=False, stop=stop, evaluate=False)
-            except BaseException as error:   # handed to the trainer
-                channel.inputs.put(("error", error))
-            else:
-                channel.inputs.put(("end", result))
-
-        self._stop = stop
-        self._thread = threading.Thread(target=main, name=f"catbus-gym-{spec.name}", daemon=True)
-        self._thread.start()
+        else:
+            self._inline = InlineEpisode(spec, self.agent.name, self._channel)
 
     def _start_stepped(self, spec: LaunchSpec) -> None:
         """The graph in its processes, the stand-in a remote node run in a thread of ours."""
@@ -283,6 +190,10 @@ class CatbusEnv(gymnasium.Env):
 
     def _halt(self) -> None:
         """Stop the current run (if any) and wait for its thread."""
+        inline, self._inline = self._inline, None
+        if inline is not None:
+            self.result = inline.halt() or self.result
+            return
         thread, channel = self._thread, self._channel
         handle, self._handle = self._handle, None
         if thread is None:
@@ -290,11 +201,9 @@ class CatbusEnv(gymnasium.Env):
                 handle.stop()
             return
         assert channel is not None
-        if self._stop is not None:
-            self._stop.set()
         if handle is not None:
             handle.stop()
-        channel.actions.put(_STOP)   # a stand-in waiting for an action returns at once
+        channel.actions.put(STOP)   # a stand-in waiting for an action returns at once
         thread.join()
         self._thread = None
         while True:                   # keep the last result, drop what the trainer never read
@@ -306,6 +215,15 @@ class CatbusEnv(gymnasium.Env):
                 self.result = item[1]
 
     def _next(self) -> tuple:
+        if self._inline is not None:
+            try:
+                item = self._inline.next()
+            except BaseException:
+                self._inline, self._over = None, True
+                raise
+            if item[0] == "end":
+                self._inline, self._over, self.result = None, True, item[1]
+            return item
         assert self._channel is not None
         try:
             item = self._channel.inputs.get(timeout=STEP_TIMEOUT)
@@ -347,7 +265,10 @@ class CatbusEnv(gymnasium.Env):
         if unknown:
             raise ValueError(f"catbus.gym: the mapping's action() names {sorted(unknown)}, not "
                              f"outputs of {self.agent.name} ({sorted(self._outputs)})")
-        self._channel.actions.put(message)
+        if self._inline is not None:
+            self._inline.act(message)
+        else:
+            self._channel.actions.put(message)
         self._count += 1
         item = self._next()
         if item[0] == "end":

@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 import traceback
-from typing import Any, Callable
+from typing import Any, Callable, Generator
 
 from catbus.errors import NodeFailed
 from catbus.spec.launchfile import LaunchSpec
@@ -50,9 +50,11 @@ class InlineRun:
 
     def __init__(self, spec: LaunchSpec, *, progress: bool | None = None,
                  deadline: float | None = None, stop: threading.Event | None = None,
-                 log_level: str | None = None) -> None:
+                 log_level: str | None = None, pause_before: str | None = None) -> None:
         self.spec = spec
         self.stop = stop
+        #: :meth:`steps` stops before each step of this node (None: never).
+        self.pause_before = pause_before
         self.interrupted = False
         self.schedule = schedule_for(spec)
         self.run_info = build_run_info(spec, self.schedule, log_level)
@@ -92,6 +94,20 @@ class InlineRun:
         self.limits = latency_limits(spec, self.schedule, self.run_info, self.drivers)
 
     def run(self) -> RunResult:
+        """Run to the end (a run without :attr:`pause_before`: nothing to resume)."""
+        steps = self.steps()
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    def steps(self) -> Generator[tuple[int, dict[str, Any]], None, RunResult]:
+        """The run as a generator: it stops before each step of the node :attr:`pause_before`
+        names, yielding ``(tick, inputs)``, and goes on (with that step) when resumed; it
+        returns the :class:`RunResult`. catbus.gym drives an episode this way, in the trainer's
+        own thread: the trainer's action is that node's output, with no thread and no hand-over
+        between the trainer and the graph. Closing it mid-run closes every node."""
         began = time.monotonic()
         end_reason = None
         set_up: list[NodeDriver] = []
@@ -108,7 +124,7 @@ class InlineRun:
                            scheduled_changes(self.run_info, node.name))
             try:
                 with self.watch:
-                    end_reason = self._loop()
+                    end_reason = yield from self._loop()
             except StepOverrun as overrun:
                 raise NodeFailed(self._overrun_message(overrun)) from None
         finally:
@@ -128,7 +144,7 @@ class InlineRun:
                          interrupted=self.interrupted, scores=scores, swaps=self.swaps,
                          ended_by=self.ended_by)
 
-    def _loop(self) -> str | None:
+    def _loop(self) -> Generator[tuple[int, dict[str, Any]], None, str | None]:
         # Schedule.iter_steps written out (same order: every tick, the periodic nodes due then
         # in launch order), with the calls made per step inlined (_guard, the watch's
         # begin/resume, the generator): each was ~0.5-1% of a flat_evade tick.
@@ -149,6 +165,7 @@ class InlineRun:
         # checkpoints), kept in memory: nothing dies here, but the node is called the same way.
         keep = inline_checkpoints(schedule, self.run_info)
         pace = self.spec.pace
+        paused = self.drivers.get(self.pause_before) if self.pause_before else None
         began = time.monotonic()
         for tick in range(schedule.last_tick + 1):
             if end_tick is not None and tick > end_tick:
@@ -169,14 +186,16 @@ class InlineRun:
                 if next_swap is not None and tick >= next_swap and (name, tick) in swaps:
                     announce = self._swap(driver, swaps.pop((name, tick)), tick, t)
                     next_swap = min((tick for _, tick in swaps), default=None)
+                inputs = driver.inbox.take_latest() if limits is None else \
+                    driver.inbox.take_by_tick({topic: tick + offset
+                                               for topic, offset in limits.items()})
+                if driver is paused:
+                    yield tick, inputs   # (the caller's time: no deadline runs meanwhile)
                 if watching:
                     previous = watch.current
                     watch.current = (name, tick, "step")
                 try:
-                    outcome = driver.step(tick, t, driver.inbox.take_latest() if limits is None
-                                          else driver.inbox.take_by_tick(
-                                              {topic: tick + offset
-                                               for topic, offset in limits.items()}))
+                    outcome = driver.step(tick, t, inputs)
                 except (KeyboardInterrupt, NodeFailed):
                     raise
                 except Exception as exc:
