@@ -45,8 +45,8 @@ from catbus.gym.inline_episode import InlineEpisode
 from catbus.gym.standin import STOP, Channel, stand_in_class
 from catbus.wire.protocol import DEFAULT_DEADLINE
 
-#: Seconds the trainer waits for the graph to reach the agent's next step before failing (a node
-#: stuck in a step). Generous: the graph usually answers in microseconds.
+#: Stepped mode: seconds the trainer waits for the graph to reach the agent's next step before
+#: failing (a node stuck in a step). Generous: the graph usually answers in milliseconds.
 STEP_TIMEOUT = 120.0
 _episodes = itertools.count()
 
@@ -192,7 +192,9 @@ class CatbusEnv(gymnasium.Env):
         """Stop the current run (if any) and wait for its thread."""
         inline, self._inline = self._inline, None
         if inline is not None:
-            self.result = inline.halt() or self.result
+            result = inline.halt()
+            if result is not None:
+                self.result = result
             return
         thread, channel = self._thread, self._channel
         handle, self._handle = self._handle, None
@@ -217,7 +219,7 @@ class CatbusEnv(gymnasium.Env):
     def _next(self) -> tuple:
         if self._inline is not None:
             try:
-                item = self._inline.next()
+                item = self._inline.advance()
             except BaseException:
                 self._inline, self._over = None, True
                 raise
