@@ -550,6 +550,25 @@ def test_lost_node_is_not_blamed_for_a_parallel_runs_end_only_the_rejoin_timeout
     assert "did not come back within 20 s" in failed.message
 
 
+def test_a_node_whose_link_comes_back_after_a_parallel_runs_end_gets_the_end_grace_from_then():
+    """Frozen (SIGSTOP) past the run's end, a node hears of the end only once it is back: the
+    grace to finish counts from its return, not from the end it could not see."""
+    sim, procs = running(mode="parallel", duration=2.0, rejoin_timeout=30.0)
+    sim.link_closed(procs["robot"])
+    sim.advance(6.5)                    # the run's 2 s are over, and the end grace too
+    sim.send(procs["env"], msg.Done())
+    sim.beat(procs["robot"], 1, "stepping tick 997")   # back, its last state from before
+    for _ in range(8):                  # 4 s: within the grace, counted from its return
+        sim.advance(0.5)
+        sim.beat(procs["robot"], 1, "stepping tick 997")
+    assert not sim.noticed(NoticeKind.FAILED)
+    for _ in range(4):
+        sim.advance(0.5)
+        sim.beat(procs["robot"], 1, "stepping tick 997")
+    [failed] = sim.noticed(NoticeKind.FAILED)
+    assert failed.node == "robot" and "alive but not finishing" in failed.message
+
+
 def test_lost_link_not_involved_at_a_parallel_end_grace_the_stuck_node_is_named_first():
     sim, procs = running(mode="parallel", duration=2.0)
     for _ in range(20):

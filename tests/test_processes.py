@@ -63,3 +63,11 @@ def test_a_noted_signal_is_raised_again_until_the_node_is_finishing():
         assert raised.value.exit_code == 128 + signal.SIGTERM
     pending.clear()
     pending.raise_if_pending()
+
+
+def test_ctrl_c_within_noted_ctrl_c_is_noted_not_raised_and_the_handler_is_restored():
+    before = signal.getsignal(signal.SIGINT)
+    with signals.noted_ctrl_c() as noted:
+        os.kill(os.getpid(), signal.SIGINT)   # handled before the next line: no exception
+        assert noted == [signal.SIGINT]
+    assert signal.getsignal(signal.SIGINT) is before

@@ -94,7 +94,11 @@ def host_bus(bind: str | None, *, mode: str = "parallel", seed: int = 0,
         security.announce(registry.endpoint, keys)
         print(f"catbus bus: run {published['id']}, registry at {registry.endpoint}; join with "
               f"catbus node module:Class --name NAME --bus {registry.endpoint}", flush=True)
-        previous = signal.signal(signal.SIGTERM, lambda signum, _: stopping.append(signum))
+        # Ctrl-C and SIGTERM only note the request (the loop below looks every 200 ms): an
+        # exception raised by a handler can land in code that swallows it (a bare except: in a
+        # library) and leave the bus running.
+        previous = {sig: signal.signal(sig, lambda signum, _: stopping.append(signum))
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
     except BaseException:
         registry.close()
         rundir.remove()
@@ -108,11 +112,10 @@ def host_bus(bind: str | None, *, mode: str = "parallel", seed: int = 0,
                 print(f"{notice.kind.value} {notice.node}{detail}", flush=True)
                 if notice.detail:
                     print(notice.detail, file=sys.stderr, flush=True)
-    except KeyboardInterrupt:
-        stopping.append(signal.SIGINT)
     finally:
         registry.stop("the bus is shutting down")
         registry.close()
         rundir.remove()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 128 + stopping[0]

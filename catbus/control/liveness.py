@@ -124,15 +124,18 @@ class Liveness:
     def end_overdue(self, now: float) -> list[Verdict]:
         """Parallel: the nodes not done the end grace after the run is over, named (those
         silent in a step first: the others are usually waiting for them). A node whose link is
-        down is left to the rejoin timeout: it may come back and finish."""
+        down is left to the rejoin timeout: it may come back and finish; one whose link came
+        back gets the end grace from then (frozen past the end, it has only just heard it)."""
         state = self.state
         end = state.run_end()
-        if end is None or self.end_reported or now < end[0] + state.config.end_grace_s:
+        grace = state.config.end_grace_s
+        if end is None or self.end_reported or now < end[0] + grace:
             return []
         stuck = [m for m in state.running()
                  if m.activity not in (CLOSING_STATE, AWAITING_CONTROLLER_STATE)
                  and m.state in (MemberState.READY, MemberState.RUNNING)
-                 and m.link_down_since is None and m.name not in state.switches]
+                 and m.link_down_since is None and m.name not in state.switches
+                 and (m.link_back_at is None or now >= m.link_back_at + grace)]
         if not stuck:
             return []
         self.end_reported = True

@@ -67,6 +67,9 @@ class Member:
     #: been reported (it stayed silent past ``LOST_AFTER``).
     link_down_since: float | None = None
     lost: bool = False
+    #: Monotonic time its link last came back (None: it never went down): a node back after the
+    #: end of a parallel run gets the end grace from then to finish.
+    link_back_at: float | None = None
     #: When the current process was last heard (monotonic).
     last_seen: float = 0.0
     #: Wall time its failed process was found gone (a restart's parallel gap starts then).

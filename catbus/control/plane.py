@@ -125,7 +125,7 @@ class ControlPlane:
         """A message of a member's current process: its link is up; one whose link was down
         is back, and the run goes on."""
         if member.link_down_since is not None:
-            member.link_down_since = None
+            member.link_down_since, member.link_back_at = None, event.now
             if member.lost:
                 member.lost = False
                 self.membership.rejoined(member, event.now, event.wall, out)

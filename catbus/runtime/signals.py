@@ -9,7 +9,8 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 #: Seconds a node whose launcher died gets to finish gracefully before it SIGKILLs itself.
 ORPHAN_GRACE = 5.0
@@ -121,3 +122,22 @@ def install_signal_handlers(runtime: Any) -> None:
     handler: Callable[[int, Any], None] = runtime.interrupt
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+
+
+@contextmanager
+def noted_ctrl_c() -> Iterator[list[int]]:
+    """Within the block, Ctrl-C (SIGINT) is noted in the yielded list instead of raising
+    KeyboardInterrupt; the block looks at the list where it can stop cleanly (a wait in short
+    slices) and raises KeyboardInterrupt itself. A KeyboardInterrupt raised wherever the
+    process happens to be can be swallowed (a bare ``except:`` in a library: a sweep once ran
+    on to its end after the Ctrl-C it was sent). Outside the main thread (where Python cannot
+    take signals) nothing is changed and the list stays empty."""
+    noted: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield noted
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, _: noted.append(signum))
+    try:
+        yield noted
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -38,12 +38,14 @@ from typing import Any, Callable
 
 import psutil
 
-from catbus.runtime.signals import die_with_parent
+from catbus.runtime.signals import die_with_parent, noted_ctrl_c
 from catbus.sweep.episode import EXIT_TIMEOUT, Episode
 from catbus.sweep.mpservices import BorrowedServices
 
 #: Seconds a dead worker's child processes get to follow it (parent-death SIGTERM) before SIGKILL.
 CHILD_GRACE = 5.0
+#: The sweep waits for its workers in slices this long (seconds), looking at Ctrl-C between.
+WAIT_SLICE = 0.2
 
 
 def _worker_main(conn: Any, tmpdir: str, parent: int) -> None:
@@ -179,19 +181,27 @@ class WorkerPool:
 
     # -- running ----------------------------------------------------------------------------------
     def run(self, tasks: list[Episode], on_row: Callable[[dict[str, Any]], None]) -> None:
-        """Run every task; ``on_row(row)`` for each finished (or failed) episode, as it comes."""
+        """Run every task; ``on_row(row)`` for each finished (or failed) episode, as it comes.
+        Ctrl-C raises KeyboardInterrupt here, between two waits (see :func:`noted_ctrl_c`)."""
+        with noted_ctrl_c() as ctrl_c:
+            self._run(tasks, on_row, ctrl_c)
+
+    def _run(self, tasks: list[Episode], on_row: Callable[[dict[str, Any]], None],
+             ctrl_c: list[int]) -> None:
         pending = list(reversed(tasks))
         while pending or any(w.task is not None for w in self.workers):
+            if ctrl_c:
+                raise KeyboardInterrupt
             for worker in self.workers:   # give idle workers work
                 if worker.task is None and pending:
                     self._assign(worker, pending.pop())
             while pending and len(self.workers) < self.jobs:
                 self._assign(self._start_worker(), pending.pop())
             busy = [w for w in self.workers if w.task is not None]
-            timeout = None
+            timeout = WAIT_SLICE   # Ctrl-C is looked at between two waits
             if self.timeout is not None:
                 now = time.monotonic()
-                timeout = max(0.0, min(w.started + self.timeout for w in busy) - now)
+                timeout = min(timeout, max(0.0, min(w.started + self.timeout for w in busy) - now))
             handles = {}
             for w in busy:
                 handles[w.conn] = w
