@@ -132,15 +132,20 @@ def main(argv: list[str] | None = None) -> int:
             count = n + 100
         else:
             n = args.n or 30000
-            launch = {"name": "prof_thr", "mode": "parallel", "nodes": {
+            # The duration only bounds a run that goes wrong: without it, max_steps x Source's
+            # 1 us period ended the run after ~0.1 s of cycles, a third of the messages sent.
+            launch = {"name": "prof_thr", "mode": "parallel", "duration": 120, "nodes": {
                 "src": {"class": f"bench.transport_profile:{prefix}Source",
                         "params": {"n": n, "out": str(tmp / "src.json")}},
                 "sink": {"class": f"bench.transport_profile:{prefix}Sink",
                          "params": {"n": n, "skip": 1000, "out": str(tmp / "sink.json")}}}}
             began = time.monotonic()
-            catbus.run(launch, progress=False, evaluate=False)
+            result = catbus.run(launch, progress=False, evaluate=False)
             print(f"run took {time.monotonic() - began:.1f} s")
-            count = n
+            count = result.nodes["sink"].get("received") or n
+            if count != n:
+                print(f"the sink received {count} of {n} messages ({result.end_reason}); "
+                      "figures are per message received")
         if args.cpu:
             for path in sorted(tmp.glob("*.cpu")):
                 print(f"{path.stem}: {float(path.read_text()) / count * 1e6:.1f} us CPU per "
