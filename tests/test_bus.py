@@ -285,6 +285,25 @@ def test_one_sigterm_swallowed_by_a_bare_except_still_ends_the_node(
     run.process.wait(30)
 
 
+@pytest.mark.timeout(60)
+def test_an_inline_run_whose_node_swallows_its_one_sigterm_still_stops(tmp_path: Path) -> None:
+    """Inline, the signal raises in the node's own code, which may swallow it: the run must
+    still stop, between two steps, gracefully (close() runs), with SIGTERM's exit code."""
+    closed, entered = tmp_path / "closed", tmp_path / "entered"
+    text = textwrap.dedent(TALK_AND_LISTEN).replace("duration: 60", "duration: 100000") + (
+        f"  busy:\n    class: tests.toy_nodes:Swallower\n"
+        f"    params: {{hold: 1.0, everything: true, closed_file: {closed}, "
+        f"entered_file: {entered}}}\n")
+    run = LaunchProcess(tmp_path, str(write_launch(tmp_path, text)), "--mode", "inline")
+    try:
+        wait_until(entered.exists, 30, what="the busy node to enter its step")
+        run.process.send_signal(signal.SIGTERM)   # once: swallowed in the step
+        assert run.process.wait(30) == 128 + signal.SIGTERM, run.stderr
+    finally:
+        run.stop()
+    assert closed.read_text() == "closed", "close() did not run in the busy node"
+
+
 # ------------------------------------------------------------------------------------------------
 # the launcher going away
 # ------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import contextlib
 import json
 import signal
 import sys
+import threading
 from typing import Any, Iterator
 
 from catbus.wire.protocol import MODES
@@ -53,6 +54,36 @@ def sigterm_as_interrupt() -> Iterator[None]:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def interrupts_set(event: threading.Event) -> Iterator[None]:
+    """While a run goes on in this very process (inline), Ctrl-C and SIGTERM also set ``event``
+    (the run's stop, looked at between two steps) before they raise KeyboardInterrupt as
+    before: node code that swallows the exception (a bare ``except:``, in a library it calls)
+    no longer makes the run ignore its one signal. Outside the main thread nothing changes."""
+    handlers = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous = signal.getsignal(sig)
+            if previous == signal.SIG_IGN:   # (a background job's Ctrl-C): still ignored
+                continue
+
+            def on_signal(signum: int, frame: Any, previous: Any = previous) -> None:
+                event.set()
+                if callable(previous):
+                    previous(signum, frame)
+                else:
+                    raise KeyboardInterrupt
+
+            handlers[sig] = signal.signal(sig, on_signal)
+    except ValueError:   # not the main thread
+        pass
+    try:
+        yield
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
 
 def interrupt_exit_code(signum: int | None = None) -> int:

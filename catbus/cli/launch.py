@@ -4,11 +4,13 @@ owned elsewhere."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import threading
 from typing import Any
 
 from catbus.cli.common import EXIT_CODES, RAW, add_keys, add_log_level, add_run_options, \
-    interrupt_exit_code, print_result
+    interrupt_exit_code, interrupts_set, print_result
 from catbus.errors import ConfigError
 
 
@@ -117,10 +119,12 @@ def cmd_launch(args: argparse.Namespace) -> int:
         from catbus.recording.foxglove_bridge import BridgeThread
 
         bridge = BridgeThread.for_launcher(launcher, spec, port=args.foxglove)
+    stop = threading.Event()   # inline: set by Ctrl-C and SIGTERM too (see interrupts_set)
     try:
-        result = execute(spec, progress=progress, deadline=args.deadline,
-                         remote_timeout=args.remote_timeout, launcher=launcher,
-                         log_level=args.log_level)
+        with interrupts_set(stop) if launcher is None else contextlib.nullcontext():
+            result = execute(spec, progress=progress, deadline=args.deadline,
+                             remote_timeout=args.remote_timeout, launcher=launcher,
+                             log_level=args.log_level, stop=stop if launcher is None else None)
     finally:
         if bridge is not None:
             bridge.stop()
