@@ -18,7 +18,7 @@ from typing import Any, Generator
 from catbus.api.result import RunResult
 from catbus.gym.standin import STOP, Channel, StandIn
 from catbus.spec.launchfile import LaunchSpec
-from catbus.supervise.inline import InlineRun
+from catbus.supervise.inline import InlineRun, run_to_end
 
 
 class InlineEpisode:
@@ -60,10 +60,7 @@ class InlineEpisode:
         self._stop.set()
         self.channel.action = STOP   # the agent's pending step publishes nothing
         try:
-            while True:
-                next(steps)
-        except StopIteration as done:
-            return done.value
+            return run_to_end(steps)
         except Exception:   # the trainer has moved on to its next episode
             return None
 

@@ -95,19 +95,12 @@ class InlineRun:
 
     def run(self) -> RunResult:
         """Run to the end (a run without :attr:`pause_before`: nothing to resume)."""
-        steps = self.steps()
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                return done.value
+        return run_to_end(self.steps())
 
     def steps(self) -> Generator[tuple[int, dict[str, Any]], None, RunResult]:
-        """The run as a generator: it stops before each step of the node :attr:`pause_before`
-        names, yielding ``(tick, inputs)``, and goes on (with that step) when resumed; it
-        returns the :class:`RunResult`. catbus.gym drives an episode this way, in the trainer's
-        own thread: the trainer's action is that node's output, with no thread and no hand-over
-        between the trainer and the graph. Closing it mid-run closes every node."""
+        """The run as a generator that stops before each step of the node :attr:`pause_before`
+        names, yielding ``(tick, inputs)``, and returns the :class:`RunResult` (catbus.gym
+        drives an episode this way, in the trainer's thread). Closing it closes every node."""
         began = time.monotonic()
         end_reason = None
         set_up: list[NodeDriver] = []
@@ -126,7 +119,7 @@ class InlineRun:
                 with self.watch:
                     end_reason = yield from self._loop()
             except StepOverrun as overrun:
-                raise NodeFailed(self._overrun_message(overrun)) from None
+                raise NodeFailed(_overrun_message(self.drivers[overrun.node], overrun)) from None
         finally:
             try:
                 for driver in reversed(set_up):
@@ -300,12 +293,22 @@ class InlineRun:
         _guard(reader, where, reader.deliver, messages)
         self.watch.resume(previous)
 
-    def _overrun_message(self, overrun: StepOverrun) -> str:
-        driver = self.drivers[overrun.node]
-        done = driver.stats.tick
-        last = f"last completed: tick {done}" if done >= 0 else "none completed before"
-        return (f"node {overrun.node} failed: stuck in {overrun.what} at tick {overrun.tick} for "
-                f"more than the {overrun.deadline:g} s deadline ({last})")
+
+def run_to_end(steps: Generator[Any, None, RunResult]) -> RunResult:
+    """Resume :meth:`InlineRun.steps` until the run is over; its result."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def _overrun_message(driver: NodeDriver, overrun: StepOverrun) -> str:
+    """The failure of a run whose node ``driver`` ran past the deadline."""
+    done = driver.stats.tick
+    last = f"last completed: tick {done}" if done >= 0 else "none completed before"
+    return (f"node {overrun.node} failed: stuck in {overrun.what} at tick {overrun.tick} for "
+            f"more than the {overrun.deadline:g} s deadline ({last})")
 
 
 def latency_limits(spec: LaunchSpec, schedule: Any, run_info: dict[str, Any],
