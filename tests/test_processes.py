@@ -71,14 +71,3 @@ def test_ctrl_c_within_noted_ctrl_c_is_noted_not_raised_and_the_handler_is_resto
         os.kill(os.getpid(), signal.SIGINT)   # handled before the next line: no exception
         assert noted == [signal.SIGINT]
     assert signal.getsignal(signal.SIGINT) is before
-
-
-def test_an_ignored_ctrl_c_stays_ignored_within_noted_ctrl_c():
-    """A background job (SIGINT ignored, as a shell starts one) is not stopped by Ctrl-C."""
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        with signals.noted_ctrl_c() as noted:
-            os.kill(os.getpid(), signal.SIGINT)
-            assert noted == [] and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
-    finally:
-        signal.signal(signal.SIGINT, previous)

@@ -98,8 +98,7 @@ def host_bus(bind: str | None, *, mode: str = "parallel", seed: int = 0,
         # exception raised by a handler can land in code that swallows it (a bare except: in a
         # library) and leave the bus running.
         previous = {sig: signal.signal(sig, lambda signum, _: stopping.append(signum))
-                    for sig in (signal.SIGINT, signal.SIGTERM)
-                    if signal.getsignal(sig) != signal.SIG_IGN}   # (a background job's Ctrl-C)
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
     except BaseException:
         registry.close()
         rundir.remove()

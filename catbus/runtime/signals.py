@@ -131,11 +131,9 @@ def noted_ctrl_c() -> Iterator[list[int]]:
     slices) and raises KeyboardInterrupt itself. A KeyboardInterrupt raised wherever the
     process happens to be can be swallowed (a bare ``except:`` in a library: a sweep once ran
     on to its end after the Ctrl-C it was sent). Outside the main thread (where Python cannot
-    take signals), or where Ctrl-C is ignored (a background job), nothing is changed and the
-    list stays empty."""
+    take signals) nothing is changed and the list stays empty."""
     noted: list[int] = []
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    if threading.current_thread() is not threading.main_thread():
         yield noted
         return
     previous = signal.signal(signal.SIGINT, lambda signum, _: noted.append(signum))
