@@ -94,9 +94,9 @@ def host_bus(bind: str | None, *, mode: str = "parallel", seed: int = 0,
         security.announce(registry.endpoint, keys)
         print(f"catbus bus: run {published['id']}, registry at {registry.endpoint}; join with "
               f"catbus node module:Class --name NAME --bus {registry.endpoint}", flush=True)
-        # Ctrl-C and SIGTERM only note the request (the loop below looks every 200 ms): an
-        # exception raised by a handler can land in code that swallows it (a bare except: in a
-        # library) and leave the bus running.
+        # Ctrl-C and SIGTERM only note the request (the loop below looks every 200 ms), as the
+        # launcher does: an exception raised by a handler can land in code that swallows it,
+        # and a bus started with SIGINT ignored (a background job) got no KeyboardInterrupt.
         previous = {sig: signal.signal(sig, lambda signum, _: stopping.append(signum))
                     for sig in (signal.SIGINT, signal.SIGTERM)}
     except BaseException:

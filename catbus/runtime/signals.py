@@ -128,10 +128,12 @@ def install_signal_handlers(runtime: Any) -> None:
 def noted_ctrl_c() -> Iterator[list[int]]:
     """Within the block, Ctrl-C (SIGINT) is noted in the yielded list instead of raising
     KeyboardInterrupt; the block looks at the list where it can stop cleanly (a wait in short
-    slices) and raises KeyboardInterrupt itself. A KeyboardInterrupt raised wherever the
-    process happens to be can be swallowed (a bare ``except:`` in a library: a sweep once ran
-    on to its end after the Ctrl-C it was sent). Outside the main thread (where Python cannot
-    take signals) nothing is changed and the list stays empty."""
+    slices) and raises KeyboardInterrupt itself. Two reasons: a KeyboardInterrupt raised
+    wherever the process happens to be can be swallowed (a bare ``except:`` in a library, as a
+    node process once showed), and a process that inherited SIGINT ignored (started as a
+    background job) gets no KeyboardInterrupt at all: a sweep run so ran on to its end after
+    the Ctrl-C it was sent. Outside the main thread (where Python cannot take signals) nothing
+    is changed and the list stays empty."""
     noted: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield noted
