@@ -75,6 +75,15 @@ TALK_AND_LISTEN = """\
     """
 
 
+def talk_listen_and_busy(closed: Path, entered: Path, params: str = "") -> str:
+    """TALK_AND_LISTEN plus ``busy``, a Swallower writing ``entered`` as its step starts and
+    ``closed`` in close(); ``params``: more of its parameters, as YAML flow ("hold: 1.0")."""
+    more = f"{params}, " if params else ""
+    return textwrap.dedent(TALK_AND_LISTEN) + (
+        f"  busy:\n    class: tests.toy_nodes:Swallower\n"
+        f"    params: {{{more}closed_file: {closed}, entered_file: {entered}}}\n")
+
+
 def catbus_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "catbus", *args], cwd=ROOT, text=True,
                           capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
@@ -269,10 +278,7 @@ def test_one_sigterm_swallowed_by_a_bare_except_still_ends_the_node(
     module has a bare ``except:`` that numpy.random runs on its lazy import in ``setup``): the
     one SIGTERM a node is sent must still end it, gracefully, once that code returns."""
     closed, entered = tmp_path / "closed", tmp_path / "entered"
-    text = textwrap.dedent(TALK_AND_LISTEN) + (
-        f"  busy:\n    class: tests.toy_nodes:Swallower\n"
-        f"    params: {{hold: 1.0, everything: true, closed_file: {closed}, "
-        f"entered_file: {entered}}}\n")
+    text = talk_listen_and_busy(closed, entered, "hold: 1.0, everything: true")
     run = LaunchProcess(tmp_path, str(write_launch(tmp_path, text)))
     launches.append(run)
     graph = run.wait_running(nodes=3)
@@ -290,10 +296,8 @@ def test_an_inline_run_whose_node_swallows_its_one_sigterm_still_stops(tmp_path:
     """Inline, the signal raises in the node's own code, which may swallow it: the run must
     still stop, between two steps, gracefully (close() runs), with SIGTERM's exit code."""
     closed, entered = tmp_path / "closed", tmp_path / "entered"
-    text = textwrap.dedent(TALK_AND_LISTEN).replace("duration: 60", "duration: 100000") + (
-        f"  busy:\n    class: tests.toy_nodes:Swallower\n"
-        f"    params: {{hold: 1.0, everything: true, closed_file: {closed}, "
-        f"entered_file: {entered}}}\n")
+    text = talk_listen_and_busy(closed, entered, "hold: 1.0, everything: true").replace(
+        "duration: 60", "duration: 100000")
     run = LaunchProcess(tmp_path, str(write_launch(tmp_path, text)), "--mode", "inline")
     try:
         wait_until(entered.exists, 30, what="the busy node to enter its step")
@@ -313,9 +317,7 @@ def test_children_of_a_killed_launcher_exit_and_its_folder_is_cleaned_later(
     closed, entered, stuck = tmp_path / "closed", tmp_path / "entered", tmp_path / "stuck.pid"
     # Also a node busy in a step that swallows Exception (it must still stop gracefully), and a
     # stuck one that ignores SIGTERM (only its orphan watchdog's SIGKILL can end it).
-    text = textwrap.dedent(TALK_AND_LISTEN) + (
-        f"  busy:\n    class: tests.toy_nodes:Swallower\n"
-        f"    params: {{closed_file: {closed}, entered_file: {entered}}}\n"
+    text = talk_listen_and_busy(closed, entered) + (
         f"  stuck:\n    class: tests.toy_nodes:Stubborn\n    params: {{pid_file: {stuck}}}\n")
     run = LaunchProcess(tmp_path, str(write_launch(tmp_path, text)))
     launches.append(run)
