@@ -64,7 +64,7 @@ def test_the_pythonpath_items_have_their_own_fix_text() -> None:
 @pytest.mark.parametrize("data, kind, prefix, field, message", [
     ({"perod": 0.1, **TALKER}, NodeEntry, "nodes.robot", "nodes.robot.perod",
      "unknown key 'perod' (allowed: class, period, params, params_file, remap, remote, restart, "
-     "max_restarts, restart_backoff, checkpoint, latency); did you mean 'period'?"),
+     "max_restarts, restart_backoff, checkpoint, latency, group); did you mean 'period'?"),
     ({"period": 0.1}, NodeEntry, "nodes.robot", "nodes.robot.class",
      "missing: give the node's class as module:Class (for example "
      "nodes.flat_evade.env:FlatEvadeEnv)"),

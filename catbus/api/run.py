@@ -26,7 +26,8 @@ def load(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: st
          record: str | os.PathLike | bool | None = None, remote: Sequence[str] = (),
          bus: str | None = None, pace: float | None = None,
          keys: str | os.PathLike | None = None,
-         args: Mapping[str, Any] | Sequence[str] | None = None) -> LaunchSpec:
+         args: Mapping[str, Any] | Sequence[str] | None = None,
+         groups: Sequence[str] | Mapping[str, Sequence[str]] = ()) -> LaunchSpec:
     """Read and check a launch without running it.
 
     Every keyword is a command-line value and wins over the launch's own; ``None`` (the default)
@@ -55,6 +56,9 @@ def load(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: st
             (``--keys``; a launch's ``security: {keys: DIR}``).
         args: Values of the launch's declared ``args:`` (``--arg NAME=VALUE``): a mapping
             ``{"n": 300}``, or ``"NAME=VALUE"`` strings read as YAML.
+        groups: Node groups (``--group``), stepped: each group's nodes run in one process.
+            ``{"world": ["env", "human", "recorder"]}`` or ``"world=env,human,recorder"``
+            strings; over the launch's ``group:`` keys.
 
     Returns:
         The checked :class:`~catbus.spec.launchfile.LaunchSpec`.
@@ -67,7 +71,7 @@ def load(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: st
         overrides = [f"{key}={_yaml_scalar(value)}" for key, value in overrides.items()]
     options = dict(mode=mode, seed=seed, steps=steps, duration=duration, max_steps=max_steps,
                    overrides=list(overrides), record=record, remote=list(remote), bus=bus,
-                   pace=pace, keys=keys, args=args)
+                   pace=pace, keys=keys, args=args, groups=_group_options(groups))
     if isinstance(launch, LaunchSpec):
         if args:
             raise ConfigError(str(launch.path or "<launch>"), "args",
@@ -87,6 +91,13 @@ def load(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: st
         raise ConfigError("", "launch", f"must be a launch file path, a dict or a LaunchSpec, "
                                         f"got {type(launch).__name__}")
     return load_launch(launch, **options)
+
+
+def _group_options(groups: Sequence[str] | Mapping[str, Sequence[str]]) -> list[str]:
+    """``groups=`` as ``NAME=NODE,NODE`` strings (what ``--group`` gives)."""
+    if isinstance(groups, Mapping):
+        return [f"{name}={','.join(nodes)}" for name, nodes in groups.items()]
+    return [groups] if isinstance(groups, str) else list(groups)
 
 
 def _yaml_scalar(value: Any) -> str:

@@ -34,6 +34,10 @@ def add_parser(commands: Any) -> None:
                         "possible")
     p.add_argument("--remote", action="append", default=[], metavar="NODE",
                    help="do not start NODE here; wait for it to join with `catbus node`")
+    p.add_argument("--group", action="append", default=[], metavar="NAME=NODE,NODE",
+                   help="stepped: run these nodes in one process (a node group; their messages "
+                        "to each other pass without a socket), e.g. --group "
+                        "world=env,human,recorder; over the file's group: keys (repeatable)")
     p.add_argument("--only", metavar="NODE[,NODE]",
                    help="start only these nodes of the file, on this host, for the run whose "
                         "registry is --bus tcp://HOST:PORT (its launcher, on another host, has "
@@ -88,7 +92,8 @@ def cmd_launch(args: argparse.Namespace) -> int:
     spec = checked_spec(args.file, mode=args.mode, seed=args.seed, steps=args.steps,
                     duration=args.duration, max_steps=args.max_steps,
                     overrides=args.overrides, record=args.record, remote=args.remote,
-                    bus=args.bus, pace=args.pace, keys=args.keys, args=args.launch_args)
+                    bus=args.bus, pace=args.pace, keys=args.keys, args=args.launch_args,
+                    groups=args.group)
     data_ports = _data_ports(args.data_ports)
     if data_ports is not None and spec.mode != "inline":
         from catbus.spec.runchecks import check_data_ports

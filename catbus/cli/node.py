@@ -65,6 +65,12 @@ def add_parser(commands: Any) -> None:
                    help="the running process of this name died: take its place at once, "
                         "starting where its readers stopped hearing from it (what "
                         "`catbus launch --only` does under restart: on-failure)")
+    p.add_argument("--with", dest="with_nodes", action="append", default=[],
+                   metavar="NAME=CLASS",
+                   help="run this node too, in the same process (a node group: stepped mode "
+                        "only; its messages to this node pass without a socket); its parameters "
+                        "and topics come from the run's launch file (repeatable; what the "
+                        "launcher does for `group:`)")
     add_log_level(p, None)
     p.set_defaults(func=cmd_node)
 
@@ -88,7 +94,8 @@ def cmd_node(args: argparse.Namespace) -> int:
                     data_ports=args.data_ports,
                     remaps=args.remap, period=args.period, advertise=args.advertise,
                     timeout=args.timeout, paths=args.paths, log_level=args.log_level,
-                    replace=args.replace, restart=args.restart, keys=args.keys)
+                    replace=args.replace, restart=args.restart, keys=args.keys,
+                    with_nodes=args.with_nodes)
 
 
 def _parse_remaps(remaps: Sequence[str]) -> dict[str, str]:
@@ -158,14 +165,52 @@ def _import_path(paths: Sequence[str]) -> tuple:
     return import_path_for(paths)
 
 
+def _members(with_nodes: Sequence[str], first: Any, paths: Sequence[str]) -> list[Any]:
+    """``--with NAME=CLASS``: the other nodes of a group, each like ``first`` but for its class
+    and name (parameters and topics come from the registry)."""
+    from catbus.cli.node_runtime import CliNodeRuntime
+    from catbus.spec.callbacks import callback_problems
+    from catbus.spec.nodespec import import_node_class
+    from catbus.topics import validate_node_name
+
+    members = []
+    names = {first.name}
+    for text in with_nodes:
+        name, equals, class_path = text.partition("=")
+        problem = validate_node_name(name) if equals and class_path else \
+            "expected NAME=module:Class"
+        if problem is None and name in names:
+            problem = f"node {name} is named twice"
+        if problem:
+            raise ConfigError("catbus node", "--with", f"{text!r}: {problem}")
+        names.add(name)
+        _, node_class = import_node_class(class_path, "catbus node", "--with",
+                                          import_path=_import_path(paths), fix=NODE_IMPORT_FIX)
+        for _, problem in callback_problems(node_class):
+            raise ConfigError("catbus node", "--with", f"{class_path}: {problem}")
+        member = CliNodeRuntime(node_class, name, first.bus, class_path=class_path,
+                                registry_timeout=first.registry_timeout,
+                                log_level=first.log_level, keys=first.keys)
+        member.parent_pid, member.data_ports = first.parent_pid, first.data_ports
+        members.append(member)
+    return members
+
+
+def _group(members: list[Any]) -> Any:
+    from catbus.runtime.group import GroupRuntime
+
+    return GroupRuntime(members)
+
+
 def run_node(class_path: str, *, name: str, bus: str | None, run: str | None = None,
              params: Sequence[str] = (),
              remaps: Sequence[str] = (), period: float | None = None,
              advertise: str | None = None, timeout: float = 10.0,
              paths: Sequence[str] = (), log_level: str | None = None,
              replace: bool = False, restart: bool = False, keys: str | None = None,
-             data_ports: str | None = None) -> int:
-    """Run one node until the run ends; returns the exit code.
+             data_ports: str | None = None, with_nodes: Sequence[str] = ()) -> int:
+    """Run one node (and the ``with_nodes``, ``NAME=CLASS``, in the same process: a group)
+    until the run ends; returns the exit code.
 
     ``paths`` (``--path``) and the current folder go in front of ``sys.path`` before the class
     is imported (the launcher passes its run's import path this way)."""
@@ -181,7 +226,7 @@ def run_node(class_path: str, *, name: str, bus: str | None, run: str | None = N
     from catbus.topics import resolve_topic
 
     parent = os.environ.pop("CATBUS_PARENT_PID", None)
-    runtime: NodeRuntime | None = None
+    runtime: Any = None
     try:
         set_parent_death_signal(int(parent) if parent else None)
         start_orphan_watchdog(int(parent) if parent else None)
@@ -214,6 +259,11 @@ def run_node(class_path: str, *, name: str, bus: str | None, run: str | None = N
             except ValueError as exc:
                 raise ConfigError("--data-ports", data_ports, str(exc).split(": ", 1)[-1]) \
                     from None
+        if with_nodes:
+            if replace or restart:
+                raise ConfigError("catbus node", "--with", "a group cannot --replace or "
+                                                           "--restart a node: run it alone")
+            runtime = _group([runtime, *_members(with_nodes, runtime, paths)])
         install_signal_handlers(runtime)
     except Interrupted as exc:
         return exc.exit_code

@@ -42,10 +42,13 @@ class Failures:
                    f"node {member.name}: {why}; it takes the node's place")
 
     def process_exited(self, event: ProcessExited, out: Outbox) -> None:
+        """A process this host started exited: for each of its nodes (a group's process has
+        several), what that means."""
+        for name in self.state.local_pids.pop(event.pid, ()):
+            self._node_process_exited(name, event, out)
+
+    def _node_process_exited(self, name: str, event: ProcessExited, out: Outbox) -> None:
         state, pid = self.state, event.pid
-        name = state.local_pids.pop(pid, None)
-        if name is None:
-            return
         member = state.members.get(name)
         switch = state.switches.get(name)
         if member is None:
@@ -188,7 +191,7 @@ class Failures:
 
     def _ours(self, process: Process) -> bool:
         """Was ``process`` started by this plane's host (which can kill it)?"""
-        return self.state.local_pids.get(process.pid) == process.name
+        return process.name in self.state.local_pids.get(process.pid, ())
 
     def _local(self, name: str) -> bool:
         config = self.state.members[name].config

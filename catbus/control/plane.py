@@ -220,7 +220,7 @@ class ControlPlane:
 
     # -- processes, links, time ------------------------------------------------------------------
     def _process_started(self, event: ProcessStarted, out: Outbox) -> None:
-        self.state.local_pids[event.pid] = event.node
+        self.state.local_pids.setdefault(event.pid, []).append(event.node)
         switch = self.state.switches.get(event.node)
         if switch is not None and switch.phase in (Phase.ORDERED, Phase.STARTING) \
                 and switch.spawned_pid is None:

@@ -47,8 +47,9 @@ class RunState:
     spliced: list[dict[str, Any]] = field(default_factory=list)
     #: Replacements in progress (a swap or a restart), by node name: at most one per node.
     switches: dict[str, Switch] = field(default_factory=dict)
-    #: Processes the host started, pid -> node name (their exits are reported by pid).
-    local_pids: dict[int, str] = field(default_factory=dict)
+    #: Processes the host started, pid -> the names of its nodes (one, or a group's; their
+    #: exits are reported by pid).
+    local_pids: dict[int, list[str]] = field(default_factory=dict)
     #: Tools waiting for the outcome of a swap they asked for (heartbeats keep them waiting).
     requesters: set[bytes] = field(default_factory=set)
     #: Registrations refused for what they said (not counted by the socket).

@@ -212,6 +212,11 @@ class DataPlane:
         #: in its past, and never relayed (see :meth:`publish_progress`).
         self.newest_tick = -1
         self.last_publish = 0.0   # wall time of the last data message sent
+        #: A group process (:mod:`catbus.runtime.group`): the nodes of this process, whose
+        #: messages reach us without a socket, and ``local(topic, envelope, buffers)`` handing
+        #: each message we send to those of them that read it (None: no group).
+        self.local_peers: frozenset[str] = frozenset()
+        self.local: Callable[[str, bytes, list], None] | None = None
         #: Who may subscribe to what this node publishes, and the hellos seen
         #: (:class:`~catbus.runtime.subscriptiongate.SubscriptionGate`).
         self.gate = SubscriptionGate(name, ctx, self.pub, self.endpoint, self.curve)
@@ -258,6 +263,8 @@ class DataPlane:
         self._following = (endpoints, sources)
         wanted = {}
         for name, where in endpoints.items():
+            if name in self.local_peers:   # in this process: no socket (see local)
+                continue
             where = [e for e in where if e and e != self.endpoint]
             if self.everything and name in sources:
                 prefixes = [b""]
@@ -297,6 +304,8 @@ class DataPlane:
             send_frames(self.pub, [first, *buffers])
         else:
             _raw_send(self.pub, first, 0)
+        if self.local is not None:
+            self.local(topic, first, buffers)
         self.sent += 1
         self.last_publish = now
         if tick > self.newest_tick:
@@ -361,7 +370,10 @@ class DataPlane:
         if heard is not None:
             fields.append(heard)
         header = codec.pack_header(self.name, self.incarnation, 0, tick, 0.0, time.time(), None)
-        _raw_send(self.pub, codec.envelope(PROGRESS_FRAME, header, msgpack.packb(fields)), 0)
+        envelope = codec.envelope(PROGRESS_FRAME, header, msgpack.packb(fields))
+        _raw_send(self.pub, envelope, 0)
+        if self.local is not None:
+            self.local(PROGRESS_TOPIC, envelope, [])
 
     def close(self) -> None:
         self.sub.close()

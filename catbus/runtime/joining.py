@@ -55,18 +55,31 @@ def apply_graph(link: Link, graph: msg.Graph) -> None:
 def join(link: Link) -> None:
     """Subscribe, connect to every neighbour the graph names, say ``ready`` once each has seen
     our hello, and wait for ``start``."""
-    inbox = link.inbox
-    assert inbox is not None
-    link.data.subscribe([b.topic for b in inbox.inputs if b.topic != ALL],
-                        everything=inbox.wildcard)
+    subscribe_inputs(link)
     ready_sent = False
     while link.started is None:
         link.stats.state = waiting_for(link, ready_sent)
         link.service(100)
-        if (link.graph_complete and not ready_sent
-                and link.peers.neighbours <= link.data.gate.hellos and heard_enough(link)):
-            link.send(msg.Ready())
-            ready_sent = True
+        ready_sent = ready_sent or say_ready_if_due(link)
+
+
+def subscribe_inputs(link: Link) -> None:
+    """Subscribe to the node's inputs (every topic, for a reader of everything): the first step
+    of :func:`join` (a group process joins its nodes together, :mod:`catbus.runtime.group`)."""
+    inbox = link.inbox
+    assert inbox is not None
+    link.data.subscribe([b.topic for b in inbox.inputs if b.topic != ALL],
+                        everything=inbox.wildcard)
+
+
+def say_ready_if_due(link: Link) -> bool:
+    """Say ``ready`` if the graph is complete, every neighbour has seen our hello and (joining
+    a run going on) answered it; whether it was said."""
+    if link.graph_complete and link.peers.neighbours <= link.data.gate.hellos \
+            and heard_enough(link):
+        link.send(msg.Ready())
+        return True
+    return False
 
 
 def unanswered(link: Link) -> set[str]:
@@ -107,4 +120,4 @@ def waiting_for(link: Link, ready_sent: bool) -> str:
                      else "waiting for the start")
 
 
-__all__ = ["apply_graph", "join", "heard_enough", "waiting_for", "unanswered"]
+__all__ = ["apply_graph", "join", "subscribe_inputs", "say_ready_if_due", "heard_enough", "waiting_for", "unanswered"]

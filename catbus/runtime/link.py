@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 import zmq
 
@@ -132,6 +132,11 @@ class ProcessLink:
         """The sockets of :attr:`_poll_items` with something to read, waiting up to
         ``timeout_ms`` for one."""
         self.pending_signal.raise_if_pending()
+        return [sock for sock, _ in _zmq_poll(self.poll_items(), int(timeout_ms))]
+
+    def poll_items(self) -> list[tuple[zmq.Socket, int]]:
+        """What :meth:`poll` waits on: every neighbour's data socket, the publishing socket
+        (subscriptions), the control link (and the flood guard's monitor)."""
         subscribers = self.data.sub
         if subscribers.version != self._polled_version:
             self._polled_version = subscribers.version
@@ -139,11 +144,15 @@ class ProcessLink:
             self._poll_items = [(sock, _POLLIN) for sock in
                                 (*subscribers.sockets.values(), self.data.pub,
                                  self.control.socket, *([monitor] if monitor else []))]
-        return [sock for sock, _ in _zmq_poll(self._poll_items, int(timeout_ms))]
+        return self._poll_items
 
     def service(self, timeout_ms: float) -> None:
         """Wait up to ``timeout_ms`` for I/O, then handle everything pending."""
-        ready = self.poll(timeout_ms)
+        self.handle(self.poll(timeout_ms))
+
+    def handle(self, ready: Collection[zmq.Socket]) -> None:
+        """Handle everything pending, ``ready`` being the sockets of :meth:`poll_items` a poll
+        found readable (a group process polls the sockets of all its nodes at once)."""
         data = self.data
         if self.inbox is not None and (data.sub.names.keys() & ready or data.sub.pending):
             data.sub.drain(self.inbox.add_frames, ready)

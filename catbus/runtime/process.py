@@ -72,6 +72,13 @@ class NodeRuntime:
         self.parent_pid: int | None = None
         self.link: ProcessLink | None = None
         self.driver: NodeDriver | None = None
+        self.terms: RunTerms | None = None
+        #: What the node was doing (an error report names it): startup, setup, connect, ...
+        self.where = "startup"
+        self.terminal: object | None = None   # install_terminal's token, once set up
+        #: The other nodes of this process (:mod:`catbus.runtime.group`): their messages come
+        #: without a socket, and they need no hello.
+        self.local_peers: frozenset[str] = frozenset()
         self._finishing = False
         #: A signal the handler raised, raised again by the link's I/O if code swallowed it.
         self.pending_signal = PendingSignal()
@@ -82,58 +89,82 @@ class NodeRuntime:
         stop), 1 if the node failed, 128 + the signal if one interrupted it (130: SIGINT, 143:
         SIGTERM)."""
         ctx = zmq.Context()
+        code = 0
+        try:
+            self.open(ctx)
+            self.link.connect_and_wait_start()
+            self.begin()
+            choose_loop(self.terms.mode, self.terms.periodic(self.name))(
+                self.link, self.driver, self.terms)
+        except BaseException as exc:
+            code = self.exit_code(exc)
+        finally:
+            code = self.close(code)
+            ctx.term()
+        return code
+
+    def open(self, ctx: zmq.Context) -> None:
+        """Join the run and set the node up: everything before connecting to the peers."""
         link = self.link = ProcessLink(ctx, self.name, self.bus, advertise=self.advertise,
                                        registry_timeout=self.registry_timeout,
                                        parent_pid=self.parent_pid, keys=self.keys,
                                        data_ports=self.data_ports,
                                        pending_signal=self.pending_signal)
-        code = 0
-        where = "startup"
-        terminal = None
-        try:
-            terms = self._join(link)
-            where = "setup"
-            level = self._log_level(terms)
-            # Undone at the end: a node run in a thread of a longer-lived process (catbus.gym's
-            # stand-in) must not leave its handler behind, one per episode.
-            terminal = install_terminal(level)
-            self.driver.setup(terms.params, terms.seed, terms.run_info, log_level=level)
-            checkpoints.prepare(link, self.driver, terms)
-            liveparams.prepare(link, self.driver)
-            where = "connect"
-            driver = self.driver
-            link.on_rejoin = lambda away: record_event(link, driver, "rejoin",
-                                                       away_s=round(away, 3))
-            link.on_swap_failed = lambda reason: record_event(link, driver, "swap-failed",
-                                                              reason=reason)
-            link.connect_and_wait_start()
-            if terms.joining:
-                where = "takeover"
-                take_over(link, self.driver, terms, self.class_path)
-            where = "step"
-            run_loop = choose_loop(terms.mode, terms.periodic(self.name))
-            run_loop(link, self.driver, terms)
-        except Stopped:
-            pass
-        except Interrupted as exc:
-            code = exc.exit_code
-        except KeyboardInterrupt:
-            code = 128 + signal.SIGINT
-        except RegistryLost as exc:
+        link.data.local_peers = self.local_peers
+        link.data.gate.hellos |= self.local_peers
+        self.where = "startup"
+        terms = self.terms = self._join(link)
+        self.where = "setup"
+        level = self._log_level(terms)
+        # Undone at the end: a node run in a thread of a longer-lived process (catbus.gym's
+        # stand-in) must not leave its handler behind, one per episode.
+        self.terminal = install_terminal(level)
+        self.driver.setup(terms.params, terms.seed, terms.run_info, log_level=level)
+        checkpoints.prepare(link, self.driver, terms)
+        liveparams.prepare(link, self.driver)
+        self.where = "connect"
+        driver = self.driver
+        link.on_rejoin = lambda away: record_event(link, driver, "rejoin", away_s=round(away, 3))
+        link.on_swap_failed = lambda reason: record_event(link, driver, "swap-failed",
+                                                          reason=reason)
+
+    def begin(self) -> None:
+        """Connected and started: take over first if this process replaces another."""
+        if self.terms.joining:
+            self.where = "takeover"
+            take_over(self.link, self.driver, self.terms, self.class_path)
+        self.where = "step"
+
+    def exit_code(self, exc: BaseException) -> int:
+        """The exit code for what ended the node's run (reported to the registry if it is a
+        failure); anything that is not a way a run ends is raised again."""
+        if isinstance(exc, Stopped):
+            return 0
+        if isinstance(exc, Interrupted):
+            return exc.exit_code
+        if isinstance(exc, KeyboardInterrupt):
+            return 128 + signal.SIGINT
+        if isinstance(exc, RegistryLost):
             print(f"catbus: node {self.name}: {exc}", flush=True)
-            code = 1
             try:   # if the registry is in fact alive, the run fails naming this node
-                link.send(msg.Error(where=where, message=str(exc), traceback=""))
+                self.link.send(msg.Error(where=self.where, message=str(exc), traceback=""))
             except zmq.ZMQError:
                 pass
-        except Exception as exc:
-            code = 1
-            self._report_error(where, exc)
+            return 1
+        if isinstance(exc, Exception):
+            self._report_error(self.where, exc)
+            return 1
+        raise exc
+
+    def close(self, code: int) -> int:
+        """The node's end, whatever ended it: ``close()``, its last words; the exit code."""
+        try:
+            if self.link is not None:
+                code = self._finish(code)
         finally:
-            code = self._finish(code)
-            ctx.term()
-            if terminal is not None:
-                uninstall_terminal(terminal)
+            if self.terminal is not None:
+                uninstall_terminal(self.terminal)
+                self.terminal = None
         return code
 
     def _log_level(self, terms: RunTerms) -> str:
@@ -186,6 +217,9 @@ class NodeRuntime:
     # -- leaving it -----------------------------------------------------------------------------
     def _report_error(self, where: str, exc: BaseException) -> None:
         text = traceback.format_exc()
+        if self.link is None:   # its sockets could not be made: nobody else to tell
+            print(f"catbus: node {self.name}: {type(exc).__name__}: {exc}", flush=True)
+            return
         try:
             self.link.send(msg.Error(where=where, message=f"{type(exc).__name__}: {exc}",
                                      traceback=text))

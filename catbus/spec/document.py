@@ -52,6 +52,8 @@ def _node_document(spec: NodeSpec) -> dict[str, Any]:
         entry["latency"] = spec.latency
     if spec.checkpoint is not None:
         entry["checkpoint"] = spec.checkpoint
+    if spec.group is not None:
+        entry["group"] = spec.group
     return entry
 
 

@@ -115,7 +115,7 @@ from catbus.spec.fieldcheck import absolute, unknown_node_message
 from catbus.spec.imports import import_path_for
 from catbus.spec.includes import expand_launch
 from catbus.spec.launchargs import parse_arg_options
-from catbus.spec.nodelist import apply_node_keys, attach_recorder, check_remote_names, \
+from catbus.spec.nodelist import apply_groups, apply_node_keys, attach_recorder, check_remote_names, \
     decode_nodes, parse_sets
 from catbus.spec.nodespec import NodeSpec, TopicBinding, node_spec
 from catbus.spec.runchecks import check_mode, check_publishers, command_line, keys_folder, \
@@ -192,6 +192,15 @@ class LaunchSpec:
                           unknown_node_message(name, self.node_names))
 
     @property
+    def groups(self) -> dict[str, list[str]]:
+        """``{group: [its nodes, in launch order]}`` (``group:``; empty: none)."""
+        found: dict[str, list[str]] = {}
+        for spec in self.nodes:
+            if spec.group is not None:
+                found.setdefault(spec.group, []).append(spec.name)
+        return found
+
+    @property
     def node_names(self) -> list[str]:
         return [spec.name for spec in self.nodes]
 
@@ -249,14 +258,15 @@ def load_launch(path: str | os.PathLike, *, mode: str | None = None, steps: int 
                 remote: Sequence[str] = (), bus: str | None = None,
                 max_steps: int | None = None, pace: float | None = None,
                 keys: str | os.PathLike | None = None,
-                args: Mapping[str, Any] | Sequence[str] | None = None) -> LaunchSpec:
+                args: Mapping[str, Any] | Sequence[str] | None = None,
+                groups: Sequence[str] = ()) -> LaunchSpec:
     """Read, validate and override the launch file at ``path``.
 
     Keyword arguments are command-line values and win over the file; ``None`` keeps the file's
     value. ``record`` is relative to the current directory; ``record=False`` turns off a recording
     the file asks for. ``overrides`` are ``NODE.param.path=value`` strings (``--set``); ``remote``
     names nodes to treat as remote; ``args`` sets the file's ``args:`` (``--arg NAME=VALUE``
-    strings or a mapping).
+    strings or a mapping); ``groups`` are ``NAME=NODE,NODE`` strings (``--group``).
     """
     file = Path(path)
     where = str(file)
@@ -264,7 +274,7 @@ def load_launch(path: str | os.PathLike, *, mode: str | None = None, steps: int 
     return _build(document, where=where, base_dir=absolute(file).parent, path=file,
                   default_name=file.stem, mode=mode, steps=steps, duration=duration, seed=seed,
                   record=record, overrides=overrides, remote=remote, bus=bus,
-                  max_steps=max_steps, pace=pace, keys=keys, args=args)
+                  max_steps=max_steps, pace=pace, keys=keys, args=args, groups=groups)
 
 
 def build_launch(document: Mapping[str, Any], *, where: str = "<launch>",
@@ -274,7 +284,8 @@ def build_launch(document: Mapping[str, Any], *, where: str = "<launch>",
                  remote: Sequence[str] = (), bus: str | None = None,
                  max_steps: int | None = None, pace: float | None = None,
                  keys: str | os.PathLike | None = None,
-                 args: Mapping[str, Any] | Sequence[str] | None = None) -> LaunchSpec:
+                 args: Mapping[str, Any] | Sequence[str] | None = None,
+                 groups: Sequence[str] = ()) -> LaunchSpec:
     """Validate launch data given as a dict (the Python API), with the same overrides as
     :func:`load_launch`. Relative paths in ``document`` are relative to ``base_dir`` (default: the
     current directory at call time); ``where`` names the source in error messages."""
@@ -282,7 +293,7 @@ def build_launch(document: Mapping[str, Any], *, where: str = "<launch>",
     return _build(document, where=where, base_dir=base, path=None, default_name="launch",
                   mode=mode, steps=steps, duration=duration, seed=seed, record=record,
                   overrides=overrides, remote=remote, bus=bus, max_steps=max_steps,
-                  pace=pace, keys=keys, args=args)
+                  pace=pace, keys=keys, args=args, groups=groups)
 
 
 def _build(document: Any, *, where: str, base_dir: Path, path: Path | None, default_name: str,
@@ -290,7 +301,8 @@ def _build(document: Any, *, where: str, base_dir: Path, path: Path | None, defa
            record: str | os.PathLike | bool | None, overrides: Sequence[str],
            remote: Sequence[str], bus: str | None, max_steps: int | None = None,
            pace: float | None = None, keys: str | os.PathLike | None = None,
-           args: Mapping[str, Any] | Sequence[str] | None = None) -> LaunchSpec:
+           args: Mapping[str, Any] | Sequence[str] | None = None,
+           groups: Sequence[str] = ()) -> LaunchSpec:
     """The one pipeline behind both entry points: arguments and includes at the YAML level,
     decode the structure, then the checks that need more than types (the run-wide values, each
     node against its class, across nodes)."""
@@ -312,6 +324,7 @@ def _build(document: Any, *, where: str, base_dir: Path, path: Path | None, defa
     entries = decode_nodes(top.nodes, where, origins)
     if run_record is not None:
         attach_recorder(entries, run_record, where)
+    apply_groups(groups, entries)
     sets = parse_sets(apply_node_keys(overrides, entries), entries)
     remote_names = check_remote_names(remote, entries)
     nodes = tuple(node_spec(name, entry, where=where, base_dir=base_dir, sets=sets.get(name, []),

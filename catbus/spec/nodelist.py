@@ -109,6 +109,28 @@ def parse_sets(overrides: Sequence[str], nodes: Mapping[str, Any]
     return result
 
 
+def apply_groups(groups: Sequence[str], nodes: dict[str, NodeEntry]) -> None:
+    """``--group NAME=a,b,c``: put those nodes in group ``NAME`` (over the file's ``group:``;
+    the recorder a recording adds can be named too)."""
+    if isinstance(groups, str):
+        groups = [groups]
+    for text in groups:
+        group, equals, members = text.partition("=")
+        group = group.strip()
+        names = [name.strip() for name in members.split(",") if name.strip()]
+        if not equals or not group or not names:
+            raise ConfigError(CLI, "--group", f"{text!r}: expected NAME=NODE,NODE,... (for "
+                                              f"example --group world=env,human,recorder)")
+        try:
+            decode({"class": "x:y", "group": group}, NodeEntry, where=CLI, prefix="--group")
+        except ConfigError as exc:
+            raise ConfigError(CLI, "--group", f"{text!r}: {exc.message}") from None
+        for name in names:
+            if name not in nodes:
+                raise ConfigError(CLI, "--group", unknown_node_message(name, list(nodes)))
+            nodes[name] = msgspec.structs.replace(nodes[name], group=group)
+
+
 def check_remote_names(remote: Sequence[str], nodes: Mapping[str, Any]) -> set[str]:
     """The ``--remote`` names, each a node of the launch file."""
     if isinstance(remote, str):
@@ -120,5 +142,5 @@ def check_remote_names(remote: Sequence[str], nodes: Mapping[str, Any]) -> set[s
 
 
 __all__ = ["RECORDER_CLASS", "RECORDER_NAME", "NODE_KEYS", "apply_node_keys", "decode_nodes",
-           "attach_recorder", "parse_sets",
+           "attach_recorder", "parse_sets", "apply_groups",
            "check_remote_names"]

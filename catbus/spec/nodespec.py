@@ -60,6 +60,9 @@ class NodeSpec:
     #: ``latency:`` (stepped, inline): when its outputs become visible
     #: (:mod:`catbus.runtime.latency`), normalized; None: at once (also for ``latency: 0``).
     latency: Any = None
+    #: ``group: NAME`` (or ``--group NAME=a,b``): stepped, the nodes of one group run in one
+    #: process (:mod:`catbus.runtime.group`); None: a process of its own.
+    group: str | None = None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -100,7 +103,7 @@ def node_spec(name: str, entry: NodeEntry, *, where: str, base_dir: Path,
     return NodeSpec(name=name, class_path=class_path, node_class=node_class, params=node_params,
                     period=period, remote=entry.remote or force_remote, remap=remap,
                     inputs=inputs, outputs=outputs, given_params=given_params, restart=restart,
-                    checkpoint=entry.checkpoint,
+                    checkpoint=entry.checkpoint, group=entry.group,
                     latency=_latency(entry.latency, period, where, prefix, base_dir, name))
 
 

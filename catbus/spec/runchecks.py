@@ -159,12 +159,30 @@ def check_mode(nodes: Sequence[NodeSpec], run: RunValues, where: str) -> None:
                           "latency is real (each step takes the time it takes): remove latency "
                           "or use --mode stepped or inline")
     check_checkpoints(nodes, run, where)
+    check_groups(nodes, where)
     if run.mode == "inline":
         for spec in nodes:
             if spec.remote:
                 raise ConfigError(where, f"nodes.{spec.name}.remote",
                                   "inline mode runs every node in this one process, so it cannot "
                                   "have remote nodes: use --mode stepped or parallel")
+
+
+def check_groups(nodes: Sequence[NodeSpec], where: str) -> None:
+    """A group (``group:``) is one process the launcher starts, holding its nodes for the whole
+    run: none of them can be remote, or restarted alone (:mod:`catbus.runtime.group`)."""
+    for spec in nodes:
+        if spec.group is None:
+            continue
+        if spec.remote:
+            raise ConfigError(where, f"nodes.{spec.name}.group",
+                              f"node {spec.name} is remote, but a group is one process the "
+                              f"launcher starts on this host: remove group or remote")
+        if spec.restart.enabled:
+            raise ConfigError(where, f"nodes.{spec.name}.restart",
+                              f"node {spec.name} is in group {spec.group}, whose process holds "
+                              f"other nodes too: a grouped node cannot be restarted alone yet; "
+                              f"remove restart or group")
 
 
 def check_checkpoints(nodes: Sequence[NodeSpec], run: RunValues, where: str) -> None:

@@ -122,6 +122,10 @@ class NodeEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True,
     #: :func:`catbus.runtime.latency.latency_problem`, which says what a right value is).
     latency: _described(Any, "a number of seconds >= 0, or {dist: normal | lognormal, mean, "
                              "std}") = None
+    #: Stepped: the nodes of one group run in one process (docs/design.md, "Node groups").
+    group: _described(Optional[Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]+\Z")]],
+                      "a group name of letters, digits, '_', '.' or '-' (the nodes of one "
+                      "group share a process in stepped mode)") = None
 
 
 class LaunchDocument(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -52,7 +52,8 @@ END_GRACE = 5.0
 
 
 def node_command(spec: NodeSpec, bus: str, import_path: Sequence[os.PathLike | str] = (),
-                 keys: os.PathLike | str | None = None) -> list[str]:
+                 keys: os.PathLike | str | None = None,
+                 group: Sequence[NodeSpec] = ()) -> list[str]:
     """The command line of a local node process (the same CLI a remote node uses):
     ``python -P -m catbus node CLASS --name NAME --bus ADDR --path DIR ...``.
 
@@ -61,8 +62,29 @@ def node_command(spec: NodeSpec, bus: str, import_path: Sequence[os.PathLike | s
     cannot shadow it; the run's import path (:attr:`LaunchSpec.import_path`) is passed as
     ``--path`` options, so the node imports its class from exactly the folders the launcher did.
     """
-    return node_process_command(spec.class_path, spec.name, bus, import_path,
-                                ["--keys", os.fspath(keys)] if keys else [])
+    extra = ["--keys", os.fspath(keys)] if keys else []
+    for other in group:   # the rest of its group, in the same process (``--with``)
+        extra += ["--with", f"{other.name}={other.class_path}"]
+    return node_process_command(spec.class_path, spec.name, bus, import_path, extra)
+
+
+def local_processes(spec: LaunchSpec) -> list[list[NodeSpec]]:
+    """The processes a launcher starts, each as its nodes in launch order: one per node, but
+    one per group in stepped mode (``group:``; parallel runs each node at its own period in its
+    own process, and inline has one process anyway)."""
+    processes: list[list[NodeSpec]] = []
+    groups: dict[str, list[NodeSpec]] = {}
+    for node in spec.nodes:
+        if node.remote:
+            continue
+        if node.group is None or spec.mode != "stepped":
+            processes.append([node])
+        elif node.group in groups:
+            groups[node.group].append(node)
+        else:
+            groups[node.group] = [node]
+            processes.append(groups[node.group])
+    return processes
 
 
 class Launcher:
@@ -175,10 +197,10 @@ class Launcher:
                              for sig in (signal.SIGINT, signal.SIGTERM)} if on_main_thread else {}
         began = time.monotonic()
         try:
-            for node in spec.nodes:
-                if not node.remote:
-                    self._start(registry, node.name, node_command(
-                        node, registry.endpoint, spec.import_path, self.node_keys))
+            for first, *others in local_processes(spec):
+                self._start(registry, [first.name, *(other.name for other in others)],
+                            node_command(first, registry.endpoint, spec.import_path,
+                                         self.node_keys, others))
             self._supervise(registry)
         finally:
             self._stop_children(registry)
@@ -190,11 +212,13 @@ class Launcher:
         return self._result(registry, time.monotonic() - began)
 
     # -- children -------------------------------------------------------------------------------
-    def _start(self, registry: Registry, name: str, command: list[str]) -> None:
-        """Start a process of node ``name`` and tell the control plane its pid."""
+    def _start(self, registry: Registry, names: Sequence[str], command: list[str]) -> None:
+        """Start a process of the nodes ``names`` (one, or a group) and tell the control
+        plane its pid."""
         process = self.children.start(command)
-        self._carry_out(registry, registry.handle(ProcessStarted(name, process.pid,
-                                                                 time.monotonic())))
+        for name in names:
+            self._carry_out(registry, registry.handle(ProcessStarted(name, process.pid,
+                                                                     time.monotonic())))
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
         self.interrupted = True
@@ -253,7 +277,7 @@ class Launcher:
                 self._carry_out(registry, registry.handle(
                     ProcessRefused(order.node, problem, time.monotonic())))
                 return
-        self._start(registry, order.node, replacement_command(
+        self._start(registry, [order.node], replacement_command(
             order.cls, order.node, registry.endpoint, self.spec.import_path, self.node_keys,
             restart=order.restart))
 

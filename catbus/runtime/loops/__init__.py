@@ -11,7 +11,7 @@ process lifecycle around them is :mod:`catbus.runtime.process`; ``inline`` has i
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterator
 
 from catbus.runtime.driver import NodeDriver
 from catbus.runtime.latency import latency_of
@@ -21,6 +21,8 @@ from catbus.runtime.loops import parallel, stepped
 from catbus.runtime.terms import RunTerms
 
 Loop = Callable[[ProcessLink, NodeDriver, RunTerms], None]
+#: A loop as a generator: it yields whenever the node must wait for a message.
+Steps = Callable[[ProcessLink, NodeDriver, RunTerms], Iterator[None]]
 
 
 def choose_loop(mode: str, periodic: bool) -> Loop:
@@ -30,15 +32,32 @@ def choose_loop(mode: str, periodic: bool) -> Loop:
     return _parallel_periodic if periodic else _parallel_reactive
 
 
-def _stepped_periodic(link: ProcessLink, driver: NodeDriver, run: RunTerms) -> None:
+def stepped_steps(periodic: bool) -> Steps:
+    """``stepped`` mode's loop for a node with or without a period, as a generator that yields
+    whenever the node waits for a message (a group process runs several of them in one
+    thread: :mod:`catbus.runtime.group`)."""
+    return _periodic_steps if periodic else _reactive_steps
+
+
+def _periodic_steps(link: ProcessLink, driver: NodeDriver, run: RunTerms) -> Iterator[None]:
     pace = run.run_info.get("pace")
-    stepped.run_periodic(link, driver, run.require_schedule(),
-                         pace=pace if isinstance(pace, (int, float)) and pace > 0 else None,
-                         latency=latency_of(run.run_info), seed=run.seed)
+    return stepped.periodic_steps(link, driver, run.require_schedule(),
+                                  pace=pace if isinstance(pace, (int, float)) and pace > 0
+                                  else None, latency=latency_of(run.run_info), seed=run.seed)
+
+
+def _reactive_steps(link: ProcessLink, driver: NodeDriver, run: RunTerms) -> Iterator[None]:
+    return stepped.reactive_steps(link, driver, run.require_schedule())
+
+
+def _stepped_periodic(link: ProcessLink, driver: NodeDriver, run: RunTerms) -> None:
+    for _ in _periodic_steps(link, driver, run):
+        link.receive_one()
 
 
 def _stepped_reactive(link: ProcessLink, driver: NodeDriver, run: RunTerms) -> None:
-    stepped.run_reactive(link, driver, run.require_schedule())
+    for _ in _reactive_steps(link, driver, run):
+        link.receive_one()
 
 
 def _parallel_periodic(link: ProcessLink, driver: NodeDriver, run: RunTerms) -> None:
@@ -49,4 +68,4 @@ def _parallel_reactive(link: ProcessLink, driver: NodeDriver, run: RunTerms) -> 
     parallel.run_reactive(link, driver, run.duration)
 
 
-__all__ = ["Loop", "choose_loop"]
+__all__ = ["Loop", "Steps", "choose_loop", "stepped_steps"]

@@ -11,7 +11,7 @@ only waits for the messages they need.
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from catbus.runtime.driver import CARRIED, NodeDriver
 from catbus.runtime.latency import LatencyPlan, plans_for, reader_keys
@@ -84,11 +84,15 @@ def pace_function(link: ProcessLink, schedule: Schedule, pace: float | None):
     return wait_for
 
 
-def run_periodic(link: ProcessLink, driver: NodeDriver, schedule: Schedule,
-                 pace: float | None = None, latency: Mapping[str, Any] | None = None,
-                 seed: int = 0) -> None:
+def periodic_steps(link: ProcessLink, driver: NodeDriver, schedule: Schedule,
+                   pace: float | None = None, latency: Mapping[str, Any] | None = None,
+                   seed: int = 0) -> Iterator[None]:
     """Step the node's due ticks, each once its peers have completed what it needs.
-    ``latency``: the run's latency models (``run_info["latency"]``), None if it has none."""
+    ``latency``: the run's latency models (``run_info["latency"]``), None if it has none.
+
+    A generator that yields whenever the node must wait for a message: its caller receives
+    (a node process: :meth:`ProcessLink.receive_one`; a group process: whatever came for any
+    of its nodes) and resumes it."""
     name = driver.name
     tick = first_tick(link, schedule, name)
     own = delay_inputs(link, driver, schedule, latency, seed)
@@ -119,7 +123,7 @@ def run_periodic(link: ProcessLink, driver: NodeDriver, schedule: Schedule,
         # No extra receive once ready: being ready means every publisher's progress for the
         # ticks this step may see is in, and each connection is in order, so their data is.
         while not ready(progress, tick, needs):
-            link.receive_one()
+            yield
             if tick > known_end(last, link.end_tick, inbox.end):
                 return
         if paced is not None:
@@ -157,9 +161,10 @@ def delay_inputs(link: ProcessLink, driver: NodeDriver, schedule: Schedule,
     return plans.get(driver.name)
 
 
-def run_reactive(link: ProcessLink, driver: NodeDriver, schedule: Schedule) -> None:
+def reactive_steps(link: ProcessLink, driver: NodeDriver, schedule: Schedule) -> Iterator[None]:
     """A node without a period (the recorder): handle messages in schedule order as soon as
-    every publisher has completed their tick."""
+    every publisher has completed their tick. Yields whenever it must wait for a message (see
+    :func:`periodic_steps`)."""
     start = first_tick(link, schedule, driver.name)
     prepare(link, driver, schedule, start)
     publishers = link.peers.publishers
@@ -175,7 +180,7 @@ def run_reactive(link: ProcessLink, driver: NodeDriver, schedule: Schedule) -> N
     seen = -1   # inbox.advances when the frontier was last computed
     stats.state = f"waiting for tick {start}"
     while done < known_end(last, link.end_tick, inbox.end):
-        link.receive_one()
+        yield
         if link.retire_requested:
             link.hand_over(done + 1, driver.snapshot())
         if inbox.advances == seen and link.end_tick is None:
@@ -199,5 +204,5 @@ def run_reactive(link: ProcessLink, driver: NodeDriver, schedule: Schedule) -> N
         # last tick and before their final progress: their counters (catbus/stats).
         stats.state = "waiting for the final progress of every node"
         while not inbox.all_final(publishers):
-            link.receive_one()
+            yield
         driver.deliver(inbox.take_raw_through(done), done)
