@@ -145,7 +145,7 @@ class GroupRuntime:
         while any(member.link.started is None for member in self.members):
             for member in self.members:
                 member.link.stats.state = waiting_for(member.link, said[member.name])
-            self._wait(self.members, 100, alone=False)
+            self._wait(None, self.members, 100)
             for member in self.members:
                 if not said[member.name]:
                     said[member.name] = say_ready_if_due(member.link)
@@ -153,38 +153,51 @@ class GroupRuntime:
     def _step(self, loops: dict[str, Iterator[None]]) -> None:
         """Resume each member's loop in launch order until it must wait; when none could go
         on, wait for a message for any of them. A loop that returns (its part of the run is
-        over) or raises ends its member only."""
+        over) or raises ends its member only.
+
+        The members with a period go first; those without (the recorder) work, a tick at a
+        time, only while the others wait and no message has come: a reply from outside the
+        group (the robot's action) is then answered at once, as a process of its own would
+        answer it, and recording stays off the lockstep's path as long as it keeps up."""
         live = [member for member in self.members if member.name in loops]
         while live:
-            moved = False
-            for member in list(live):
-                before = member.driver.completed
-                try:
-                    next(loops[member.name])
-                except StopIteration:
-                    self._end(member, live, 0)
-                    moved = True
-                except (KeyboardInterrupt, Interrupted):
-                    raise
-                except BaseException as exc:
-                    self._end(member, live, member.exit_code(exc))
-                    moved = True
-                else:
-                    moved = moved or member.driver.completed != before
-            if live and not moved:
-                for member in self._wait(live, WAIT_MS):
-                    loops.pop(member.name).close()   # (its finally blocks, if any)
+            if self._resume(loops, live, idle=False) or self._wait(loops, live, 0):
+                continue
+            if not self._resume(loops, live, idle=True):
+                self._wait(loops, live, WAIT_MS)
+
+    def _resume(self, loops: dict[str, Iterator[None]], live: list[NodeRuntime],
+                idle: bool) -> bool:
+        """Resume the live members with a period (``idle``: those without) in launch order;
+        whether any of them moved on (stepped, handled a tick, or ended)."""
+        moved = False
+        for member in [m for m in live if (m.driver.period is None) == idle]:
+            before = member.driver.completed
+            try:
+                next(loops[member.name])
+            except StopIteration:
+                self._end(member, live, 0)
+                moved = True
+            except (KeyboardInterrupt, Interrupted):
+                raise
+            except BaseException as exc:
+                self._end(member, live, member.exit_code(exc))
+                moved = True
+            else:
+                moved = moved or member.driver.completed != before
+        return moved
 
     def _end(self, member: NodeRuntime, live: list[NodeRuntime], code: int) -> None:
         live.remove(member)
         self._close(member, code)
 
-    def _wait(self, members: list[NodeRuntime], timeout_ms: int,
-              alone: bool = True) -> list[NodeRuntime]:
+    def _wait(self, loops: dict[str, Iterator[None]] | None, members: list[NodeRuntime],
+              timeout_ms: int) -> bool:
         """Wait up to ``timeout_ms`` for a message on any member's sockets, then have each
-        member's link handle what came for it. ``alone``: a member whose link raises (the
-        registry's ``stop``, a lost registry) ends alone -- closed, out of ``members`` and
-        returned; else (joining) what it raises ends the group, in its name."""
+        member's link handle what came for it; whether anything came. With ``loops`` (the
+        run), a member whose link raises (the registry's ``stop``, a lost registry) ends
+        alone -- closed, out of ``members``; without (joining), what it raises ends the
+        group, in its name."""
         owner: dict[Any, NodeRuntime] = {}
         items: list = []
         for member in members:
@@ -193,9 +206,9 @@ class GroupRuntime:
                 owner[item[0]] = member
         self.pending_signal.raise_if_pending()
         ready: dict[str, list] = {}
-        for sock, _ in zmq.zmq_poll(items, timeout_ms):
+        found = zmq.zmq_poll(items, timeout_ms)
+        for sock, _ in found:
             ready.setdefault(owner[sock].name, []).append(sock)
-        ended = []
         for member in list(members):
             self.current = member
             try:
@@ -203,12 +216,11 @@ class GroupRuntime:
             except (KeyboardInterrupt, Interrupted):
                 raise
             except BaseException as exc:
-                if not alone:
+                if loops is None:
                     raise
-                members.remove(member)
-                self._close(member, member.exit_code(exc))
-                ended.append(member)
-        return ended
+                loops.pop(member.name).close()   # (its finally blocks, if any)
+                self._end(member, members, member.exit_code(exc))
+        return bool(found)
 
 
 def _group_code(exc: BaseException) -> int | None:

@@ -35,8 +35,9 @@ def choose_loop(mode: str, periodic: bool) -> Loop:
 def stepped_steps(periodic: bool) -> Steps:
     """``stepped`` mode's loop for a node with or without a period, as a generator that yields
     whenever the node waits for a message (a group process runs several of them in one
-    thread: :mod:`catbus.runtime.group`)."""
-    return _periodic_steps if periodic else _reactive_steps
+    thread: :mod:`catbus.runtime.group`); a node without a period also yields after each tick
+    it handles, so that the group's stepping nodes go first."""
+    return _periodic_steps if periodic else _reactive_tick_steps
 
 
 def _periodic_steps(link: ProcessLink, driver: NodeDriver, run: RunTerms) -> Iterator[None]:
@@ -48,6 +49,11 @@ def _periodic_steps(link: ProcessLink, driver: NodeDriver, run: RunTerms) -> Ite
 
 def _reactive_steps(link: ProcessLink, driver: NodeDriver, run: RunTerms) -> Iterator[None]:
     return stepped.reactive_steps(link, driver, run.require_schedule())
+
+
+def _reactive_tick_steps(link: ProcessLink, driver: NodeDriver,
+                         run: RunTerms) -> Iterator[None]:
+    return stepped.reactive_steps(link, driver, run.require_schedule(), batch=1)
 
 
 def _stepped_periodic(link: ProcessLink, driver: NodeDriver, run: RunTerms) -> None:

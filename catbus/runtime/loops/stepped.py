@@ -161,10 +161,12 @@ def delay_inputs(link: ProcessLink, driver: NodeDriver, schedule: Schedule,
     return plans.get(driver.name)
 
 
-def reactive_steps(link: ProcessLink, driver: NodeDriver, schedule: Schedule) -> Iterator[None]:
+def reactive_steps(link: ProcessLink, driver: NodeDriver, schedule: Schedule,
+                   batch: int | None = None) -> Iterator[None]:
     """A node without a period (the recorder): handle messages in schedule order as soon as
     every publisher has completed their tick. Yields whenever it must wait for a message (see
-    :func:`periodic_steps`)."""
+    :func:`periodic_steps`); with ``batch``, also after handling that many ticks (a group
+    process then lets its stepping nodes go first: :mod:`catbus.runtime.group`)."""
     start = first_tick(link, schedule, driver.name)
     prepare(link, driver, schedule, start)
     publishers = link.peers.publishers
@@ -178,21 +180,23 @@ def reactive_steps(link: ProcessLink, driver: NodeDriver, schedule: Schedule) ->
     publish_progress = link.data.publish_progress
     reported = done = start - 1
     seen = -1   # inbox.advances when the frontier was last computed
+    reachable = done
     stats.state = f"waiting for tick {start}"
     while done < known_end(last, link.end_tick, inbox.end):
         yield
         if link.retire_requested:
             link.hand_over(done + 1, driver.snapshot())
-        if inbox.advances == seen and link.end_tick is None:
-            continue   # no peer progressed: the frontier cannot have moved
-        seen = inbox.advances
-        reachable = frontier([through(p) for p in publishers],
-                             known_end(last, link.end_tick, inbox.end))
+        if inbox.advances != seen or link.end_tick is not None:
+            seen = inbox.advances
+            reachable = frontier([through(p) for p in publishers],
+                                 known_end(last, link.end_tick, inbox.end))
+        # (else no peer progressed: the frontier cannot have moved)
         if reachable > done:
+            upto = reachable if batch is None else min(reachable, done + batch)
             # A reactive node's end_episode does not end a stepped run: its publishers may
             # already be up to WINDOW ticks further, so no tick could be the same for all.
-            driver.deliver(inbox.take_raw_through(reachable), reachable)
-            done = reachable
+            driver.deliver(inbox.take_raw_through(upto), upto)
+            done = upto
             if link.after_first_step is not None:
                 link.after_first_step(done)
             if done - reported >= report_every:
