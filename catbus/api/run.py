@@ -114,7 +114,8 @@ def run(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: str
         deadline: float = 30.0, evaluate: bool = True, log_level: str = "WARNING",
         pace: float | None = None, rejoin_timeout: float | None = None,
         insecure: bool = False,
-        args: Mapping[str, Any] | Sequence[str] | None = None) -> RunResult:
+        args: Mapping[str, Any] | Sequence[str] | None = None,
+        groups: Sequence[str] | Mapping[str, Sequence[str]] = ()) -> RunResult:
     """Run a launch to its end (its steps or duration, the end of the episode, its
     ``max_steps`` bound, or Ctrl-C).
 
@@ -161,6 +162,9 @@ def run(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: str
             without keys anyone who reaches it can join, read and publish, so it is refused
             unless this says the risk is taken. Loopback and ipc buses need neither.
         args: Values of the launch file's ``args:`` (``--arg``), e.g. ``{"n": 300}``.
+        groups: Node groups (``--group``; stepped): ``{"world": ["env", "human", "recorder"]}``
+            runs those nodes in one process, their messages to each other passed without a
+            socket (over the launch's ``group:`` keys).
 
     Returns:
         A :class:`~catbus.api.result.RunResult`: per-node statistics (``nodes``), ``wall_time``,
@@ -175,7 +179,7 @@ def run(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: str
     """
     spec = checked_spec(launch, mode=mode, seed=seed, steps=steps, duration=duration,
                     max_steps=max_steps, overrides=overrides, record=record, remote=remote,
-                    bus=bus, pace=pace, args=args)
+                    bus=bus, pace=pace, args=args, groups=groups)
     return execute(spec, progress=progress, deadline=deadline, remote_timeout=remote_timeout,
                    evaluate=evaluate, log_level=check_level(log_level),
                    rejoin_timeout=rejoin_timeout, insecure=insecure)
@@ -189,7 +193,8 @@ def start(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: s
           deadline: float = 30.0, evaluate: bool = True,
           log_level: str = "WARNING", pace: float | None = None,
           rejoin_timeout: float | None = None, insecure: bool = False,
-          args: Mapping[str, Any] | Sequence[str] | None = None) -> RunHandle:
+          args: Mapping[str, Any] | Sequence[str] | None = None,
+          groups: Sequence[str] | Mapping[str, Sequence[str]] = ()) -> RunHandle:
     """Start a run in the background and return its handle at once.
 
     Takes the same arguments as :func:`run`. The launch is checked here, before anything starts;
@@ -207,7 +212,7 @@ def start(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: s
         launch: As for :func:`run`.
         mode, seed, steps, duration, max_steps, overrides, record, remote, bus,
             remote_timeout, progress, deadline, evaluate, log_level, pace, rejoin_timeout,
-            insecure, args: As for :func:`run`.
+            insecure, args, groups: As for :func:`run`.
 
     Returns:
         A :class:`~catbus.api.handle.RunHandle`: ``name``, ``mode``, ``bus``, ``done``,
@@ -221,7 +226,7 @@ def start(launch: str | os.PathLike | Mapping[str, Any] | LaunchSpec, *, mode: s
 
     spec = checked_spec(launch, mode=mode, seed=seed, steps=steps, duration=duration,
                     max_steps=max_steps, overrides=overrides, record=record, remote=remote,
-                    bus=bus, pace=pace, args=args)
+                    bus=bus, pace=pace, args=args, groups=groups)
     return RunHandle(spec, progress=progress, deadline=deadline, rejoin_timeout=rejoin_timeout,
                      insecure=insecure,
                      remote_timeout=remote_timeout, evaluate=evaluate,
