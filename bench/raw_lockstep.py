@@ -10,6 +10,10 @@ Each publisher binds an XPUB and waits until it has seen the subscriptions of al
 then all four meet at a barrier, so nothing is lost and start-up is not timed. Tick time = (end of
 env's tick-N step - start of its tick-0 step) / N, the rule catbus's ``active_s`` follows (a "step"
 is building the two observations).
+
+The same lockstep also hosts flat_evade's real node objects: in four processes (``flat_env``,
+``flat_agent`` twice, ``recorder``) and in two (``flat_world``: env + human called in one process,
+``flat_agent_alone``: the robot), the baselines of flat_evade's stepped rows.
 """
 
 from __future__ import annotations
@@ -190,6 +194,20 @@ def flat_env(endpoints: dict[str, str], steps: int, barrier: Any, conn: Any) -> 
 
 
 def flat_agent(name: str, endpoints: dict[str, str], steps: int, barrier: Any, conn: Any) -> None:
+    """flat_evade's agent ``name`` in the 4-process raw lockstep (its action read by the env and
+    the recorder)."""
+    _flat_agent(name, endpoints, steps, barrier, conn, recorded=True)
+
+
+def flat_agent_alone(name: str, endpoints: dict[str, str], steps: int, barrier: Any,
+                     conn: Any) -> None:
+    """The same agent in the 2-process lockstep, where only the world process reads its action
+    (no recorder's subscription to wait for)."""
+    _flat_agent(name, endpoints, steps, barrier, conn, recorded=False)
+
+
+def _flat_agent(name: str, endpoints: dict[str, str], steps: int, barrier: Any, conn: Any,
+                recorded: bool) -> None:
     from bench.manager_lockstep import _node
 
     warm_allocator()
@@ -197,7 +215,8 @@ def flat_agent(name: str, endpoints: dict[str, str], steps: int, barrier: Any, c
     ctx = zmq.Context()
     pub = _publisher(ctx, endpoints[name])
     sub = _subscriber(ctx, [endpoints["env"]], [codec.topic_frame(f"{name}/sensors")])
-    _wait_subscriptions(pub, {b"\x01" + codec.topic_frame(f"{name}/action"), b"\x01"})
+    _wait_subscriptions(pub, {b"\x01" + codec.topic_frame(f"{name}/action")}
+                        | ({b"\x01"} if recorded else set()))
     barrier.wait()
     replies = 0
     while True:
@@ -209,6 +228,52 @@ def flat_agent(name: str, endpoints: dict[str, str], steps: int, barrier: Any, c
         replies += 1
     node.close()
     conn.send({"replies": replies})
+    pub.close()
+    sub.close()
+    ctx.term()
+
+
+def flat_world(endpoints: dict[str, str], steps: int, barrier: Any, conn: Any) -> None:
+    """flat_evade's env and human nodes in one process of a 2-process raw lockstep, the robot
+    (:func:`flat_agent_alone`) in the other. Each tick, in launch order: wait for the robot's
+    action of the previous tick, step the env (on that action and the human's of the previous
+    tick), send ``robot/sensors`` (the only message that leaves the process, so the robot works
+    while the human steps), then step the human on the env's ``human/sensors`` by a plain call.
+    Nothing is encoded for or sent to a recorder. Timed as :func:`flat_env`."""
+    from bench.manager_lockstep import _node
+
+    warm_allocator()
+    env_node, schedule = _node("env", steps)
+    human, _ = _node("human", steps)
+    ctx = zmq.Context()
+    pub = _publisher(ctx, endpoints["env"])
+    sub = _subscriber(ctx, [endpoints["robot"]], [codec.topic_frame("robot/action")])
+    _wait_subscriptions(pub, {b"\x01" + codec.topic_frame("robot/sensors")})
+    barrier.wait()
+    actions: dict[str, Any] = {"robot/action": None, "human/action": None}
+    errors = []
+    t0 = t1 = 0.0
+    for tick in range(steps + 1):
+        if tick > 0:
+            _, header, value = codec.decode_message(sub.recv_multipart(copy=False))
+            if header.tick != tick - 1:
+                errors.append(f"tick {tick}: robot action of tick {header.tick}")
+            actions["robot/action"] = value
+        sim_time = schedule.sim_time(tick)
+        began = time.perf_counter()
+        out = env_node.step(sim_time, actions)
+        ended = time.perf_counter()
+        if tick == 0:
+            t0 = began
+        t1 = ended
+        _send(pub, "robot/sensors", "env", tick, out["robot/sensors"])
+        acted = human.step(sim_time, {"~/sensors": out["human/sensors"]})
+        actions["human/action"] = acted["~/action"] if acted else None
+    sub.recv_multipart(copy=False)       # the robot's action of the last tick
+    _send(pub, "robot/sensors", "env", steps + 1, END)
+    env_node.close()
+    human.close()
+    conn.send({"active_s": t1 - t0, "errors": errors})
     pub.close()
     sub.close()
     ctx.term()

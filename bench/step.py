@@ -3,25 +3,28 @@
 What is measured and why. A catbus user picks a mode per run, so each mode's price must be known
 against what it replaces: flat_evade (``launch/flat_evade.yaml``: env + robot + human, all at
 period 0.01) runs ``--steps`` environment steps in ``inline`` (one process, recording off), in
-``stepped`` (four processes with the MCAP recorder on; also without recorder, for information), as
-the same node objects called in a plain Python loop (no codec, no inbox, no recording: the floor of
-``inline``), and in the original toolbox's design (env and agents in separate processes exchanging
-through ``multiprocessing.Manager`` dicts guarded by a Manager lock, polling every 1 ms, in
-lockstep; see ``bench/manager_lockstep.py``). A second pair isolates the lockstep machinery:
+``stepped`` (four processes with the MCAP recorder on; also without recorder, for information), in
+``stepped`` grouped (``group: world`` on env, human and the recorder: two processes, recorder on),
+as the same node objects called in a plain Python loop (no codec, no inbox, no recording: the floor
+of ``inline``), and in the original toolbox's design (env and agents in separate processes
+exchanging through ``multiprocessing.Manager`` dicts guarded by a Manager lock, polling every 1 ms,
+in lockstep; see ``bench/manager_lockstep.py``). A second pair isolates the lockstep machinery:
 trivial nodes (``bench/trivial_nodes.py``: env + 2 agents + a recorder-shaped node, all doing
 nothing) in ``stepped`` against a hand-written raw pyzmq lockstep of the same four processes
 (``bench/raw_lockstep.py``); for calibration, flat_evade's own nodes also run in that raw lockstep
-(informational: the floor of any 4-process design on this machine). One rule times every variant:
-steps/s = N / (end of the environment's tick-N ``step`` - start of its tick-0 ``step``), i.e.
-catbus's own ``result.nodes["env"]["active_s"]`` in inline and stepped, and the same two instants
-taken by hand in the plain loop and the baselines; process start-up, registration and set-up are
-never inside it (in stepped the recorder may still be up to the flow-control window behind when the
-env ends, < 1% of the run). Targets: stepped rec on >= 0.9x rec off and >= 0.95x the
-raw lockstep of the same nodes; trivial stepped tick <= 1.5x the raw lockstep; inline >= 0.9x the
-plain loop; inline overhead <= 5 us per node step on trivial nodes; catbus.gym >= 0.8x ``catbus
-launch`` in the same mode (the rows of :mod:`bench.step_rows`). Stepped against inline and against
-the Manager design are printed for information: no 4-process design reaches the old 0.5x / 10x
-targets on 2 cores.
+(informational: the floor of any 4-process design on this machine), and in a raw lockstep of two
+processes (env + human by plain calls, robot alone; nothing recorded), the grouped run's baseline.
+One rule times every variant: steps/s = N / (end of the environment's tick-N ``step`` - start of
+its tick-0 ``step``), i.e. catbus's own ``result.nodes["env"]["active_s"]`` in inline and stepped,
+and the same two instants taken by hand in the plain loop and the baselines; process start-up,
+registration and set-up are never inside it (in stepped the recorder may still be up to the
+flow-control window behind when the env ends, < 1% of the run). Targets: stepped rec on >= 0.9x rec
+off and >= 0.95x the raw lockstep of the same nodes; grouped >= 0.5x inline and >= 0.9x the raw
+2-process lockstep; trivial stepped tick <= 1.5x the raw lockstep; inline >= 0.9x the plain loop;
+inline overhead <= 5 us per node step on trivial nodes; catbus.gym >= 0.8x ``catbus launch`` in the
+same mode (the rows of :mod:`bench.step_rows`). Stepped against inline and against the Manager
+design are printed for information: no 4-process design reaches the old 0.5x / 10x targets on 2
+cores.
 
     python bench/step.py               # 5 repetitions (about 150 s)
     python bench/step.py --reps 7 --steps 2000
@@ -70,6 +73,8 @@ class Results:
     stepped_norec: list[float] = field(default_factory=list)
     manager: list[float] = field(default_factory=list)
     flat_raw: list[float] = field(default_factory=list)        # raw pyzmq lockstep, same nodes
+    grouped: list[float] = field(default_factory=list)         # stepped, env+human+rec grouped
+    flat_raw2: list[float] = field(default_factory=list)       # raw lockstep, 2 processes
     trivial: list[float] = field(default_factory=list)         # tick time, us
     trivial_mcap: list[float] = field(default_factory=list)
     raw: list[float] = field(default_factory=list)
@@ -176,11 +181,47 @@ def flat_checkpoints(steps: int, res: Results, every: int | None) -> None:
     (res.checkpointed if every else res.uncheckpointed).append(_env_rate(result, steps))
 
 
+def flat_grouped(steps: int, tmp: Path, res: Results) -> None:
+    """flat_evade stepped, recording on, with env, human and the recorder in one group process
+    (``group: world``) and the robot alone: two processes."""
+    path = tmp / f"grouped-{time.monotonic_ns()}.mcap"
+    result = run_catbus("flat_evade stepped grouped (record on)", LAUNCH, mode="stepped",
+                        steps=steps, record=path,
+                        groups={"world": ["env", "human", "recorder"]})
+    res.grouped.append(_env_rate(result, steps))
+    # The row means two processes only if the run had them (a catbus that accepts ``group:``
+    # but still starts a process per node would otherwise pass as grouped).
+    pids = {name: info.get("pid") for name, info in result.nodes.items()}
+    res.check("stepped grouped flat_evade: env, human, recorder in one process, robot in another",
+              None not in pids.values() and len(set(pids.values())) == 2
+              and pids["env"] == pids["human"] == pids["recorder"] != pids["robot"])
+    lost = sum(n.get("dropped", 0) + n.get("malformed", 0) for n in result.nodes.values())
+    res.check("stepped flat_evade runs lost no message", lost == 0)
+    res.check("stepped grouped flat_evade recording written", path.stat().st_size > 0)
+    path.unlink()
+
+
 def flat_manager(steps: int, res: Results) -> None:
     outcome = manager_lockstep.run(steps, timeout=TIMEOUT)
     res.manager.append(steps / outcome["active_s"])
     res.check("Manager design recorded every step (N+1 records)",
               outcome["records"] == steps + 1)
+
+
+def flat_raw2(steps: int, tmp: Path, res: Results) -> None:
+    """Baseline of the grouped row: flat_evade's node objects in a raw pyzmq lockstep of two
+    processes, env + human called in one (:func:`bench.raw_lockstep.flat_world`), the robot in
+    the other; nothing recorded."""
+    ctx = mp.get_context("spawn")
+    endpoints = {name: f"ipc://{tmp}/raw2-{name}.sock" for name in ("env", "robot")}
+    barrier = ctx.Barrier(2)
+    world, _ = run_processes(ctx, [
+        ("world", raw_lockstep.flat_world, (endpoints, steps, barrier)),
+        ("robot", raw_lockstep.flat_agent_alone, ("robot", endpoints, steps, barrier)),
+    ], TIMEOUT, "raw pyzmq lockstep, 2 processes (flat_evade nodes)")
+    if world["errors"]:
+        raise RuntimeError(f"raw 2-process lockstep: {world['errors'][:3]}")
+    res.flat_raw2.append(steps / world["active_s"])
 
 
 # -- trivial lockstep ----------------------------------------------------------------------------
@@ -315,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
              then(lambda: trivial_stepped(tsteps, tmp, res, mcap=False),
                   lambda: trivial_stepped(tsteps, tmp, res, mcap=True)),
              lambda: trivial_raw(tsteps, tmp, res)),
+            ("flat_evade stepped grouped | raw 2-process lockstep",
+             lambda: flat_grouped(steps, tmp, res), lambda: flat_raw2(steps, tmp, res)),
         ], log=log)
     flat = f"flat_evade, {steps} env steps"
     rows = [
@@ -358,6 +401,15 @@ def main(argv: list[str] | None = None) -> int:
             res.uncheckpointed, None, True,
             "stepped, env, robot and human checkpoint every 50 steps, recording off",
             "the same without checkpoints (same repetition)", flat),
+        Row("flat_evade stepped grouped / inline", "steps/s", res.grouped, res.inline, 0.5, True,
+            "stepped, env + human + recorder in one group process, robot alone, MCAP recorder on",
+            "inline, recording off", flat),
+        Row("flat_evade stepped grouped / raw 2-process lockstep", "steps/s", res.grouped,
+            res.flat_raw2, 0.9, True, "stepped grouped as above",
+            "flat_evade's nodes in a raw pyzmq lockstep of the same two processes "
+            "(env + human by plain calls; robot alone)", flat),
+        Row("flat_evade stepped grouped / stepped (rec on)", "steps/s", res.grouped, res.stepped,
+            None, True, "stepped grouped as above", "stepped, 4 processes, recorder on", flat),
     ]
     checks = [(name, all(values)) for name, values in res.checks.items()]
 
@@ -378,7 +430,9 @@ def main(argv: list[str] | None = None) -> int:
             f"stepped rec on {1e3 / median(res.stepped):.3f}, "
             f"stepped rec off {1e3 / median(res.stepped_norec):.3f}, "
             f"Manager design {median(manager_ms):.3f}, "
-            f"raw pyzmq lockstep {1e3 / median(res.flat_raw):.3f}",
+            f"raw pyzmq lockstep {1e3 / median(res.flat_raw):.3f}, "
+            f"stepped grouped {1e3 / median(res.grouped):.3f}, "
+            f"raw 2-process lockstep {1e3 / median(res.flat_raw2):.3f}",
         "  the raw pyzmq lockstep of flat_evade's nodes (the floor of a 4-process design on this "
         f"machine) reaches {median(res.flat_raw) / median(res.manager):.1f}x the Manager design "
         f"and {median(res.flat_raw) / median(res.inline):.2f}x inline",

@@ -101,6 +101,9 @@ def cmd_launch(args: argparse.Namespace) -> int:
         check_data_ports(data_ports, [n.name for n in spec.nodes if not n.remote], spec.bus)
     for warning in spec.unpublished_input_warnings():
         print(f"catbus: warning: {warning}", file=sys.stderr)
+    if spec.groups and spec.mode == "parallel":
+        print(f"catbus: note: node groups ({', '.join(spec.groups)}) are for stepped runs; in "
+              f"parallel every node runs in its own process, at its own period", file=sys.stderr)
     progress = None if not args.no_progress else False
     launcher = None
     if spec.mode == "inline":

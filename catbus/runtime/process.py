@@ -248,8 +248,8 @@ class NodeRuntime:
                                 link.inbox)
         scores = driver.scores if driver is not None else {}
         try:
-            self._publish_stats(stats)
-            self._publish_final()
+            publish_stats(link, driver, stats)
+            publish_final(link, driver)
             link.send(msg.Done(code=code, stats=stats, end=link.stop_reason,
                                end_tick=link.end_tick, scores=scores))
         except zmq.ZMQError:
@@ -276,26 +276,26 @@ class NodeRuntime:
         link.close()
         return code
 
-    def _publish_stats(self, stats: dict) -> None:
-        """This node's counters of refused and lost input on ``catbus/stats``, before its final
-        progress: the recording then has every node's, not only the recorder's."""
-        driver = self.driver
-        if driver is None:
-            return
-        keys = ("malformed", "malformed_by", "dropped", "duplicates", "received")
-        self.link.data.publish(STATS_TOPIC, {
-            "node": self.name, "incarnation": self.link.data.incarnation,
-            "stats": {key: stats[key] for key in keys if key in stats}},
-            max(driver.stats.tick, 0), driver.sim_time, None)
 
-    def _publish_final(self) -> None:
-        """Tell peers we are done, and how far we got: ``through`` is the last tick this node
-        actually completed (see :func:`~catbus.runtime.lockstep.final_through`), with the end
-        of the episode if it is known."""
-        link, driver = self.link, self.driver
-        completed = driver.completed if driver is not None else -1
-        inbox_end = driver.inbox.end if driver is not None else None
-        ends = [e for e in (link.end_tick, inbox_end) if e is not None]
-        end = min(ends) if ends else None
-        tick = driver.stats.tick if driver is not None else -1
-        link.data.publish_progress(tick, final_through(completed, end), end, True)
+def publish_stats(link: ProcessLink, driver: NodeDriver | None, stats: dict) -> None:
+    """A node's counters of refused and lost input on ``catbus/stats``, before its final
+    progress: the recording then has every node's, not only the recorder's."""
+    if driver is None:
+        return
+    keys = ("malformed", "malformed_by", "dropped", "duplicates", "received")
+    link.data.publish(STATS_TOPIC, {
+        "node": link.name, "incarnation": link.data.incarnation,
+        "stats": {key: stats[key] for key in keys if key in stats}},
+        max(driver.stats.tick, 0), driver.sim_time, None)
+
+
+def publish_final(link: ProcessLink, driver: NodeDriver | None) -> None:
+    """Tell peers a node is done, and how far it got: ``through`` is the last tick it actually
+    completed (see :func:`~catbus.runtime.lockstep.final_through`), with the end of the
+    episode if it is known."""
+    completed = driver.completed if driver is not None else -1
+    inbox_end = driver.inbox.end if driver is not None else None
+    ends = [e for e in (link.end_tick, inbox_end) if e is not None]
+    end = min(ends) if ends else None
+    tick = driver.stats.tick if driver is not None else -1
+    link.data.publish_progress(tick, final_through(completed, end), end, True)
