@@ -9,7 +9,6 @@ rules, the launcher's process plan and the control plane's view of a group's pro
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 import sys
@@ -21,7 +20,6 @@ import catbus
 from catbus.control import NoticeKind, ProcessExited, ProcessStarted
 from catbus.errors import ConfigError, NodeFailed
 from catbus.recording.verify import first_difference
-from catbus.wire import messages as msg
 from tests.conftest import wait_until
 from tests.control_sim import Sim
 
@@ -64,21 +62,27 @@ def test_catbus_launch_group_option_runs_a_group_from_the_command_line(bus_sandb
 
 
 @pytest.mark.timeout(120)
-def test_a_node_outside_a_group_is_swapped_as_in_any_run(bus_sandbox, tmp_path: Path) -> None:
-    """The robot becomes Unsafe at tick 150 while env, human and the recorder share a
-    process: the group's members answer the replacement's hello like processes of their own,
-    and the recording is inline's."""
+def test_nodes_inside_and_outside_a_group_are_swapped_as_in_any_run(bus_sandbox,
+                                                                     tmp_path: Path) -> None:
+    """The robot (alone) and the human (in the group with env and the recorder) are swapped
+    mid-run. The robot's replacement is answered by the group's members like by processes of
+    their own; the human's runs in a process of its own, the group's members now reaching it
+    over sockets, while the group goes on without it. The recording is inline's."""
     import yaml
 
     launch = yaml.safe_load(FLAT_EVADE.read_text())
-    launch.update(pythonpath=[str(ROOT)], swap=[{"at": 1.5, "node": "robot",
-                                                 "params": {"safe_controller": "Unsafe"}}])
+    launch.update(pythonpath=[str(ROOT)], swap=[
+        {"at": 1.0, "node": "robot", "params": {"safe_controller": "Unsafe"}},
+        {"at": 1.5, "node": "human", "params": {"safe_controller": "SafeSet"}}])
     catbus.run(launch, mode="inline", steps=300, record=tmp_path / "inline.mcap",
                evaluate=False)
     result = catbus.run(launch, mode="stepped", steps=300, record=tmp_path / "grouped.mcap",
                         evaluate=False, groups=WORLD)
-    assert [(s["node"], s["tick"]) for s in result.swaps] == [("robot", 150)]
+    assert [(s["node"], s["tick"], s["state"]) for s in result.swaps] == \
+        [("robot", 100, "restored"), ("human", 150, "restored")]
     assert first_difference(tmp_path / "inline.mcap", tmp_path / "grouped.mcap") is None
+    found = pids(result)
+    assert found["env"] == found["recorder"] == result.swaps[1]["old"]["pid"] != found["human"]
 
 
 def failing_group_launch() -> dict:
@@ -144,7 +148,7 @@ def test_group_keys_and_the_group_option_make_the_groups() -> None:
 @pytest.mark.unit
 @pytest.mark.parametrize("change, option, field, words", [
     ({"remote": True}, None, "nodes.talker.group", "remote"),
-    ({"restart": "on-failure"}, None, "nodes.talker.restart", "cannot be restarted alone"),
+    ({"restart": "on-failure"}, None, "nodes.talker.restart", "cannot be restarted yet"),
     ({}, "g=nobody", "--group", "no node named 'nobody'"),
     ({}, "g=", "--group", "expected NAME=NODE,NODE"),
     ({}, "a b=talker", "--group", "group name"),
@@ -156,15 +160,6 @@ def test_group_mistakes_name_the_field_and_the_fix(change, option, field, words)
     with pytest.raises(ConfigError) as error:
         catbus.load(launch, groups=[option] if option else ())
     assert error.value.field == field and words in error.value.message
-
-
-@pytest.mark.unit
-def test_a_swap_of_a_grouped_node_is_refused_in_the_launch_file() -> None:
-    launch = failing_group_launch()
-    launch["swap"] = [{"at": 1.0, "node": "listener"}]
-    with pytest.raises(ConfigError) as error:
-        catbus.load(launch)
-    assert error.value.field == "swap[0].node" and "group g" in error.value.message
 
 
 @pytest.mark.unit
@@ -192,14 +187,3 @@ def test_a_group_process_that_exits_early_fails_each_of_its_nodes() -> None:
     sim.feed(ProcessStarted("robot", 4242, sim.now))
     sim.feed(ProcessExited(4242, "exited with code 1", sim.now, sim.now, None))
     assert sorted(n.node for n in sim.noticed(NoticeKind.FAILED)) == ["env", "robot"]
-
-
-@pytest.mark.unit
-def test_the_registry_refuses_to_swap_a_grouped_node_saying_why() -> None:
-    sim = Sim()
-    robot = sim.state.members["robot"]
-    robot.config = dataclasses.replace(robot.config, group="world")
-    sim.start_run()
-    [reply] = sim.ask(b"tool", msg.SwapRequest(node="robot"))
-    assert not reply.ok and "group world" in reply.message
-    assert sim.starts == []

@@ -29,11 +29,6 @@ class SwapOrders:
         if EVERY_TOPIC in member.reads():
             return (f"node {name!r} reads every topic (a recorder): it cannot be swapped, its "
                     "file would be cut in two")
-        group = member.config.group if member.config is not None else None
-        if group is not None:
-            return (f"node {name!r} runs in group {group}, whose process holds other nodes "
-                    f"too: a grouped node cannot be swapped yet (run it without group: to "
-                    f"swap it)")
         if not state.started:
             return "the run has not started yet; swap once it runs (catbus swap --wait)"
         if state.end_tick is not None:

@@ -212,10 +212,12 @@ class DataPlane:
         #: in its past, and never relayed (see :meth:`publish_progress`).
         self.newest_tick = -1
         self.last_publish = 0.0   # wall time of the last data message sent
-        #: A group process (:mod:`catbus.runtime.group`): the nodes of this process, whose
-        #: messages reach us without a socket, and ``local(topic, envelope, buffers)`` handing
-        #: each message we send to those of them that read it (None: no group).
-        self.local_peers: frozenset[str] = frozenset()
+        #: A group process (:mod:`catbus.runtime.group`): the endpoints of the nodes of this
+        #: process (one set shared by all of them), whose messages reach us without a socket,
+        #: and ``local(topic, envelope, buffers)`` handing each message we send to those of
+        #: them that read it (None: no group). A neighbour's process elsewhere (a replacement
+        #: of a node of the group) is followed over a socket as any other.
+        self.local_endpoints: set[str] = set()
         self.local: Callable[[str, bytes, list], None] | None = None
         #: Who may subscribe to what this node publishes, and the hellos seen
         #: (:class:`~catbus.runtime.subscriptiongate.SubscriptionGate`).
@@ -263,9 +265,10 @@ class DataPlane:
         self._following = (endpoints, sources)
         wanted = {}
         for name, where in endpoints.items():
-            if name in self.local_peers:   # in this process: no socket (see local)
-                continue
-            where = [e for e in where if e and e != self.endpoint]
+            where = [e for e in where if e and e != self.endpoint
+                     and e not in self.local_endpoints]   # (in this process: see local)
+            if not where and name not in self.sub.sockets and self.local_endpoints:
+                continue   # a node of this process: no socket
             if self.everything and name in sources:
                 prefixes = [b""]
             else:

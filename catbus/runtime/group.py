@@ -59,6 +59,12 @@ class LocalDelivery:
             for add in readers:
                 add(frames)
 
+    def forget(self, name: str) -> None:
+        """Member ``name`` has ended (the run's end for it, a failure, or a replacement in a
+        process of its own took it over): nothing more is handed to it."""
+        self.others = [member for member in self.others if member.name != name]
+        self.routes.clear()
+
     def _readers(self, topic: str) -> list[Any]:
         """The members that subscribe to ``topic`` (all of it, for a reader of everything)."""
         return [member.driver.inbox.add_frames for member in self.others
@@ -83,12 +89,16 @@ class GroupRuntime:
         names = frozenset(member.name for member in self.members)
         #: One signal for all: the handler notes it, every member's link raises it again.
         self.pending_signal = PendingSignal()
+        endpoints: set[str] = set()   # filled by each member as it opens its sockets
         for member in self.members:
             member.pending_signal = self.pending_signal
             member.local_peers = names - {member.name}
+            member.local_endpoints = endpoints
         self._finishing = False
         #: The member being worked on: an exception out of the group's own code is its.
         self.current = self.members[0]
+        #: Each member's hand-over of its messages to the others.
+        self.deliveries: list[LocalDelivery] = []
         #: Members whose end has been handled (closed, done sent), and their exit codes.
         self.codes: dict[str, int] = {}
 
@@ -110,7 +120,9 @@ class GroupRuntime:
                     raise CatbusError(f"a node group runs in stepped mode only; this run is "
                                       f"{self.current.terms.mode}: start its nodes one per "
                                       f"process")
-                self.current.link.data.local = LocalDelivery(self.current.name, self.members)
+                delivery = LocalDelivery(self.current.name, self.members)
+                self.deliveries.append(delivery)
+                self.current.link.data.local = delivery
             self._join()
             for self.current in self.members:
                 self.current.begin()
@@ -134,6 +146,8 @@ class GroupRuntime:
         if member.name not in self.codes:
             self.codes[member.name] = code
             self.codes[member.name] = member.close(code)
+            for delivery in self.deliveries:
+                delivery.forget(member.name)
         return self.codes[member.name]
 
     def _join(self) -> None:
@@ -150,7 +164,7 @@ class GroupRuntime:
                 if not said[member.name]:
                     said[member.name] = say_ready_if_due(member.link)
 
-    def _step(self, loops: dict[str, Iterator[None]]) -> None:
+    def _step(self, loops: dict[str, Iterator[str | None]]) -> None:
         """Resume each member's loop in launch order until it must wait; when none could go
         on, wait for a message for any of them. A loop that returns (its part of the run is
         over) or raises ends its member only.
@@ -166,7 +180,7 @@ class GroupRuntime:
             if not self._resume(loops, live, idle=True):
                 self._wait(loops, live, WAIT_MS)
 
-    def _resume(self, loops: dict[str, Iterator[None]], live: list[NodeRuntime],
+    def _resume(self, loops: dict[str, Iterator[str | None]], live: list[NodeRuntime],
                 idle: bool) -> bool:
         """Resume the live members with a period (``idle``: those without) in launch order;
         whether any of them moved on (stepped, handled a tick, or ended)."""
@@ -191,7 +205,7 @@ class GroupRuntime:
         live.remove(member)
         self._close(member, code)
 
-    def _wait(self, loops: dict[str, Iterator[None]] | None, members: list[NodeRuntime],
+    def _wait(self, loops: dict[str, Iterator[str | None]] | None, members: list[NodeRuntime],
               timeout_ms: int) -> bool:
         """Wait up to ``timeout_ms`` for a message on any member's sockets, then have each
         member's link handle what came for it; whether anything came. With ``loops`` (the

@@ -204,14 +204,19 @@ class ProcessLink:
         stopped and in what state, then wait -- publishing nothing -- until the registry says
         ``stop`` (the replacement has taken over: :class:`Stopped` is raised) or ``resume``
         (it failed before its first step: return, and the caller goes on stepping)."""
+        self.start_hand_over(next_tick, snapshot)
+        while self.retired:
+            self.service(100)
+        self.stats.state = f"resumed at tick {next_tick}"
+
+    def start_hand_over(self, next_tick: int, snapshot: bytes | None) -> None:
+        """The first half of :meth:`hand_over`: tell the registry, and be :attr:`retired` until
+        it answers (a caller that cannot block -- a group process -- waits its own way)."""
         self.retire_requested = False
         self.retired = True
         self.stats.state = "handed over"
         self.send(msg.Handover(tick=next_tick, snapshot=snapshot, seq=dict(self.data.seq),
                                last_publish=self.data.last_publish))
-        while self.retired:
-            self.service(100)
-        self.stats.state = f"resumed at tick {next_tick}"
 
     def tend(self) -> None:
         """Between steps: handle the control link at most every :data:`CONTROL_EVERY` seconds.

@@ -76,9 +76,11 @@ class NodeRuntime:
         #: What the node was doing (an error report names it): startup, setup, connect, ...
         self.where = "startup"
         self.terminal: object | None = None   # install_terminal's token, once set up
-        #: The other nodes of this process (:mod:`catbus.runtime.group`): their messages come
-        #: without a socket, and they need no hello.
+        #: The other nodes of this process (:mod:`catbus.runtime.group`), which need no hello,
+        #: and the endpoints of all of them (one set, shared: each adds its own), whose
+        #: messages come without a socket.
         self.local_peers: frozenset[str] = frozenset()
+        self.local_endpoints: set[str] = set()
         self._finishing = False
         #: A signal the handler raised, raised again by the link's I/O if code swallowed it.
         self.pending_signal = PendingSignal()
@@ -110,8 +112,10 @@ class NodeRuntime:
                                        parent_pid=self.parent_pid, keys=self.keys,
                                        data_ports=self.data_ports,
                                        pending_signal=self.pending_signal)
-        link.data.local_peers = self.local_peers
-        link.data.gate.hellos |= self.local_peers
+        if self.local_peers:
+            self.local_endpoints.add(link.data.endpoint)
+            link.data.local_endpoints = self.local_endpoints
+            link.data.gate.hellos |= self.local_peers
         self.where = "startup"
         terms = self.terms = self._join(link)
         self.where = "setup"

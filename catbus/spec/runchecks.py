@@ -169,8 +169,10 @@ def check_mode(nodes: Sequence[NodeSpec], run: RunValues, where: str) -> None:
 
 
 def check_groups(nodes: Sequence[NodeSpec], where: str) -> None:
-    """A group (``group:``) is one process the launcher starts, holding its nodes for the whole
-    run: none of them can be remote, or restarted alone (:mod:`catbus.runtime.group`)."""
+    """A group (``group:``) is one process the launcher starts: none of its nodes can be
+    remote, nor restarted (:mod:`catbus.runtime.group`): the group's process dying is several
+    neighbours restarting at once, and two restarted neighbours wait for each other's answer
+    to their hello before either starts."""
     for spec in nodes:
         if spec.group is None:
             continue
@@ -180,9 +182,9 @@ def check_groups(nodes: Sequence[NodeSpec], where: str) -> None:
                               f"launcher starts on this host: remove group or remote")
         if spec.restart.enabled:
             raise ConfigError(where, f"nodes.{spec.name}.restart",
-                              f"node {spec.name} is in group {spec.group}, whose process holds "
-                              f"other nodes too: a grouped node cannot be restarted alone yet; "
-                              f"remove restart or group")
+                              f"node {spec.name} is in group {spec.group}: the nodes of a group "
+                              f"cannot be restarted yet (its process dying would restart them "
+                              f"all at once); remove restart, or group")
 
 
 def check_checkpoints(nodes: Sequence[NodeSpec], run: RunValues, where: str) -> None:

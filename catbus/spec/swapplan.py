@@ -73,11 +73,6 @@ def _entry(index: int, entry: SwapEntry, nodes: Mapping[str, NodeSpec], where: s
     if any(b.topic == ALL_TOPICS for b in spec.inputs):
         raise ConfigError(where, f"{prefix}.node", f"node {entry.node} reads every topic (a "
                                                    f"recorder) and cannot be swapped")
-    if spec.group is not None:
-        raise ConfigError(where, f"{prefix}.node", f"node {entry.node} is in group {spec.group}, "
-                                                   f"whose process holds other nodes too: a "
-                                                   f"grouped node cannot be swapped yet; remove "
-                                                   f"its group or this swap")
     class_path, node_class = spec.class_path, spec.node_class
     if entry.class_ is not None:
         class_path, node_class = import_node_class(entry.class_, where, prefix,

@@ -22,7 +22,7 @@ from catbus.runtime.terms import RunTerms
 
 Loop = Callable[[ProcessLink, NodeDriver, RunTerms], None]
 #: A loop as a generator: it yields whenever the node must wait for a message.
-Steps = Callable[[ProcessLink, NodeDriver, RunTerms], Iterator[None]]
+Steps = Callable[[ProcessLink, NodeDriver, RunTerms], Iterator[str | None]]
 
 
 def choose_loop(mode: str, periodic: bool) -> Loop:
@@ -40,30 +40,41 @@ def stepped_steps(periodic: bool) -> Steps:
     return _periodic_steps if periodic else _reactive_tick_steps
 
 
-def _periodic_steps(link: ProcessLink, driver: NodeDriver, run: RunTerms) -> Iterator[None]:
+def _periodic_steps(link: ProcessLink, driver: NodeDriver,
+                    run: RunTerms) -> Iterator[str | None]:
     pace = run.run_info.get("pace")
     return stepped.periodic_steps(link, driver, run.require_schedule(),
                                   pace=pace if isinstance(pace, (int, float)) and pace > 0
                                   else None, latency=latency_of(run.run_info), seed=run.seed)
 
 
-def _reactive_steps(link: ProcessLink, driver: NodeDriver, run: RunTerms) -> Iterator[None]:
+def _reactive_steps(link: ProcessLink, driver: NodeDriver,
+                    run: RunTerms) -> Iterator[str | None]:
     return stepped.reactive_steps(link, driver, run.require_schedule())
 
 
 def _reactive_tick_steps(link: ProcessLink, driver: NodeDriver,
-                         run: RunTerms) -> Iterator[None]:
+                         run: RunTerms) -> Iterator[str | None]:
     return stepped.reactive_steps(link, driver, run.require_schedule(), batch=1)
 
 
 def _stepped_periodic(link: ProcessLink, driver: NodeDriver, run: RunTerms) -> None:
-    for _ in _periodic_steps(link, driver, run):
-        link.receive_one()
+    _drive(link, _periodic_steps(link, driver, run))
 
 
 def _stepped_reactive(link: ProcessLink, driver: NodeDriver, run: RunTerms) -> None:
-    for _ in _reactive_steps(link, driver, run):
-        link.receive_one()
+    _drive(link, _reactive_steps(link, driver, run))
+
+
+def _drive(link: ProcessLink, steps: Iterator[str | None]) -> None:
+    """Run a stepped loop in a node process: receive whenever it waits for a message, and
+    handle the control link while it has handed over."""
+    receive_one, service = link.receive_one, link.service
+    for waiting in steps:
+        if waiting is None:
+            receive_one()
+        else:   # stepped.RETIRED
+            service(100)
 
 
 def _parallel_periodic(link: ProcessLink, driver: NodeDriver, run: RunTerms) -> None:

@@ -45,6 +45,21 @@ def prepare(link: ProcessLink, driver: NodeDriver, schedule: Schedule, first_tic
         driver.continue_from(first_tick)
 
 
+#: What a stepped loop yields while its process has handed over (hot swap) and waits for the
+#: registry's answer; it yields None when it waits for a message.
+RETIRED = "retired"
+
+
+def handing_over(link: ProcessLink, next_tick: int, snapshot: bytes | None) -> Iterator[str]:
+    """Hot swap, between two steps (:meth:`ProcessLink.hand_over`), as part of a loop that
+    yields: :data:`RETIRED` until the registry says ``stop`` (the replacement took over:
+    :class:`Stopped` is raised where the link is serviced) or ``resume``."""
+    link.start_hand_over(next_tick, snapshot)
+    while link.retired:
+        yield RETIRED
+    link.stats.state = f"resumed at tick {next_tick}"
+
+
 def first_tick(link: ProcessLink, schedule: Schedule, name: str) -> int:
     """Where this process starts: 0, or for a process taking over mid-run the tick its
     predecessor would have stepped next (a hot swap's ``takeover``), or for one that starts as
@@ -86,7 +101,7 @@ def pace_function(link: ProcessLink, schedule: Schedule, pace: float | None):
 
 def periodic_steps(link: ProcessLink, driver: NodeDriver, schedule: Schedule,
                    pace: float | None = None, latency: Mapping[str, Any] | None = None,
-                   seed: int = 0) -> Iterator[None]:
+                   seed: int = 0) -> Iterator[str | None]:
     """Step the node's due ticks, each once its peers have completed what it needs.
     ``latency``: the run's latency models (``run_info["latency"]``), None if it has none.
 
@@ -117,7 +132,7 @@ def periodic_steps(link: ProcessLink, driver: NodeDriver, schedule: Schedule,
             checkpoints.take(tick)   # between two steps, like a hand-over
         if link.retire_requested or tick == retire_at:
             # Between two ticks: everything of tick - 1 is sent, nothing of tick is.
-            link.hand_over(tick, driver.snapshot())
+            yield from handing_over(link, tick, driver.snapshot())
         waited = time.perf_counter()
         stats.state = f"waiting for tick {tick}"
         # No extra receive once ready: being ready means every publisher's progress for the
@@ -162,7 +177,7 @@ def delay_inputs(link: ProcessLink, driver: NodeDriver, schedule: Schedule,
 
 
 def reactive_steps(link: ProcessLink, driver: NodeDriver, schedule: Schedule,
-                   batch: int | None = None) -> Iterator[None]:
+                   batch: int | None = None) -> Iterator[str | None]:
     """A node without a period (the recorder): handle messages in schedule order as soon as
     every publisher has completed their tick. Yields whenever it must wait for a message (see
     :func:`periodic_steps`); with ``batch``, also after handling that many ticks (a group
@@ -185,7 +200,7 @@ def reactive_steps(link: ProcessLink, driver: NodeDriver, schedule: Schedule,
     while done < known_end(last, link.end_tick, inbox.end):
         yield
         if link.retire_requested:
-            link.hand_over(done + 1, driver.snapshot())
+            yield from handing_over(link, done + 1, driver.snapshot())
         if inbox.advances != seen or link.end_tick is not None:
             seen = inbox.advances
             reachable = frontier([through(p) for p in publishers],
