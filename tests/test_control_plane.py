@@ -409,6 +409,38 @@ def test_restart_fresh_marks_the_run_spliced():
     assert notice.message == "env restarted fresh at tick 2140"
 
 
+def test_neighbours_restarted_together_mark_the_run_spliced_even_from_checkpoints():
+    """env and robot (each reads the other) die at once: each restarted process goes on from
+    where its readers stopped hearing it, but its reader is restarting too and has heard
+    nothing. That once went on silently with a wrong episode; now the run says so."""
+    both = {"env": ON_FAILURE, "robot": ON_FAILURE}
+    sim, procs = running(restart=both, nodes=("env", "robot", "recorder"))
+    sim.beat(procs["env"], 200)
+    sim.beat(procs["robot"], 200)
+    sim.exited(procs["env"])
+    sim.exited(procs["robot"])
+    sim.advance(0.5)
+    for name in ("env", "robot"):
+        new = sim.register(sim.spawned(name, restart=True), restart=True)
+        sim.send(new, msg.Ready())
+        sim.send(new, msg.Swapped(tick=201, restored=True, checkpoint=150))
+    assert [(e["node"], e["together"]) for e in sim.state.spliced] == \
+        [("env", ["robot"]), ("robot", ["env"])]
+    notices = [n.message for n in sim.noticed(NoticeKind.SPLICED)]
+    assert notices[0] == "env restarted together with robot checkpoint (tick 150) at tick 201"
+
+
+def test_a_restart_alone_from_a_checkpoint_is_no_splice():
+    sim, procs = running(restart={"env": ON_FAILURE}, nodes=("env", "robot", "recorder"))
+    sim.beat(procs["env"], 200)
+    sim.exited(procs["env"])
+    sim.advance(0.5)
+    new = sim.register(sim.spawned("env", restart=True), restart=True)
+    sim.send(new, msg.Ready())
+    sim.send(new, msg.Swapped(tick=201, restored=True, checkpoint=150))
+    assert sim.state.spliced == [] and "together" not in sim.state.swaps[0]
+
+
 def test_restart_of_a_stuck_node_kills_it_first_then_waits_for_its_exit():
     sim, procs = running(restart={"robot": ON_FAILURE}, deadline=3.0)
     for _ in range(8):

@@ -170,14 +170,18 @@ class ControlPlane:
             record = self.restarts.on_swapped(member, switch, swapped, event.wall, out)
             if record is not None:
                 out.notify(NoticeKind.SWAPPED, member.name, describe(record))
-        if record is not None and record["state"] == "fresh" and \
-                (record["kind"] == "restart" or record.get("old_died")):
+        if record is not None and (record.get("together") or record["state"] == "fresh" and
+                                   (record["kind"] == "restart" or record.get("old_died"))):
             self._spliced(member, record, out)
 
     def _spliced(self, member: Member, record: dict[str, Any], out: Outbox) -> None:
-        """A node went on mid-episode without its state: every score of the run says so."""
+        """A node went on mid-episode without its state, or restarted together with a
+        neighbour (neither knew where the other's readers stopped): every score of the run
+        says so."""
         entry = {"node": member.name, "tick": record["tick"], "kind": record["kind"],
                  "state": record["state"]}
+        if record.get("together"):
+            entry["together"] = record["together"]
         self.state.spliced.append(entry)
         out.notify(NoticeKind.SPLICED, member.name, splice_line(entry))
 
@@ -272,7 +276,8 @@ class ControlPlane:
 def splice_line(entry: dict[str, Any]) -> str:
     """``env restarted fresh at tick 2140``: how a spliced episode is named everywhere."""
     how = "restarted" if entry["kind"] == "restart" else "swapped after its process died"
-    return f"{entry['node']} {how} {entry['state']} at tick {entry['tick']}"
+    together = f" together with {', '.join(entry['together'])}" if entry.get("together") else ""
+    return f"{entry['node']} {how}{together} {entry['state']} at tick {entry['tick']}"
 
 
 __all__ = ["ControlPlane", "splice_line"]

@@ -24,6 +24,7 @@ from catbus.control.members import Member, Process
 from catbus.control.state import RunState, broadcast_graph
 from catbus.control.switch import Switch
 from catbus.wire import messages as msg
+from catbus.wire.protocol import EVERY_TOPIC
 
 
 class Restarts:
@@ -54,6 +55,11 @@ class Restarts:
         member.restarts += 1
         switch = Switch(member.name, SwitchKind.RESTART, Phase.DUE, cls=config.class_path,
                         since=now, due=now + delay, why=why)
+        for other in state.switches.values():
+            if other.kind is SwitchKind.RESTART and \
+                    neighbours(member, state.members[other.node]):
+                switch.together.add(other.node)
+                other.together.add(member.name)
         process = member.process
         if process is not None:
             state.processes.pop(process.identity, None)
@@ -143,9 +149,18 @@ class Restarts:
                   "at": wall}
         if swapped.checkpoint >= 0:
             record["state"] = state_text(swapped.checkpoint)
+        if switch.together:
+            record["together"] = sorted(switch.together)
         self.state.swaps.append(record)
         broadcast_graph(self.state)
         return record
 
 
-__all__ = ["Restarts"]
+def neighbours(one: Member, other: Member) -> bool:
+    """Does either read what the other publishes (a reader of every topic reads everyone)?"""
+    return any(reads & publishes or (EVERY_TOPIC in reads and publishes)
+               for reads, publishes in ((one.reads(), other.publishes()),
+                                        (other.reads(), one.publishes())))
+
+
+__all__ = ["Restarts", "neighbours"]

@@ -41,6 +41,10 @@ class Switch:
     dead_pid: int | None = None
     due: float = 0.0
     why: str = ""
+    #: A restart begun while a neighbour was being restarted too: those neighbours. Each goes
+    #: on from where its readers stopped hearing it, but a reader restarting with it has heard
+    #: nothing, so the two cannot go on exactly where they stopped: the episode is spliced.
+    together: set[str] = field(default_factory=set)
 
     def describe(self) -> str:
         """In words, for ``catbus node list`` (the graph's ``pending``)."""
