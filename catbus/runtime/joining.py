@@ -120,4 +120,5 @@ def waiting_for(link: Link, ready_sent: bool) -> str:
                      else "waiting for the start")
 
 
-__all__ = ["apply_graph", "join", "subscribe_inputs", "say_ready_if_due", "heard_enough", "waiting_for", "unanswered"]
+__all__ = ["apply_graph", "join", "subscribe_inputs", "say_ready_if_due", "heard_enough",
+           "waiting_for", "unanswered"]

@@ -21,7 +21,8 @@ from catbus.runtime.loops import parallel, stepped
 from catbus.runtime.terms import RunTerms
 
 Loop = Callable[[ProcessLink, NodeDriver, RunTerms], None]
-#: A loop as a generator: it yields whenever the node must wait for a message.
+#: A loop as a generator: it yields None whenever the node must wait for a message, and
+#: :data:`~catbus.runtime.loops.stepped.RETIRED` while its process has handed over.
 Steps = Callable[[ProcessLink, NodeDriver, RunTerms], Iterator[str | None]]
 
 
