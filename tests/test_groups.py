@@ -85,6 +85,16 @@ def test_nodes_inside_and_outside_a_group_are_swapped_as_in_any_run(bus_sandbox,
     assert found["env"] == found["recorder"] == result.swaps[1]["old"]["pid"] != found["human"]
 
 
+@pytest.mark.timeout(120)
+def test_catbus_verify_checks_a_grouping_against_inline(bus_sandbox, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "catbus", "verify", str(FLAT_EVADE), "--steps", "40",
+         "--group", "world=env,human,recorder"],
+        capture_output=True, text=True, timeout=100, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert done.stdout.startswith("identical: ")
+
+
 def failing_group_launch() -> dict:
     return {"name": "failing-group", "mode": "stepped", "steps": 20, "nodes": {
         "talker": {"class": "tests.toy_nodes:Failing", "params": {"fail_at": 5},

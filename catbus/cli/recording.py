@@ -67,6 +67,9 @@ def add_verify_parser(commands: Any) -> None:
                             "for RUN.mcap, whether a parallel recording reproduces")
     p.add_argument("file", help="launch file, or an .mcap recording of a parallel run")
     add_run_options(p)
+    p.add_argument("--group", action="append", default=[], metavar="NAME=NODE,NODE",
+                   help="run the stepped side with these nodes in one process (a node group), "
+                        "e.g. --group world=env,human,recorder (repeatable)")
     p.set_defaults(func=cmd_verify)
 
 
@@ -171,7 +174,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         given = [option for option, value in (("--mode", args.mode), ("--seed", args.seed),
                                               ("--steps", args.steps),
                                               ("--duration", args.duration),
-                                              ("--set", args.overrides)) if value]
+                                              ("--set", args.overrides),
+                                              ("--group", args.group)) if value]
         if given:
             print(f"catbus: verify {args.file}: {given[0]} does not apply to a recording: it is "
                   "stepped again as recorded (for a what-if: catbus reproduce FILE --set ...)",
@@ -184,7 +188,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
               "deterministic)", file=sys.stderr)
         return 2
     return verify(args.file, seed=args.seed, steps=args.steps, duration=args.duration,
-                  overrides=args.overrides, args=args.launch_args)
+                  overrides=args.overrides, args=args.launch_args, groups=args.group)
 
 
 def _title(recording: Recording) -> str:

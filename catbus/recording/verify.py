@@ -78,9 +78,9 @@ def verify_recording(path: str | Path, *, out: Any = print) -> int:
 
 def verify(launch: str, *, seed: int | None = None, steps: int | None = None,
            duration: float | None = None, overrides: Sequence[str] = (),
-           out: Any = print, args: Any = None) -> int:
+           out: Any = print, args: Any = None, groups: Sequence[str] = ()) -> int:
     """Run both modes and report; returns 0 when they agree, 1 otherwise. ``args``: the launch
-    file's arguments (``--arg``)."""
+    file's arguments (``--arg``); ``groups``: node groups of the stepped run (``--group``)."""
     from catbus.api.run import run
 
     with tempfile.TemporaryDirectory(prefix="catbus-verify-") as folder:
@@ -88,7 +88,8 @@ def verify(launch: str, *, seed: int | None = None, steps: int | None = None,
         for mode in ("inline", "stepped"):
             paths[mode] = Path(folder) / f"{mode}.mcap"
             run(launch, mode=mode, seed=seed, steps=steps, duration=duration,
-                overrides=overrides, record=paths[mode], evaluate=False, args=args)
+                overrides=overrides, record=paths[mode], evaluate=False, args=args,
+                groups=groups if mode == "stepped" else ())
         difference = first_difference(paths["inline"], paths["stepped"])
         counts = {t: len(v) for t, v in channel_sequences(paths["inline"]).items()}
     if difference is None:
