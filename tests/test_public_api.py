@@ -28,7 +28,7 @@ EXPECTED_ALL = ["Node", "Input", "Param", "run", "start", "load", "RunResult", "
                 "__version__"]
 RUN_PARAMETERS = ["launch", "mode", "seed", "steps", "duration", "max_steps", "overrides",
                   "record", "remote", "bus", "remote_timeout", "progress", "deadline", "evaluate",
-                  "log_level", "pace", "rejoin_timeout", "insecure", "args"]
+                  "log_level", "pace", "rejoin_timeout", "insecure", "args", "groups"]
 
 
 def talker_launch(**top) -> dict:
