@@ -20,6 +20,7 @@ import catbus
 from catbus.control import NoticeKind, ProcessExited, ProcessStarted
 from catbus.errors import ConfigError, NodeFailed
 from catbus.recording.verify import first_difference
+from catbus.wire import messages as msg
 from tests.conftest import wait_until
 from tests.control_sim import Sim
 
@@ -188,6 +189,22 @@ def test_the_launcher_starts_one_process_per_group_in_stepped_mode_only() -> Non
     first, *others = local_processes(catbus.load(launch))[0]
     command = node_command(first, "ipc:///tmp/x", group=others)
     assert command[command.index("--with") + 1] == "listener=tests.toy_nodes:Listener"
+
+
+@pytest.mark.unit
+def test_a_silent_group_names_every_node_of_its_process() -> None:
+    """A step stuck in a group silences all its nodes at once: the failure says which nodes
+    share the process, since which one is stuck cannot be told from outside."""
+    sim = Sim(nodes=("env", "robot", "recorder"))
+    env = sim.process("env")
+    procs = [env, sim.process("robot", pid=env.pid), sim.process("recorder")]   # env + robot
+    for proc in procs:
+        sim.register(proc)
+    for proc in procs:
+        sim.send(proc, msg.Ready())
+    sim.advance(31.0)
+    failed = {n.node: n.message for n in sim.noticed(NoticeKind.FAILED)}
+    assert "its process also runs robot (a node group)" in failed["env"]
 
 
 @pytest.mark.unit

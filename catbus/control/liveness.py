@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from catbus.control.instructions import Outbox
 from catbus.control.kinds import MemberState, NoticeKind
+from catbus.control.members import Member
 from catbus.control.state import RunState
 from catbus.runtime.lockstep import Position, stalled_on
 from catbus.wire.protocol import AWAITING_CONTROLLER_STATE, CLOSING_STATE, HEARTBEAT_INTERVAL
@@ -73,9 +74,12 @@ class Liveness:
             elif silent > config.deadline:
                 # A node stuck inside step() cannot say so; its last report and the last tick it
                 # completed are the best lead (its peers' ticks show where the run stands).
+                mates = process_mates(state, member)
+                shared = (f"; its process also runs {', '.join(mates)} (a node group): one of "
+                          f"them is stuck" if mates else "")
                 verdicts.append(Verdict(member.name, (
                     f"no heartbeat for {config.deadline:g} s although its link is up: stuck "
-                    f"in a step (--deadline; completed tick {member.tick}{last})")))
+                    f"in a step (--deadline; completed tick {member.tick}{last}{shared})")))
         stall = self.stall(now)
         if stall is not None:
             verdicts.append(stall)
@@ -154,6 +158,17 @@ class Liveness:
                     f": waiting for {', '.join(waiting)}" if waiting else "") + f" {last}"
             verdicts.append(Verdict(member.name, why, final=True))
         return verdicts
+
+
+def process_mates(state: RunState, member: Member) -> list[str]:
+    """The other nodes that run in ``member``'s process (a node group: one stuck step silences
+    them all, and which one it is cannot be told from outside)."""
+    process = member.process
+    if process is None:
+        return []
+    return [other.name for other in state.members.values()
+            if other is not member and other.process is not None
+            and (other.process.pid, other.process.host) == (process.pid, process.host)]
 
 
 __all__ = ["Liveness", "Verdict", "LOST_AFTER"]
