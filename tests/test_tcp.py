@@ -570,7 +570,7 @@ def test_a_stepped_run_holds_for_a_lost_node_and_resumes(two_hosts: TwoHosts, tm
     launch = write_launch(tmp_path, echo_graph(two_hosts.bus))
     record = tmp_path / "stepped.mcap"
     owner = two_hosts.a.start(["launch", str(launch), "--mode", "stepped", "--steps", "3000",
-                               "--pace", "2", "--remote", "echo", "--record", str(record),
+                               "--pace", "4", "--remote", "echo", "--record", str(record),
                                "--rejoin-timeout", "60", "--no-progress", "--json",
                                "--insecure"], tmp_path / "owner")
     node_args = ["node", "tests.swap_nodes:Echo", "--name", "echo", "--bus", two_hosts.bus]
