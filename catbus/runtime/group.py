@@ -16,8 +16,10 @@ readers outside the group, its own inbox and the same lockstep rules. What chang
   order, and waits on the sockets of all of them when none can go on.
 
 A member's failure or ``stop`` ends that member (its ``close()``, its ``done``); the others go
-on until the registry ends the run. A grouped node is not swapped or restarted alone (the launch
-file's checks and the registry refuse it).
+on until the registry ends the run. A swapped member hands over without blocking the others,
+and its replacement runs in a process of its own, which they then reach over sockets. A grouped
+node cannot have ``restart:`` (the launch file's checks refuse it): the group's process dying
+would restart its nodes all at once.
 """
 
 from __future__ import annotations
