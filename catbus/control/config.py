@@ -46,8 +46,6 @@ class NodeConfig:
     class_path: str = ""
     restart: RestartPolicy = RestartPolicy()
     local: bool = True
-    #: The node group whose process runs it (stepped ``group:``), None: a process of its own.
-    group: str | None = None
 
 
 @dataclass(frozen=True)

@@ -55,8 +55,7 @@ def run_config(spec: LaunchSpec, schedule: Schedule | None, run_info: dict[str, 
         params=n.params, given=n.given_params, period=n.period,
         inputs=[[b.declared, b.topic, b.policy] for b in n.inputs],
         outputs=[[b.declared, b.topic] for b in n.outputs], class_path=n.class_path,
-        restart=n.restart, local=not n.remote,
-        group=n.group if spec.mode == "stepped" else None) for n in spec.nodes}
+        restart=n.restart, local=not n.remote) for n in spec.nodes}
     swaps = []
     for entry in spec.swaps:
         cls = entry.class_path or spec.node(entry.node).class_path
