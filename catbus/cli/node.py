@@ -196,12 +196,6 @@ def _members(with_nodes: Sequence[str], first: Any, paths: Sequence[str]) -> lis
     return members
 
 
-def _group(members: list[Any]) -> Any:
-    from catbus.runtime.group import GroupRuntime
-
-    return GroupRuntime(members)
-
-
 def run_node(class_path: str, *, name: str, bus: str | None, run: str | None = None,
              params: Sequence[str] = (),
              remaps: Sequence[str] = (), period: float | None = None,
@@ -218,7 +212,6 @@ def run_node(class_path: str, *, name: str, bus: str | None, run: str | None = N
     from catbus import security
     from catbus.cli.node_runtime import CliNodeRuntime
     from catbus.runtime.inbox import InputBinding
-    from catbus.runtime.process import NodeRuntime
     from catbus.runtime.signals import Interrupted, install_signal_handlers, \
         set_parent_death_signal, start_orphan_watchdog
     from catbus.spec.callbacks import callback_problems
@@ -263,7 +256,9 @@ def run_node(class_path: str, *, name: str, bus: str | None, run: str | None = N
             if replace or restart:
                 raise ConfigError("catbus node", "--with", "a group cannot --replace or "
                                                            "--restart a node: run it alone")
-            runtime = _group([runtime, *_members(with_nodes, runtime, paths)])
+            from catbus.runtime.group import GroupRuntime
+
+            runtime = GroupRuntime([runtime, *_members(with_nodes, runtime, paths)])
         install_signal_handlers(runtime)
     except Interrupted as exc:
         return exc.exit_code

@@ -24,7 +24,6 @@ would restart its nodes all at once.
 
 from __future__ import annotations
 
-import signal
 from typing import Any, Iterator, Sequence
 
 import zmq
@@ -34,7 +33,7 @@ from catbus.runtime.inbox import Frames
 from catbus.runtime.joining import say_ready_if_due, subscribe_inputs, waiting_for
 from catbus.runtime.loops import stepped_steps
 from catbus.runtime.process import NodeRuntime
-from catbus.runtime.signals import Interrupted, PendingSignal
+from catbus.runtime.signals import Interrupted, PendingSignal, signal_exit_code
 from catbus.wire.protocol import PROGRESS_TOPIC
 
 #: The longest the group waits on its sockets before it looks at every control link again.
@@ -131,7 +130,7 @@ class GroupRuntime:
             self._step({member.name: stepped_steps(member.terms.periodic(member.name))(
                 member.link, member.driver, member.terms) for member in self.members})
         except BaseException as exc:
-            code = _group_code(exc)
+            code = signal_exit_code(exc)
             if code is None:   # a failure of the member being worked on: named by it
                 code = self._close(self.current, self.current.exit_code(exc))
             self._finishing = True
@@ -237,15 +236,6 @@ class GroupRuntime:
                 loops.pop(member.name).close()   # (its finally blocks, if any)
                 self._end(member, members, member.exit_code(exc))
         return bool(found)
-
-
-def _group_code(exc: BaseException) -> int | None:
-    """The exit code of every member when ``exc`` ends the whole group (a signal), else None."""
-    if isinstance(exc, Interrupted):
-        return exc.exit_code
-    if isinstance(exc, KeyboardInterrupt):
-        return 128 + signal.SIGINT
-    return None
 
 
 __all__ = ["GroupRuntime", "LocalDelivery"]

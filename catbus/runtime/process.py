@@ -12,7 +12,6 @@ progress and its ``done`` are sent.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import traceback
 from typing import Any
@@ -30,7 +29,7 @@ from catbus.runtime.lockstep import final_through
 from catbus.runtime.logs import CLI_DEFAULT_LEVEL, check_level, install_terminal, \
     uninstall_terminal
 from catbus.runtime.loops import choose_loop
-from catbus.runtime.signals import Interrupted, PendingSignal
+from catbus.runtime.signals import Interrupted, PendingSignal, signal_exit_code
 from catbus.runtime.stats import NodeStats, add_link_counts
 from catbus.runtime.takeover import record_event, take_over
 from catbus.runtime.terms import RunTerms
@@ -144,10 +143,9 @@ class NodeRuntime:
         failure); anything that is not a way a run ends is raised again."""
         if isinstance(exc, Stopped):
             return 0
-        if isinstance(exc, Interrupted):
-            return exc.exit_code
-        if isinstance(exc, KeyboardInterrupt):
-            return 128 + signal.SIGINT
+        code = signal_exit_code(exc)
+        if code is not None:
+            return code
         if isinstance(exc, RegistryLost):
             print(f"catbus: node {self.name}: {exc}", flush=True)
             try:   # if the registry is in fact alive, the run fails naming this node

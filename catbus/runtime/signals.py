@@ -115,6 +115,16 @@ def start_orphan_watchdog(parent_pid: int | None, grace: float = ORPHAN_GRACE) -
     threading.Thread(target=watch, name="catbus-orphan-watchdog", daemon=True).start()
 
 
+def signal_exit_code(exc: BaseException) -> int | None:
+    """The exit code of a process that ``exc`` (a signal: :class:`Interrupted` or Ctrl-C's
+    KeyboardInterrupt) ends, else None: ``128 + signum``."""
+    if isinstance(exc, Interrupted):
+        return exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        return 128 + signal.SIGINT
+    return None
+
+
 def install_signal_handlers(runtime: Any) -> None:
     """SIGINT and SIGTERM end the node gracefully: ``close()`` runs, the recording is finished.
     ``runtime.interrupt(signum, frame)`` decides (it raises :class:`Interrupted` until the node

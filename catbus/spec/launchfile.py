@@ -115,8 +115,8 @@ from catbus.spec.fieldcheck import absolute, unknown_node_message
 from catbus.spec.imports import import_path_for
 from catbus.spec.includes import expand_launch
 from catbus.spec.launchargs import parse_arg_options
-from catbus.spec.nodelist import apply_groups, apply_node_keys, attach_recorder, check_remote_names, \
-    decode_nodes, parse_sets
+from catbus.spec.nodelist import apply_groups, apply_node_keys, attach_recorder, \
+    check_remote_names, decode_nodes, parse_sets
 from catbus.spec.nodespec import NodeSpec, TopicBinding, node_spec
 from catbus.spec.runchecks import check_mode, check_publishers, command_line, keys_folder, \
     pythonpath, record_path, run_values
